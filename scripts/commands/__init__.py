@@ -1,0 +1,1 @@
+"""Subcommands of `gen3d`, one module each (see scripts/cli.py)."""

@@ -1,0 +1,193 @@
+"""Results of a backend (Mesh, GaussianSplat) and their GLB / PLY / OBJ writers.
+
+Coordinate convention for every asset we emit (glTF's): y up, x to the right of the
+photo, +z towards the camera; centred on the bounding box, largest extent 1 unit.
+The GLB writer is ours (not trimesh's) so the metadata lands in glTF `asset.extras`.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+FORMATS = ("glb", "ply", "obj")
+SH_C0 = 0.28209479177387814  # zeroth spherical-harmonic basis: rgb = 0.5 + SH_C0 * f_dc
+
+
+@dataclass
+class Mesh:
+    vertices: np.ndarray  # (V, 3) float32
+    faces: np.ndarray  # (F, 3) uint32, counter-clockwise seen from outside
+    vertex_colors: np.ndarray  # (V, 4) uint8 RGBA
+
+    def __post_init__(self) -> None:
+        self.vertices = np.ascontiguousarray(self.vertices, dtype=np.float32)
+        self.faces = np.ascontiguousarray(self.faces, dtype=np.uint32)
+        colors = np.asarray(self.vertex_colors, dtype=np.uint8)
+        if colors.shape[1] == 3:
+            colors = np.concatenate([colors, np.full((len(colors), 1), 255, np.uint8)], 1)
+        self.vertex_colors = np.ascontiguousarray(colors)
+
+
+@dataclass
+class GaussianSplat:
+    """3D Gaussian splatting parameters in the layout of the reference PLY files."""
+
+    means: np.ndarray  # (N, 3) float32
+    f_dc: np.ndarray  # (N, 3) float32, degree-0 SH colour
+    opacity: np.ndarray  # (N,) float32, pre-sigmoid logit
+    scales: np.ndarray  # (N, 3) float32, log scale
+    rotations: np.ndarray  # (N, 4) float32, quaternion w x y z
+
+    @classmethod
+    def from_points(
+        cls, points: np.ndarray, rgb: np.ndarray, scale: float, opacity: float = 0.9
+    ) -> GaussianSplat:
+        """Isotropic splats at `points` with colours `rgb` (uint8) and one radius."""
+        n = len(points)
+        colour = rgb[:, :3].astype(np.float32) / 255.0
+        rotations = np.zeros((n, 4), np.float32)
+        rotations[:, 0] = 1.0
+        return cls(
+            means=points.astype(np.float32),
+            f_dc=(colour - 0.5) / SH_C0,
+            opacity=np.full(n, np.log(opacity / (1 - opacity)), np.float32),
+            scales=np.full((n, 3), np.log(max(scale, 1e-6)), np.float32),
+            rotations=rotations,
+        )
+
+
+@dataclass
+class Asset:
+    """What one sample produced: a mesh and/or a splat, plus metadata for the client."""
+
+    mesh: Mesh | None = None
+    splat: GaussianSplat | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def encode_asset(asset: Asset, fmt: str) -> bytes:
+    """Serialise `asset` as `fmt` (glb, ply or obj)."""
+    if fmt == "glb":
+        if asset.mesh is None:
+            raise ValueError("this result has no mesh to write as GLB")
+        return mesh_to_glb(asset.mesh, asset.metadata)
+    if fmt == "obj":
+        if asset.mesh is None:
+            raise ValueError("this result has no mesh to write as OBJ")
+        return mesh_to_obj(asset.mesh, asset.metadata)
+    if fmt == "ply":
+        if asset.splat is None:
+            raise ValueError("this result has no Gaussian splat to write as PLY")
+        return splat_to_ply(asset.splat)
+    raise ValueError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
+
+
+def _pad4(data: bytes, fill: bytes) -> bytes:
+    return data + fill * (-len(data) % 4)
+
+
+def mesh_to_glb(mesh: Mesh, metadata: dict[str, Any]) -> bytes:
+    """One-mesh glTF 2.0 binary: POSITION, NORMAL, COLOR_0 (normalised u8), u32 indices."""
+    positions = mesh.vertices
+    normals = vertex_normals(mesh.vertices, mesh.faces)
+    colors = mesh.vertex_colors
+    indices = mesh.faces.reshape(-1)
+    blobs = [positions.tobytes(), normals.tobytes(), colors.tobytes(), indices.tobytes()]
+    views, offset = [], 0
+    for i, blob in enumerate(blobs):
+        view = {"buffer": 0, "byteOffset": offset, "byteLength": len(blob)}
+        view["target"] = 34963 if i == 3 else 34962  # ELEMENT_ARRAY / ARRAY buffer
+        views.append(view)
+        offset += len(blob) + (-len(blob) % 4)
+    binary = b"".join(_pad4(b, b"\0") for b in blobs)
+    lo = positions.min(0).tolist() if len(positions) else [0, 0, 0]
+    hi = positions.max(0).tolist() if len(positions) else [0, 0, 0]
+    gltf = {
+        "asset": {"version": "2.0", "generator": "gen3d", "extras": metadata},
+        "scene": 0,
+        "scenes": [{"nodes": [0]}],
+        "nodes": [{"mesh": 0, "name": "object"}],
+        "meshes": [
+            {
+                "name": "object",
+                "primitives": [
+                    {
+                        "attributes": {"POSITION": 0, "NORMAL": 1, "COLOR_0": 2},
+                        "indices": 3,
+                        "mode": 4,
+                    }
+                ],
+            }
+        ],
+        "accessors": [
+            {"bufferView": 0, "componentType": 5126, "count": len(positions), "type": "VEC3",
+             "min": lo, "max": hi},
+            {"bufferView": 1, "componentType": 5126, "count": len(normals), "type": "VEC3"},
+            {"bufferView": 2, "componentType": 5121, "normalized": True,
+             "count": len(colors), "type": "VEC4"},
+            {"bufferView": 3, "componentType": 5125, "count": len(indices), "type": "SCALAR"},
+        ],
+        "bufferViews": views,
+        "buffers": [{"byteLength": len(binary)}],
+    }
+    json_chunk = _pad4(json.dumps(gltf, separators=(",", ":")).encode(), b" ")
+    total = 12 + 8 + len(json_chunk) + 8 + len(binary)
+    out = io.BytesIO()
+    out.write(struct.pack("<4sII", b"glTF", 2, total))
+    out.write(struct.pack("<I4s", len(json_chunk), b"JSON"))
+    out.write(json_chunk)
+    out.write(struct.pack("<I4s", len(binary), b"BIN\0"))
+    out.write(binary)
+    return out.getvalue()
+
+
+def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """Area-weighted unit vertex normals (float32)."""
+    tri = vertices[faces.astype(np.int64)]
+    face_n = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    normals = np.zeros_like(vertices, dtype=np.float64)
+    for k in range(3):
+        np.add.at(normals, faces[:, k].astype(np.int64), face_n)
+    length = np.linalg.norm(normals, axis=1, keepdims=True)
+    normals = np.divide(normals, length, out=np.zeros_like(normals), where=length > 0)
+    return normals.astype(np.float32)
+
+
+def mesh_to_obj(mesh: Mesh, metadata: dict[str, Any]) -> bytes:
+    """Wavefront OBJ with per-vertex colours (the common `v x y z r g b` extension)."""
+    lines = [f"# gen3d {json.dumps(metadata, separators=(',', ':'))}"]
+    rgb = mesh.vertex_colors[:, :3].astype(np.float32) / 255.0
+    for (x, y, z), (r, g, b) in zip(mesh.vertices, rgb, strict=True):
+        lines.append(f"v {x:.6f} {y:.6f} {z:.6f} {r:.4f} {g:.4f} {b:.4f}")
+    for a, b, c in mesh.faces.astype(np.int64) + 1:
+        lines.append(f"f {a} {b} {c}")
+    return ("\n".join(lines) + "\n").encode()
+
+
+SPLAT_PROPERTIES = (
+    ["x", "y", "z", "nx", "ny", "nz", "f_dc_0", "f_dc_1", "f_dc_2", "opacity"]
+    + [f"scale_{i}" for i in range(3)]
+    + [f"rot_{i}" for i in range(4)]
+)
+
+
+def splat_to_ply(splat: GaussianSplat) -> bytes:
+    """Binary little-endian PLY in the 3D Gaussian splatting layout (SH degree 0)."""
+    n = len(splat.means)
+    table = np.zeros((n, len(SPLAT_PROPERTIES)), np.float32)
+    table[:, 0:3] = splat.means
+    # columns 3:6 are the unused normals the reference layout carries
+    table[:, 6:9] = splat.f_dc
+    table[:, 9] = splat.opacity
+    table[:, 10:13] = splat.scales
+    table[:, 13:17] = splat.rotations
+    header = ["ply", "format binary_little_endian 1.0", f"element vertex {n}"]
+    header += [f"property float {name}" for name in SPLAT_PROPERTIES]
+    header.append("end_header")
+    return ("\n".join(header) + "\n").encode() + table.astype("<f4").tobytes()

@@ -1,0 +1,56 @@
+"""The Backend protocol (DESIGN §4) and the Sample a backend receives.
+
+Backends never see HTTP; codecs never see tensors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from serve.assets import Asset
+
+if TYPE_CHECKING:
+    import torch
+
+    from serve.settings import Settings
+
+
+@dataclass(frozen=True)
+class Sample:
+    image: np.ndarray  # (H, W, 3) uint8 RGB
+    mask: np.ndarray | None  # (H, W) bool; None only for backends with needs_mask False
+    seed: int = 0
+    format: str = "glb"
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Backend(Protocol):
+    name: str
+    max_batch_size: int  # 1 for backends that cannot batch
+    needs_mask: bool  # False: a photo alone is enough (JPEG/WebP requests allowed)
+    options: frozenset[str]  # keys accepted in a request's "options"
+
+    def load(self, model_dir: Path, settings: Settings) -> None: ...
+
+    def warmup(self) -> None: ...
+
+    def predict(self, batch: list[Sample]) -> list[Asset | Exception]: ...
+
+    def modules(self) -> dict[str, torch.nn.Module]: ...
+
+
+def synthetic_sample(size: int = 128, seed: int = 0, fmt: str = "glb") -> Sample:
+    """A deterministic photo + disc mask, for warm-up and tests of the batch path."""
+    yy, xx = np.mgrid[0:size, 0:size]
+    centre = (size - 1) / 2
+    mask = (yy - centre) ** 2 + (xx - centre) ** 2 <= (0.35 * size) ** 2
+    image = np.stack(
+        [xx * 255 // max(size - 1, 1), yy * 255 // max(size - 1, 1), np.full_like(xx, 128)], -1
+    ).astype(np.uint8)
+    return Sample(image=image, mask=mask, seed=seed, format=fmt)

@@ -1,0 +1,151 @@
+"""Every environment variable the server reads, parsed once into one frozen object.
+
+An invalid value stops start-up with one line that names the variable (SettingsError).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+BACKENDS = ("silhouette", "proxy", "sam3d")
+DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+class SettingsError(ValueError):
+    """A setting has a value we cannot use; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    backend: str = "silhouette"
+    model_dir: Path = Path("/opt/ml/model")
+    port: int = 8080
+    device: str = "auto"
+    precision: str = "auto"
+    max_batch_size: int = 8
+    max_batch_delay_ms: float = 10.0
+    max_queue: int = 64
+    request_timeout_s: float = 55.0
+    max_body_mb: float = 6.0
+    max_image_pixels: int = 4096 * 4096
+    max_batch_items: int = 16
+    warmup: bool = True
+    workers: int = 1
+    worker_threads: int = 0  # 0: derived from max_queue (see threads)
+    server_timeout_s: int = 120
+    log_level: str = "info"
+    stage_offload: bool = False
+
+    @property
+    def threads(self) -> int:
+        """Request threads per worker: enough for a full queue plus headroom for /ping."""
+        return self.worker_threads or self.max_queue + 8
+
+    @property
+    def max_body_bytes(self) -> int:
+        return int(self.max_body_mb * 1024 * 1024)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for var, (field, parse) in _VARIABLES.items():
+            raw = env.get(var)
+            if raw is None or raw.strip() == "":
+                continue
+            try:
+                values[field] = parse(raw.strip())
+            except (ValueError, TypeError) as exc:
+                raise SettingsError(f"{var}={raw!r}: {exc}") from None
+        return cls(**values)
+
+    def as_env(self) -> dict[str, str]:
+        """The variables that reproduce these settings (for subprocesses and deploys)."""
+        by_field = {field: var for var, (field, _) in _VARIABLES.items()}
+        out: dict[str, str] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, bool):
+                value = "1" if value else "0"
+            out[by_field[f.name]] = str(value)
+        return out
+
+
+def _choice(options: tuple[str, ...]) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        value = raw.lower()
+        if value not in options:
+            raise ValueError(f"must be one of {', '.join(options)}")
+        return value
+
+    return parse
+
+
+def _int(low: int, high: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ValueError("must be an integer") from None
+        if not low <= value <= high:
+            raise ValueError(f"must be between {low} and {high}")
+        return value
+
+    return parse
+
+
+def _float(low: float, high: float) -> Callable[[str], float]:
+    def parse(raw: str) -> float:
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ValueError("must be a number") from None
+        if not low <= value <= high:
+            raise ValueError(f"must be between {low:g} and {high:g}")
+        return value
+
+    return parse
+
+
+def _bool(raw: str) -> bool:
+    value = raw.lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("must be 1/0, true/false, yes/no or on/off")
+
+
+def _path(raw: str) -> Path:
+    return Path(raw)
+
+
+# variable -> (Settings field, parser)
+_VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
+    "GEN3D_BACKEND": ("backend", _choice(BACKENDS)),
+    "GEN3D_MODEL_DIR": ("model_dir", _path),
+    "SAGEMAKER_BIND_TO_PORT": ("port", _int(1, 65535)),
+    "GEN3D_DEVICE": ("device", _choice(DEVICES)),
+    "GEN3D_PRECISION": ("precision", _choice(PRECISIONS)),
+    "GEN3D_MAX_BATCH_SIZE": ("max_batch_size", _int(1, 256)),
+    "GEN3D_MAX_BATCH_DELAY_MS": ("max_batch_delay_ms", _float(0, 10_000)),
+    "GEN3D_MAX_QUEUE": ("max_queue", _int(1, 10_000)),
+    "GEN3D_REQUEST_TIMEOUT_S": ("request_timeout_s", _float(0.001, 3600)),
+    "GEN3D_MAX_BODY_MB": ("max_body_mb", _float(0.001, 1024)),
+    "GEN3D_MAX_IMAGE_PIXELS": ("max_image_pixels", _int(1, 1 << 30)),
+    "GEN3D_MAX_BATCH_ITEMS": ("max_batch_items", _int(1, 1024)),
+    "GEN3D_WARMUP": ("warmup", _bool),
+    "MODEL_SERVER_WORKERS": ("workers", _int(1, 64)),
+    "GEN3D_WORKER_THREADS": ("worker_threads", _int(1, 4096)),
+    "MODEL_SERVER_TIMEOUT": ("server_timeout_s", _int(1, 3600)),
+    "GEN3D_LOG_LEVEL": ("log_level", _choice(LOG_LEVELS)),
+    "GEN3D_STAGE_OFFLOAD": ("stage_offload", _bool),
+}
+
+ENV_VARIABLES = tuple(_VARIABLES)
