@@ -1,0 +1,223 @@
+"""Dynamic batcher: request threads enqueue samples, one model thread runs batches.
+
+- A batch closes at `max_batch_size` samples or `max_delay_s` after its first sample.
+- Every sample has a deadline; one that expires while queued is failed with 504 and
+  never run.
+- The queue is bounded: a request whose samples do not all fit is refused as a whole
+  (503 + Retry-After), so nothing is accepted that cannot be served.
+- Out of accelerator memory: the batch is split in halves and retried down to one
+  sample, then that sample fails with 503 `capacity`. The model thread survives.
+- If the model thread ever dies, `alive` turns False and /ping reports 503.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import queue
+import sys
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+from serve.assets import Asset
+from serve.backends.base import Backend, Sample
+from serve.errors import (
+    CapacityExceeded,
+    DeadlineExceeded,
+    Gen3DError,
+    InternalError,
+    QueueFull,
+    Unprocessable,
+)
+
+log = logging.getLogger("gen3d.batching")
+
+
+@dataclass
+class Job:
+    sample: Sample
+    deadline: float  # time.monotonic() value
+    enqueued: float = field(default_factory=time.monotonic)
+    future: Future[Asset] = field(default_factory=Future)
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """torch.cuda.OutOfMemoryError (or a RuntimeError saying so), without importing torch."""
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(exc, torch.cuda.OutOfMemoryError):
+        return True
+    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+
+
+def _release_accelerator_memory() -> None:
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def as_client_error(exc: BaseException) -> Gen3DError:
+    """Map what a backend returned or raised for one sample to the error the client sees."""
+    if isinstance(exc, Gen3DError):
+        return exc
+    if isinstance(exc, ValueError):  # backends raise ValueError for unusable input
+        return Unprocessable(str(exc))
+    return InternalError("the model failed on this input; see the server log")
+
+
+class Batcher:
+    def __init__(
+        self,
+        backend: Backend,
+        max_batch_size: int,
+        max_delay_s: float,
+        max_queue: int,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.backend = backend
+        self.max_batch_size = max(1, min(max_batch_size, backend.max_batch_size))
+        self.max_delay_s = max_delay_s
+        self.max_queue = max_queue
+        self._clock = clock
+        self._queue: queue.Queue[Job] = queue.Queue()
+        self._pending = 0  # queued, not yet taken by the model thread
+        self._lock = threading.Lock()
+        self._batch_seconds = 0.0  # moving average, for Retry-After
+        self._thread = threading.Thread(target=self._loop, name="gen3d-model", daemon=True)
+        self._stopping = threading.Event()
+
+    # ---------------------------------------------------------------- request side
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    @property
+    def pending(self) -> int:
+        return self._pending
+
+    def submit(self, samples: list[Sample], timeout_s: float) -> list[Job]:
+        """Queue all samples of one request, or none of them (QueueFull)."""
+        deadline = self._clock() + timeout_s
+        now = self._clock()
+        jobs = [Job(sample, deadline, now) for sample in samples]
+        with self._lock:
+            if self._pending + len(jobs) > self.max_queue:
+                raise QueueFull(
+                    f"the queue is full ({self._pending} of {self.max_queue} waiting); "
+                    "retry later",
+                    retry_after_s=self.retry_after_s(),
+                )
+            self._pending += len(jobs)
+            for job in jobs:
+                self._queue.put(job)
+        return jobs
+
+    def retry_after_s(self) -> int:
+        batches_ahead = math.ceil(self._pending / self.max_batch_size) or 1
+        return max(1, math.ceil(batches_ahead * max(self._batch_seconds, 0.1)))
+
+    def wait(self, job: Job) -> Asset | Gen3DError:
+        """Block until the job's result or its deadline; expired jobs are not run."""
+        remaining = job.deadline - self._clock()
+        try:
+            return job.future.result(timeout=max(remaining, 0.0))
+        except TimeoutError:
+            if job.future.cancel():
+                return DeadlineExceeded("the request's deadline passed while it waited")
+            # Already running: its result is close; wait for it rather than drop work.
+            return self._settled(job.future)
+        except BaseException as exc:  # noqa: BLE001 - every outcome becomes a result
+            return as_client_error(exc)
+
+    @staticmethod
+    def _settled(future: Future[Asset]) -> Asset | Gen3DError:
+        try:
+            return future.result()
+        except BaseException as exc:  # noqa: BLE001
+            return as_client_error(exc)
+
+    # ---------------------------------------------------------------- model thread
+
+    def _take(self) -> list[Job]:
+        first = self._queue.get()
+        batch = [first]
+        close_at = self._clock() + self.max_delay_s
+        while len(batch) < self.max_batch_size:
+            remaining = close_at - self._clock()
+            try:
+                job = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
+            except queue.Empty:
+                break
+            batch.append(job)
+        with self._lock:
+            self._pending -= len(batch)
+        return batch
+
+    def _loop(self) -> None:
+        while not self._stopping.is_set():
+            batch = self._take()
+            now = self._clock()
+            runnable = []
+            for job in batch:
+                if job.deadline <= now:
+                    if job.future.set_running_or_notify_cancel():
+                        job.future.set_exception(
+                            DeadlineExceeded("the request's deadline passed while it was queued")
+                        )
+                elif job.future.set_running_or_notify_cancel():
+                    runnable.append(job)
+            if runnable:
+                started = time.perf_counter()
+                self._run(runnable)
+                elapsed = time.perf_counter() - started
+                self._batch_seconds = 0.8 * self._batch_seconds + 0.2 * elapsed if (
+                    self._batch_seconds
+                ) else elapsed
+
+    def _run(self, jobs: list[Job]) -> None:
+        """Predict `jobs`; split in halves on out-of-memory, down to one sample."""
+        started, started_clock = time.perf_counter(), self._clock()
+        try:
+            results = self.backend.predict([job.sample for job in jobs])
+            if len(results) != len(jobs):
+                raise RuntimeError(f"backend returned {len(results)} results for {len(jobs)}")
+        except Exception as exc:
+            if is_out_of_memory(exc):
+                _release_accelerator_memory()
+                if len(jobs) == 1:
+                    log.warning("out of memory on a batch of one")
+                    jobs[0].future.set_exception(
+                        CapacityExceeded("out of accelerator memory for this input")
+                    )
+                    return
+                half = len(jobs) // 2
+                log.warning("out of memory on a batch of %d; splitting", len(jobs))
+                self._run(jobs[:half])
+                self._run(jobs[half:])
+                return
+            log.exception("backend failed on a batch of %d", len(jobs))
+            for job in jobs:
+                job.future.set_exception(exc)
+            return
+        inference_ms = round(1000 * (time.perf_counter() - started), 2)
+        for job, result in zip(jobs, results, strict=True):
+            if isinstance(result, BaseException):
+                if not isinstance(result, ValueError | Gen3DError):
+                    log.error("backend failed on one sample: %r", result)
+                job.future.set_exception(result)
+                continue
+            result.metadata.update(
+                batch_size=len(jobs),
+                queue_ms=round(1000 * (started_clock - job.enqueued), 2),
+                inference_ms=inference_ms,
+            )
+            job.future.set_result(result)

@@ -1,0 +1,403 @@
+"""Request decoding and response encoding (DESIGN §3), one table per direction.
+
+Codecs turn bytes into Samples and Assets into bytes; they never see tensors.
+Images are size-checked from their header before any pixel is decoded.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import json
+import re
+import warnings
+import zipfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from serve.assets import FORMATS, Asset, encode_asset
+from serve.backends.base import Sample
+from serve.errors import (
+    BadRequest,
+    Gen3DError,
+    NotAcceptable,
+    PayloadTooLarge,
+    Unprocessable,
+    UnsupportedMediaType,
+)
+
+MAX_SEED = 2**32 - 1
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_image_pixels: int
+    max_batch_items: int
+    needs_mask: bool
+    options: frozenset[str]
+
+
+@dataclass(frozen=True)
+class DecodedRequest:
+    items: list[Sample | Gen3DError]  # a bad batch item is an error in its slot
+    is_batch: bool
+    requested_format: str | None = None  # explicit format of a single request, if any
+
+
+# ---------------------------------------------------------------- custom attributes
+
+
+def parse_custom_attributes(header: str | None) -> dict[str, str]:
+    """`seed=7,format=ply` -> {"seed": "7", "format": "ply"}; entries without '=' are kept
+    as flags with an empty value. The raw header is echoed back unchanged by the app."""
+    out: dict[str, str] = {}
+    for part in (header or "").split(","):
+        key, _, value = part.partition("=")
+        if key.strip():
+            out[key.strip().lower()] = value.strip()
+    return out
+
+
+# ---------------------------------------------------------------- images
+
+
+def _open_image(data: bytes, what: str, limits: Limits) -> Image.Image:
+    """Open lazily, refuse oversize images from the header, then decode."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            width, height = image.size
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombWarning) as exc:
+        raise BadRequest(f"{what} is not a decodable image ({type(exc).__name__})") from None
+    except Image.DecompressionBombError:
+        raise PayloadTooLarge(f"{what} is too large to decode") from None
+    if width * height > limits.max_image_pixels:
+        raise PayloadTooLarge(
+            f"{what} is {width}x{height} = {width * height} pixels; "
+            f"the limit is {limits.max_image_pixels} (GEN3D_MAX_IMAGE_PIXELS)"
+        )
+    if width == 0 or height == 0:
+        raise BadRequest(f"{what} has no pixels")
+    try:
+        image.load()
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise BadRequest(f"{what} could not be decoded ({exc})") from None
+    return image
+
+
+def _has_alpha(image: Image.Image) -> bool:
+    return image.mode in ("RGBA", "LA", "PA") or (
+        image.mode == "P" and "transparency" in image.info
+    )
+
+
+def decode_photo(data: bytes, limits: Limits) -> tuple[np.ndarray, np.ndarray | None]:
+    """Photo bytes -> (RGB uint8, mask from the alpha channel or None)."""
+    image = _open_image(data, "image", limits)
+    if _has_alpha(image):
+        rgba = np.asarray(image.convert("RGBA"))
+        return np.ascontiguousarray(rgba[:, :, :3]), rgba[:, :, 3] >= 128
+    return np.asarray(image.convert("RGB")), None
+
+
+def decode_mask(data: bytes, limits: Limits) -> np.ndarray:
+    """Mask bytes -> bool (H, W): the alpha channel if it has one, else grey >= 128."""
+    image = _open_image(data, "mask", limits)
+    if _has_alpha(image):
+        return np.asarray(image.convert("RGBA"))[:, :, 3] >= 128
+    return np.asarray(image.convert("L")) >= 128
+
+
+def _b64(value: Any, what: str) -> bytes:
+    if not isinstance(value, str):
+        raise BadRequest(f"{what} must be a base64 string")
+    if value.startswith("data:"):  # tolerate data URLs
+        value = value.partition(",")[2]
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise BadRequest(f"{what} is not valid base64") from None
+
+
+# ---------------------------------------------------------------- samples
+
+
+def _seed(value: Any) -> int:
+    if isinstance(value, str) and re.fullmatch(r"\d+", value.strip()):
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SEED:
+        raise Unprocessable(f"seed must be an integer in [0, {MAX_SEED}]")
+    return value
+
+
+def _format(value: Any) -> str:
+    if value is None:
+        return "glb"
+    if not isinstance(value, str) or value.lower() not in FORMATS:
+        raise Unprocessable(f"format must be one of {', '.join(FORMATS)}")
+    return value.lower()
+
+
+def build_sample(
+    photo: bytes,
+    mask_bytes: bytes | None,
+    *,
+    seed: Any,
+    fmt: Any,
+    options: Any,
+    limits: Limits,
+) -> Sample:
+    image, alpha_mask = decode_photo(photo, limits)
+    mask = decode_mask(mask_bytes, limits) if mask_bytes is not None else alpha_mask
+    if mask is None and limits.needs_mask:
+        raise Unprocessable(
+            "a mask is required: send an RGBA PNG whose alpha is the mask, a 'mask' part, "
+            "or a 'mask' field"
+        )
+    if mask is not None:
+        if mask.shape != image.shape[:2]:
+            raise Unprocessable(
+                f"mask is {mask.shape[1]}x{mask.shape[0]} but the image is "
+                f"{image.shape[1]}x{image.shape[0]}"
+            )
+        if not mask.any():
+            raise Unprocessable("the mask is empty: no pixel marks the object")
+    if options is None:
+        options = {}
+    if not isinstance(options, Mapping):
+        raise Unprocessable("options must be an object")
+    unknown = sorted(set(options) - limits.options)
+    if unknown:
+        allowed = ", ".join(sorted(limits.options)) or "none"
+        raise Unprocessable(f"unknown option(s) {', '.join(unknown)}; allowed: {allowed}")
+    return Sample(image=image, mask=mask, seed=_seed(seed), format=_format(fmt),
+                  options=dict(options))
+
+
+@dataclass(frozen=True)
+class Defaults:
+    """Per-request defaults from custom attributes and the Accept header."""
+
+    seed: Any = 0
+    format: str | None = None  # None: not asked for; the Accept header may decide
+
+
+def _json_item(item: Any, defaults: Defaults, limits: Limits) -> Sample:
+    if not isinstance(item, Mapping):
+        raise BadRequest("each instance must be a JSON object")
+    if "image" not in item:
+        raise BadRequest("missing field 'image' (base64)")
+    mask = _b64(item["mask"], "mask") if item.get("mask") is not None else None
+    return build_sample(
+        _b64(item["image"], "image"),
+        mask,
+        seed=item.get("seed", defaults.seed),
+        fmt=item.get("format", defaults.format),
+        options=item.get("options"),
+        limits=limits,
+    )
+
+
+def _items(raw: list[Any], defaults: Defaults, limits: Limits) -> list[Sample | Gen3DError]:
+    if not raw:
+        raise Unprocessable("the batch is empty")
+    if len(raw) > limits.max_batch_items:
+        raise PayloadTooLarge(
+            f"the batch has {len(raw)} items; the limit is {limits.max_batch_items} "
+            "(GEN3D_MAX_BATCH_ITEMS)"
+        )
+    out: list[Sample | Gen3DError] = []
+    for entry in raw:
+        try:
+            out.append(_json_item(entry, defaults, limits))
+        except Gen3DError as exc:
+            out.append(exc)
+    return out
+
+
+def decode_json(body: bytes, defaults: Defaults, limits: Limits) -> DecodedRequest:
+    try:
+        doc = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BadRequest(f"malformed JSON: {exc}") from None
+    if not isinstance(doc, Mapping):
+        raise BadRequest("the JSON body must be an object")
+    if "instances" in doc:
+        if not isinstance(doc["instances"], list):
+            raise BadRequest("'instances' must be a list")
+        return DecodedRequest(_items(doc["instances"], defaults, limits), is_batch=True)
+    if "images" in doc:  # the seed-era form: parallel lists
+        images, masks = doc["images"], doc.get("masks")
+        if not isinstance(images, list) or (masks is not None and not isinstance(masks, list)):
+            raise BadRequest("'images' and 'masks' must be lists")
+        if masks is not None and len(masks) != len(images):
+            raise Unprocessable(f"{len(images)} images but {len(masks)} masks")
+        raw = [{"image": im, "mask": masks[i] if masks else None} for i, im in enumerate(images)]
+        return DecodedRequest(_items(raw, defaults, limits), is_batch=True)
+    sample = _json_item(doc, defaults, limits)
+    return DecodedRequest([sample], False, _explicit(doc.get("format", defaults.format)))
+
+
+def _explicit(fmt: Any) -> str | None:
+    return None if fmt is None else _format(fmt)
+
+
+def decode_multipart(
+    files: Mapping[str, bytes], fields: Mapping[str, str], defaults: Defaults, limits: Limits
+) -> DecodedRequest:
+    if "image" not in files:
+        raise BadRequest("multipart body needs an 'image' part")
+    options: Any = None
+    if "options" in fields:
+        try:
+            options = json.loads(fields["options"])
+        except json.JSONDecodeError:
+            raise BadRequest("the 'options' part is not valid JSON") from None
+    sample = build_sample(
+        files["image"],
+        files.get("mask"),
+        seed=fields.get("seed", defaults.seed),
+        fmt=fields.get("format", defaults.format),
+        options=options,
+        limits=limits,
+    )
+    return DecodedRequest([sample], False, _explicit(fields.get("format", defaults.format)))
+
+
+IMAGE_TYPES = ("image/png", "application/x-image", "image/jpeg", "image/webp")
+
+
+def decode_image_body(body: bytes, defaults: Defaults, limits: Limits) -> DecodedRequest:
+    sample = build_sample(body, None, seed=defaults.seed, fmt=defaults.format, options=None,
+                          limits=limits)
+    return DecodedRequest([sample], False, _explicit(defaults.format))
+
+
+def media_type(header: str | None) -> str:
+    return (header or "").split(";")[0].strip().lower()
+
+
+# ---------------------------------------------------------------- responses
+
+# Accept media type -> (wire form, format it carries or None for "whatever was asked")
+ACCEPT_TABLE: dict[str, tuple[str, str | None]] = {
+    "model/gltf-binary": ("binary", "glb"),
+    "application/ply": ("binary", "ply"),
+    "model/obj": ("binary", "obj"),
+    "application/octet-stream": ("binary", None),
+    "application/json": ("json", None),
+    "*/*": ("binary", None),
+    "model/*": ("binary", None),
+    "application/*": ("binary", None),
+}
+FORMAT_MEDIA_TYPE = {"glb": "model/gltf-binary", "ply": "application/ply", "obj": "model/obj"}
+BATCH_MEDIA_TYPES = ("application/json", "application/zip")
+
+
+def parse_accept(header: str | None) -> list[str]:
+    """Media types in preference order (q-values honoured, q=0 dropped)."""
+    if not header or not header.strip():
+        return ["*/*"]
+    ranked = []
+    for position, part in enumerate(header.split(",")):
+        pieces = [p.strip() for p in part.split(";")]
+        q = 1.0
+        for param in pieces[1:]:
+            if param.startswith("q="):
+                try:
+                    q = float(param[2:])
+                except ValueError:
+                    q = 0.0
+        if pieces[0] and q > 0:
+            ranked.append((-q, position, pieces[0].lower()))
+    return [m for _, _, m in sorted(ranked)]
+
+
+@dataclass(frozen=True)
+class ResponsePlan:
+    wire: str  # binary | json | zip
+    media_type: str
+    format: str | None  # forced format for every item, or None to keep each item's own
+
+
+def plan_response(accept: str | None, requested: str | None, is_batch: bool) -> ResponsePlan:
+    """Pick what to send back; 406 when Accept names nothing we can produce."""
+    for media in parse_accept(accept):
+        if is_batch:
+            if media in ("application/json", "*/*", "application/*"):
+                return ResponsePlan("json", "application/json", None)
+            if media == "application/zip":
+                return ResponsePlan("zip", "application/zip", None)
+            continue
+        if media not in ACCEPT_TABLE:
+            continue
+        wire, fmt = ACCEPT_TABLE[media]
+        if fmt is not None and requested is not None and fmt != requested:
+            continue  # e.g. Accept: model/gltf-binary but format=ply
+        chosen = fmt or requested or ("ply" if media == "application/octet-stream" else "glb")
+        if wire == "json":
+            return ResponsePlan("json", "application/json", chosen)
+        out_type = media if media == "application/octet-stream" else FORMAT_MEDIA_TYPE[chosen]
+        return ResponsePlan("binary", out_type, chosen)
+    offered = BATCH_MEDIA_TYPES if is_batch else tuple(FORMAT_MEDIA_TYPE.values())
+    raise NotAcceptable(
+        f"cannot produce {accept!r}; this request can return {', '.join(offered)}"
+        + ("" if is_batch else " or application/json")
+    )
+
+
+def encode_item(asset: Asset, fmt: str) -> bytes:
+    """Serialise one result; a result that lacks what `fmt` needs is the client's 422."""
+    try:
+        return encode_asset(asset, fmt)
+    except ValueError as exc:
+        raise Unprocessable(str(exc)) from None
+
+
+def asset_json(asset: Asset, fmt: str) -> dict[str, Any]:
+    data = encode_item(asset, fmt)
+    return {"format": fmt, "data": base64.b64encode(data).decode(), "metadata": asset.metadata}
+
+
+def encode_batch(
+    results: list[Asset | Gen3DError],
+    formats: list[str],
+    plan: ResponsePlan,
+    error_body: Callable[[Gen3DError], dict[str, Any]],
+) -> bytes:
+    """Batch results in request order: JSON predictions, or a zip with a manifest."""
+    if plan.wire == "json":
+        predictions = []
+        for result, fmt in zip(results, formats, strict=True):
+            try:
+                if isinstance(result, Gen3DError):
+                    raise result
+                predictions.append(asset_json(result, fmt))
+            except Gen3DError as exc:
+                predictions.append(error_body(exc))
+        return json.dumps({"predictions": predictions}).encode()
+    buffer = io.BytesIO()
+    manifest = []
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for index, (result, fmt) in enumerate(zip(results, formats, strict=True)):
+            if not isinstance(result, Gen3DError):
+                try:
+                    data = encode_item(result, fmt)
+                except Gen3DError as exc:
+                    result = exc
+            if isinstance(result, Gen3DError):
+                name = f"{index:04d}.error.json"
+                archive.writestr(name, json.dumps(error_body(result)))
+                manifest.append({"index": index, "file": name, "error": error_body(result)})
+            else:
+                name = f"{index:04d}.{fmt}"
+                archive.writestr(name, data)
+                manifest.append({"index": index, "file": name, "metadata": result.metadata})
+        archive.writestr("manifest.json", json.dumps({"predictions": manifest}, indent=1))
+    return buffer.getvalue()

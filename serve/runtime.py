@@ -1,0 +1,74 @@
+"""The model's life in one worker: load and warm up in the background, then serve.
+
+/ping is 200 only when the backend is loaded, warmed up and its model thread is alive.
+A failed load stays failed (503 with the reason in the log), never half-loaded.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from serve.backends import Backend, create_backend
+from serve.batching import Batcher
+from serve.codecs import Limits
+from serve.settings import Settings
+
+log = logging.getLogger("gen3d.runtime")
+
+
+class ModelRuntime:
+    def __init__(self, settings: Settings, backend: Backend | None = None) -> None:
+        self.settings = settings
+        self.backend = backend or create_backend(settings.backend)
+        self.batcher: Batcher | None = None
+        self.state = "loading"  # loading -> warming -> ready | failed
+        self.failure: str | None = None
+        self.timings: dict[str, float] = {}
+        self._thread = threading.Thread(target=self._bring_up, name="gen3d-load", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    @property
+    def ready(self) -> bool:
+        return self.state == "ready" and self.batcher is not None and self.batcher.alive
+
+    @property
+    def limits(self) -> Limits:
+        return Limits(
+            max_image_pixels=self.settings.max_image_pixels,
+            max_batch_items=self.settings.max_batch_items,
+            needs_mask=self.backend.needs_mask,
+            options=self.backend.options,
+        )
+
+    def _bring_up(self) -> None:
+        settings = self.settings
+        try:
+            started = time.perf_counter()
+            self.backend.load(settings.model_dir, settings)
+            self.timings["load_s"] = time.perf_counter() - started
+            log.info("loaded backend %s in %.2f s", self.backend.name, self.timings["load_s"])
+            if settings.warmup:
+                self.state = "warming"
+                started = time.perf_counter()
+                self.backend.warmup()
+                self.timings["warmup_s"] = time.perf_counter() - started
+                log.info("warm-up done in %.2f s", self.timings["warmup_s"])
+            batcher = Batcher(
+                self.backend,
+                max_batch_size=settings.max_batch_size,
+                max_delay_s=settings.max_batch_delay_ms / 1000,
+                max_queue=settings.max_queue,
+            )
+            batcher.start()
+            self.batcher = batcher
+            self.state = "ready"
+            log.info("ready: backend=%s max_batch_size=%d", self.backend.name,
+                     batcher.max_batch_size)
+        except Exception as exc:  # noqa: BLE001 - any load failure means "not ready", logged
+            self.state = "failed"
+            self.failure = f"{type(exc).__name__}: {exc}"
+            log.exception("model failed to load; /ping will answer 503: %s", self.failure)
