@@ -1,0 +1,77 @@
+"""boto3 clients from the normal configuration chain, deployment tags, request validation.
+
+Clients come from `boto3.session.Session(region_name=...)`, so credentials, profiles and
+`AWS_ENDPOINT_URL` (the tests' moto server) are honoured exactly as boto3 itself does.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+import boto3
+import botocore.session
+from botocore.validate import ParamValidator
+
+from scripts.aws.errors import AwsCommandError
+
+TAG_KEY = "gen3d:deployment"
+
+
+class AwsClients:
+    """Lazily built boto3 clients for one region; attribute access names the service
+    (`clients.sagemaker`, `clients.sagemaker_runtime`, `clients.application_autoscaling`)."""
+
+    def __init__(self, region: str | None = None) -> None:
+        self.session = boto3.session.Session(region_name=region)
+        self._clients: dict[str, Any] = {}
+
+    @property
+    def region(self) -> str:
+        region = self.session.region_name
+        if not region:
+            raise AwsCommandError("no AWS region: pass --region or set AWS_DEFAULT_REGION")
+        return region
+
+    def client(self, service: str) -> Any:
+        if service not in self._clients:
+            self._clients[service] = self.session.client(service, region_name=self.region)
+        return self._clients[service]
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return self.client(name.replace("_", "-"))
+
+    def account_id(self) -> str:
+        return self.client("sts").get_caller_identity()["Account"]
+
+
+def tag_list(deployment: str) -> list[dict[str, str]]:
+    """Tags in the Key/Value list form (SageMaker, CloudWatch, SNS, IAM, S3, budgets)."""
+    return [{"Key": TAG_KEY, "Value": deployment}]
+
+
+def tag_map(deployment: str) -> dict[str, str]:
+    """Tags in the mapping form (Lambda, CloudWatch Logs, Application Auto Scaling)."""
+    return {TAG_KEY: deployment}
+
+
+def has_tag(tags: list[dict[str, str]] | dict[str, str], deployment: str) -> bool:
+    if isinstance(tags, dict):
+        return tags.get(TAG_KEY) == deployment
+    return any(t.get("Key") == TAG_KEY and t.get("Value") == deployment for t in tags)
+
+
+@cache
+def _service_model(service: str) -> Any:
+    return botocore.session.get_session().get_service_model(service)
+
+
+def validate_request(service: str, operation: str, params: dict[str, Any]) -> None:
+    """Check `params` against botocore's own model of `operation` (the client-side check
+    boto3 runs before sending); raise AwsCommandError listing every problem."""
+    shape = _service_model(service).operation_model(operation).input_shape
+    report = ParamValidator().validate(params, shape)
+    if report.has_errors():
+        raise AwsCommandError(f"invalid {operation} request: {report.generate_report()}")

@@ -1,0 +1,70 @@
+"""`gen3d invoke`: send a photo + mask to a server (or a SageMaker endpoint), save the 3D file."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from scripts.client import SUFFIX, InvokeError, encode_request, metadata_of, post_invocation
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "invoke",
+        help="turn a photo + mask into a 3D file through a running server or endpoint",
+        description="Send one photo and its object mask (or one RGBA PNG whose alpha is the "
+        "mask) to a Gen3D server, write the result and print its path and size.",
+    )
+    target = p.add_mutually_exclusive_group()
+    target.add_argument("--url", default="http://127.0.0.1:8080",
+                        help="server base URL (default http://127.0.0.1:8080)")
+    target.add_argument("--endpoint", help="SageMaker endpoint name (real-time or async)")
+    p.add_argument("--image", type=Path, required=True, help="photo (PNG/JPEG) or RGBA PNG")
+    p.add_argument("--mask", type=Path, help="mask image (white = object); omit for RGBA input")
+    p.add_argument("--format", choices=sorted(SUFFIX), default="glb", help="output (glb)")
+    p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    p.add_argument("--out", type=Path, help="output file (default: next to the image)")
+    p.add_argument("--preview", type=Path, help="also write a PNG preview here")
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait (120)")
+    p.add_argument("--region", help="AWS region (with --endpoint)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    for path in (args.image, args.mask):
+        if path is not None and not path.is_file():
+            print(f"gen3d invoke: no such file: {path}", file=sys.stderr)
+            return 2
+    out = args.out or args.image.with_name(args.image.stem + "_3d" + SUFFIX[args.format])
+    request = encode_request(args.image, args.mask, args.format, args.seed)
+    try:
+        if args.endpoint:
+            data = _invoke_endpoint(args, request)
+        else:
+            data = post_invocation(args.url, request, timeout_s=args.timeout)
+    except InvokeError as exc:
+        print(f"gen3d invoke: the server refused the request: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"gen3d invoke: could not reach {args.endpoint or args.url}: {exc}",
+              file=sys.stderr)
+        return 1
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(data)
+    print(f"wrote {out} ({len(data):,} bytes)")
+    meta = metadata_of(data)
+    if meta:
+        print("metadata: " + ", ".join(f"{k}={meta[k]}" for k in sorted(meta)
+                                       if k in ("backend", "faces", "vertices", "seed")))
+    if args.preview:
+        from scripts.preview import render_preview
+
+        print(f"wrote {render_preview(out, args.preview)} (preview)")
+    return 0
+
+
+def _invoke_endpoint(args: argparse.Namespace, request) -> bytes:  # noqa: ANN001
+    from scripts.aws.invoke import invoke_endpoint_from_cli
+
+    return invoke_endpoint_from_cli(args, request)

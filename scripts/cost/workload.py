@@ -1,0 +1,115 @@
+"""What is being priced: the workload, the backend's footprint and the non-price
+assumptions (start-up times, payload sizes, log volume, retention). None of these is a
+price; every one is printed with the result so a reader can disagree with it."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from scripts.aws.scaling_params import ASYNC_SCALING, AsyncScaling
+from serve.backends import GPU_BACKENDS
+
+HOURS_PER_MONTH = 730.0  # AWS's billing month (8760 h / 12)
+DAYS_PER_MONTH = HOURS_PER_MONTH / 24.0
+
+# SageMaker's documented limits (DESIGN §3, §6).
+REALTIME_MAX_CALL_S = 60.0
+REALTIME_MAX_PAYLOAD_MB = 6.0
+SERVERLESS_MAX_CALL_S = 60.0
+SERVERLESS_MAX_MEMORY_GB = 6.0
+SERVERLESS_MAX_PAYLOAD_MB = 4.0
+SERVERLESS_MAX_IMAGE_GB = 10.0
+ASYNC_MAX_CALL_S = 3600.0
+
+
+@dataclass(frozen=True)
+class BackendProfile:
+    """How much a backend needs. Sizes are estimates (SAM 3D: ~12 GB of checkpoints plus
+    the DINOv2 and MoGe caches; upstream asks for a 32 GB GPU, 24 GB works staged)."""
+
+    name: str
+    needs_gpu: bool
+    memory_gb: float  # host memory the serving process needs
+    image_gb: float  # compressed container image in ECR
+    artifact_gb: float  # model.tar.gz in S3
+
+
+BACKEND_PROFILES: dict[str, BackendProfile] = {
+    "silhouette": BackendProfile("silhouette", "silhouette" in GPU_BACKENDS, 2.0, 1.5, 0.0),
+    "proxy": BackendProfile("proxy", "proxy" in GPU_BACKENDS, 8.0, 8.0, 1.0),
+    "sam3d": BackendProfile("sam3d", "sam3d" in GPU_BACKENDS, 24.0, 10.0, 13.0),
+}
+
+
+@dataclass(frozen=True)
+class Assumptions:
+    """Non-price inputs. Defaults are stated estimates, not measurements."""
+
+    # Instance launch to InService: provisioning, pulling a ~10 GB image, loading weights
+    # and warm-up. AWS only says "several minutes"; billed from launch (conservative).
+    startup_s: float = 600.0
+    # Start/stop on demand: a scheduler checks every `stop_check_s` and deletes the
+    # endpoint once it has been idle for `stop_idle_s`.
+    stop_idle_s: float = 900.0
+    stop_check_s: float = 300.0
+    # Batch transform: job start-up (instance + image + weights) and parallel transforms.
+    batch_job_startup_s: float = 600.0
+    batch_concurrency: int = 1
+    # Always-on: add instances once one would be busier than this on average.
+    max_utilisation: float = 0.7
+    # Payloads: an RGBA PNG in, a GLB out.
+    request_mb: float = 1.0
+    response_mb: float = 4.0
+    # S3 lifecycle for async/batch inputs and outputs: Standard, then Standard-IA, then
+    # deleted at standard + ia days.
+    s3_standard_days: float = 30.0
+    s3_ia_days: float = 60.0
+    # CloudWatch: log bytes per request and per instance-hour (start-up, /ping lines).
+    log_kb_per_request: float = 4.0
+    log_mb_per_instance_hour: float = 0.2
+    log_retention_days: float = 30.0
+    # Lambda: one 128 MB, 1 s call per async result notification / scheduler tick.
+    lambda_memory_gb: float = 0.128
+    lambda_seconds: float = 1.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Workload:
+    images_per_month: float
+    seconds_per_image: float
+    instance_type: str = "ml.g4dn.xlarge"
+    backend: str = "sam3d"
+    arrivals: str = "poisson"  # or "daily-batch"
+    assumptions: Assumptions = field(default_factory=Assumptions)
+    scaling: AsyncScaling = ASYNC_SCALING
+
+    def __post_init__(self) -> None:
+        if self.images_per_month < 0:
+            raise ValueError("images per month must be >= 0")
+        if self.seconds_per_image <= 0:
+            raise ValueError("seconds per image must be > 0")
+        if self.backend not in BACKEND_PROFILES:
+            raise ValueError(
+                f"unknown backend {self.backend!r}; choose from {', '.join(BACKEND_PROFILES)}"
+            )
+        if self.arrivals not in ("poisson", "daily-batch"):
+            raise ValueError("arrivals must be poisson or daily-batch")
+
+    @property
+    def profile(self) -> BackendProfile:
+        return BACKEND_PROFILES[self.backend]
+
+    def with_volume(self, images_per_month: float) -> Workload:
+        return Workload(
+            images_per_month=images_per_month,
+            seconds_per_image=self.seconds_per_image,
+            instance_type=self.instance_type,
+            backend=self.backend,
+            arrivals=self.arrivals,
+            assumptions=self.assumptions,
+            scaling=self.scaling,
+        )
