@@ -15,8 +15,9 @@ def budget_name(deployment: str) -> str:
     return f"gen3d-{deployment}"
 
 
-def budget_request(deployment: str, account: str, limit_usd: float, email: str,
-                   alert_percent: float = 80.0) -> dict[str, Any]:
+def budget_request(
+    deployment: str, account: str, limit_usd: float, email: str, alert_percent: float = 80.0
+) -> dict[str, Any]:
     subscribers = [{"SubscriptionType": "EMAIL", "Address": email}]
     return {
         "AccountId": account,
@@ -27,20 +28,32 @@ def budget_request(deployment: str, account: str, limit_usd: float, email: str,
             "BudgetType": "COST",
         },
         "NotificationsWithSubscribers": [
-            {"Notification": {"NotificationType": "ACTUAL", "ComparisonOperator": "GREATER_THAN",
-                              "Threshold": alert_percent, "ThresholdType": "PERCENTAGE"},
-             "Subscribers": subscribers},
-            {"Notification": {"NotificationType": "FORECASTED",
-                              "ComparisonOperator": "GREATER_THAN",
-                              "Threshold": 100.0, "ThresholdType": "PERCENTAGE"},
-             "Subscribers": subscribers},
+            {
+                "Notification": {
+                    "NotificationType": "ACTUAL",
+                    "ComparisonOperator": "GREATER_THAN",
+                    "Threshold": alert_percent,
+                    "ThresholdType": "PERCENTAGE",
+                },
+                "Subscribers": subscribers,
+            },
+            {
+                "Notification": {
+                    "NotificationType": "FORECASTED",
+                    "ComparisonOperator": "GREATER_THAN",
+                    "Threshold": 100.0,
+                    "ThresholdType": "PERCENTAGE",
+                },
+                "Subscribers": subscribers,
+            },
         ],
         "ResourceTags": tag_list(deployment),
     }
 
 
-def ensure_budget(plan: Plan, budgets: Any, request: dict[str, Any],
-                  account: str | None = None) -> None:
+def ensure_budget(
+    plan: Plan, budgets: Any, request: dict[str, Any], account: str | None = None
+) -> None:
     name = request["Budget"]["BudgetName"]
 
     def apply() -> tuple[str, None]:
@@ -59,5 +72,8 @@ def ensure_budget(plan: Plan, budgets: Any, request: dict[str, Any],
         budgets.update_budget(AccountId=acct, NewBudget={**current, "BudgetLimit": wanted})
         return UPDATED, None
 
-    plan.step(f"budget {name} ({request['Budget']['BudgetLimit']['Amount']} USD/month, "
-              f"email alert)", apply, request=request)
+    plan.step(
+        f"budget {name} ({request['Budget']['BudgetLimit']['Amount']} USD/month, email alert)",
+        apply,
+        request=request,
+    )

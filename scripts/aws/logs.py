@@ -12,11 +12,15 @@ def endpoint_log_group(endpoint: str) -> str:
     return f"/aws/sagemaker/Endpoints/{endpoint}"
 
 
-def ensure_log_group(plan: Plan, logs: Any, name: str, deployment: str,
-                     retention_days: int) -> None:
+def ensure_log_group(
+    plan: Plan, logs: Any, name: str, deployment: str, retention_days: int
+) -> None:
     def apply() -> tuple[str, None]:
-        found = [g for g in logs.describe_log_groups(logGroupNamePrefix=name)["logGroups"]
-                 if g["logGroupName"] == name]
+        found = [
+            g
+            for g in logs.describe_log_groups(logGroupNamePrefix=name)["logGroups"]
+            if g["logGroupName"] == name
+        ]
         outcome = UNCHANGED
         if not found:
             logs.create_log_group(logGroupName=name, tags=tag_map(deployment))
@@ -26,6 +30,12 @@ def ensure_log_group(plan: Plan, logs: Any, name: str, deployment: str,
             outcome = outcome if outcome == CREATED else UPDATED
         return outcome, None
 
-    plan.step(f"log group {name} (retention {retention_days} d)", apply,
-              request={"logGroupName": name, "retentionInDays": retention_days,
-                       "tags": tag_map(deployment)})
+    plan.step(
+        f"log group {name} (retention {retention_days} d)",
+        apply,
+        request={
+            "logGroupName": name,
+            "retentionInDays": retention_days,
+            "tags": tag_map(deployment),
+        },
+    )

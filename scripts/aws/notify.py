@@ -15,25 +15,39 @@ def topic_names(deployment: str) -> tuple[str, str]:
 
 def ensure_topic(plan: Plan, sns: Any, name: str, deployment: str) -> str:
     def apply() -> tuple[str, str]:
-        existing = {t["TopicArn"] for page in sns.get_paginator("list_topics").paginate()
-                    for t in page["Topics"]}
+        existing = {
+            t["TopicArn"]
+            for page in sns.get_paginator("list_topics").paginate()
+            for t in page["Topics"]
+        }
         # CreateTopic is itself idempotent for the same name and attributes.
         arn = sns.create_topic(Name=name, Tags=tag_list(deployment))["TopicArn"]
         return (UNCHANGED if arn in existing else CREATED), arn
 
-    return plan.step(f"SNS topic {name}", apply,
-                     request={"Name": name, "Tags": tag_list(deployment)},
-                     placeholder=f"<arn of SNS topic {name}>")
+    return plan.step(
+        f"SNS topic {name}",
+        apply,
+        request={"Name": name, "Tags": tag_list(deployment)},
+        placeholder=f"<arn of SNS topic {name}>",
+    )
 
 
 def ensure_email_subscription(plan: Plan, sns: Any, topic_arn: str, email: str) -> None:
     def apply() -> tuple[str, None]:
-        subs = [s for page in sns.get_paginator("list_subscriptions_by_topic").paginate(
-            TopicArn=topic_arn) for s in page["Subscriptions"]]
+        subs = [
+            s
+            for page in sns.get_paginator("list_subscriptions_by_topic").paginate(
+                TopicArn=topic_arn
+            )
+            for s in page["Subscriptions"]
+        ]
         if any(s["Protocol"] == "email" and s["Endpoint"] == email for s in subs):
             return UNCHANGED, None
         sns.subscribe(TopicArn=topic_arn, Protocol="email", Endpoint=email)
         return CREATED, None
 
-    plan.step(f"email subscription {email} -> {topic_arn.rsplit(':', 1)[-1]}", apply,
-              request={"TopicArn": topic_arn, "Protocol": "email", "Endpoint": email})
+    plan.step(
+        f"email subscription {email} -> {topic_arn.rsplit(':', 1)[-1]}",
+        apply,
+        request={"TopicArn": topic_arn, "Protocol": "email", "Endpoint": email},
+    )

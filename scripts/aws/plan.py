@@ -48,3 +48,18 @@ class Plan:
 
     def note(self, line: str) -> None:
         self.out(f"  note: {line}")
+
+    def read(
+        self,
+        summary: str,
+        fetch: Callable[[], T],
+        describe: Callable[[T], str],
+        placeholder: T = None,
+    ) -> T:  # type: ignore[assignment]
+        """A read the later steps depend on (sizes, current state); skipped in a dry run."""
+        if self.dry_run:
+            self.out(f"  would read    {summary}")
+            return placeholder
+        value = fetch()
+        self.out(f"  {'read':<9}  {summary}: {describe(value)}")
+        return value

@@ -39,8 +39,9 @@ class Lifecycle:
         if self.infrequent_access_days < 30:
             raise AwsCommandError("--ia-days must be at least 30 (an S3 rule for STANDARD_IA)")
         if not self.infrequent_access_days < self.glacier_days < self.expire_days:
-            raise AwsCommandError("lifecycle days must increase: --ia-days < --glacier-days "
-                                  "< --expire-days")
+            raise AwsCommandError(
+                "lifecycle days must increase: --ia-days < --glacier-days < --expire-days"
+            )
 
     def rules(self) -> dict[str, Any]:
         return {
@@ -101,8 +102,9 @@ def _read(call: Any, missing: tuple[str, ...], **kwargs: Any) -> dict[str, Any] 
         raise
 
 
-def ensure_bucket(plan: Plan, s3: Any, bucket: str, deployment: str, region: str,
-                  lifecycle: Lifecycle) -> str:
+def ensure_bucket(
+    plan: Plan, s3: Any, bucket: str, deployment: str, region: str, lifecycle: Lifecycle
+) -> str:
     """Create (or bring back in line) the bucket and each security setting; one plan step
     per setting so the dry run shows every request."""
 
@@ -112,7 +114,8 @@ def ensure_bucket(plan: Plan, s3: Any, bucket: str, deployment: str, region: str
             if not has_tag(tags.get("TagSet", []), deployment):
                 raise AwsCommandError(
                     f"bucket {bucket} exists but is not tagged for deployment {deployment}; "
-                    "pass --bucket with a bucket of this deployment or a new name")
+                    "pass --bucket with a bucket of this deployment or a new name"
+                )
             return UNCHANGED, bucket
         kwargs: dict[str, Any] = {"Bucket": bucket}
         if region != "us-east-1":  # us-east-1 rejects an explicit LocationConstraint
@@ -121,11 +124,16 @@ def ensure_bucket(plan: Plan, s3: Any, bucket: str, deployment: str, region: str
         s3.put_bucket_tagging(Bucket=bucket, Tagging={"TagSet": tag_list(deployment)})
         return CREATED, bucket
 
-    plan.step(f"S3 bucket {bucket}", create, request={"Bucket": bucket, "Tags": tag_list(
-        deployment)}, placeholder=bucket)
+    plan.step(
+        f"S3 bucket {bucket}",
+        create,
+        request={"Bucket": bucket, "Tags": tag_list(deployment)},
+        placeholder=bucket,
+    )
 
-    def setting(summary: str, read: Any, missing: tuple[str, ...], extract: Any, wanted: Any,
-                write: Any) -> None:
+    def setting(
+        summary: str, read: Any, missing: tuple[str, ...], extract: Any, wanted: Any, write: Any
+    ) -> None:
         def apply() -> tuple[str, None]:
             current = _read(read, missing, Bucket=bucket)
             if current is not None and extract(current) == wanted:
@@ -135,27 +143,44 @@ def ensure_bucket(plan: Plan, s3: Any, bucket: str, deployment: str, region: str
 
         plan.step(f"{summary} on {bucket}", apply, request=wanted)
 
-    setting("public access block", s3.get_public_access_block,
-            ("NoSuchPublicAccessBlockConfiguration",),
-            lambda r: r["PublicAccessBlockConfiguration"], PUBLIC_ACCESS_BLOCK,
-            lambda: s3.put_public_access_block(
-                Bucket=bucket, PublicAccessBlockConfiguration=PUBLIC_ACCESS_BLOCK))
-    setting("default encryption", s3.get_bucket_encryption,
-            ("ServerSideEncryptionConfigurationNotFoundError",),
-            lambda r: _encryption_algorithms(r["ServerSideEncryptionConfiguration"]),
-            _encryption_algorithms(ENCRYPTION),
-            lambda: s3.put_bucket_encryption(
-                Bucket=bucket, ServerSideEncryptionConfiguration=ENCRYPTION))
+    setting(
+        "public access block",
+        s3.get_public_access_block,
+        ("NoSuchPublicAccessBlockConfiguration",),
+        lambda r: r["PublicAccessBlockConfiguration"],
+        PUBLIC_ACCESS_BLOCK,
+        lambda: s3.put_public_access_block(
+            Bucket=bucket, PublicAccessBlockConfiguration=PUBLIC_ACCESS_BLOCK
+        ),
+    )
+    setting(
+        "default encryption",
+        s3.get_bucket_encryption,
+        ("ServerSideEncryptionConfigurationNotFoundError",),
+        lambda r: _encryption_algorithms(r["ServerSideEncryptionConfiguration"]),
+        _encryption_algorithms(ENCRYPTION),
+        lambda: s3.put_bucket_encryption(
+            Bucket=bucket, ServerSideEncryptionConfiguration=ENCRYPTION
+        ),
+    )
     policy = tls_only_policy(bucket)
-    setting("TLS-only bucket policy", s3.get_bucket_policy, ("NoSuchBucketPolicy",),
-            lambda r: json.loads(r["Policy"]), policy,
-            lambda: s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps(policy)))
+    setting(
+        "TLS-only bucket policy",
+        s3.get_bucket_policy,
+        ("NoSuchBucketPolicy",),
+        lambda r: json.loads(r["Policy"]),
+        policy,
+        lambda: s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps(policy)),
+    )
     rules = lifecycle.rules()
-    setting("lifecycle (IA/Glacier/expiry)", s3.get_bucket_lifecycle_configuration,
-            ("NoSuchLifecycleConfiguration",), lambda r: _lifecycle_view(r["Rules"]),
-            _lifecycle_view(rules["Rules"]),
-            lambda: s3.put_bucket_lifecycle_configuration(
-                Bucket=bucket, LifecycleConfiguration=rules))
+    setting(
+        "lifecycle (IA/Glacier/expiry)",
+        s3.get_bucket_lifecycle_configuration,
+        ("NoSuchLifecycleConfiguration",),
+        lambda r: _lifecycle_view(r["Rules"]),
+        _lifecycle_view(rules["Rules"]),
+        lambda: s3.put_bucket_lifecycle_configuration(Bucket=bucket, LifecycleConfiguration=rules),
+    )
     return bucket
 
 
@@ -181,8 +206,10 @@ def empty_and_delete_bucket(s3: Any, bucket: str) -> int:
     removed = 0
     paginator = s3.get_paginator("list_object_versions")
     for page in paginator.paginate(Bucket=bucket):
-        batch = [{"Key": v["Key"], "VersionId": v["VersionId"]}
-                 for v in page.get("Versions", []) + page.get("DeleteMarkers", [])]
+        batch = [
+            {"Key": v["Key"], "VersionId": v["VersionId"]}
+            for v in page.get("Versions", []) + page.get("DeleteMarkers", [])
+        ]
         if batch:
             s3.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
             removed += len(batch)

@@ -1,0 +1,76 @@
+"""`gen3d setup`: what a deployment needs once per account and region — the private
+bucket, least-privilege roles for SageMaker and the upload trigger, and a cost budget."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from scripts.aws import budget, iam, storage
+from scripts.aws.clients import AwsClients
+from scripts.aws.plan import Plan
+
+
+@dataclass
+class SetupResult:
+    bucket: str
+    execution_role_arn: str
+    trigger_role_arn: str
+
+
+def setup_account(
+    plan: Plan,
+    clients: AwsClients,
+    *,
+    deployment: str,
+    bucket: str | None,
+    lifecycle: storage.Lifecycle,
+    ecr_repository: str,
+    model_data: str | None = None,
+    budget_usd: float | None = None,
+    budget_email: str | None = None,
+) -> SetupResult:
+    region = clients.region
+    account = plan.read("account id (STS)", clients.account_id, str, placeholder="<account-id>")
+    bucket = bucket or storage.default_bucket_name(deployment, account, region)
+    storage.ensure_bucket(plan, clients.s3, bucket, deployment, region, lifecycle)
+    model_arns = []
+    if model_data:
+        model_bucket, key = storage.parse_s3_uri(model_data)
+        model_arns.append(f"arn:aws:s3:::{model_bucket}/{key}")
+    execution_policy = iam.execution_role_policy(
+        deployment=deployment,
+        bucket=bucket,
+        account=account,
+        region=region,
+        ecr_repository=ecr_repository,
+        model_data_arns=model_arns,
+    )
+    role_arn = iam.ensure_role(
+        plan,
+        clients.iam,
+        iam.execution_role_name(deployment),
+        "sagemaker.amazonaws.com",
+        execution_policy,
+        deployment,
+    )
+    trigger_policy = iam.trigger_role_policy(
+        deployment=deployment,
+        bucket=bucket,
+        account=account,
+        region=region,
+        input_prefix=storage.INPUT_PREFIX,
+    )
+    trigger_arn = iam.ensure_role(
+        plan,
+        clients.iam,
+        iam.trigger_role_name(deployment),
+        "lambda.amazonaws.com",
+        trigger_policy,
+        deployment,
+    )
+    if budget_usd is not None and budget_email:
+        request = budget.budget_request(deployment, account, budget_usd, budget_email)
+        budget.ensure_budget(plan, clients.budgets, request)
+    elif budget_usd is not None or budget_email:
+        plan.note("a budget needs both --budget-usd and --budget-email; none created")
+    return SetupResult(bucket=bucket, execution_role_arn=role_arn, trigger_role_arn=trigger_arn)

@@ -1,0 +1,266 @@
+"""`gen3d deploy`: model, endpoint config, endpoint (+ bucket, topics, logs, autoscaling,
+upload trigger for async), each step idempotent, waiting until InService."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from scripts.aws import autoscaling, endpoint_spec, inference_components, notify, storage
+from scripts.aws import upload_trigger as trigger
+from scripts.aws.clients import AwsClients, tag_list
+from scripts.aws.endpoint_spec import VARIANT, DeploySpec
+from scripts.aws.errors import AwsCommandError
+from scripts.aws.logs import endpoint_log_group, ensure_log_group
+from scripts.aws.plan import CREATED, UNCHANGED, UPDATED, Plan
+from scripts.aws.waiters import wait_for_endpoint
+
+
+@dataclass
+class DeployOptions:
+    bucket: str | None = None
+    lifecycle: storage.Lifecycle = field(default_factory=storage.Lifecycle)
+    log_retention_days: int = 30
+    wait: bool = True
+    poll_s: float = 15.0
+    timeout_s: float = 3600.0
+    upload_trigger_role: str | None = None  # set: package and wire the upload Lambda
+    scale_to_zero: bool = False  # realtime only: inference components with min 0 copies
+
+
+@dataclass
+class DeployResult:
+    endpoint: str
+    endpoint_config: str
+    model: str
+    bucket: str | None
+    changes: list[tuple[str, str]]
+
+
+def deploy(
+    spec: DeploySpec, clients: AwsClients, plan: Plan, options: DeployOptions
+) -> DeployResult:
+    endpoint_spec.validate(spec)
+    if options.scale_to_zero and spec.mode != "realtime":
+        raise AwsCommandError(
+            "--scale-to-zero applies to --mode realtime (inference "
+            "components); --mode async scales to zero by itself"
+        )
+    if options.upload_trigger_role and spec.mode != "async":
+        raise AwsCommandError("--upload-trigger-role needs --mode async")
+    region = clients.region
+    account = plan.read("account id (STS)", clients.account_id, str, placeholder="<account-id>")
+    model_bytes = _model_bytes(plan, clients, spec)
+    if spec.mode == "serverless":
+        endpoint_spec.check_serverless_image_size(spec, _image_bytes(plan, clients, spec))
+
+    bucket = None
+    async_paths: dict[str, Any] = {}
+    if spec.mode == "async":
+        bucket = options.bucket or storage.default_bucket_name(spec.name, account, region)
+        storage.ensure_bucket(plan, clients.s3, bucket, spec.name, region, options.lifecycle)
+        success_name, error_name = notify.topic_names(spec.name)
+        success = notify.ensure_topic(plan, clients.sns, success_name, spec.name)
+        error = notify.ensure_topic(plan, clients.sns, error_name, spec.name)
+        if spec.notify_email:
+            for topic in (success, error):
+                notify.ensure_email_subscription(plan, clients.sns, topic, spec.notify_email)
+        async_paths = {
+            "output_path": f"s3://{bucket}/{storage.OUTPUT_PREFIX}",
+            "failure_path": f"s3://{bucket}/{storage.FAILURE_PREFIX}",
+            "success_topic": success,
+            "error_topic": error,
+        }
+
+    ensure_log_group(
+        plan, clients.logs, endpoint_log_group(spec.name), spec.name, options.log_retention_days
+    )
+    model = endpoint_spec.model_request(spec)
+    _ensure_model(plan, clients.sagemaker, model)
+    if options.scale_to_zero:
+        config = inference_components.endpoint_config_request(spec, model_bytes=model_bytes)
+    else:
+        config = endpoint_spec.endpoint_config_request(
+            spec, model["ModelName"], model_bytes=model_bytes, **async_paths
+        )
+    _ensure_endpoint_config(plan, clients.sagemaker, config)
+    _ensure_endpoint(plan, clients, spec.name, config["EndpointConfigName"], spec.name)
+    if options.wait and not plan.dry_run:
+        wait_for_endpoint(
+            clients.sagemaker,
+            spec.name,
+            poll_s=options.poll_s,
+            timeout_s=options.timeout_s,
+            progress=plan.out,
+        )
+    if options.scale_to_zero:
+        inference_components.ensure(plan, clients, spec, model["ModelName"])
+    if spec.mode == "async":
+        autoscaling.ensure_async_autoscaling(
+            plan,
+            clients.application_autoscaling,
+            clients.cloudwatch,
+            endpoint=spec.name,
+            variant=VARIANT,
+            max_instances=spec.max_instances,
+            deployment=spec.name,
+        )
+        if options.upload_trigger_role:
+            assert bucket is not None
+            arn = trigger.ensure_function(
+                plan,
+                clients.client("lambda"),
+                deployment=spec.name,
+                endpoint=spec.name,
+                role_arn=options.upload_trigger_role,
+                input_prefix=storage.INPUT_PREFIX,
+            )
+            trigger.ensure_s3_permission(
+                plan, clients.client("lambda"), deployment=spec.name, bucket=bucket, account=account
+            )
+            trigger.ensure_bucket_notification(
+                plan,
+                clients.s3,
+                deployment=spec.name,
+                bucket=bucket,
+                function_arn=arn,
+                input_prefix=storage.INPUT_PREFIX,
+            )
+    return DeployResult(
+        endpoint=spec.name,
+        endpoint_config=config["EndpointConfigName"],
+        model=model["ModelName"],
+        bucket=bucket,
+        changes=plan.changes,
+    )
+
+
+def _model_bytes(plan: Plan, clients: AwsClients, spec: DeploySpec) -> int | None:
+    if not spec.model_data:
+        return None
+
+    def fetch() -> int:
+        bkt, key = storage.parse_s3_uri(spec.model_data or "")
+        try:
+            return int(clients.s3.head_object(Bucket=bkt, Key=key)["ContentLength"])
+        except ClientError as exc:
+            raise AwsCommandError(
+                f"--model-data {spec.model_data}: cannot read it "
+                f"({exc.response['Error'].get('Code')})"
+            ) from None
+
+    return plan.read(f"size of {spec.model_data}", fetch, lambda n: f"{n / 1e6:.1f} MB")
+
+
+def _image_bytes(plan: Plan, clients: AwsClients, spec: DeploySpec) -> int | None:
+    """The pushed image's size from ECR (None for images outside ECR)."""
+    host, _, rest = spec.image.partition("/")
+    if ".dkr.ecr." not in host:
+        plan.note(f"{spec.image} is not in ECR; its size (10 GB serverless limit) is unchecked")
+        return None
+    repo, _, ref = rest.partition("@") if "@" in rest else rest.partition(":")
+    image_id = {"imageDigest": ref} if "@" in rest else {"imageTag": ref or "latest"}
+
+    def fetch() -> int:
+        try:
+            details = clients.ecr.describe_images(repositoryName=repo, imageIds=[image_id])
+        except ClientError as exc:
+            raise AwsCommandError(
+                f"--image {spec.image}: not found in ECR ({exc.response['Error'].get('Code')})"
+            ) from None
+        return int(details["imageDetails"][0].get("imageSizeInBytes") or 0)
+
+    return plan.read(f"size of {spec.image} in ECR", fetch, lambda n: f"{n / 1e9:.2f} GB")
+
+
+def _ensure_model(plan: Plan, sagemaker: Any, request: dict[str, Any]) -> None:
+    name = request["ModelName"]
+
+    def apply() -> tuple[str, None]:
+        if _exists(sagemaker.describe_model, ModelName=name):
+            return UNCHANGED, None
+        sagemaker.create_model(**request)
+        return CREATED, None
+
+    plan.step(f"model {name}", apply, request=request)
+
+
+def _ensure_endpoint_config(plan: Plan, sagemaker: Any, request: dict[str, Any]) -> None:
+    name = request["EndpointConfigName"]
+
+    def apply() -> tuple[str, None]:
+        if _exists(sagemaker.describe_endpoint_config, EndpointConfigName=name):
+            return UNCHANGED, None
+        sagemaker.create_endpoint_config(**request)
+        return CREATED, None
+
+    plan.step(f"endpoint config {name}", apply, request=request)
+
+
+def _ensure_endpoint(
+    plan: Plan, clients: AwsClients, endpoint: str, config: str, deployment: str
+) -> None:
+    sagemaker = clients.sagemaker
+
+    def apply() -> tuple[str, None]:
+        try:
+            current = sagemaker.describe_endpoint(EndpointName=endpoint)
+        except ClientError as exc:
+            if not _not_found(exc):
+                raise
+            sagemaker.create_endpoint(
+                EndpointName=endpoint, EndpointConfigName=config, Tags=tag_list(deployment)
+            )
+            return CREATED, None
+        if current["EndpointStatus"] == "Failed":
+            raise AwsCommandError(
+                f"endpoint {endpoint} is Failed ({current.get('FailureReason', 'no reason')}); "
+                f"run `gen3d teardown --name {deployment}` and deploy again"
+            )
+        if current["EndpointConfigName"] == config:
+            return UNCHANGED, None
+        # AWS refuses to update an endpoint registered for autoscaling: deregister (this
+        # also drops its policies), update, and the autoscaling step registers it again.
+        aas = clients.application_autoscaling
+        rid = autoscaling.resource_id(endpoint, VARIANT)
+        if aas.describe_scalable_targets(ServiceNamespace=autoscaling.NAMESPACE, ResourceIds=[rid])[
+            "ScalableTargets"
+        ]:
+            aas.deregister_scalable_target(
+                ServiceNamespace=autoscaling.NAMESPACE,
+                ResourceId=rid,
+                ScalableDimension=autoscaling.DIMENSION,
+            )
+        sagemaker.update_endpoint(EndpointName=endpoint, EndpointConfigName=config)
+        return UPDATED, None
+
+    plan.step(
+        f"endpoint {endpoint} -> {config}",
+        apply,
+        request={
+            "EndpointName": endpoint,
+            "EndpointConfigName": config,
+            "Tags": tag_list(deployment),
+        },
+    )
+
+
+def _not_found(exc: ClientError) -> bool:
+    error = exc.response.get("Error", {})
+    return error.get("Code") in ("ValidationException", "ResourceNotFound") and (
+        "not find" in error.get("Message", "")
+        or "not exist" in error.get("Message", "")
+        or "not found" in error.get("Message", "").lower()
+    )
+
+
+def _exists(describe: Any, **kwargs: Any) -> bool:
+    try:
+        describe(**kwargs)
+        return True
+    except ClientError as exc:
+        if _not_found(exc):
+            return False
+        raise

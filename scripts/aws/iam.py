@@ -1,0 +1,205 @@
+"""Least-privilege roles: the SageMaker execution role and the upload-trigger Lambda's role.
+
+Each policy names exactly the deployment's bucket, the ECR repository, its log groups and
+SNS topics; only calls that AWS cannot scope (ecr:GetAuthorizationToken,
+cloudwatch:PutMetricData, which is limited by namespace instead) use "*".
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import unquote
+
+from botocore.exceptions import ClientError
+
+from scripts.aws.clients import tag_list
+from scripts.aws.plan import CREATED, UNCHANGED, UPDATED, Plan
+
+POLICY_NAME = "gen3d-least-privilege"
+
+
+def execution_role_name(deployment: str) -> str:
+    return f"gen3d-{deployment}-sagemaker"
+
+
+def trigger_role_name(deployment: str) -> str:
+    return f"gen3d-{deployment}-upload-trigger"
+
+
+def trust_policy(service: str) -> dict[str, Any]:
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}
+        ],
+    }
+
+
+def execution_role_policy(
+    *,
+    deployment: str,
+    bucket: str,
+    account: str,
+    region: str,
+    ecr_repository: str,
+    model_data_arns: list[str] | None = None,
+) -> dict[str, Any]:
+    logs = f"arn:aws:logs:{region}:{account}:log-group:/aws/sagemaker"
+    topics = [
+        f"arn:aws:sns:{region}:{account}:gen3d-{deployment}-{kind}" for kind in ("success", "error")
+    ]
+    objects = f"arn:aws:s3:::{bucket}/*"
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "ReadModelAndInputs",
+                "Effect": "Allow",
+                "Action": ["s3:GetObject"],
+                "Resource": sorted({objects, *(model_data_arns or [])}),
+            },
+            {
+                "Sid": "WriteResults",
+                "Effect": "Allow",
+                "Action": ["s3:PutObject"],
+                "Resource": [objects],
+            },
+            {
+                "Sid": "ListForBatchTransform",
+                "Effect": "Allow",
+                "Action": ["s3:ListBucket"],
+                "Resource": [f"arn:aws:s3:::{bucket}"],
+            },
+            {
+                "Sid": "PullImage",
+                "Effect": "Allow",
+                "Action": [
+                    "ecr:BatchGetImage",
+                    "ecr:GetDownloadUrlForLayer",
+                    "ecr:BatchCheckLayerAvailability",
+                ],
+                "Resource": [f"arn:aws:ecr:{region}:{account}:repository/{ecr_repository}"],
+            },
+            {
+                "Sid": "EcrLogin",
+                "Effect": "Allow",
+                "Action": ["ecr:GetAuthorizationToken"],
+                "Resource": ["*"],
+            },
+            {
+                "Sid": "Logs",
+                "Effect": "Allow",
+                "Action": [
+                    "logs:CreateLogGroup",
+                    "logs:CreateLogStream",
+                    "logs:PutLogEvents",
+                    "logs:DescribeLogStreams",
+                ],
+                "Resource": [f"{logs}/Endpoints/{deployment}:*", f"{logs}/TransformJobs:*"],
+            },
+            {
+                "Sid": "Metrics",
+                "Effect": "Allow",
+                "Action": ["cloudwatch:PutMetricData"],
+                "Resource": ["*"],
+                "Condition": {
+                    "StringLike": {"cloudwatch:namespace": ["AWS/SageMaker*", "/aws/sagemaker/*"]}
+                },
+            },
+            {
+                "Sid": "AsyncNotifications",
+                "Effect": "Allow",
+                "Action": ["sns:Publish"],
+                "Resource": topics,
+            },
+        ],
+    }
+
+
+def trigger_role_policy(
+    *, deployment: str, bucket: str, account: str, region: str, input_prefix: str
+) -> dict[str, Any]:
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "InvokeAsync",
+                "Effect": "Allow",
+                "Action": ["sagemaker:InvokeEndpointAsync"],
+                "Resource": [f"arn:aws:sagemaker:{region}:{account}:endpoint/{deployment}"],
+            },
+            {
+                "Sid": "ReadUploads",
+                "Effect": "Allow",
+                "Action": ["s3:GetObject"],
+                "Resource": [f"arn:aws:s3:::{bucket}/{input_prefix}*"],
+            },
+            {
+                "Sid": "Logs",
+                "Effect": "Allow",
+                "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
+                "Resource": [
+                    f"arn:aws:logs:{region}:{account}:log-group:/aws/lambda/"
+                    f"gen3d-{deployment}-upload:*"
+                ],
+            },
+        ],
+    }
+
+
+def _as_dict(document: Any) -> Any:
+    # IAM returns URL-encoded JSON on the wire; boto3 usually decodes it to a dict.
+    return json.loads(unquote(document)) if isinstance(document, str) else document
+
+
+def ensure_role(
+    plan: Plan, iam: Any, role_name: str, service: str, policy: dict[str, Any], deployment: str
+) -> str:
+    trust = trust_policy(service)
+
+    def apply() -> tuple[str, str]:
+        outcome = UNCHANGED
+        try:
+            role = iam.get_role(RoleName=role_name)["Role"]
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "NoSuchEntity":
+                raise
+            role = iam.create_role(
+                RoleName=role_name,
+                AssumeRolePolicyDocument=json.dumps(trust),
+                Description=f"gen3d deployment {deployment}",
+                Tags=tag_list(deployment),
+            )["Role"]
+            outcome = CREATED
+        try:
+            current = _as_dict(
+                iam.get_role_policy(RoleName=role_name, PolicyName=POLICY_NAME)["PolicyDocument"]
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "NoSuchEntity":
+                raise
+            current = None
+        if current != policy:
+            iam.put_role_policy(
+                RoleName=role_name, PolicyName=POLICY_NAME, PolicyDocument=json.dumps(policy)
+            )
+            outcome = outcome if outcome == CREATED else UPDATED
+        return outcome, role["Arn"]
+
+    return plan.step(
+        f"IAM role {role_name} (trusts {service}) + inline {POLICY_NAME}",
+        apply,
+        request={"AssumeRolePolicyDocument": trust, "PolicyDocument": policy},
+        placeholder=f"<arn of role {role_name}>",
+    )
+
+
+def delete_role(iam: Any, role_name: str) -> None:
+    for page in iam.get_paginator("list_role_policies").paginate(RoleName=role_name):
+        for policy in page["PolicyNames"]:
+            iam.delete_role_policy(RoleName=role_name, PolicyName=policy)
+    for page in iam.get_paginator("list_attached_role_policies").paginate(RoleName=role_name):
+        for policy in page["AttachedPolicies"]:
+            iam.detach_role_policy(RoleName=role_name, PolicyArn=policy["PolicyArn"])
+    iam.delete_role(RoleName=role_name)

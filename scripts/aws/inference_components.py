@@ -1,0 +1,195 @@
+"""Real-time scale-to-zero through inference components (`deploy --mode realtime
+--scale-to-zero`).
+
+The endpoint config carries no model: ManagedInstanceScaling lets the instance count reach
+0, the model runs as an inference component whose copy count autoscales with minimum 0, and
+(as with async endpoints) target tracking cannot leave zero by itself, so a step policy
+fired by an alarm on NoCapacityInvocationFailures adds the first copy. While at zero,
+requests fail until a copy is up: this suits clients that retry.
+
+The local emulator (moto) does not implement inference components: these bodies are
+checked with botocore's own validator in the tests and sent only to real AWS.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from scripts.aws import endpoint_spec
+from scripts.aws.clients import AwsClients, tag_list, tag_map
+from scripts.aws.endpoint_spec import VARIANT, DeploySpec
+from scripts.aws.plan import CREATED, UNCHANGED, Plan
+from scripts.aws.platform import is_gpu_instance
+from scripts.aws.scaling_params import ASYNC_SCALING
+
+DIMENSION = "sagemaker:inference-component:DesiredCopyCount"
+CONCURRENCY_TARGET_PER_COPY = 4.0
+CONCURRENCY_METRIC = "SageMakerInferenceComponentConcurrentRequestsPerCopyHighResolution"
+
+
+def component_name(deployment: str) -> str:
+    return f"{deployment}-component"
+
+
+def endpoint_config_request(spec: DeploySpec, *, model_bytes: int | None) -> dict[str, Any]:
+    download_s, startup_s = endpoint_spec.startup_timeouts(model_bytes)
+    variant: dict[str, Any] = {
+        "VariantName": VARIANT,
+        "InstanceType": spec.instance_type,
+        "InitialInstanceCount": 1,
+        "ManagedInstanceScaling": {
+            "Status": "ENABLED",
+            "MinInstanceCount": 0,
+            "MaxInstanceCount": spec.max_instances,
+        },
+        "RoutingConfig": {"RoutingStrategy": "LEAST_OUTSTANDING_REQUESTS"},
+        "ModelDataDownloadTimeoutInSeconds": download_s,
+        "ContainerStartupHealthCheckTimeoutInSeconds": startup_s,
+    }
+    ami = endpoint_spec.ami_version(spec)
+    if ami:
+        variant["InferenceAmiVersion"] = ami
+    body = {"ProductionVariants": [variant], "ExecutionRoleArn": spec.role_arn}
+    name = f"{spec.name}-ic-{endpoint_spec._short_hash(body)}"
+    return {"EndpointConfigName": name, **body, "Tags": tag_list(spec.name)}
+
+
+def component_request(
+    spec: DeploySpec, model_name: str, *, model_bytes: int | None = None
+) -> dict[str, Any]:
+    download_s, startup_s = endpoint_spec.startup_timeouts(model_bytes)
+    resources: dict[str, Any] = {"MinMemoryRequiredInMb": 4096}
+    if is_gpu_instance(spec.instance_type):
+        resources["NumberOfAcceleratorDevicesRequired"] = 1
+    return {
+        "InferenceComponentName": component_name(spec.name),
+        "EndpointName": spec.name,
+        "VariantName": VARIANT,
+        "Specification": {
+            "ModelName": model_name,
+            "ComputeResourceRequirements": resources,
+            "StartupParameters": {
+                "ModelDataDownloadTimeoutInSeconds": download_s,
+                "ContainerStartupHealthCheckTimeoutInSeconds": startup_s,
+            },
+        },
+        "RuntimeConfig": {"CopyCount": 1},
+        "Tags": tag_list(spec.name),
+    }
+
+
+def autoscaling_requests(spec: DeploySpec) -> dict[str, dict[str, Any]]:
+    """Bodies for register_scalable_target, two put_scaling_policy calls and the alarm (its
+    AlarmActions hold a placeholder until the step policy's ARN is known)."""
+    component = component_name(spec.name)
+    rid = f"inference-component/{component}"
+    common = {"ServiceNamespace": "sagemaker", "ResourceId": rid, "ScalableDimension": DIMENSION}
+    return {
+        "register_scalable_target": {
+            **common,
+            "MinCapacity": 0,
+            "MaxCapacity": spec.max_instances,
+            "Tags": tag_map(spec.name),
+        },
+        "target_tracking": {
+            **common,
+            "PolicyName": f"{component}-concurrency",
+            "PolicyType": "TargetTrackingScaling",
+            "TargetTrackingScalingPolicyConfiguration": {
+                "TargetValue": CONCURRENCY_TARGET_PER_COPY,
+                "PredefinedMetricSpecification": {"PredefinedMetricType": CONCURRENCY_METRIC},
+                "ScaleInCooldown": ASYNC_SCALING.scale_in_cooldown_s,
+                "ScaleOutCooldown": ASYNC_SCALING.scale_out_cooldown_s,
+            },
+        },
+        "step_scaling": {
+            **common,
+            "PolicyName": f"{component}-scale-out-from-zero",
+            "PolicyType": "StepScaling",
+            "StepScalingPolicyConfiguration": {
+                "AdjustmentType": "ChangeInCapacity",
+                "MetricAggregationType": "Maximum",
+                "Cooldown": ASYNC_SCALING.step_cooldown_s,
+                "StepAdjustments": [
+                    {
+                        "MetricIntervalLowerBound": 0.0,
+                        "ScalingAdjustment": ASYNC_SCALING.step_adjustment_instances,
+                    }
+                ],
+            },
+        },
+        "alarm": {
+            "AlarmName": f"{component}-no-capacity",
+            "Namespace": "AWS/SageMaker",
+            "MetricName": "NoCapacityInvocationFailures",
+            "Dimensions": [{"Name": "InferenceComponentName", "Value": component}],
+            "Statistic": "Maximum",
+            "Period": ASYNC_SCALING.backlog_alarm_period_s,
+            "EvaluationPeriods": ASYNC_SCALING.backlog_alarm_evaluation_periods,
+            "Threshold": 1.0,
+            "ComparisonOperator": "GreaterThanOrEqualToThreshold",
+            "TreatMissingData": "notBreaching",
+            "AlarmActions": ["<arn of the step scaling policy>"],
+            "Tags": tag_list(spec.name),
+        },
+    }
+
+
+def ensure(plan: Plan, clients: AwsClients, spec: DeploySpec, model_name: str) -> None:
+    sagemaker = clients.sagemaker
+    request = component_request(spec, model_name)
+
+    def create_component() -> tuple[str, None]:
+        try:
+            sagemaker.describe_inference_component(
+                InferenceComponentName=request["InferenceComponentName"]
+            )
+            return UNCHANGED, None
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ValidationException":
+                raise
+        sagemaker.create_inference_component(**request)
+        return CREATED, None
+
+    plan.step(
+        f"inference component {request['InferenceComponentName']}",
+        create_component,
+        request=request,
+    )
+    reqs = autoscaling_requests(spec)
+    aas = clients.application_autoscaling
+
+    def scale() -> tuple[str, None]:
+        rid = reqs["register_scalable_target"]["ResourceId"]
+        targets = aas.describe_scalable_targets(ServiceNamespace="sagemaker", ResourceIds=[rid])[
+            "ScalableTargets"
+        ]
+        policies = {
+            p["PolicyName"]: p["PolicyARN"]
+            for p in aas.describe_scaling_policies(ServiceNamespace="sagemaker", ResourceId=rid)[
+                "ScalingPolicies"
+            ]
+        }
+        alarms = clients.cloudwatch.describe_alarms(AlarmNames=[reqs["alarm"]["AlarmName"]])[
+            "MetricAlarms"
+        ]
+        step_name = reqs["step_scaling"]["PolicyName"]
+        if (
+            targets
+            and reqs["target_tracking"]["PolicyName"] in policies
+            and alarms
+            and alarms[0]["AlarmActions"] == [policies.get(step_name)]
+        ):
+            return UNCHANGED, None
+        # register/put are upserts on AWS; the alarm needs the step policy's ARN.
+        aas.register_scalable_target(**reqs["register_scalable_target"])
+        aas.put_scaling_policy(**reqs["target_tracking"])
+        step_arn = aas.put_scaling_policy(**reqs["step_scaling"])["PolicyARN"]
+        clients.cloudwatch.put_metric_alarm(**{**reqs["alarm"], "AlarmActions": [step_arn]})
+        return CREATED, None
+
+    plan.step(
+        "inference component autoscaling (min 0 copies, alarm -> step policy)", scale, request=reqs
+    )

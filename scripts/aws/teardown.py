@@ -1,0 +1,373 @@
+"""`gen3d teardown`: delete everything tagged gen3d:deployment=NAME, in dependency order.
+
+Found by tag, service by service (names narrow the search first; the tag decides), so
+nothing of another deployment is touched. A second run finds nothing and changes nothing.
+Transform-job records cannot be deleted in SageMaker: running ones are stopped and their
+tag removed. Budgets are found by name (gen3d-NAME), as not every budgets API lists tags.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from scripts.aws import autoscaling
+from scripts.aws.budget import budget_name
+from scripts.aws.clients import TAG_KEY, AwsClients, has_tag
+from scripts.aws.errors import AwsCommandError
+from scripts.aws.iam import delete_role
+from scripts.aws.plan import DELETED, UPDATED, Plan
+from scripts.aws.storage import empty_and_delete_bucket
+from scripts.aws.upload_trigger import function_name, remove_bucket_notification
+
+ORDER = (
+    "CloudWatch alarms",
+    "autoscaling policies and scalable targets",
+    "upload trigger (bucket notification, Lambda)",
+    "inference components",
+    "endpoints",
+    "endpoint configs",
+    "models",
+    "transform jobs (stop running, untag)",
+    "SNS topics",
+    "log groups",
+    "S3 buckets",
+    "IAM roles",
+    "budget",
+)
+
+Action = tuple[str, Callable[[], object]]
+
+
+def teardown(
+    plan: Plan,
+    clients: AwsClients,
+    deployment: str,
+    *,
+    keep_bucket: bool = False,
+    poll_s: float = 10.0,
+    timeout_s: float = 1800.0,
+) -> list[tuple[str, str]]:
+    if plan.dry_run:
+        plan.out(f"  would find resources tagged {TAG_KEY}={deployment} and delete, in order:")
+        for i, what in enumerate(ORDER, 1):
+            skip = " (skipped: --keep-bucket)" if keep_bucket and what == "S3 buckets" else ""
+            plan.out(f"    {i:2}. {what}{skip}")
+        return []
+    found = _Finder(clients, deployment)
+    endpoints = found.endpoints()
+    buckets = found.buckets()
+    groups: list[list[Action]] = [
+        found.alarms(),
+        found.scalable_targets(endpoints),
+        found.upload_trigger(buckets),
+        found.inference_components(endpoints),
+        [
+            (f"endpoint {e}", _delete_endpoint(clients.sagemaker, e, poll_s, timeout_s))
+            for e in endpoints
+        ],
+        found.endpoint_configs(),
+        found.models(),
+        found.transform_jobs(),
+        found.topics(),
+        found.log_groups(),
+        []
+        if keep_bucket
+        else [
+            (f"S3 bucket {b} and its objects", lambda b=b: empty_and_delete_bucket(clients.s3, b))
+            for b in buckets
+        ],
+        found.roles(),
+        found.budget(),
+    ]
+    for group in groups:
+        for summary, delete in group:
+            outcome = UPDATED if summary.startswith("untag") else DELETED
+            plan.step(summary, lambda d=delete, o=outcome: (d(), (o, None))[1])
+    if not plan.changes:
+        plan.out(f"  nothing tagged {TAG_KEY}={deployment} remains")
+    if keep_bucket and buckets:
+        plan.note(f"kept (tagged) bucket(s): {', '.join(buckets)}")
+    return plan.changes
+
+
+def _delete_endpoint(
+    sagemaker: Any, endpoint: str, poll_s: float, timeout_s: float
+) -> Callable[[], None]:
+    def delete() -> None:
+        sagemaker.delete_endpoint(EndpointName=endpoint)
+        start = time.monotonic()
+        # Its config and model may only go once the endpoint is gone.
+        while time.monotonic() - start < timeout_s:
+            try:
+                sagemaker.describe_endpoint(EndpointName=endpoint)
+            except ClientError:
+                return
+            time.sleep(poll_s)
+        raise AwsCommandError(f"endpoint {endpoint} still deleting after {timeout_s:.0f} s")
+
+    return delete
+
+
+def _missing(exc: ClientError) -> bool:
+    code = exc.response.get("Error", {}).get("Code", "")
+    return code in (
+        "ResourceNotFoundException",
+        "NoSuchEntity",
+        "NotFoundException",
+        "NoSuchBucket",
+        "NoSuchTagSet",
+        "ValidationException",
+        "NotFound",
+        "404",
+    )
+
+
+class _Finder:
+    def __init__(self, clients: AwsClients, deployment: str) -> None:
+        self.c = clients
+        self.name = deployment
+
+    def _sm_tagged(self, arn: str) -> bool:
+        return has_tag(self.c.sagemaker.list_tags(ResourceArn=arn)["Tags"], self.name)
+
+    def _paged(self, client: Any, op: str, key: str, **kwargs: Any) -> list[dict[str, Any]]:
+        return [
+            item
+            for page in client.get_paginator(op).paginate(**kwargs)
+            for item in page.get(key, [])
+        ]
+
+    def endpoints(self) -> list[str]:
+        found = self._paged(self.c.sagemaker, "list_endpoints", "Endpoints", NameContains=self.name)
+        return [e["EndpointName"] for e in found if self._sm_tagged(e["EndpointArn"])]
+
+    def alarms(self) -> list[Action]:
+        cw = self.c.cloudwatch
+        alarms = self._paged(cw, "describe_alarms", "MetricAlarms", AlarmNamePrefix=self.name)
+        names = [
+            a["AlarmName"]
+            for a in alarms
+            if has_tag(cw.list_tags_for_resource(ResourceARN=a["AlarmArn"])["Tags"], self.name)
+        ]
+        return [(f"alarm {n}", lambda n=n: cw.delete_alarms(AlarmNames=[n])) for n in names]
+
+    def scalable_targets(self, endpoints: list[str]) -> list[Action]:
+        aas = self.c.application_autoscaling
+        prefixes = [f"endpoint/{e}/" for e in endpoints] + [f"inference-component/{self.name}-"]
+        targets = [
+            t
+            for t in self._paged(
+                aas, "describe_scalable_targets", "ScalableTargets", ServiceNamespace="sagemaker"
+            )
+            if t["ResourceId"].startswith(tuple(prefixes))
+        ]
+        actions: list[Action] = []
+        for t in targets:
+            rid, dim = t["ResourceId"], t["ScalableDimension"]
+            for p in self._paged(
+                aas,
+                "describe_scaling_policies",
+                "ScalingPolicies",
+                ServiceNamespace="sagemaker",
+                ResourceId=rid,
+            ):
+                actions.append(
+                    (
+                        f"scaling policy {p['PolicyName']}",
+                        lambda p=p: aas.delete_scaling_policy(
+                            PolicyName=p["PolicyName"],
+                            ServiceNamespace="sagemaker",
+                            ResourceId=p["ResourceId"],
+                            ScalableDimension=p["ScalableDimension"],
+                        ),
+                    )
+                )
+            actions.append(
+                (
+                    f"scalable target {rid}",
+                    lambda rid=rid, dim=dim: aas.deregister_scalable_target(
+                        ServiceNamespace=autoscaling.NAMESPACE,
+                        ResourceId=rid,
+                        ScalableDimension=dim,
+                    ),
+                )
+            )
+        return actions
+
+    def upload_trigger(self, buckets: list[str]) -> list[Action]:
+        lam = self.c.client("lambda")
+        actions: list[Action] = [
+            (
+                f"upload notification on {b}",
+                lambda b=b: (remove_bucket_notification(self.c.s3, b, self.name), None)[1],
+            )
+            for b in buckets
+            if self._has_trigger_notification(b)
+        ]
+        name = function_name(self.name)
+        try:
+            arn = lam.get_function(FunctionName=name)["Configuration"]["FunctionArn"]
+            if has_tag(lam.list_tags(Resource=arn).get("Tags", {}), self.name):
+                actions.append((f"Lambda {name}", lambda: lam.delete_function(FunctionName=name)))
+        except ClientError as exc:
+            if not _missing(exc):
+                raise
+        return actions
+
+    def _has_trigger_notification(self, bucket: str) -> bool:
+        config = self.c.s3.get_bucket_notification_configuration(Bucket=bucket)
+        return any(
+            c.get("Id") == function_name(self.name)
+            for c in config.get("LambdaFunctionConfigurations", [])
+        )
+
+    def inference_components(self, endpoints: list[str]) -> list[Action]:
+        sm = self.c.sagemaker
+        actions: list[Action] = []
+        for e in endpoints:
+            config = sm.describe_endpoint_config(
+                EndpointConfigName=sm.describe_endpoint(EndpointName=e)["EndpointConfigName"]
+            )
+            if all(v.get("ModelName") for v in config["ProductionVariants"]):
+                continue  # a model-per-variant endpoint has no inference components
+            for ic in self._paged(
+                sm, "list_inference_components", "InferenceComponents", EndpointNameEquals=e
+            ):
+                n = ic["InferenceComponentName"]
+                actions.append(
+                    (
+                        f"inference component {n}",
+                        lambda n=n: sm.delete_inference_component(InferenceComponentName=n),
+                    )
+                )
+        return actions
+
+    def endpoint_configs(self) -> list[Action]:
+        sm = self.c.sagemaker
+        found = self._paged(sm, "list_endpoint_configs", "EndpointConfigs", NameContains=self.name)
+        return [
+            (
+                f"endpoint config {c['EndpointConfigName']}",
+                lambda n=c["EndpointConfigName"]: sm.delete_endpoint_config(EndpointConfigName=n),
+            )
+            for c in found
+            if self._sm_tagged(c["EndpointConfigArn"])
+        ]
+
+    def models(self) -> list[Action]:
+        sm = self.c.sagemaker
+        found = self._paged(sm, "list_models", "Models", NameContains=self.name)
+        return [
+            (f"model {m['ModelName']}", lambda n=m["ModelName"]: sm.delete_model(ModelName=n))
+            for m in found
+            if self._sm_tagged(m["ModelArn"])
+        ]
+
+    def transform_jobs(self) -> list[Action]:
+        sm = self.c.sagemaker
+        found = self._paged(
+            sm, "list_transform_jobs", "TransformJobSummaries", NameContains=self.name
+        )
+        actions: list[Action] = []
+        for job in found:
+            if not self._sm_tagged(job["TransformJobArn"]):
+                continue
+            name, arn = job["TransformJobName"], job["TransformJobArn"]
+            if job["TransformJobStatus"] == "InProgress":
+                actions.append(
+                    (
+                        f"stop transform job {name}",
+                        lambda n=name: sm.stop_transform_job(TransformJobName=n),
+                    )
+                )
+            actions.append(
+                (
+                    f"untag transform job {name} (records cannot be deleted)",
+                    lambda a=arn: sm.delete_tags(ResourceArn=a, TagKeys=[TAG_KEY]),
+                )
+            )
+        return actions
+
+    def topics(self) -> list[Action]:
+        sns = self.c.sns
+        actions: list[Action] = []
+        for t in self._paged(sns, "list_topics", "Topics"):
+            arn = t["TopicArn"]
+            if not arn.rsplit(":", 1)[-1].startswith(f"gen3d-{self.name}-"):
+                continue
+            if not has_tag(sns.list_tags_for_resource(ResourceArn=arn)["Tags"], self.name):
+                continue
+            for s in self._paged(sns, "list_subscriptions_by_topic", "Subscriptions", TopicArn=arn):
+                if s["SubscriptionArn"].startswith("arn:"):  # not "PendingConfirmation"
+                    actions.append(
+                        (
+                            f"subscription {s['Endpoint']} on {arn.rsplit(':', 1)[-1]}",
+                            lambda s=s: sns.unsubscribe(SubscriptionArn=s["SubscriptionArn"]),
+                        )
+                    )
+            actions.append(
+                (
+                    f"SNS topic {arn.rsplit(':', 1)[-1]}",
+                    lambda arn=arn: sns.delete_topic(TopicArn=arn),
+                )
+            )
+        return actions
+
+    def log_groups(self) -> list[Action]:
+        logs = self.c.logs
+        found = self._paged(
+            logs,
+            "describe_log_groups",
+            "logGroups",
+            logGroupNamePrefix=f"/aws/sagemaker/Endpoints/{self.name}",
+        )
+        names = [
+            g["logGroupName"]
+            for g in found
+            if has_tag(logs.list_tags_log_group(logGroupName=g["logGroupName"])["tags"], self.name)
+        ]
+        return [
+            (f"log group {n}", lambda n=n: logs.delete_log_group(logGroupName=n)) for n in names
+        ]
+
+    def buckets(self) -> list[str]:
+        s3 = self.c.s3
+        tagged = []
+        for b in s3.list_buckets().get("Buckets", []):
+            try:
+                tags = s3.get_bucket_tagging(Bucket=b["Name"])["TagSet"]
+            except ClientError as exc:
+                if _missing(exc):
+                    continue
+                raise
+            if has_tag(tags, self.name):
+                tagged.append(b["Name"])
+        return tagged
+
+    def roles(self) -> list[Action]:
+        iam = self.c.iam
+        roles = [
+            r["RoleName"]
+            for r in self._paged(iam, "list_roles", "Roles")
+            if r["RoleName"].startswith(f"gen3d-{self.name}-")
+        ]
+        tagged = [r for r in roles if has_tag(iam.list_role_tags(RoleName=r)["Tags"], self.name)]
+        return [(f"IAM role {r}", lambda r=r: delete_role(iam, r)) for r in tagged]
+
+    def budget(self) -> list[Action]:
+        budgets = self.c.budgets
+        account = self.c.account_id()
+        name = budget_name(self.name)
+        try:
+            budgets.describe_budget(AccountId=account, BudgetName=name)
+        except ClientError as exc:
+            if _missing(exc):
+                return []
+            raise
+        return [
+            (f"budget {name}", lambda: budgets.delete_budget(AccountId=account, BudgetName=name))
+        ]
