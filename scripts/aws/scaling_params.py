@@ -28,8 +28,13 @@ class AsyncScaling:
 
     @property
     def idle_tail_s(self) -> float:
-        """Seconds an instance stays billed after its last request before it is removed:
-        the scale-in alarm's datapoints, then the scale-in cooldown bound."""
+        """Seconds an instance stays billed after its last result before it is removed:
+        the target-tracking scale-in alarm's consecutive below-target datapoints. The
+        scale-in cooldown does not add to it: it only spaces one scale-in from the next,
+        and the last instance's removal is the first scale-in after a scale-out. (The
+        alarm also counts datapoints taken while a short burst is processed, so for a
+        one-request burst this over-bills by up to one processing time; the alarm's
+        evaluation lag, not modelled, works the other way.)"""
         alarm = self.target_tracking_scale_in_datapoints * self.target_tracking_period_s
         return float(alarm)
 

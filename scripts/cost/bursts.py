@@ -3,17 +3,20 @@
 Rule (the same one scripts/cost/simulation.py plays out event by event): the first
 request with no instance starts a burst; capacity is requested `trigger_s` later and is
 ready `startup_s` after that (billed from launch); requests are served one at a time,
-`service_s` each; the instance is removed `tail_s` after its last completion unless
-another request arrives first. Billed time per burst = launch to removal.
+`service_s` each, first come first served; the instance is removed `tail_s` after its
+last completion unless another request arrives first. Billed time = launch to removal.
 
-For Poisson arrivals at rate lam, a burst's first request is followed by another within
-W1 = trigger + startup + service + tail with probability p1 = 1 - exp(-lam W1); each
-later request is followed within W = service + tail with probability q = 1 - exp(-lam W).
-So a burst holds m = 1 + p1 / (1 - q) requests on average and bursts = N / m. Each joining
-request moves the last completion later by max(gap - c, 0) + service for the first
-(c = trigger + startup + service) and by about max(gap, service) after that, with gap
-exponential and conditioned on being inside its window. Queueing beyond the first
-request is ignored, which is what the seeded simulation checks.
+Poisson arrivals at rate lam, utilisation rho = lam * service < 1. A burst is:
+  - a first busy period: at ready the queue holds 1 + K requests, K ~ Poisson(lam
+    (trigger + startup)); an M/D/1 busy period that starts with n requests lasts
+    n * service / (1 - rho) on average and serves n / (1 - rho) requests;
+  - then cycles of (idle gap, busy period): after each busy period the next request
+    comes within the tail with probability p = 1 - exp(-lam tail) (memoryless), so the
+    expected number of cycles is p / (1 - p) = exp(lam tail) - 1; the gap averages
+    E[X | X < tail] and each busy period started by one request lasts service / (1 - rho);
+  - then the tail.
+Requests per burst m = (1 + lam (trigger + startup) + exp(lam tail) - 1) / (1 - rho), and
+bursts = N / m. The seeded simulation checks this to the tolerance its test states.
 """
 
 from __future__ import annotations
@@ -32,12 +35,12 @@ class BurstEstimate:
     billed_s_per_burst: float
 
 
-def _excess_given_below(lam: float, start: float, end: float) -> float:
-    """E[max(X - start, 0); X < end] for X ~ Exp(lam), as an unconditioned integral."""
-    if end <= start:
+def _mean_gap_below(lam: float, limit: float) -> float:
+    """E[X | X < limit] for X ~ Exp(lam)."""
+    inside = -math.expm1(-lam * limit)
+    if inside <= 0.0:
         return 0.0
-    span = end - start
-    return math.exp(-lam * start) * (-math.expm1(-lam * span) / lam - span * math.exp(-lam * span))
+    return 1.0 / lam - limit * math.exp(-lam * limit) / inside
 
 
 def poisson_bursts(
@@ -48,22 +51,27 @@ def poisson_bursts(
     tail_s: float,
     month_s: float,
 ) -> BurstEstimate:
+    """Long-run monthly averages for one instance. Raises ValueError when one instance
+    cannot keep up (utilisation >= 1): the single-instance model does not apply."""
     first_wait = trigger_s + startup_s + service_s
     if requests_per_month <= 0:
         return BurstEstimate(0.0, 0.0, 0.0, 0.0, first_wait, 0.0)
     lam = requests_per_month / month_s
-    w1 = trigger_s + startup_s + service_s + tail_s
-    w = service_s + tail_s
-    p1 = -math.expm1(-lam * w1)
-    q = -math.expm1(-lam * w)
-    stay = math.exp(-lam * w)  # 1 - q, the chance a later request ends its burst
-    per_burst = 1.0 + p1 / stay
-    # Extension of the busy period by the second request (window W1) and later ones (W).
-    c = trigger_s + startup_s + service_s
-    ext_first = _excess_given_below(lam, c, w1) / p1 + service_s if p1 > 0 else 0.0
-    ext_later = service_s + (_excess_given_below(lam, service_s, w) / q if q > 0 else 0.0)
+    rho = lam * service_s
+    if rho >= 1.0:
+        raise ValueError(
+            f"one instance cannot serve {requests_per_month:g} requests/month at "
+            f"{service_s:g} s each (utilisation {rho:.2f} >= 1)"
+        )
+    queued_at_ready = 1.0 + lam * (trigger_s + startup_s)
+    cycles = math.expm1(lam * tail_s)
+    busy_per_request = service_s / (1.0 - rho)
+    per_burst = (queued_at_ready + cycles) / (1.0 - rho)
     billed_per_burst = (
-        startup_s + service_s + tail_s + p1 * ext_first + p1 * (q / stay) * ext_later
+        startup_s
+        + queued_at_ready * busy_per_request
+        + cycles * (_mean_gap_below(lam, tail_s) + busy_per_request)
+        + tail_s
     )
     bursts = requests_per_month / per_burst
     return BurstEstimate(

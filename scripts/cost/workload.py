@@ -61,15 +61,13 @@ class Assumptions:
     # Payloads: an RGBA PNG in, a GLB out.
     request_mb: float = 1.0
     response_mb: float = 4.0
-    # S3 lifecycle for async/batch inputs and outputs: Standard, then Standard-IA, then
-    # deleted at standard + ia days.
-    s3_standard_days: float = 30.0
-    s3_ia_days: float = 60.0
-    # CloudWatch: log bytes per request and per instance-hour (start-up, /ping lines).
+    # CloudWatch: log bytes per request and per instance-hour (start-up, /ping lines);
+    # retention as `gen3d deploy` sets it (scripts/aws/deploy.py, 30 days).
     log_kb_per_request: float = 4.0
     log_mb_per_instance_hour: float = 0.2
     log_retention_days: float = 30.0
-    # Lambda: one 128 MB, 1 s call per async result notification / scheduler tick.
+    # Lambda: one 128 MB, 1 s call per upload under input/ (the invoker Lambda of
+    # scripts/aws/storage.py), per scheduler tick, per batch job started.
     lambda_memory_gb: float = 0.128
     lambda_seconds: float = 1.0
 

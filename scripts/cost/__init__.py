@@ -1,0 +1,1 @@
+"""Cost model for the deployment options (gen3d cost)."""

@@ -1,0 +1,469 @@
+"""Monthly cost of every deployment option for one workload, and the break-even volume.
+
+Each option returns an `OptionCost`: compute, the supporting services (ECR, S3,
+CloudWatch, SNS, Lambda, data processed), which part of that is fixed (paid at zero
+volume), whether the option can work at all and, if not, why. Prices come only from
+the `PriceTable`; non-price inputs only from the `Workload` and its `Assumptions`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from scipy.optimize import brentq
+
+from scripts.aws.storage import Lifecycle
+from scripts.cost.bursts import BurstEstimate, daily_batch_bursts, poisson_bursts
+from scripts.cost.prices import PriceTable
+from scripts.cost.workload import (
+    ASYNC_MAX_CALL_S,
+    DAYS_PER_MONTH,
+    HOURS_PER_MONTH,
+    REALTIME_MAX_CALL_S,
+    REALTIME_MAX_PAYLOAD_MB,
+    SERVERLESS_MAX_CALL_S,
+    SERVERLESS_MAX_IMAGE_GB,
+    SERVERLESS_MAX_MEMORY_GB,
+    SERVERLESS_MAX_PAYLOAD_MB,
+    Workload,
+)
+
+MONTH_S = HOURS_PER_MONTH * 3600.0
+SCALING_ALARMS = 3  # target tracking's high and low alarms + the step alarm from zero
+
+OPTION_LABELS = {
+    "realtime_always_on": "Real-time, always on",
+    "async_scale_to_zero": "Asynchronous, scale to zero",
+    "realtime_ic_scale_to_zero": "Real-time, inference components scaled to zero",
+    "serverless": "Serverless",
+    "start_stop_on_demand": "Start/stop endpoint on demand",
+    "batch_transform_daily": "Batch transform, one job a day",
+}
+
+
+@dataclass
+class OptionCost:
+    option: str
+    feasible: bool
+    reasons: list[str] = field(default_factory=list)  # why it cannot work
+    compute_usd: float | None = None
+    supporting_usd: dict[str, float] = field(default_factory=dict)
+    fixed_usd: float = 0.0  # the part of supporting_usd paid at zero volume
+    details: dict[str, Any] = field(default_factory=dict)
+    caveats: list[str] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        return OPTION_LABELS[self.option]
+
+    @property
+    def total_usd(self) -> float | None:
+        if not self.feasible or self.compute_usd is None:
+            return None
+        return self.compute_usd + sum(self.supporting_usd.values())
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "option": self.option,
+            "label": self.label,
+            "feasible": self.feasible,
+            "reasons": self.reasons,
+            "compute_usd": _round(self.compute_usd),
+            "supporting_usd": {k: _round(v) for k, v in self.supporting_usd.items()},
+            "fixed_usd": _round(self.fixed_usd),
+            "total_usd": _round(self.total_usd),
+            "details": self.details,
+            "caveats": self.caveats,
+        }
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 2)
+
+
+# --- supporting services ---------------------------------------------------------------
+
+
+def _fixed_storage(w: Workload, prices: PriceTable) -> dict[str, float]:
+    """Paid every month whatever the volume: the image in ECR, the model in S3."""
+    return {
+        "ecr_image": w.profile.image_gb * prices.value("ecr.storage_gb_month"),
+        "s3_model_artifact": w.profile.artifact_gb * prices.value("s3.standard_gb_month"),
+    }
+
+
+def _s3_payloads(w: Workload, prices: PriceTable) -> float:
+    """Async/batch inputs and outputs in S3 under the lifecycle `gen3d deploy` sets
+    (scripts/aws/storage.py): Standard, then Standard-IA, then Glacier Flexible
+    Retrieval, then deleted. Steady state: a month's objects times the days in each class."""
+    lc = Lifecycle()
+    a = w.assumptions
+    n = w.images_per_month
+    gb = n * (a.request_mb + a.response_mb) / 1024.0
+    months_in = {
+        "s3.standard_gb_month": lc.infrequent_access_days / DAYS_PER_MONTH,
+        "s3.standard_ia_gb_month": (lc.glacier_days - lc.infrequent_access_days) / DAYS_PER_MONTH,
+        "s3.glacier_flexible_gb_month": (lc.expire_days - lc.glacier_days) / DAYS_PER_MONTH,
+    }
+    thousands = 2 * n / 1000  # one input and one output object per image
+    return (
+        sum(gb * months * prices.value(key) for key, months in months_in.items())
+        + thousands * prices.value("s3.put_per_1000")
+        + thousands * prices.value("s3.get_per_1000")
+        + thousands * prices.value("s3.transition_ia_per_1000")
+        + thousands * prices.value("s3.transition_glacier_per_1000")
+    )
+
+
+def _logs(w: Workload, prices: PriceTable, instance_hours: float) -> float:
+    a = w.assumptions
+    ingest_gb = (
+        w.images_per_month * a.log_kb_per_request / 1024**2
+        + instance_hours * a.log_mb_per_instance_hour / 1024
+    )
+    stored_gb = ingest_gb * a.log_retention_days / DAYS_PER_MONTH
+    return ingest_gb * prices.value("cloudwatch.logs_ingest_gb") + stored_gb * prices.value(
+        "cloudwatch.logs_storage_gb_month"
+    )
+
+
+def _data_processed(w: Workload, prices: PriceTable) -> float:
+    a = w.assumptions
+    gb = w.images_per_month * (a.request_mb + a.response_mb) / 1024.0
+    return gb * prices.value("sagemaker.data_processed_gb")
+
+
+def _lambda(w: Workload, prices: PriceTable, invocations: float) -> float:
+    a = w.assumptions
+    return invocations / 1e6 * prices.value("lambda.request_per_million") + (
+        invocations * a.lambda_memory_gb * a.lambda_seconds * prices.value("lambda.gb_second")
+    )
+
+
+def _sns(prices: PriceTable, notifications: float) -> float:
+    return (
+        notifications
+        / 1e6
+        * (prices.value("sns.publish_per_million") + prices.value("sns.https_delivery_per_million"))
+    )
+
+
+def _alarms(prices: PriceTable, count: int) -> float:
+    return count * prices.value("cloudwatch.alarm_month")
+
+
+def _instance_price(prices: PriceTable, kind: str, instance_type: str) -> float:
+    return prices.value(f"sagemaker.{kind}.{instance_type}")
+
+
+def _bursts(w: Workload, trigger_s: float, startup_s: float, tail_s: float) -> BurstEstimate:
+    if w.arrivals == "daily-batch":
+        return daily_batch_bursts(
+            w.images_per_month, w.seconds_per_image, trigger_s, startup_s, tail_s, DAYS_PER_MONTH
+        )
+    return poisson_bursts(
+        w.images_per_month, w.seconds_per_image, trigger_s, startup_s, tail_s, MONTH_S
+    )
+
+
+def _burst_details(b: BurstEstimate) -> dict[str, Any]:
+    return {
+        "bursts_per_month": round(b.bursts, 2),
+        "requests_per_burst": round(b.requests_per_burst, 3),
+        "billed_hours": round(b.billed_s / 3600.0, 2),
+        "billed_hours_per_burst": round(b.billed_s_per_burst / 3600.0, 3),
+        "first_result_wait_s": round(b.first_result_wait_s, 1),
+    }
+
+
+def _capacity_reason(w: Workload) -> str | None:
+    busy = w.images_per_month * w.seconds_per_image
+    if busy >= MONTH_S:
+        return (
+            f"one instance cannot keep up: {busy / 3600:.0f} busy hours a month "
+            f"> {HOURS_PER_MONTH:.0f} (this option is priced for one instance)"
+        )
+    return None
+
+
+# --- the options -----------------------------------------------------------------------
+
+
+def realtime_always_on(w: Workload, prices: PriceTable) -> OptionCost:
+    a = w.assumptions
+    busy_h = w.images_per_month * w.seconds_per_image / 3600.0
+    instances = max(1, math.ceil(busy_h / (HOURS_PER_MONTH * a.max_utilisation)))
+    reasons = _realtime_limits(w)
+    hours = instances * HOURS_PER_MONTH
+    fixed = _fixed_storage(w, prices)
+    logs = _logs(w, prices, hours)
+    supporting = {**fixed, "cloudwatch_logs": logs, "data_processed": _data_processed(w, prices)}
+    return OptionCost(
+        option="realtime_always_on",
+        feasible=not reasons,
+        reasons=reasons,
+        compute_usd=hours * _instance_price(prices, "realtime", w.instance_type),
+        supporting_usd=supporting,
+        # At zero volume the instance still runs, so its hourly logs are fixed too.
+        fixed_usd=sum(fixed.values()) + _logs(w.with_volume(0), prices, hours),
+        details={
+            "instances": instances,
+            "billed_hours": round(hours, 2),
+            "utilisation": round(busy_h / hours, 4),
+        },
+        caveats=_realtime_headroom(w),
+    )
+
+
+def _realtime_limits(w: Workload) -> list[str]:
+    reasons = []
+    if w.seconds_per_image > REALTIME_MAX_CALL_S:
+        reasons.append(
+            f"a call takes {w.seconds_per_image:g} s, over the real-time limit of "
+            f"{REALTIME_MAX_CALL_S:g} s (use asynchronous inference)"
+        )
+    if max(w.assumptions.request_mb, w.assumptions.response_mb) > REALTIME_MAX_PAYLOAD_MB:
+        reasons.append(f"payload over the real-time limit of {REALTIME_MAX_PAYLOAD_MB:g} MB")
+    return reasons
+
+
+def _realtime_headroom(w: Workload) -> list[str]:
+    if REALTIME_MAX_CALL_S * 0.8 < w.seconds_per_image <= REALTIME_MAX_CALL_S:
+        return [
+            f"{w.seconds_per_image:g} s per call leaves little headroom under the "
+            f"{REALTIME_MAX_CALL_S:g} s real-time limit; queueing pushes calls over it"
+        ]
+    return []
+
+
+def async_scale_to_zero(w: Workload, prices: PriceTable) -> OptionCost:
+    s, a = w.scaling, w.assumptions
+    reasons = []
+    if w.seconds_per_image > ASYNC_MAX_CALL_S:
+        reasons.append(f"a call takes over the asynchronous limit of {ASYNC_MAX_CALL_S:g} s")
+    capacity = _capacity_reason(w)
+    if capacity:
+        reasons.append(capacity)
+    fixed = {**_fixed_storage(w, prices), "cloudwatch_alarms": _alarms(prices, SCALING_ALARMS)}
+    if reasons:
+        return OptionCost("async_scale_to_zero", False, reasons, fixed_usd=sum(fixed.values()))
+    b = _bursts(w, s.scale_out_trigger_s, a.startup_s, s.idle_tail_s)
+    hours = b.billed_s / 3600.0
+    n = w.images_per_month
+    supporting = {
+        **fixed,
+        "s3_payloads": _s3_payloads(w, prices),
+        "cloudwatch_logs": _logs(w, prices, hours),
+        "sns_notifications": _sns(prices, n),
+        "lambda_invoker": _lambda(w, prices, n),
+        "data_processed": _data_processed(w, prices),
+    }
+    return OptionCost(
+        option="async_scale_to_zero",
+        feasible=True,
+        compute_usd=hours * _instance_price(prices, "async", w.instance_type),
+        supporting_usd=supporting,
+        fixed_usd=sum(fixed.values()),
+        details={
+            **_burst_details(b),
+            "processing_hours": round(n * w.seconds_per_image / 3600.0, 2),
+            "idle_tail_s": s.idle_tail_s,
+            "scale_out_trigger_s": s.scale_out_trigger_s,
+            "startup_s": a.startup_s,
+        },
+        caveats=[
+            "every burst pays instance start-up and the scale-in idle tail; the first "
+            "result of a burst waits trigger + start-up + processing"
+        ],
+    )
+
+
+def realtime_ic_scale_to_zero(w: Workload, prices: PriceTable) -> OptionCost:
+    s, a = w.scaling, w.assumptions
+    reasons = _realtime_limits(w)
+    capacity = _capacity_reason(w)
+    if capacity:
+        reasons.append(capacity)
+    fixed = {**_fixed_storage(w, prices), "cloudwatch_alarms": _alarms(prices, SCALING_ALARMS)}
+    if reasons:
+        return OptionCost(
+            "realtime_ic_scale_to_zero", False, reasons, fixed_usd=sum(fixed.values())
+        )
+    b = _bursts(w, s.scale_out_trigger_s, a.startup_s, s.idle_tail_s)
+    hours = b.billed_s / 3600.0
+    up_s = s.scale_out_trigger_s + a.startup_s
+    if w.arrivals == "daily-batch":
+        failed = w.images_per_month  # the whole batch lands before capacity exists
+    else:
+        failed = b.bursts * (1.0 + w.images_per_month / MONTH_S * up_s)
+    supporting = {
+        **fixed,
+        "cloudwatch_logs": _logs(w, prices, hours),
+        "data_processed": _data_processed(w, prices),
+    }
+    return OptionCost(
+        option="realtime_ic_scale_to_zero",
+        feasible=True,
+        compute_usd=hours * _instance_price(prices, "realtime", w.instance_type),
+        supporting_usd=supporting,
+        fixed_usd=sum(fixed.values()),
+        details={**_burst_details(b), "failed_requests_per_month": round(failed, 1)},
+        caveats=[
+            "requests FAIL while capacity comes up (no queue in real-time): about "
+            f"{failed:.0f} failed calls a month that clients must retry for up to "
+            f"{up_s / 60:.0f} min",
+            *_realtime_headroom(w),
+        ],
+    )
+
+
+def serverless(w: Workload, prices: PriceTable) -> OptionCost:
+    p, a = w.profile, w.assumptions
+    reasons = []
+    if p.needs_gpu:
+        reasons.append(f"backend {w.backend} needs a GPU; serverless endpoints have none")
+    if p.memory_gb > SERVERLESS_MAX_MEMORY_GB:
+        reasons.append(
+            f"backend {w.backend} needs about {p.memory_gb:g} GB of memory; serverless "
+            f"allows at most {SERVERLESS_MAX_MEMORY_GB:g} GB"
+        )
+    if w.seconds_per_image > SERVERLESS_MAX_CALL_S:
+        reasons.append(
+            f"a call takes {w.seconds_per_image:g} s; serverless allows at most "
+            f"{SERVERLESS_MAX_CALL_S:g} s"
+        )
+    if max(a.request_mb, a.response_mb) > SERVERLESS_MAX_PAYLOAD_MB:
+        reasons.append(f"payload over the serverless limit of {SERVERLESS_MAX_PAYLOAD_MB:g} MB")
+    if p.image_gb > SERVERLESS_MAX_IMAGE_GB:
+        reasons.append(f"image over the serverless limit of {SERVERLESS_MAX_IMAGE_GB:g} GB")
+    fixed = _fixed_storage(w, prices)
+    if reasons:
+        return OptionCost("serverless", False, reasons, fixed_usd=sum(fixed.values()))
+    memory_gb = float(min(SERVERLESS_MAX_MEMORY_GB, max(1, math.ceil(p.memory_gb))))
+    gb_s = w.images_per_month * w.seconds_per_image * memory_gb
+    supporting = {
+        **fixed,
+        "cloudwatch_logs": _logs(w, prices, 0.0),
+        "data_processed": _data_processed(w, prices),
+    }
+    return OptionCost(
+        option="serverless",
+        feasible=True,
+        compute_usd=gb_s * prices.value("sagemaker.serverless.gb_second"),
+        supporting_usd=supporting,
+        fixed_usd=sum(fixed.values()),
+        details={"memory_gb": memory_gb, "gb_seconds": round(gb_s, 1)},
+        caveats=[
+            "serverless has cold starts: after idle time the container and model load "
+            "again before the call runs (not measured here)"
+        ],
+    )
+
+
+def start_stop_on_demand(w: Workload, prices: PriceTable) -> OptionCost:
+    a = w.assumptions
+    reasons = _realtime_limits(w)
+    capacity = _capacity_reason(w)
+    if capacity:
+        reasons.append(capacity)
+    ticks = MONTH_S / a.stop_check_s  # the idle checker runs whatever the volume
+    fixed = {**_fixed_storage(w, prices), "lambda_idle_checker": _lambda(w, prices, ticks)}
+    if reasons:
+        return OptionCost("start_stop_on_demand", False, reasons, fixed_usd=sum(fixed.values()))
+    tail = a.stop_idle_s + a.stop_check_s / 2.0  # idle limit + half a check on average
+    b = _bursts(w, 0.0, a.startup_s, tail)
+    hours = b.billed_s / 3600.0
+    supporting = {
+        **fixed,
+        "cloudwatch_logs": _logs(w, prices, hours),
+        "data_processed": _data_processed(w, prices),
+    }
+    return OptionCost(
+        option="start_stop_on_demand",
+        feasible=True,
+        compute_usd=hours * _instance_price(prices, "realtime", w.instance_type),
+        supporting_usd=supporting,
+        fixed_usd=sum(fixed.values()),
+        details={**_burst_details(b), "idle_tail_s": tail},
+        caveats=[
+            "the caller must hold requests while the endpoint is created (minutes) and "
+            "needs CreateEndpoint/DeleteEndpoint rights"
+        ],
+    )
+
+
+def batch_transform_daily(w: Workload, prices: PriceTable) -> OptionCost:
+    a = w.assumptions
+    n = w.images_per_month
+    jobs = min(DAYS_PER_MONTH, n) if n > 0 else 0.0
+    per_job = n / jobs if jobs else 0.0
+    job_s = a.batch_job_startup_s + per_job * w.seconds_per_image / a.batch_concurrency
+    reasons = []
+    if job_s > 86400:
+        reasons.append(f"a daily job would take {job_s / 3600:.1f} h, longer than the day")
+    fixed = _fixed_storage(w, prices)
+    hours = jobs * job_s / 3600.0
+    supporting = {
+        **fixed,
+        "s3_payloads": _s3_payloads(w, prices),
+        "cloudwatch_logs": _logs(w, prices, hours),
+        "lambda_job_starter": _lambda(w, prices, jobs),
+    }
+    caveats = [
+        "results arrive with the next daily job (up to a day late)"
+        if w.arrivals == "poisson"
+        else "results arrive when the day's job finishes"
+    ]
+    return OptionCost(
+        option="batch_transform_daily",
+        feasible=not reasons,
+        reasons=reasons,
+        compute_usd=hours * _instance_price(prices, "batch", w.instance_type),
+        supporting_usd=supporting,
+        fixed_usd=sum(fixed.values()),
+        details={
+            "jobs_per_month": round(jobs, 2),
+            "images_per_job": round(per_job, 2),
+            "billed_hours": round(hours, 2),
+            "job_startup_s": a.batch_job_startup_s,
+        },
+        caveats=caveats,
+    )
+
+
+OPTIONS = (
+    realtime_always_on,
+    async_scale_to_zero,
+    realtime_ic_scale_to_zero,
+    serverless,
+    start_stop_on_demand,
+    batch_transform_daily,
+)
+
+
+def estimate(w: Workload, prices: PriceTable) -> list[OptionCost]:
+    return [option(w, prices) for option in OPTIONS]
+
+
+def break_even(w: Workload, prices: PriceTable) -> float | None:
+    """Images per month above which always-on is cheaper than async scale-to-zero
+    (totals, fixed costs included), solved numerically. None when scale-to-zero stays
+    cheaper up to one instance's capacity."""
+
+    def gap(n: float) -> float:
+        v = w.with_volume(n)
+        on = realtime_always_on(v, prices).compute_usd or 0.0
+        on += sum(realtime_always_on(v, prices).supporting_usd.values())
+        off = async_scale_to_zero(v, prices)
+        return (off.compute_usd or 0.0) + sum(off.supporting_usd.values()) - on
+
+    # Up to just below one instance's capacity, where the single-instance model holds.
+    high = 0.999 * MONTH_S / w.seconds_per_image
+    high = min(high, HOURS_PER_MONTH * w.assumptions.max_utilisation * 3600 / w.seconds_per_image)
+    if gap(0.0) >= 0:
+        return 0.0
+    if gap(high) < 0:
+        return None
+    return float(brentq(gap, 0.0, high, xtol=1e-6, rtol=1e-10))
