@@ -1,0 +1,474 @@
+"""`sam3d`: a thin adapter over SAM 3D Objects (Meta), for the GPU image flavour.
+
+Upstream's public API is `notebook/inference.py`'s `Inference(config_path, compile=False)`
+and `out = inference(image, mask, seed=...)`. This module imports it lazily, from
+  1. <model_dir>/sam-3d-objects/notebook/inference.py (a source checkout in the artifact), or
+  2. the checkout that the importable `sam3d_objects` package lives in (upstream installs
+     itself editable, `pip install -e .`, so notebook/ sits next to the package).
+Before the import it forces the model hubs offline and points their caches into the
+model dir (upstream fetches DINOv2 via torch.hub and MoGe via Hugging Face at load):
+
+  <model_dir>/checkpoints/hf/pipeline.yaml  (or <model_dir>/pipeline.yaml) + checkpoints
+  <model_dir>/caches/torch                   -> TORCH_HOME
+  <model_dir>/caches/huggingface             -> HF_HOME
+
+Options map to upstream's pipeline.run arguments: stage1_inference_steps,
+stage2_inference_steps, decode_formats ("mesh", "gaussian"). `Inference.__call__` does
+not take them, so when any is given (or the request wants only a PLY, where decoding
+the mesh is wasted work) the adapter calls `inference._pipeline.run` with the same
+arguments the notebook passes plus those. GEN3D_STAGE_OFFLOAD keeps every stage on the
+CPU except the one running (see StageOffload).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from serve.assets import Asset, GaussianSplat, Mesh
+from serve.backends.base import Sample, synthetic_sample
+from serve.backends.device import resolve_device
+from serve.errors import ArtifactError
+
+if TYPE_CHECKING:
+    from serve.settings import Settings
+
+log = logging.getLogger("gen3d.backend")
+
+CONFIG_CANDIDATES = ("checkpoints/hf/pipeline.yaml", "pipeline.yaml")
+SOURCE_DIR = "sam-3d-objects"
+CACHE_DIRS = {"TORCH_HOME": "caches/torch", "HF_HOME": "caches/huggingface"}
+OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+DECODE_FORMATS = ("mesh", "gaussian")
+MAX_STEPS = 200
+UPSTREAM_MODULE_NAME = "gen3d_sam3d_notebook_inference"
+
+# The arguments notebook/inference.py's Inference.__call__ passes to pipeline.run.
+NOTEBOOK_RUN_ARGS: dict[str, Any] = {
+    "stage1_only": False,
+    "with_mesh_postprocess": False,
+    "with_texture_baking": False,
+    "with_layout_postprocess": True,
+    "use_vertex_color": True,
+}
+
+# Pipeline method -> the modules it uses ("attr" or "attr.key" on the pipeline object),
+# after upstream's InferencePipeline / InferencePipelinePointMap.
+STAGES: dict[str, tuple[str, ...]] = {
+    "compute_pointmap": ("depth_model",),
+    "sample_sparse_structure": (
+        "models.ss_generator",
+        "models.ss_decoder",
+        "models.ss_encoder",
+        "condition_embedders.ss_condition_embedder",
+    ),
+    "sample_slat": ("models.slat_generator", "condition_embedders.slat_condition_embedder"),
+    "decode_slat": (
+        "models.slat_decoder_mesh",
+        "models.slat_decoder_gs",
+        "models.slat_decoder_gs_4",
+    ),
+}
+
+
+class Sam3DBackend:
+    name = "sam3d"
+    needs_mask = True
+    options = frozenset({"stage1_inference_steps", "stage2_inference_steps", "decode_formats"})
+
+    def __init__(self) -> None:
+        self.max_batch_size = 1  # upstream runs one image at a time
+        self._inference: Any = None
+        self.offload: StageOffload | None = None
+        self.config_path: Path | None = None
+
+    def load(self, model_dir: Path, settings: Settings) -> None:
+        self.config_path = find_pipeline_config(model_dir)
+        device = resolve_device(settings.device)
+        if device.type != "cuda":
+            log.warning("sam3d: no CUDA device; SAM 3D Objects itself requires one")
+        if settings.precision != "auto":
+            log.warning(
+                "sam3d: GEN3D_PRECISION=%s is not applied; pipeline.yaml's dtype decides",
+                settings.precision,
+            )
+        force_offline_hubs(model_dir)
+        inference_cls = import_upstream(model_dir).Inference
+        start = time.perf_counter()
+        self._inference = inference_cls(str(self.config_path), compile=False)
+        log.info("sam3d loaded %s in %.1f s", self.config_path, time.perf_counter() - start)
+        if settings.stage_offload:
+            pipeline = getattr(self._inference, "_pipeline", None)
+            self.offload = StageOffload.attach(pipeline, device) if pipeline else None
+            if self.offload is None:
+                log.warning("sam3d: upstream exposes no stages; GEN3D_STAGE_OFFLOAD ignored")
+
+    def warmup(self) -> None:
+        start = time.perf_counter()
+        (result,) = self.predict([synthetic_sample(256)])
+        if isinstance(result, Exception):
+            raise RuntimeError(f"sam3d warm-up failed: {result}") from result
+        log.info("warm-up sam3d batch=1 took %.1f ms", 1000 * (time.perf_counter() - start))
+
+    def modules(self) -> dict[str, torch.nn.Module]:
+        pipeline = getattr(self._inference, "_pipeline", None)
+        found: dict[str, torch.nn.Module] = {}
+        for paths in STAGES.values():
+            for path in paths:
+                module = _lookup(pipeline, path)
+                if isinstance(module, torch.nn.Module):
+                    found[path.split(".")[-1]] = module
+        return found
+
+    def predict(self, batch: list[Sample]) -> list[Asset | Exception]:
+        results: list[Asset | Exception] = []
+        for sample in batch:
+            try:
+                results.append(self._one(sample))
+            except torch.cuda.OutOfMemoryError:
+                raise  # the batcher splits / answers 503 capacity
+            except Exception as exc:
+                log.warning("sam3d failed on a sample: %s", exc)
+                results.append(exc)
+        return results
+
+    def _one(self, sample: Sample) -> Asset:
+        if self._inference is None:
+            raise RuntimeError("the sam3d backend is not loaded")
+        if sample.mask is None:
+            raise ValueError("the sam3d backend needs a mask")
+        if not sample.mask.any():
+            raise ValueError("the mask is empty")
+        run_kwargs = upstream_run_options(sample.options, sample.format)
+        start = time.perf_counter()
+        if run_kwargs:
+            pipeline = getattr(self._inference, "_pipeline", None)
+            if pipeline is None or not hasattr(pipeline, "run"):
+                raise ValueError(
+                    "this SAM 3D Objects build hides its pipeline; options "
+                    f"{', '.join(sorted(run_kwargs))} are not available"
+                )
+            rgba = np.concatenate(
+                [sample.image[..., :3], sample.mask.astype(np.uint8)[..., None] * 255], axis=-1
+            )
+            out = pipeline.run(rgba, None, sample.seed, **NOTEBOOK_RUN_ARGS, **run_kwargs)
+        else:
+            out = self._inference(sample.image, sample.mask, seed=sample.seed)
+        elapsed = time.perf_counter() - start
+        asset = output_to_asset(out)
+        asset.metadata.update(
+            backend=self.name,
+            seed=sample.seed,
+            stage1_inference_steps=run_kwargs.get("stage1_inference_steps"),
+            stage2_inference_steps=run_kwargs.get("stage2_inference_steps"),
+            decode_formats=run_kwargs.get("decode_formats", list(DECODE_FORMATS)),
+            stage_offload=self.offload is not None,
+            model_seconds=round(elapsed, 3),
+        )
+        if sample.format in ("glb", "obj") and asset.mesh is None:
+            raise ValueError(f"format {sample.format!r} needs a mesh; SAM 3D returned none")
+        if sample.format == "ply" and asset.splat is None:
+            raise ValueError("format 'ply' needs a Gaussian splat; SAM 3D returned none")
+        return asset
+
+
+# -- options -----------------------------------------------------------------------------
+
+
+def upstream_run_options(options: Any, fmt: str) -> dict[str, Any]:
+    """Request options -> pipeline.run keyword arguments (empty: use Inference.__call__)."""
+    kwargs: dict[str, Any] = {}
+    for key in ("stage1_inference_steps", "stage2_inference_steps"):
+        value = options.get(key) if options else None
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_STEPS:
+            raise ValueError(f"option {key!r} must be an integer in [1, {MAX_STEPS}]")
+        kwargs[key] = value
+    formats = options.get("decode_formats") if options else None
+    if formats is not None:
+        if isinstance(formats, str):
+            formats = [formats]
+        if (
+            not isinstance(formats, list)
+            or not formats
+            or any(f not in DECODE_FORMATS for f in formats)
+        ):
+            raise ValueError(
+                f"option 'decode_formats' must be a non-empty list of {DECODE_FORMATS}"
+            )
+        # Upstream builds the GLB from the mesh *and* the Gaussians (to_glb takes both).
+        if "mesh" in formats and "gaussian" not in formats:
+            raise ValueError(
+                "decode_formats 'mesh' needs 'gaussian' too (upstream's GLB uses both)"
+            )
+        if fmt in ("glb", "obj") and "mesh" not in formats:
+            raise ValueError(f"format {fmt!r} needs decode_formats to include 'mesh'")
+        if fmt == "ply" and "gaussian" not in formats:
+            raise ValueError("format 'ply' needs decode_formats to include 'gaussian'")
+        kwargs["decode_formats"] = list(dict.fromkeys(formats))
+    elif fmt == "ply":
+        kwargs["decode_formats"] = ["gaussian"]  # skip the mesh decoder: nobody reads it
+    return kwargs
+
+
+# -- loading -----------------------------------------------------------------------------
+
+
+def find_pipeline_config(model_dir: Path) -> Path:
+    for rel in CONFIG_CANDIDATES:
+        if (model_dir / rel).is_file():
+            return model_dir / rel
+    raise ArtifactError(
+        f"no SAM 3D Objects config in {model_dir}: expected "
+        + " or ".join(str(model_dir / rel) for rel in CONFIG_CANDIDATES)
+    )
+
+
+def force_offline_hubs(model_dir: Path) -> dict[str, str]:
+    """Set the hub variables for this process (before upstream is imported)."""
+    env = dict(OFFLINE_ENV)
+    for var, rel in CACHE_DIRS.items():
+        env[var] = str(model_dir / rel)
+        if not (model_dir / rel).is_dir():
+            log.warning("sam3d: %s (%s) is missing; offline loads from it will fail", rel, var)
+    os.environ.update(env)
+    return env
+
+
+def find_upstream_source(model_dir: Path) -> Path:
+    """notebook/inference.py of the SAM 3D Objects checkout to use."""
+    candidates = [model_dir / SOURCE_DIR / "notebook" / "inference.py"]
+    spec = importlib.util.find_spec("sam3d_objects")  # locates, does not import
+    if spec is not None and spec.origin:
+        candidates.append(Path(spec.origin).resolve().parents[1] / "notebook" / "inference.py")
+    for path in candidates:
+        if path.is_file():
+            return path
+    raise ArtifactError(
+        "SAM 3D Objects is not installed: no "
+        + " or ".join(str(p) for p in candidates)
+        + " (the sam3d backend runs only in the GPU image flavour that carries it)"
+    )
+
+
+def import_upstream(model_dir: Path) -> ModuleType:
+    """Import notebook/inference.py (it is a script directory, not a package)."""
+    if UPSTREAM_MODULE_NAME in sys.modules:
+        return sys.modules[UPSTREAM_MODULE_NAME]
+    path = find_upstream_source(model_dir)
+    repo = str(path.parents[1])
+    if repo not in sys.path:  # inference.py does `import sam3d_objects`
+        sys.path.insert(0, repo)
+    spec = importlib.util.spec_from_file_location(UPSTREAM_MODULE_NAME, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[UPSTREAM_MODULE_NAME] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception:
+        del sys.modules[UPSTREAM_MODULE_NAME]
+        raise
+    if not hasattr(module, "Inference"):
+        raise ArtifactError(f"{path} has no Inference class")
+    return module
+
+
+# -- stage offload -----------------------------------------------------------------------
+
+
+def _lookup(obj: Any, path: str) -> Any:
+    for part in path.split("."):
+        if obj is None:
+            return None
+        if isinstance(obj, dict | torch.nn.ModuleDict):
+            obj = obj[part] if part in obj else None
+        else:
+            obj = getattr(obj, part, None)
+    return obj
+
+
+class StageOffload:
+    """Keep SAM 3D's stage modules on the CPU; move a stage's modules to the GPU only
+    while its pipeline method runs. Peak GPU memory becomes the largest stage plus
+    activations instead of all stages at once (users report 24 GB cards work this way;
+    upstream asks for 32 GB). Costs one host<->device copy of each stage per request.
+    Upstream still loads every checkpoint straight onto the GPU first, so the load
+    itself needs the full amount briefly."""
+
+    def __init__(
+        self, pipeline: Any, device: torch.device, stages: dict[str, list[torch.nn.Module]]
+    ):
+        self.pipeline = pipeline
+        self.device = device
+        self.stages = stages
+
+    @classmethod
+    def attach(cls, pipeline: Any, device: torch.device, park: str = "cpu") -> StageOffload | None:
+        stages: dict[str, list[torch.nn.Module]] = {}
+        for method, paths in STAGES.items():
+            modules = [
+                m for m in (_lookup(pipeline, p) for p in paths) if isinstance(m, torch.nn.Module)
+            ]
+            if modules and callable(getattr(pipeline, method, None)):
+                stages[method] = modules
+        if not stages:
+            return None
+        offload = cls(pipeline, device, stages)
+        for method, modules in stages.items():
+            for module in modules:
+                module.to(park)
+            setattr(pipeline, method, offload._wrap(getattr(pipeline, method), modules, park))
+        _release_cuda()
+        log.info("sam3d stage offload on: %s", ", ".join(stages))
+        return offload
+
+    def _wrap(
+        self, method: Callable[..., Any], modules: Iterable[torch.nn.Module], park: str
+    ) -> Callable[..., Any]:
+        modules = list(modules)
+
+        def run_on_device(*args: Any, **kwargs: Any) -> Any:
+            for module in modules:
+                module.to(self.device)
+            try:
+                return method(*args, **kwargs)
+            finally:
+                for module in modules:
+                    module.to(park)
+                _release_cuda()
+
+        run_on_device.__wrapped__ = method  # type: ignore[attr-defined]
+        return run_on_device
+
+
+def _release_cuda() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+# -- output conversion -------------------------------------------------------------------
+
+
+def output_to_asset(out: dict[str, Any]) -> Asset:
+    """Upstream's output dict -> our Asset (mesh from "glb", splat from "gs", pose)."""
+    metadata: dict[str, Any] = {"pose": {}, "normalization": {}}
+    for key in ("rotation", "translation", "scale"):
+        if out.get(key) is not None:
+            metadata["pose"][key] = _as_list(out[key])
+    mesh = None
+    if out.get("glb") is not None:
+        mesh, metadata["normalization"]["mesh"] = trimesh_to_mesh(out["glb"])
+    splat = None
+    if out.get("gs") is not None:
+        splat, metadata["normalization"]["splat"] = gaussians_to_splat(out["gs"])
+    if mesh is None and splat is None:
+        raise ValueError("SAM 3D returned neither a mesh nor Gaussians")
+    metadata["frame"] = (
+        "SAM 3D object frame, centred and scaled to unit extent (normalization gives "
+        "centre and factor); pose maps the object into the camera"
+    )
+    return Asset(mesh=mesh, splat=splat, metadata=metadata)
+
+
+def _as_list(value: Any) -> list[float]:
+    if hasattr(value, "detach"):
+        value = value.detach().float().cpu().numpy()
+    return np.asarray(value, dtype=np.float64).reshape(-1).tolist()
+
+
+def _normalisation(points: np.ndarray) -> tuple[np.ndarray, float]:
+    lo, hi = points.min(0), points.max(0)
+    return (lo + hi) / 2, 1.0 / max(float((hi - lo).max()), 1e-9)
+
+
+def trimesh_to_mesh(glb: Any) -> tuple[Mesh, dict[str, Any]]:
+    if hasattr(glb, "geometry") and hasattr(glb, "to_mesh"):  # a trimesh.Scene
+        glb = glb.to_mesh()
+    vertices = np.asarray(glb.vertices, dtype=np.float64)
+    faces = np.asarray(glb.faces, dtype=np.int64)
+    if len(vertices) == 0 or len(faces) == 0:
+        raise ValueError("SAM 3D returned an empty mesh")
+    visual = getattr(glb, "visual", None)
+    if visual is not None and getattr(visual, "kind", None) == "vertex":
+        colors = np.asarray(visual.vertex_colors, dtype=np.uint8)
+    else:
+        colors = np.full((len(vertices), 4), 200, np.uint8)
+    centre, factor = _normalisation(vertices)
+    mesh = Mesh(vertices=(vertices - centre) * factor, faces=faces, vertex_colors=colors)
+    return mesh, {"center": centre.tolist(), "factor": factor}
+
+
+def gaussians_to_splat(gs: Any) -> tuple[GaussianSplat, dict[str, Any]]:
+    """Through upstream's own writer (save_ply), read back with our PLY reader."""
+    with tempfile.TemporaryDirectory(prefix="gen3d-sam3d-") as tmp:
+        path = Path(tmp) / "gs.ply"
+        gs.save_ply(str(path))
+        table = read_binary_ply(path.read_bytes())
+    try:
+        means = np.stack([table["x"], table["y"], table["z"]], 1)
+        f_dc = np.stack([table[f"f_dc_{i}"] for i in range(3)], 1)
+        scales = np.stack([table[f"scale_{i}"] for i in range(3)], 1)
+        rotations = np.stack([table[f"rot_{i}"] for i in range(4)], 1)
+        opacity = table["opacity"]
+    except KeyError as exc:
+        raise ValueError(f"SAM 3D's splat PLY lacks property {exc}") from None
+    if len(means) == 0:
+        raise ValueError("SAM 3D returned no Gaussians")
+    centre, factor = _normalisation(means)
+    splat = GaussianSplat(
+        means=(means - centre) * factor,
+        f_dc=f_dc,
+        opacity=opacity,
+        scales=scales + np.log(factor),  # log-scales: scaling the scene adds log(factor)
+        rotations=rotations,
+    )
+    for name in ("means", "f_dc", "opacity", "scales", "rotations"):
+        setattr(splat, name, np.ascontiguousarray(getattr(splat, name), dtype=np.float32))
+    return splat, {"center": centre.tolist(), "factor": factor}
+
+
+_PLY_TYPES = {
+    "float": "f4", "float32": "f4", "double": "f8", "float64": "f8",
+    "uchar": "u1", "uint8": "u1", "char": "i1", "int8": "i1",
+    "ushort": "u2", "uint16": "u2", "short": "i2", "int16": "i2",
+    "uint": "u4", "uint32": "u4", "int": "i4", "int32": "i4",
+}  # fmt: skip
+
+
+def read_binary_ply(data: bytes) -> dict[str, np.ndarray]:
+    """The vertex element of a binary little-endian PLY as name -> float32 column."""
+    end = data.find(b"end_header")
+    if not data.startswith(b"ply") or end < 0:
+        raise ValueError("not a PLY file")
+    body_start = data.index(b"\n", end) + 1
+    lines = data[:end].decode("ascii").splitlines()
+    if "format binary_little_endian 1.0" not in lines:
+        raise ValueError("only binary little-endian PLY is supported")
+    count, fields, in_vertex = 0, [], False
+    for line in lines:
+        parts = line.split()
+        if parts[:1] == ["element"]:
+            if in_vertex:
+                break  # vertex properties end at the next element
+            in_vertex = parts[1] == "vertex"
+            count = int(parts[2]) if in_vertex else 0
+            if not in_vertex and not fields:
+                raise ValueError("the PLY's first element is not 'vertex'")
+        elif parts[:1] == ["property"] and in_vertex:
+            if parts[1] == "list":
+                raise ValueError("list properties in the vertex element are not supported")
+            fields.append((parts[2], "<" + _PLY_TYPES[parts[1]]))
+    table = np.frombuffer(data, dtype=np.dtype(fields), count=count, offset=body_start)
+    return {name: table[name].astype(np.float32) for name, _ in fields}
