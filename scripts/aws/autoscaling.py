@@ -167,12 +167,17 @@ def ensure_async_autoscaling(
     )
 
     def put_policy(request: dict[str, Any]) -> tuple[str, str]:
-        found = aas.describe_scaling_policies(
-            ServiceNamespace=NAMESPACE,
-            ResourceId=request["ResourceId"],
-            ScalableDimension=DIMENSION,
-            PolicyNames=[request["PolicyName"]],
-        )["ScalingPolicies"]
+        # filter by name here too: not every implementation honours PolicyNames
+        found = [
+            p
+            for p in aas.describe_scaling_policies(
+                ServiceNamespace=NAMESPACE,
+                ResourceId=request["ResourceId"],
+                ScalableDimension=DIMENSION,
+                PolicyNames=[request["PolicyName"]],
+            )["ScalingPolicies"]
+            if p["PolicyName"] == request["PolicyName"]
+        ]
         if (
             found
             and found[0]["PolicyType"] == request["PolicyType"]
