@@ -52,6 +52,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     describe.add_argument("--size", choices=("tiny", "full"), default="tiny")
     describe.add_argument("--json", action="store_true", help="print JSON")
+    describe.add_argument(
+        "--flops",
+        action="store_true",
+        help="also count FLOPs per sample and stage (meta tensors; ~20 s for full)",
+    )
     describe.set_defaults(func=run_describe)
     p.set_defaults(func=lambda args: _usage(p))
 
@@ -99,11 +104,11 @@ def run_init(args: argparse.Namespace) -> int:
     return 0
 
 
-def describe(size: str) -> dict[str, object]:
-    from serve.backends.proxy_model import config_for, parameter_counts
+def describe(size: str, flops: bool = False) -> dict[str, object]:
+    from serve.backends.proxy_model import config_for, flop_counts, parameter_counts
 
     config = config_for(size)
-    return {
+    info: dict[str, object] = {
         "size": size,
         "parameters": parameter_counts(config),
         "image_size": config.image_size,
@@ -116,10 +121,13 @@ def describe(size: str) -> dict[str, object]:
         "cfg": [config.stage1_cfg, config.stage2_cfg],
         "occupancy_resolution": config.occupancy_resolution,
     }
+    if flops:
+        info["flops_per_sample"] = flop_counts(config)
+    return info
 
 
 def run_describe(args: argparse.Namespace) -> int:
-    info = describe(args.size)
+    info = describe(args.size, flops=args.flops)
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
@@ -138,4 +146,9 @@ def run_describe(args: argparse.Namespace) -> int:
         "occupancy_resolution",
     ):
         print(f"  {key:<20} {info[key]}")
+    flops = info.get("flops_per_sample")
+    if isinstance(flops, dict):
+        print("  FLOPs per sample (GFLOP)")
+        for name, count in flops.items():
+            print(f"    {name:<18} {count / 1e9:>14,.1f}")
     return 0

@@ -421,3 +421,44 @@ def run_pipeline(
     g = c.latent_grid
     grid = fine.transpose(1, 2).reshape(len(fine), c.latent_channels, g, g, g)
     return model.decoder(grid.to(tokens.dtype)).float()
+
+
+def flop_counts(config: ProxyConfig) -> dict[str, int]:
+    """FLOPs of one sample through each stage (whole step loops, CFG included), counted by
+    torch's FlopCounterMode on meta tensors: exact for matmuls/convs/attention, no memory,
+    no compute (full takes ~20 s of Python)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = build_model(config, "meta")
+    with torch.device("meta"):
+        images = torch.zeros(1, config.in_channels, config.image_size, config.image_size)
+        noise = torch.zeros(1, config.tokens, config.latent_channels)
+    c = config
+    counts: dict[str, int] = {}
+    with torch.inference_mode():
+        with FlopCounterMode(display=False) as fc:
+            tokens = model.encoder(images)
+        counts["encoder"] = fc.get_total_flops()
+        with FlopCounterMode(display=False) as fc:
+            coarse = sample_flow(
+                model.generator_stage1, noise, tokens, c.stage1_steps, c.stage1_cfg, c.rescale_t
+            )
+        counts["generator_stage1"] = fc.get_total_flops()
+        with FlopCounterMode(display=False) as fc:
+            fine = sample_flow(
+                model.generator_stage2,
+                noise,
+                tokens,
+                c.stage2_steps,
+                c.stage2_cfg,
+                c.rescale_t,
+                extra=coarse,
+            )
+        counts["generator_stage2"] = fc.get_total_flops()
+        g = c.latent_grid
+        grid = fine.transpose(1, 2).reshape(1, c.latent_channels, g, g, g)
+        with FlopCounterMode(display=False) as fc:
+            model.decoder(grid)
+        counts["decoder"] = fc.get_total_flops()
+    counts["total"] = sum(counts.values())
+    return counts

@@ -93,3 +93,17 @@ def test_cli_errors_are_one_line(tmp_path: Path, capsys) -> None:
     assert main(["proxy", "describe", "--size", "full", "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["parameters"]["total"] == parameter_counts(config_for("full"))["total"]
+
+
+def test_flop_counts_follow_steps_and_cfg() -> None:
+    from serve.backends.proxy_model import flop_counts
+
+    base = flop_counts(config_for("tiny"))
+    assert base["total"] == sum(v for k, v in base.items() if k != "total")
+    assert all(base[k] > 0 for k in ("encoder", "generator_stage1", "decoder"))
+    doubled = flop_counts(config_for("tiny", stage1_steps=8))
+    # twice the steps: twice the stage-1 work (the time embedding is per step, too)
+    assert doubled["generator_stage1"] == 2 * base["generator_stage1"]
+    assert doubled["generator_stage2"] == base["generator_stage2"]
+    no_cfg = flop_counts(config_for("tiny", stage1_cfg=0.0))
+    assert no_cfg["generator_stage1"] * 2 == base["generator_stage1"]
