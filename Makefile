@@ -42,5 +42,28 @@ bench: setup ## CPU benchmark suite + report (bounded, about 10 minutes)
 cost: setup ## cost report: docs/cost.md + plot
 	$(GEN3D) cost report --out docs
 
+# ---------------------------------------------------------------- the serving image
+# docs/image.md. Flavours and base images come from container/platform.json.
+FLAVOR ?= gpu
+IMAGE_NAME ?= gen3d-$(FLAVOR)
+GIT_SHA := $(shell git describe --always --dirty --abbrev=12 2>/dev/null || echo nogit)
+IMAGE ?= $(IMAGE_NAME):$(GIT_SHA)
+MODEL_DIR ?= $(CURDIR)/out/model
+PORT ?= 8080
+
+build: setup ## docker build FLAVOR=gpu|cpu|sam3d, tagged with the git sha and latest
+	args=$$($(PY) -m scripts.aws.platform build-args $(FLAVOR)) && \
+	docker build $$args -t $(IMAGE) -t $(IMAGE_NAME):latest .
+
+push: setup ## push the git-sha tag to ECR (repo made if missing) and print the URI [REGION= DRY_RUN=1]
+	$(GEN3D) push $(IMAGE) $(if $(REGION),--region $(REGION)) $(if $(DRY_RUN),--dry-run)
+
+run-local: ## docker run the image as SageMaker does, MODEL_DIR on /opt/ml/model, port 8080
+	docker run --rm $(if $(filter cpu,$(FLAVOR)),,--gpus all) -p $(PORT):8080 \
+	  -v $(MODEL_DIR):/opt/ml/model:ro $(IMAGE) serve
+
+image-test: setup ## no Docker needed: podman-build the cpu image, serve /ping + /invocations from it (root)
+	$(PY) -m scripts.image_test --out $(OUT)/image-test/report.json
+
 clean: ## remove the venv and outputs
 	rm -rf $(VENV) $(OUT) *.egg-info

@@ -1,15 +1,36 @@
-"""The CUDA <-> SageMaker inference-AMI pairing, read from container/platform.json."""
+"""Image flavours and the CUDA <-> SageMaker inference-AMI pairing, read from
+container/platform.json (the one place the Makefile, the Dockerfile build and the deploy
+scripts take them from).
+
+`python -m scripts.aws.platform build-args FLAVOR` prints the `docker build` arguments of a
+flavour; `python -m scripts.aws.platform check` verifies every GPU flavour's CUDA runs on
+its AMI's driver.
+"""
 
 from __future__ import annotations
 
+import argparse
 import json
+import sys
+from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 PLATFORM_FILE = Path(__file__).resolve().parents[2] / "container" / "platform.json"
 
-GPU_INSTANCE_FAMILIES = ("ml.g4dn", "ml.g5", "ml.g6", "ml.g6e", "ml.p3", "ml.p4d", "ml.p4de", "ml.p5")
+GPU_INSTANCE_FAMILIES = (
+    "ml.g4dn",
+    "ml.g5",
+    "ml.g6",
+    "ml.g6e",
+    "ml.p3",
+    "ml.p4d",
+    "ml.p4de",
+    "ml.p5",
+    "ml.p5e",
+    "ml.p5en",
+)
 
 
 @cache
@@ -17,17 +38,106 @@ def platform() -> dict[str, Any]:
     return json.loads(PLATFORM_FILE.read_text())
 
 
+def flavor_names() -> list[str]:
+    return list(platform()["flavors"])
+
+
+def flavor(name: str | None = None) -> dict[str, Any]:
+    """One flavour's entry (default: the file's `default_flavor`)."""
+    name = name or platform()["default_flavor"]
+    flavors = platform()["flavors"]
+    if name not in flavors:
+        raise ValueError(f"unknown image flavour {name!r}: choose one of {', '.join(flavors)}")
+    return flavors[name]
+
+
 def is_gpu_instance(instance_type: str) -> bool:
     return instance_type.startswith(tuple(f + "." for f in GPU_INSTANCE_FAMILIES))
 
 
-def inference_ami_version(instance_type: str) -> str | None:
-    """The InferenceAmiVersion a variant on `instance_type` must set (None for CPU)."""
-    return platform()["inference_ami_version"] if is_gpu_instance(instance_type) else None
+def inference_ami_version(instance_type: str, flavor_name: str | None = None) -> str | None:
+    """The InferenceAmiVersion a variant on `instance_type` must set (None for CPU).
+
+    Without an override SageMaker boots ml.g4dn/ml.g5 with driver 470 (CUDA 11.4), which
+    cannot run any of our CUDA images, so GPU variants always set it explicitly."""
+    if not is_gpu_instance(instance_type):
+        return None
+    if flavor_name is None:
+        return platform()["inference_ami_version"]
+    return flavor(flavor_name)["inference_ami_version"] or platform()["inference_ami_version"]
+
+
+def _major_minor(version: str) -> tuple[int, int]:
+    parts = version.split(".")
+    return int(parts[0]), int(parts[1]) if len(parts) > 1 else 0
 
 
 def cuda_runs_on_ami(cuda_version: str, ami: str) -> bool:
-    """True when a CUDA `cuda_version` runtime runs on `ami`'s driver."""
-    limit = platform()["amis"][ami]["max_cuda"]
-    as_tuple = lambda v: tuple(int(p) for p in v.split(".")[:2])  # noqa: E731
-    return as_tuple(cuda_version) <= as_tuple(limit)
+    """True when a CUDA `cuda_version` runtime runs on `ami`'s driver.
+
+    The AMIs disable CUDA-compat mounting, so forward compatibility is not available:
+    the runtime must be no newer than the driver's CUDA version."""
+    amis = platform()["amis"]
+    if ami not in amis:
+        raise ValueError(f"unknown InferenceAmiVersion {ami!r}: known are {', '.join(amis)}")
+    return _major_minor(cuda_version) <= _major_minor(amis[ami]["max_cuda"])
+
+
+def pairing_problems() -> list[str]:
+    """Every GPU flavour whose CUDA does not run on its AMI (empty when all pair up)."""
+    problems = []
+    for name, entry in platform()["flavors"].items():
+        cuda, ami = entry["cuda_version"], entry["inference_ami_version"]
+        if cuda is None:
+            continue
+        if ami is None:
+            problems.append(f"{name}: CUDA {cuda} but no inference_ami_version")
+        elif not cuda_runs_on_ami(cuda, ami):
+            max_cuda = platform()["amis"][ami]["max_cuda"]
+            problems.append(f"{name}: CUDA {cuda} is newer than {ami}'s CUDA {max_cuda}")
+    return problems
+
+
+def build_args(flavor_name: str | None = None) -> list[str]:
+    """`docker build` arguments that select a flavour's base images and image env."""
+    name = flavor_name or platform()["default_flavor"]
+    entry = flavor(name)
+    values = {
+        "FLAVOR": name,
+        "BASE_IMAGE": entry["base_image"],
+        "BUILDER_IMAGE": entry["builder_image"],
+        **entry.get("build_args", {}),
+    }
+    args: list[str] = []
+    for key, value in values.items():
+        args += ["--build-arg", f"{key}={value}"]
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m scripts.aws.platform",
+        description="Image flavours and their CUDA/AMI pairing (container/platform.json).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("build-args", help="print the docker build arguments of a flavour")
+    p.add_argument("flavor", nargs="?", help="cpu, gpu or sam3d (default: default_flavor)")
+    sub.add_parser("check", help="fail when a GPU flavour's CUDA does not run on its AMI")
+    args = parser.parse_args(argv)
+    if args.command == "build-args":
+        try:
+            print(" ".join(build_args(args.flavor)))
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        return 0
+    problems = pairing_problems()
+    for line in problems:
+        print(f"error: {line}", file=sys.stderr)
+    if not problems:
+        print("every GPU flavour's CUDA runs on its InferenceAmiVersion")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

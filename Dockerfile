@@ -1,0 +1,109 @@
+# Gen3D serving image: SageMaker bring-your-own-container (`docker run IMAGE serve`).
+#
+# One Dockerfile, three flavours; container/platform.json holds each flavour's base images,
+# CUDA version and InferenceAmiVersion, and `make build FLAVOR=...` passes them in
+# (`python -m scripts.aws.platform build-args FLAVOR`). The defaults below are the gpu
+# flavour's, so a plain `docker build .` gives the gpu image.
+#   cpu    silhouette backend on debian:bookworm-slim, no torch (fits SageMaker Serverless)
+#   gpu    + torch 2.13.0 (CUDA 13.0 from pip) for proxy and optimised models
+#   sam3d  + SAM 3D Objects with upstream's pins (torch 2.5.1+cu121); CUDA extensions are
+#          compiled in the devel builder, only their results reach the final stage
+ARG FLAVOR=gpu
+ARG BASE_IMAGE=nvidia/cuda:13.0.2-base-ubuntu22.04
+ARG BUILDER_IMAGE=${BASE_IMAGE}
+
+# ---------------------------------------------------------------- builder: the venv
+FROM ${BUILDER_IMAGE} AS builder
+ARG FLAVOR
+ARG DEBIAN_FRONTEND=noninteractive
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+
+# python3.11 is Debian bookworm's python and is in Ubuntu 22.04's archive under the same
+# package names. Versions come from the base image's release, pinned by its tag.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends ca-certificates python3.11 python3.11-venv \
+    && if [ "$FLAVOR" = sam3d ]; then \
+         apt-get install -y --no-install-recommends build-essential git ninja-build python3.11-dev; \
+       fi \
+    && rm -rf /var/lib/apt/lists/*
+
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PATH=/opt/venv/bin:$PATH
+RUN python3.11 -m venv /opt/venv
+
+WORKDIR /build
+COPY container/requirements-*.txt container/
+RUN pip install -r "container/requirements-${FLAVOR}.txt"
+
+# sam3d only: CUDA extensions built against step 1's torch, then SAM 3D Objects itself
+# (its source stays in the venv: the adapter imports notebook/inference.py from it).
+ARG SAM3D_OBJECTS_COMMIT=cf066761706cd02b07e2fc6274570ec8cdafb683
+ARG TORCH_CUDA_ARCH_LIST="7.5;8.0;8.6;8.9;9.0"
+RUN if [ "$FLAVOR" = sam3d ]; then \
+      FORCE_CUDA=1 MAX_JOBS=4 TORCH_CUDA_ARCH_LIST="$TORCH_CUDA_ARCH_LIST" \
+        pip install --no-build-isolation -r container/requirements-sam3d-ext.txt \
+      && git clone --quiet https://github.com/facebookresearch/sam-3d-objects.git \
+           /opt/venv/src/sam-3d-objects \
+      && git -C /opt/venv/src/sam-3d-objects checkout --quiet "$SAM3D_OBJECTS_COMMIT" \
+      && rm -rf /opt/venv/src/sam-3d-objects/.git \
+      && pip install --no-deps -e /opt/venv/src/sam-3d-objects \
+      && python /opt/venv/src/sam-3d-objects/patching/hydra; \
+    fi
+
+# The project itself, without dependencies: each flavour's requirements file is the
+# dependency set (the cpu flavour deliberately has no torch).
+# (.dockerignore lets only pyproject.toml, README.md and the package folders through)
+COPY . .
+RUN pip install --no-deps . \
+    && python -c "import serve.app, serve.backends, scripts.cli"
+
+# ---------------------------------------------------------------- final: runtime only
+FROM ${BASE_IMAGE}
+ARG FLAVOR
+ARG DEBIAN_FRONTEND=noninteractive
+ARG CONDA_PREFIX=""
+ARG SAM3D_OBJECTS_DIR=""
+ARG GEN3D_BACKEND=silhouette
+
+LABEL com.amazonaws.sagemaker.capabilities.accept-bind-to-port=true \
+      org.opencontainers.image.title="gen3d" \
+      org.opencontainers.image.description="Gen3D image-to-3D SageMaker serving image" \
+      org.opencontainers.image.licenses="Apache-2.0"
+
+# The interpreter the venv points at, plus the GL/GLib/OpenMP libraries the sam3d stack's
+# wheels (opencv, open3d, pyrender) load; no compilers, no -dev packages, no apt lists.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends python3.11 \
+    && if [ "$FLAVOR" = sam3d ]; then \
+         apt-get install -y --no-install-recommends libegl1 libgl1 libglib2.0-0 libgomp1; \
+       fi \
+    && rm -rf /var/lib/apt/lists/* \
+    && groupadd --gid 1000 gen3d \
+    && useradd --no-log-init --uid 1000 --gid 1000 --create-home --home-dir /home/gen3d gen3d \
+    && mkdir -p /opt/ml/model
+
+COPY --from=builder /opt/venv /opt/venv
+COPY container /opt/program/container
+
+# HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE: nothing is downloaded at serving time; the model
+# artifact carries every cache. CONDA_PREFIX: SAM 3D's notebook/inference.py sets
+# CUDA_HOME from it at import (empty in the cpu and gpu flavours).
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    HF_HUB_OFFLINE=1 \
+    TRANSFORMERS_OFFLINE=1 \
+    GEN3D_IMAGE_FLAVOR=${FLAVOR} \
+    GEN3D_BACKEND=${GEN3D_BACKEND} \
+    CONDA_PREFIX=${CONDA_PREFIX} \
+    SAM3D_OBJECTS_DIR=${SAM3D_OBJECTS_DIR}
+
+WORKDIR /opt/program
+# Not root: the server needs no privilege (numeric, so runtimes can check it is non-root).
+USER 1000:1000
+EXPOSE 8080
+ENTRYPOINT ["/opt/program/container/serve"]
+CMD ["serve"]

@@ -1,0 +1,160 @@
+"""The Dockerfile's contract, read by a Dockerfile parser (dockerfile-parse), not by grep."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+from dockerfile_parse import DockerfileParser
+
+from scripts.aws import platform
+
+ROOT = Path(__file__).resolve().parents[2]
+BUILD_TOOLS = re.compile(
+    r"\b(build-essential|gcc|g\+\+|clang|make|cmake|ninja-build|git|"
+    r"python3(\.\d+)?-dev|[\w.+-]+-dev|cuda-nvcc[\w.-]*|cuda-toolkit[\w.-]*)\b"
+)
+
+
+@pytest.fixture(scope="module")
+def parser() -> DockerfileParser:
+    dfp = DockerfileParser(path=str(ROOT / "Dockerfile"))
+    return dfp
+
+
+def stages(parser: DockerfileParser) -> list[list[dict]]:
+    """Instructions grouped by build stage (the global ARGs before the first FROM dropped)."""
+    out: list[list[dict]] = []
+    for ins in parser.structure:
+        if ins["instruction"] == "FROM":
+            out.append([])
+        if out:
+            out[-1].append(ins)
+    return out
+
+
+def final_stage(parser: DockerfileParser) -> list[dict]:
+    return stages(parser)[-1]
+
+
+def of(stage: list[dict], instruction: str) -> list[str]:
+    return [i["value"] for i in stage if i["instruction"] == instruction]
+
+
+def env_of(stage: list[dict]) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for value in of(stage, "ENV"):
+        for token in shlex.split(value):
+            key, _, val = token.partition("=")
+            env[key] = val
+    return env
+
+
+def global_args(parser: DockerfileParser) -> dict[str, str]:
+    args = {}
+    for ins in parser.structure:
+        if ins["instruction"] == "FROM":
+            break
+        if ins["instruction"] == "ARG":
+            key, _, val = ins["value"].partition("=")
+            args[key] = val
+    return args
+
+
+def test_two_stages_builder_then_final_on_the_base_image(parser: DockerfileParser) -> None:
+    froms = [s[0]["value"] for s in stages(parser)]
+    assert froms == ["${BUILDER_IMAGE} AS builder", "${BASE_IMAGE}"]
+
+
+def test_entrypoint_is_exec_form_running_container_serve(parser: DockerfileParser) -> None:
+    final = final_stage(parser)
+    (entrypoint,) = of(final, "ENTRYPOINT")
+    argv = json.loads(entrypoint)  # exec form is a JSON array; shell form would not parse
+    assert argv == ["/opt/program/container/serve"]
+    assert json.loads(of(final, "CMD")[-1]) == ["serve"]
+    # the entrypoint is the repository's container/serve, copied as it is (mode kept)
+    copies = of(final, "COPY")
+    assert "container /opt/program/container" in copies
+    assert os.access(ROOT / "container" / "serve", os.X_OK)
+
+
+def test_sagemaker_label_port_and_offline_env(parser: DockerfileParser) -> None:
+    final = final_stage(parser)
+    labels = {}
+    for value in of(final, "LABEL"):
+        for token in shlex.split(value):
+            key, _, val = token.partition("=")
+            labels[key] = val
+    assert labels["com.amazonaws.sagemaker.capabilities.accept-bind-to-port"] == "true"
+    assert of(final, "EXPOSE") == ["8080"]
+    env = env_of(final)
+    assert env["PYTHONUNBUFFERED"] == "1"
+    assert env["HF_HUB_OFFLINE"] == "1"
+    assert env["TRANSFORMERS_OFFLINE"] == "1"
+    assert env["PATH"].startswith("/opt/venv/bin:")
+    assert env["CONDA_PREFIX"] == "${CONDA_PREFIX}"  # set per flavour (sam3d: CUDA's home)
+
+
+def test_final_stage_copies_the_venv_and_installs_no_build_tools(
+    parser: DockerfileParser,
+) -> None:
+    final = final_stage(parser)
+    assert "--from=builder /opt/venv /opt/venv" in of(final, "COPY")
+    runs = " ".join(of(final, "RUN"))
+    assert "pip install" not in runs  # packages come only from the builder's venv
+    installed = re.findall(r"apt-get install ([^&;]*)", runs)
+    assert installed, "the final stage installs the interpreter with apt-get"
+    for packages in installed:
+        assert not BUILD_TOOLS.search(packages), packages
+    assert "rm -rf /var/lib/apt/lists/*" in runs  # no apt caches left behind
+    user = of(final, "USER")[-1]
+    assert user.split(":")[0].isdigit() and user.split(":")[0] != "0"
+
+
+def test_the_builder_is_where_compilers_go(parser: DockerfileParser) -> None:
+    builder = stages(parser)[0]
+    runs = " ".join(of(builder, "RUN"))
+    assert BUILD_TOOLS.search(runs)  # the regex recognises what the final stage must lack
+    assert env_of(builder)["PIP_NO_CACHE_DIR"] == "1"
+    assert 'pip install -r "container/requirements-${FLAVOR}.txt"' in runs
+    assert "pip install --no-deps ." in runs
+
+
+def test_defaults_are_the_default_flavour_of_platform_json(parser: DockerfileParser) -> None:
+    args = global_args(parser)
+    default = platform.platform()["default_flavor"]
+    assert args["FLAVOR"] == default
+    assert args["BASE_IMAGE"] == platform.flavor(default)["base_image"]
+
+
+@pytest.mark.parametrize("flavor", platform.flavor_names())
+def test_every_flavour_has_requirements_and_only_declared_build_args(
+    parser: DockerfileParser, flavor: str
+) -> None:
+    assert (ROOT / platform.flavor(flavor)["requirements"]).is_file()
+    assert (ROOT / "container" / f"requirements-{flavor}.txt").is_file()
+    declared = {i["value"].partition("=")[0] for i in parser.structure if i["instruction"] == "ARG"}
+    args = platform.build_args(flavor)
+    names = {a.partition("=")[0] for a in args[1::2]}
+    assert names <= declared, names - declared
+    assert f"FLAVOR={flavor}" in args
+
+
+def test_dockerignore_lets_through_exactly_what_the_builder_copies() -> None:
+    rules = [
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    assert rules[0] == "*"  # allow-list: .git, .venv, out/, tests, secrets stay out
+    allowed = {r[1:].rstrip("/") for r in rules if r.startswith("!")}
+    assert {"pyproject.toml", "README.md", "container", "serve", "scripts"} <= allowed
+    # every package pyproject.toml ships is let through
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    include = re.search(r"include = \[(.*?)\]", pyproject).group(1)
+    for pattern in re.findall(r'"(\w+)\*"', include):
+        assert pattern in allowed, pattern

@@ -1,0 +1,154 @@
+"""container/platform.json: flavours, CUDA <-> InferenceAmiVersion pairing, pinned requirements."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import botocore.session
+import pytest
+
+from scripts.aws import platform
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def botocore_inference_amis() -> list[str]:
+    model = botocore.session.get_session().get_service_model("sagemaker")
+    return model.shape_for("ProductionVariantInferenceAmiVersion").enum
+
+
+def test_ami_table_matches_botocore_and_its_documented_cuda_versions() -> None:
+    """Every GPU AMI botocore knows is in our table with the driver/CUDA its docs give."""
+    model = botocore.session.get_session().get_service_model("sagemaker")
+    member = model.shape_for("ProductionVariant").members["InferenceAmiVersion"]
+    doc = re.sub(r"<[^>]+>", " ", member.documentation)
+    amis = platform.platform()["amis"]
+    gpu_amis = [a for a in botocore_inference_amis() if "-gpu-" in a]
+    assert sorted(gpu_amis) == sorted(amis)
+    for ami, entry in amis.items():
+        section = doc.split(ami, 1)[1][:300]
+        assert re.search(rf"NVIDIA driver version:\s*{entry['nvidia_driver']}\b", section), ami
+        assert re.search(rf"CUDA version:\s*{re.escape(entry['max_cuda'])}\b", section), ami
+
+
+def test_every_gpu_flavour_pairs_with_its_ami() -> None:
+    assert platform.pairing_problems() == []
+    for name in platform.flavor_names():
+        entry = platform.flavor(name)
+        if entry["cuda_version"] is None:
+            assert entry["inference_ami_version"] is None
+        else:
+            assert entry["inference_ami_version"] in botocore_inference_amis()
+
+
+@pytest.mark.parametrize(
+    ("cuda", "ami", "runs"),
+    [
+        ("13.0", "al2023-ami-sagemaker-inference-gpu-4-1", True),
+        ("12.1", "al2023-ami-sagemaker-inference-gpu-4-1", True),
+        ("13.0", "al2-ami-sagemaker-inference-gpu-3-1", False),
+        ("12.4.1", "al2-ami-sagemaker-inference-gpu-3-1", True),
+        ("12.4", "al2-ami-sagemaker-inference-gpu-2", False),
+        ("12.2", "al2-ami-sagemaker-inference-gpu-2-1", True),
+    ],
+)
+def test_cuda_runs_on_ami(cuda: str, ami: str, runs: bool) -> None:
+    assert platform.cuda_runs_on_ami(cuda, ami) is runs
+
+
+def test_unknown_ami_and_flavour_are_clear_errors() -> None:
+    with pytest.raises(ValueError, match="unknown InferenceAmiVersion"):
+        platform.cuda_runs_on_ami("12.1", "al2-ami-sagemaker-inference-gpu-9")
+    with pytest.raises(ValueError, match="unknown image flavour 'tpu'"):
+        platform.flavor("tpu")
+
+
+def test_inference_ami_version_for_instances() -> None:
+    assert (
+        platform.inference_ami_version("ml.g5.xlarge")
+        == platform.platform()["inference_ami_version"]
+    )
+    assert (
+        platform.inference_ami_version("ml.g4dn.xlarge", "sam3d")
+        == (platform.flavor("sam3d")["inference_ami_version"])
+    )
+    assert platform.inference_ami_version("ml.m5.large") is None
+    assert platform.inference_ami_version("ml.c7i.xlarge", "gpu") is None
+
+
+def test_build_args_cli(capsys: pytest.CaptureFixture[str]) -> None:
+    assert platform.main(["build-args", "cpu"]) == 0
+    out = capsys.readouterr().out.split()
+    assert "FLAVOR=cpu" in out and "BASE_IMAGE=debian:bookworm-slim" in out
+    assert platform.main(["build-args", "sam3d"]) == 0
+    assert "CONDA_PREFIX=/usr/local/cuda" in capsys.readouterr().out
+    assert platform.main(["build-args", "nope"]) == 2
+    assert "unknown image flavour" in capsys.readouterr().err
+    assert platform.main(["check"]) == 0
+
+
+# ---------------------------------------------------------------- requirements files
+
+PIN = re.compile(r"^[A-Za-z0-9_.\-\[\],]+==[\w.+\-]+$")
+GIT_PIN = re.compile(r"^[A-Za-z0-9_.\-]+ ?@ ?git\+https://\S+@[0-9a-f]{40}$")
+
+
+def requirement_lines(path: Path) -> list[str]:
+    lines = []
+    for raw in path.read_text().splitlines():
+        line = raw.split(" #", 1)[0].strip()
+        if line and not line.startswith("#"):
+            lines.append(line)
+    return lines
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "container").glob("requirements-*.txt")))
+def test_every_requirement_is_pinned(path: Path) -> None:
+    for line in requirement_lines(path):
+        if line.startswith(("--extra-index-url ", "--find-links ", "-r ")):
+            continue
+        assert PIN.match(line) or GIT_PIN.match(line), f"{path.name}: {line!r} is not pinned"
+
+
+def pins(path: Path) -> dict[str, str]:
+    out = {}
+    for line in requirement_lines(path):
+        if "==" in line:
+            name, _, version = line.partition("==")
+            out[name.lower().replace("_", "-")] = version
+    return out
+
+
+def test_cpu_flavour_has_no_torch_and_gpu_torch_matches_platform() -> None:
+    cpu = pins(ROOT / "container" / "requirements-cpu.txt")
+    assert "torch" not in cpu
+    for needed in (
+        "numpy",
+        "scipy",
+        "scikit-image",
+        "pillow",
+        "flask",
+        "gunicorn",
+        "trimesh",
+        "safetensors",
+    ):
+        assert needed in cpu, needed
+    gpu_file = ROOT / "container" / "requirements-gpu.txt"
+    assert "-r requirements-cpu.txt" in requirement_lines(gpu_file)
+    assert pins(gpu_file)["torch"] == platform.flavor("gpu")["torch"]
+
+
+def test_sam3d_torch_build_matches_its_cuda() -> None:
+    sam3d = pins(ROOT / "container" / "requirements-sam3d.txt")
+    entry = platform.flavor("sam3d")
+    cuda_tag = "cu" + entry["cuda_version"].replace(".", "")
+    assert sam3d["torch"] == f"{entry['torch']}+{cuda_tag}"
+    assert sam3d["torchvision"].endswith(f"+{cuda_tag}")
+    text = (ROOT / "container" / "requirements-sam3d.txt").read_text()
+    assert f"download.pytorch.org/whl/{cuda_tag}" in text
+    assert f"torch-{entry['torch']}_{cuda_tag}.html" in text  # kaolin's wheels for that torch
+    ext = requirement_lines(ROOT / "container" / "requirements-sam3d-ext.txt")
+    assert any(line.startswith("pytorch3d @ git+") for line in ext)
+    assert any(line.startswith("gsplat @ git+") for line in ext)
+    assert "kaolin==0.17.0" in ext
