@@ -1,0 +1,371 @@
+"""Endpoint invocation, the upload-to-result Lambda handler and batch transform, against a
+real moto server. Moto answers invocations from its documented static-result queues
+(/moto-api/static/sagemaker/...) and writes async results to a location of its own choosing
+(it ignores the endpoint's S3OutputPath), so polling is also tested with objects written
+by the test itself."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+import zipfile
+from pathlib import Path
+
+import boto3
+import pytest
+import requests
+
+from scripts.aws import lambda_handler
+from scripts.aws.invoke import InvokeError, invoke_endpoint, poll_async_result
+from scripts.aws.upload_trigger import code_sha256, package_handler
+from scripts.cli import main
+
+ROLE = "arn:aws:iam::123456789012:role/gen3d-sagemaker"
+# A bucket without the deployment's TLS-only policy: moto evaluates any conditional Deny
+# statement as matching (it has no aws:SecureTransport context), so it would refuse the
+# test's own writes over plain HTTP to a `gen3d setup` bucket.
+IO_BUCKET = "gen3d-invoke-io"
+
+
+def make_endpoint(name: str, *, asynchronous: bool) -> None:
+    sm = boto3.client("sagemaker")
+    sm.create_model(
+        ModelName=f"{name}-m",
+        ExecutionRoleArn=ROLE,
+        PrimaryContainer={"Image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/g:1"},
+    )
+    extra = {}
+    if asynchronous:
+        extra["AsyncInferenceConfig"] = {
+            "OutputConfig": {
+                "S3OutputPath": f"s3://{IO_BUCKET}/async/output/",
+                "S3FailurePath": f"s3://{IO_BUCKET}/async/failure/",
+            }
+        }
+    sm.create_endpoint_config(
+        EndpointConfigName=f"{name}-c",
+        ProductionVariants=[
+            {
+                "VariantName": "AllTraffic",
+                "ModelName": f"{name}-m",
+                "InstanceType": "ml.m5.large",
+                "InitialInstanceCount": 1,
+            }
+        ],
+        **extra,
+    )
+    sm.create_endpoint(EndpointName=name, EndpointConfigName=f"{name}-c")
+
+
+@pytest.fixture
+def clients(aws: str) -> dict:
+    boto3.client("s3").create_bucket(Bucket=IO_BUCKET)
+    return {
+        "sagemaker": boto3.client("sagemaker"),
+        "runtime": boto3.client("sagemaker-runtime"),
+        "s3": boto3.client("s3"),
+    }
+
+
+def queue_async_results(moto: str, *results: dict) -> None:
+    requests.post(
+        f"{moto}/moto-api/static/sagemaker/async-endpoint-results",
+        json={"results": list(results)},
+        timeout=10,
+    ).raise_for_status()
+
+
+def test_realtime_invoke_returns_the_body(clients, aws):
+    make_endpoint("rt", asynchronous=False)
+    requests.post(
+        f"{aws}/moto-api/static/sagemaker/endpoint-results",
+        json={
+            "results": [
+                {
+                    "Body": "glb-bytes",
+                    "ContentType": "model/gltf-binary",
+                    "InvokedProductionVariant": "AllTraffic",
+                    "CustomAttributes": "seed=7",
+                }
+            ]
+        },
+        timeout=10,
+    ).raise_for_status()
+    # a JSON request (moto's invoke_endpoint cannot decode a binary body)
+    body = invoke_endpoint(
+        "rt",
+        b'{"image": "aGk="}',
+        "application/json",
+        "model/gltf-binary",
+        custom_attributes="seed=7",
+        progress=lambda _: None,
+        **clients,
+    )
+    assert body == b"glb-bytes"
+
+
+def test_async_invoke_uploads_then_returns_the_result(clients, aws):
+    make_endpoint("as", asynchronous=True)
+    queue_async_results(aws, {"data": "the-3d-result"})
+    lines: list[str] = []
+    body = invoke_endpoint(
+        "as",
+        b"png-bytes",
+        "image/png",
+        None,
+        poll_s=0.01,
+        timeout_s=5,
+        progress=lines.append,
+        **clients,
+    )
+    assert body == b"the-3d-result"
+    uploads = clients["s3"].list_objects_v2(Bucket=IO_BUCKET, Prefix="async/input/")
+    (upload,) = uploads["Contents"]
+    assert upload["Key"].endswith(".png")
+    assert (
+        clients["s3"].get_object(Bucket=IO_BUCKET, Key=upload["Key"])["Body"].read() == b"png-bytes"
+    )
+    assert any("uploaded 9 bytes" in line for line in lines)
+
+
+def test_async_failure_raises_with_the_failure_text(clients, aws):
+    make_endpoint("as", asynchronous=True)
+    queue_async_results(aws, {"is_failure": True, "data": "CUDA out of memory"})
+    with pytest.raises(InvokeError, match=r"async inference failed.*CUDA out of memory"):
+        invoke_endpoint(
+            "as",
+            b"png",
+            "image/png",
+            None,
+            poll_s=0.01,
+            timeout_s=5,
+            progress=lambda _: None,
+            **clients,
+        )
+
+
+def test_mode_async_on_a_realtime_endpoint_is_refused(clients):
+    make_endpoint("rt", asynchronous=False)
+    with pytest.raises(InvokeError, match="is real-time"):
+        invoke_endpoint("rt", b"png", "image/png", None, mode="async", **clients)
+    with pytest.raises(InvokeError, match=r"not find"):
+        invoke_endpoint("absent", b"png", "image/png", None, **clients)
+
+
+def test_polling_waits_for_an_output_written_later(clients):
+    s3 = clients["s3"]
+    output = f"s3://{IO_BUCKET}/async/output/late.out"
+    writer = threading.Timer(
+        0.3,
+        lambda: s3.put_object(Bucket=IO_BUCKET, Key="async/output/late.out", Body=b"late result"),
+    )
+    writer.start()
+    lines: list[str] = []
+    start = time.monotonic()
+    result = poll_async_result(
+        s3,
+        output,
+        f"s3://{IO_BUCKET}/async/failure/late.out",
+        timeout_s=10,
+        poll_s=0.05,
+        progress=lines.append,
+    )
+    writer.join()
+    assert result == b"late result" and time.monotonic() - start >= 0.3
+    assert any(line.startswith("waiting for") for line in lines)
+
+
+def test_polling_reports_a_failure_written_later_and_times_out(clients):
+    s3 = clients["s3"]
+    s3.put_object(Bucket=IO_BUCKET, Key="async/failure/x.out", Body=b'{"error": "bad mask"}')
+    with pytest.raises(InvokeError, match="bad mask"):
+        poll_async_result(
+            s3,
+            f"s3://{IO_BUCKET}/async/output/x.out",
+            f"s3://{IO_BUCKET}/async/failure/x.out",
+            timeout_s=5,
+            poll_s=0.01,
+            progress=lambda _: None,
+        )
+    with pytest.raises(InvokeError, match="no result after 0 s"):
+        poll_async_result(
+            s3,
+            f"s3://{IO_BUCKET}/async/output/never.out",
+            None,
+            timeout_s=0.2,
+            poll_s=0.05,
+            progress=lambda _: None,
+        )
+
+
+# --------------------------------------------------------------------- Lambda handler
+
+
+def s3_event(bucket: str, key: str, event: str = "ObjectCreated:Put") -> dict:
+    return {
+        "Records": [
+            {"eventName": event, "s3": {"bucket": {"name": bucket}, "object": {"key": key}}}
+        ]
+    }
+
+
+def test_handler_invokes_the_endpoint_with_the_uploaded_object(clients):
+    make_endpoint("as", asynchronous=True)
+    runtime = clients["runtime"]
+    # S3 events carry URL-encoded keys: "input/photo one.png" arrives as below
+    (call,) = lambda_handler.handle(
+        s3_event(IO_BUCKET, "input/photo+one.png"), runtime, endpoint="as"
+    )
+    assert call["input"] == f"s3://{IO_BUCKET}/input/photo one.png"
+    # moto keys its async results by InputLocation: asking again with that exact input
+    # returns the same output location, so the handler sent exactly this input
+    again = runtime.invoke_endpoint_async(
+        EndpointName="as", InputLocation=call["input"], ContentType="image/png"
+    )
+    assert again["OutputLocation"] == call["output"]
+    other = runtime.invoke_endpoint_async(EndpointName="as", InputLocation="s3://x/other.png")
+    assert other["OutputLocation"] != call["output"]
+
+
+def test_handler_skips_other_prefixes_events_and_types(clients):
+    make_endpoint("as", asynchronous=True)
+    runtime = clients["runtime"]
+    assert (
+        lambda_handler.handle(s3_event(IO_BUCKET, "async/output/a.png"), runtime, endpoint="as")
+        == []
+    )
+    assert (
+        lambda_handler.handle(
+            s3_event(IO_BUCKET, "input/a.png", "ObjectRemoved:Delete"), runtime, endpoint="as"
+        )
+        == []
+    )
+    assert (
+        lambda_handler.handle(s3_event(IO_BUCKET, "input/notes.txt"), runtime, endpoint="as") == []
+    )
+    assert lambda_handler.inference_id_for("input/a b/c.png") == "input-a-b-c.png"
+
+
+def test_handler_package_is_self_contained_and_reproducible(tmp_path: Path):
+    archive = package_handler()
+    assert archive == package_handler() and code_sha256(archive) == code_sha256(archive)
+    path = tmp_path / "function.zip"
+    path.write_bytes(archive)
+    assert zipfile.ZipFile(path).namelist() == ["lambda_handler.py"]
+    # import it from the zip alone, as Lambda does (no access to the scripts package)
+    probe = (
+        "import lambda_handler as h; "
+        "assert callable(h.handler); print(h.content_type_for('input/x.JPG'))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {str(path)!r}); {probe}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert done.stdout.strip() == "image/jpeg"
+
+
+def test_deploy_wires_the_upload_notification(aws):
+    assert main(["setup", "--name", "t"]) == 0
+    assert (
+        main(
+            [
+                "deploy",
+                "--name",
+                "t",
+                "--mode",
+                "async",
+                "--image",
+                "123456789012.dkr.ecr.us-east-1.amazonaws.com/gen3d-gpu:1",
+                "--role",
+                ROLE,
+                "--poll",
+                "0.01",
+                "--upload-trigger-role",
+                "arn:aws:iam::123456789012:role/gen3d-t-upload-trigger",
+            ]
+        )
+        == 0
+    )
+    bucket = "gen3d-t-123456789012-us-east-1"
+    config = boto3.client("s3").get_bucket_notification_configuration(Bucket=bucket)
+    (wired,) = config["LambdaFunctionConfigurations"]
+    function = boto3.client("lambda").get_function(FunctionName="gen3d-t-upload")
+    assert wired["LambdaFunctionArn"] == function["Configuration"]["FunctionArn"]
+    assert wired["Events"] == ["s3:ObjectCreated:*"]
+    assert wired["Filter"]["Key"]["FilterRules"] == [
+        {"Name": "Prefix", "Value": "input/"}
+    ] or wired["Filter"]["Key"]["FilterRules"] == [{"Name": "prefix", "Value": "input/"}]
+    env = function["Configuration"]["Environment"]["Variables"]
+    assert env == {"GEN3D_ENDPOINT_NAME": "t", "GEN3D_INPUT_PREFIX": "input/"}
+    assert function["Configuration"]["CodeSha256"] == code_sha256(package_handler())
+    assert (
+        "s3.amazonaws.com"
+        in boto3.client("lambda").get_policy(FunctionName="gen3d-t-upload")["Policy"]
+    )
+
+
+# ------------------------------------------------------------------------ batch
+
+
+def test_batch_runs_on_the_deployments_model_and_is_idempotent(aws, capsys):
+    make_endpoint("b", asynchronous=False)
+    args = [
+        "batch",
+        "--name",
+        "b",
+        "--input",
+        "s3://in-bucket/photos/",
+        "--output",
+        "s3://out-bucket/meshes/",
+        "--accept",
+        "model/gltf-binary",
+        "--wait",
+        "--poll",
+        "0.01",
+    ]
+    assert main(args) == 0
+    assert "Completed" in capsys.readouterr().out
+    assert main(args) == 0
+    assert "nothing changed" in capsys.readouterr().out
+    sm = boto3.client("sagemaker")
+    (summary,) = sm.list_transform_jobs()["TransformJobSummaries"]
+    job = sm.describe_transform_job(TransformJobName=summary["TransformJobName"])
+    assert job["ModelName"] == "b-m"
+    assert job["TransformResources"]["InstanceType"] == "ml.m5.large"  # the endpoint's
+    assert job["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"] == "s3://in-bucket/photos/"
+    # left to the container's /execution-parameters
+    assert not job.get("MaxConcurrentTransforms") and not job.get("BatchStrategy")
+    tags = sm.list_tags(ResourceArn=job["TransformJobArn"])["Tags"]
+    assert tags == [{"Key": "gen3d:deployment", "Value": "b"}]
+
+
+def test_batch_without_a_deployment_says_so(aws, capsys):
+    assert (
+        main(["batch", "--name", "nope", "--input", "s3://a/in/", "--output", "s3://a/out/"]) == 1
+    )
+    assert "no model for deployment nope" in capsys.readouterr().err
+
+
+def test_batch_dry_run_calls_nothing(aws, capsys):
+    assert (
+        main(
+            [
+                "batch",
+                "--name",
+                "b",
+                "--input",
+                "s3://a/in/",
+                "--output",
+                "s3://a/out/",
+                "--dry-run",
+            ]
+        )
+        == 0
+    )
+    assert "nothing was called" in capsys.readouterr().out
+    assert boto3.client("sagemaker").list_transform_jobs()["TransformJobSummaries"] == []
