@@ -67,3 +67,21 @@ image-test: setup ## no Docker needed: podman-build the cpu image, serve /ping +
 
 clean: ## remove the venv and outputs
 	rm -rf $(VENV) $(OUT) *.egg-info
+
+# ---------------------------------------------------------------- deploy (docs/deploy.md)
+# NAME=deployment IMAGE_URI=ECR image URI (gen3d push prints it) ROLE=execution role ARN
+# (gen3d setup prints it) [MODEL_DATA=s3://... BACKEND= REGION= DRY_RUN=1 DEPLOY_ARGS=...]
+DEPLOY_COMMON = --name $(or $(NAME),gen3d) \
+	--image $(or $(IMAGE_URI),$(error set IMAGE_URI=<account>.dkr.ecr.<region>.amazonaws.com/repo:tag)) \
+	--role $(or $(ROLE),$(error set ROLE=<execution role ARN from gen3d setup>)) \
+	$(if $(MODEL_DATA),--model-data $(MODEL_DATA)) $(if $(BACKEND),--backend $(BACKEND)) \
+	$(if $(REGION),--region $(REGION)) $(if $(DRY_RUN),--dry-run) $(DEPLOY_ARGS)
+
+deploy-async: setup ## async endpoint on ml.g4dn.xlarge that scales to zero [NAME IMAGE_URI ROLE MODEL_DATA]
+	$(GEN3D) deploy --mode async $(DEPLOY_COMMON)
+
+deploy-serverless: setup ## serverless endpoint, cpu flavour + silhouette only [NAME IMAGE_URI ROLE]
+	$(GEN3D) deploy --mode serverless $(DEPLOY_COMMON)
+
+teardown: setup ## delete everything tagged gen3d:deployment=NAME [NAME REGION DRY_RUN=1]
+	$(GEN3D) teardown --name $(or $(NAME),gen3d) $(if $(REGION),--region $(REGION)) $(if $(DRY_RUN),--dry-run)
