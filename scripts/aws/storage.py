@@ -132,7 +132,13 @@ def ensure_bucket(
     )
 
     def setting(
-        summary: str, read: Any, missing: tuple[str, ...], extract: Any, wanted: Any, write: Any
+        summary: str,
+        read: Any,
+        missing: tuple[str, ...],
+        extract: Any,
+        wanted: Any,
+        write: Any,
+        request: Any = None,
     ) -> None:
         def apply() -> tuple[str, None]:
             current = _read(read, missing, Bucket=bucket)
@@ -141,7 +147,7 @@ def ensure_bucket(
             write()
             return (CREATED if current is None else UPDATED), None
 
-        plan.step(f"{summary} on {bucket}", apply, request=wanted)
+        plan.step(f"{summary} on {bucket}", apply, request=wanted if request is None else request)
 
     setting(
         "public access block",
@@ -162,6 +168,7 @@ def ensure_bucket(
         lambda: s3.put_bucket_encryption(
             Bucket=bucket, ServerSideEncryptionConfiguration=ENCRYPTION
         ),
+        request=ENCRYPTION,
     )
     policy = tls_only_policy(bucket)
     setting(
@@ -180,6 +187,7 @@ def ensure_bucket(
         lambda r: _lifecycle_view(r["Rules"]),
         _lifecycle_view(rules["Rules"]),
         lambda: s3.put_bucket_lifecycle_configuration(Bucket=bucket, LifecycleConfiguration=rules),
+        request=rules,
     )
     return bucket
 
