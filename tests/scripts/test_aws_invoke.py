@@ -369,3 +369,31 @@ def test_batch_dry_run_calls_nothing(aws, capsys):
     )
     assert "nothing was called" in capsys.readouterr().out
     assert boto3.client("sagemaker").list_transform_jobs()["TransformJobSummaries"] == []
+
+
+def test_gen3d_invoke_endpoint_writes_the_async_result(clients, aws, tmp_path, capsys):
+    from gen3d_testing import rgba_png
+
+    make_endpoint("as", asynchronous=True)
+    queue_async_results(aws, {"data": "glb-from-async"})
+    image = tmp_path / "photo.png"
+    image.write_bytes(rgba_png())
+    out = tmp_path / "photo.glb"
+    assert main(["invoke", "--endpoint", "as", "--image", str(image), "--out", str(out)]) == 0
+    assert out.read_bytes() == b"glb-from-async"
+    (upload,) = clients["s3"].list_objects_v2(Bucket=IO_BUCKET)["Contents"]
+    assert (
+        clients["s3"].get_object(Bucket=IO_BUCKET, Key=upload["Key"])["Body"].read()
+        == image.read_bytes()
+    )
+    assert "queued as" in capsys.readouterr().err
+
+
+def test_gen3d_invoke_endpoint_reports_a_missing_endpoint(aws, tmp_path, capsys):
+    from gen3d_testing import rgba_png
+
+    image = tmp_path / "photo.png"
+    image.write_bytes(rgba_png())
+    assert main(["invoke", "--endpoint", "absent", "--image", str(image)]) == 1
+    err = capsys.readouterr().err
+    assert "endpoint absent" in err and "Traceback" not in err
