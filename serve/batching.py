@@ -133,17 +133,18 @@ class Batcher:
         except TimeoutError:
             if job.future.cancel():
                 return DeadlineExceeded("the request's deadline passed while it waited")
-            # Already running: its result is close; wait for it rather than drop work.
-            return self._settled(job.future)
         except BaseException as exc:  # noqa: BLE001 - every outcome becomes a result
             return as_client_error(exc)
-
-    @staticmethod
-    def _settled(future: Future[Asset]) -> Asset | Gen3DError:
-        try:
-            return future.result()
-        except BaseException as exc:  # noqa: BLE001
-            return as_client_error(exc)
+        # Already running: its result is close, so wait for it rather than drop the work,
+        # as long as the model thread lives.
+        while True:
+            try:
+                return job.future.result(timeout=0.5)
+            except TimeoutError:
+                if not self.alive:
+                    return InternalError("the model thread stopped; this instance is unhealthy")
+            except BaseException as exc:  # noqa: BLE001
+                return as_client_error(exc)
 
     # ---------------------------------------------------------------- model thread
 
@@ -163,25 +164,37 @@ class Batcher:
         return batch
 
     def _loop(self) -> None:
-        while not self._stopping.is_set():
-            batch = self._take()
-            now = self._clock()
-            runnable = []
+        batch: list[Job] = []
+        try:
+            while not self._stopping.is_set():
+                batch = self._take()
+                self._step(batch)
+        except BaseException:
+            log.critical("the model thread died; /ping now answers 503", exc_info=True)
+            dead = InternalError("the model thread stopped; this instance is unhealthy")
             for job in batch:
-                if job.deadline <= now:
-                    if job.future.set_running_or_notify_cancel():
-                        job.future.set_exception(
-                            DeadlineExceeded("the request's deadline passed while it was queued")
-                        )
-                elif job.future.set_running_or_notify_cancel():
-                    runnable.append(job)
-            if runnable:
-                started = time.perf_counter()
-                self._run(runnable)
-                elapsed = time.perf_counter() - started
-                self._batch_seconds = 0.8 * self._batch_seconds + 0.2 * elapsed if (
-                    self._batch_seconds
-                ) else elapsed
+                if not job.future.done():
+                    job.future.set_exception(dead)
+            raise
+
+    def _step(self, batch: list[Job]) -> None:
+        now = self._clock()
+        runnable = []
+        for job in batch:
+            if not job.future.set_running_or_notify_cancel():
+                continue  # its request gave up waiting (deadline): never run it
+            if job.deadline <= now:
+                job.future.set_exception(
+                    DeadlineExceeded("the request's deadline passed while it was queued")
+                )
+            else:
+                runnable.append(job)
+        if runnable:
+            started = time.perf_counter()
+            self._run(runnable)
+            elapsed = time.perf_counter() - started
+            previous = self._batch_seconds
+            self._batch_seconds = 0.8 * previous + 0.2 * elapsed if previous else elapsed
 
     def _run(self, jobs: list[Job]) -> None:
         """Predict `jobs`; split in halves on out-of-memory, down to one sample."""

@@ -142,7 +142,7 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "GEN3D_MAX_BATCH_ITEMS": ("max_batch_items", _int(1, 1024)),
     "GEN3D_WARMUP": ("warmup", _bool),
     "MODEL_SERVER_WORKERS": ("workers", _int(1, 64)),
-    "GEN3D_WORKER_THREADS": ("worker_threads", _int(1, 4096)),
+    "GEN3D_WORKER_THREADS": ("worker_threads", _int(0, 4096)),  # 0: max_queue + 8
     "MODEL_SERVER_TIMEOUT": ("server_timeout_s", _int(1, 3600)),
     "GEN3D_LOG_LEVEL": ("log_level", _choice(LOG_LEVELS)),
     "GEN3D_STAGE_OFFLOAD": ("stage_offload", _bool),

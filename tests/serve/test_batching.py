@@ -1,0 +1,182 @@
+"""The dynamic batcher with injected backends (the Backend protocol is the seam)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+import torch
+
+from serve.assets import Asset
+from serve.backends.base import Sample
+from serve.batching import Batcher
+from serve.errors import (
+    CapacityExceeded,
+    DeadlineExceeded,
+    InternalError,
+    QueueFull,
+    Unprocessable,
+)
+
+
+class RecordingBackend:
+    """Deterministic per-seed result; records every batch it is given."""
+
+    name = "recording"
+    needs_mask = True
+    options = frozenset()
+
+    def __init__(self, max_batch_size: int = 8, oom_above: int | None = None,
+                 gate: threading.Event | None = None, delay_s: float = 0.0) -> None:
+        self.max_batch_size = max_batch_size
+        self.oom_above = oom_above
+        self.gate = gate
+        self.delay_s = delay_s
+        self.batches: list[list[int]] = []
+
+    def predict(self, batch: list[Sample]) -> list[Asset | Exception]:
+        if self.gate is not None:
+            self.gate.wait(10)
+        if self.oom_above is not None and len(batch) > self.oom_above:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        self.batches.append([s.seed for s in batch])
+        time.sleep(self.delay_s)
+        out: list[Asset | Exception] = []
+        for s in batch:
+            if s.seed == 13:
+                out.append(ValueError("unlucky seed"))
+            else:
+                value = np.random.default_rng(s.seed).random(4).tolist()
+                out.append(Asset(metadata={"seed": s.seed, "value": value}))
+        return out
+
+
+def sample(seed: int) -> Sample:
+    return Sample(image=np.zeros((2, 2, 3), np.uint8), mask=np.ones((2, 2), bool), seed=seed)
+
+
+def run_all(batcher: Batcher, seeds: list[int], timeout_s: float = 5.0):  # noqa: ANN201
+    jobs = batcher.submit([sample(s) for s in seeds], timeout_s)
+    return [batcher.wait(j) for j in jobs]
+
+
+def make(backend: RecordingBackend, **kw: float) -> Batcher:
+    batcher = Batcher(backend, max_batch_size=int(kw.get("size", 8)),
+                      max_delay_s=kw.get("delay", 0.05), max_queue=int(kw.get("queue", 64)))
+    batcher.start()
+    return batcher
+
+
+def test_results_return_in_request_order_and_batches_close_at_max_size() -> None:
+    backend = RecordingBackend(max_batch_size=4)
+    results = run_all(make(backend, size=8), list(range(10)))
+    assert [r.metadata["seed"] for r in results] == list(range(10))
+    assert [len(b) for b in backend.batches] == [4, 4, 2]  # backend's limit wins over 8
+    assert [r.metadata["batch_size"] for r in results] == [4] * 8 + [2] * 2
+
+
+def test_a_partial_batch_flushes_after_the_max_delay() -> None:
+    backend = RecordingBackend()
+    batcher = make(backend, size=8, delay=0.2)
+    started = time.monotonic()
+    results = run_all(batcher, [1, 2, 3])
+    waited = time.monotonic() - started
+    assert backend.batches == [[1, 2, 3]]
+    assert 0.15 <= waited < 2.0
+    assert all(r.metadata["queue_ms"] >= 150 for r in results)
+
+
+def test_concurrent_single_requests_are_batched_together() -> None:
+    backend = RecordingBackend()
+    batcher = make(backend, size=8, delay=0.3)
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda s: run_all(batcher, [s])[0], range(8)))
+    assert [r.metadata["seed"] for r in results] == list(range(8))
+    assert max(len(b) for b in backend.batches) > 1
+
+
+def test_one_failing_sample_fails_alone() -> None:
+    results = run_all(make(RecordingBackend()), [12, 13, 14])
+    assert isinstance(results[1], Unprocessable) and "unlucky" in results[1].message
+    assert results[0].metadata["seed"] == 12 and results[2].metadata["seed"] == 14
+
+
+def test_expired_requests_get_504_and_are_never_run() -> None:
+    gate = threading.Event()
+    backend = RecordingBackend(gate=gate)
+    batcher = make(backend, size=1, delay=0)
+    first = batcher.submit([sample(1)], 5.0)
+    time.sleep(0.1)  # the model thread now holds sample 1 at the gate
+    late = batcher.submit([sample(2)], 0.2)
+    assert isinstance(batcher.wait(late[0]), DeadlineExceeded)
+    gate.set()
+    assert batcher.wait(first[0]).metadata["seed"] == 1
+    time.sleep(0.2)
+    assert backend.batches == [[1]]  # sample 2 never reached the backend
+
+
+def test_a_full_queue_refuses_whole_requests_with_retry_after() -> None:
+    gate = threading.Event()
+    backend = RecordingBackend(gate=gate)
+    batcher = make(backend, size=1, delay=0, queue=3)
+    running = batcher.submit([sample(1)], 5.0)
+    time.sleep(0.1)
+    queued = batcher.submit([sample(2), sample(3)], 5.0)
+    with pytest.raises(QueueFull) as info:
+        batcher.submit([sample(4), sample(5)], 5.0)  # 2 + 2 > 3: none of it is accepted
+    assert info.value.status == 503 and info.value.retry_after_s >= 1
+    extra = batcher.submit([sample(6)], 5.0)  # one more still fits
+    gate.set()
+    seeds = [batcher.wait(j).metadata["seed"] for j in running + queued + extra]
+    assert seeds == [1, 2, 3, 6]
+    assert 4 not in sum(backend.batches, []) and 5 not in sum(backend.batches, [])
+
+
+def test_out_of_memory_splits_the_batch_down_to_what_fits() -> None:
+    backend = RecordingBackend(oom_above=2)
+    batcher = make(backend, size=8, delay=0.05)
+    results = run_all(batcher, list(range(8)))
+    assert [r.metadata["seed"] for r in results] == list(range(8))
+    assert all(len(b) <= 2 for b in backend.batches)
+    assert sorted(sum(backend.batches, [])) == list(range(8))
+
+
+def test_out_of_memory_for_one_sample_is_503_capacity_and_the_thread_survives() -> None:
+    backend = RecordingBackend(oom_above=0)
+    batcher = make(backend)
+    results = run_all(batcher, [1, 2, 3])
+    assert all(isinstance(r, CapacityExceeded) and r.status == 503 for r in results)
+    assert batcher.alive
+    backend.oom_above = None
+    assert run_all(batcher, [4])[0].metadata["seed"] == 4
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_dead_model_thread_is_visible() -> None:
+    class Exploding(RecordingBackend):
+        def predict(self, batch):  # noqa: ANN001, ANN202
+            raise SystemExit("model thread killed")
+
+    batcher = make(Exploding())
+    jobs = batcher.submit([sample(1)], 30.0)
+    result = batcher.wait(jobs[0])  # answered at once, not after the 30 s deadline
+    assert isinstance(result, InternalError) and "model thread stopped" in result.message
+    batcher._thread.join(2)
+    assert not batcher.alive
+
+
+def test_concurrency_stress_gives_each_seed_its_own_result() -> None:
+    backend = RecordingBackend(max_batch_size=6, delay_s=0.002)
+    batcher = make(backend, size=6, delay=0.005, queue=512)
+    rng = np.random.default_rng(0)
+    requests = [rng.integers(0, 1000, size=rng.integers(1, 4)).tolist() for _ in range(120)]
+    requests = [[s if s != 13 else 14 for s in r] for r in requests]
+    with ThreadPoolExecutor(32) as pool:
+        answers = list(pool.map(lambda seeds: run_all(batcher, seeds, 20), requests))
+    for seeds, results in zip(requests, answers, strict=True):
+        for s, r in zip(seeds, results, strict=True):
+            assert r.metadata["value"] == np.random.default_rng(s).random(4).tolist()
+    assert max(len(b) for b in backend.batches) > 1

@@ -1,0 +1,149 @@
+import io
+import json
+import zipfile
+
+import numpy as np
+import pytest
+from gen3d_testing import b64, json_instance, photo_and_mask, png_bytes, rgba_png
+
+from serve import codecs
+from serve.assets import Asset
+from serve.backends.base import synthetic_sample
+from serve.backends.silhouette import SilhouetteBackend
+from serve.errors import (
+    BadRequest,
+    NotAcceptable,
+    PayloadTooLarge,
+    Unprocessable,
+)
+
+LIMITS = codecs.Limits(max_image_pixels=512 * 512, max_batch_items=4, needs_mask=True,
+                       options=frozenset({"resolution"}))
+D = codecs.Defaults()
+
+
+def test_custom_attributes_parse() -> None:
+    assert codecs.parse_custom_attributes("seed=7, format=ply,trace") == {
+        "seed": "7", "format": "ply", "trace": ""}
+    assert codecs.parse_custom_attributes(None) == {}
+
+
+def test_rgba_png_alpha_is_the_mask() -> None:
+    decoded = codecs.decode_image_body(rgba_png(64), D, LIMITS)
+    image, mask = photo_and_mask(64)
+    sample = decoded.items[0]
+    assert not decoded.is_batch
+    assert np.array_equal(sample.image, image) and np.array_equal(sample.mask, mask)
+    assert sample.format == "glb" and decoded.requested_format is None
+
+
+def test_photo_without_mask_is_422_when_the_backend_needs_one() -> None:
+    image, _ = photo_and_mask(32)
+    with pytest.raises(Unprocessable, match="mask is required"):
+        codecs.decode_image_body(png_bytes(image, "JPEG"), D, LIMITS)
+
+
+def test_json_single_and_defaults_from_custom_attributes() -> None:
+    body = json.dumps(json_instance(48)).encode()
+    decoded = codecs.decode_json(body, codecs.Defaults(seed="9", format="ply"), LIMITS)
+    assert decoded.items[0].seed == 9 and decoded.items[0].format == "ply"
+    assert decoded.requested_format == "ply"
+
+
+def test_batch_keeps_good_items_and_reports_bad_ones_in_place() -> None:
+    good = json_instance(40, seed=1)
+    empty = json_instance(40)
+    empty["mask"] = b64(png_bytes(np.zeros((40, 40), np.uint8)))
+    body = json.dumps({"instances": [good, {"image": "%%%"}, empty, good]}).encode()
+    items = codecs.decode_json(body, D, LIMITS).items
+    assert [type(i).__name__ for i in items] == ["Sample", "BadRequest", "Unprocessable", "Sample"]
+
+
+def test_seed_era_batch_form() -> None:
+    a, b = json_instance(32), json_instance(32, seed=2)
+    body = json.dumps({"images": [a["image"], b["image"]], "masks": [a["mask"], b["mask"]]})
+    decoded = codecs.decode_json(body.encode(), D, LIMITS)
+    assert decoded.is_batch and len(decoded.items) == 2
+    with pytest.raises(Unprocessable, match="2 images but 1 masks"):
+        codecs.decode_json(json.dumps({"images": [a["image"]] * 2, "masks": [a["mask"]]}).encode(),
+                           D, LIMITS)
+
+
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        (b"{not json", BadRequest),
+        (b"[1, 2]", BadRequest),
+        (json.dumps({"image": "not base64!"}).encode(), BadRequest),
+        (json.dumps({"image": b64(b"definitely not an image")}).encode(), BadRequest),
+        (json.dumps({"instances": []}).encode(), Unprocessable),
+        (json.dumps({"instances": [json_instance(8)] * 5}).encode(), PayloadTooLarge),
+        (json.dumps(json_instance(16, format="usdz")).encode(), Unprocessable),
+        (json.dumps({**json_instance(16), "seed": -1}).encode(), Unprocessable),
+        (json.dumps(json_instance(16, options={"colour": 1})).encode(), Unprocessable),
+    ],
+)
+def test_json_errors(body: bytes, error: type) -> None:
+    with pytest.raises(error):
+        codecs.decode_json(body, D, LIMITS)
+
+
+def test_mask_size_mismatch_is_422() -> None:
+    item = json_instance(32)
+    item["mask"] = b64(png_bytes(np.ones((16, 16), np.uint8) * 255))
+    with pytest.raises(Unprocessable, match="mask is 16x16 but the image is 32x32"):
+        codecs.decode_json(json.dumps(item).encode(), D, LIMITS)
+
+
+def test_decompression_bomb_is_refused_from_the_header() -> None:
+    # 12000 x 12000 of zeros compresses to ~140 kB; decoding would take 144 MB.
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("L", (12000, 12000)).save(buffer, "PNG")
+    with pytest.raises(PayloadTooLarge, match="12000x12000"):
+        codecs.decode_image_body(buffer.getvalue(), D, LIMITS)
+
+
+@pytest.mark.parametrize(
+    ("accept", "requested", "batch", "expected"),
+    [
+        (None, None, False, ("binary", "model/gltf-binary", "glb")),
+        ("application/ply", None, False, ("binary", "application/ply", "ply")),
+        ("application/octet-stream", None, False, ("binary", "application/octet-stream", "ply")),
+        ("application/json", "obj", False, ("json", "application/json", "obj")),
+        ("text/html, model/obj;q=0.5", None, False, ("binary", "model/obj", "obj")),
+        ("*/*", "ply", False, ("binary", "application/ply", "ply")),
+        (None, None, True, ("json", "application/json", None)),
+        ("application/zip", None, True, ("zip", "application/zip", None)),
+    ],
+)
+def test_accept_negotiation(accept, requested, batch, expected) -> None:  # noqa: ANN001
+    plan = codecs.plan_response(accept, requested, batch)
+    assert (plan.wire, plan.media_type, plan.format) == expected
+
+
+@pytest.mark.parametrize(
+    ("accept", "requested", "batch"),
+    [("text/html", None, False), ("model/gltf-binary", "ply", False), ("model/obj", None, True),
+     ("model/obj;q=0", None, False)],
+)
+def test_not_acceptable(accept, requested, batch) -> None:  # noqa: ANN001
+    with pytest.raises(NotAcceptable):
+        codecs.plan_response(accept, requested, batch)
+
+
+def test_zip_batch_has_files_errors_and_a_manifest() -> None:
+    backend = SilhouetteBackend()
+    asset = backend.predict([synthetic_sample(48)])[0]
+    assert isinstance(asset, Asset)
+    plan = codecs.plan_response("application/zip", None, True)
+    body = codecs.encode_batch([asset, Unprocessable("nope"), asset], ["glb", "glb", "ply"], plan,
+                               lambda e: e.to_dict("r1"))
+    archive = zipfile.ZipFile(io.BytesIO(body))
+    assert sorted(archive.namelist()) == ["0000.glb", "0001.error.json", "0002.ply",
+                                         "manifest.json"]
+    assert archive.read("0000.glb")[:4] == b"glTF"
+    assert archive.read("0002.ply").startswith(b"ply\n")
+    error = json.loads(archive.read("0001.error.json"))["error"]
+    assert error == {"code": "unprocessable", "message": "nope", "request_id": "r1"}
