@@ -1,0 +1,70 @@
+"""Routes with injected backends: what a client sees when the model itself misbehaves."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from gen3d_testing import rgba_png
+
+from serve.app import create_app
+from serve.assets import Asset
+from serve.backends.silhouette import SilhouetteBackend
+from serve.runtime import ModelRuntime
+from serve.settings import Settings
+
+
+class FlakyBackend(SilhouetteBackend):
+    """Silhouette that crashes on seed 666 and kills its thread on seed 999."""
+
+    def predict(self, batch):  # noqa: ANN001, ANN201
+        if any(s.seed == 999 for s in batch):
+            raise SystemExit("simulated fatal fault in the model thread")
+        if any(s.seed == 666 for s in batch):
+            raise RuntimeError("CUDA error: an illegal memory access was encountered")
+        return super().predict(batch)
+
+
+def ready_client(backend: SilhouetteBackend):  # noqa: ANN201
+    runtime = ModelRuntime(Settings(warmup=False, max_batch_delay_ms=0), backend=backend)
+    runtime.start()
+    deadline = time.monotonic() + 10
+    while not runtime.ready and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return create_app(runtime).test_client()
+
+
+def invoke(client, seed: int):  # noqa: ANN001, ANN201
+    return client.post("/invocations", data=rgba_png(48), headers={
+        "Content-Type": "image/png", "X-Amzn-SageMaker-Custom-Attributes": f"seed={seed}"})
+
+
+def test_an_unexpected_model_error_is_a_500_json_and_the_worker_keeps_serving() -> None:
+    client = ready_client(FlakyBackend())
+    broken = invoke(client, 666)
+    assert broken.status_code == 500
+    assert broken.json["error"]["code"] == "internal_error"
+    assert "illegal memory" not in broken.text and "Traceback" not in broken.text
+    assert invoke(client, 1).status_code == 200
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_ping_turns_503_when_the_model_thread_dies() -> None:
+    client = ready_client(FlakyBackend())
+    assert client.get("/ping").status_code == 200
+    assert invoke(client, 999).status_code == 500
+    time.sleep(0.1)
+    ping = client.get("/ping")
+    assert ping.status_code == 503 and "model thread stopped" in ping.json["error"]["message"]
+    assert invoke(client, 1).status_code == 503
+
+
+def test_an_asset_without_the_requested_format_is_422() -> None:
+    class MeshOnly(SilhouetteBackend):
+        def predict(self, batch):  # noqa: ANN001, ANN202
+            return [Asset(mesh=r.mesh, metadata=r.metadata) for r in super().predict(batch)]
+
+    client = ready_client(MeshOnly())
+    response = client.post("/invocations", data=rgba_png(48),
+                           headers={"Content-Type": "image/png", "Accept": "application/ply"})
+    assert response.status_code == 422 and "no Gaussian splat" in response.json["error"]["message"]
