@@ -26,8 +26,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     p.add_argument("--out", type=Path, help="output file (default: next to the image)")
     p.add_argument("--preview", type=Path, help="also write a PNG preview here")
-    p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait (120)")
-    p.add_argument("--region", help="AWS region (with --endpoint)")
+    p.add_argument("--timeout", type=float,
+                   help="seconds to wait (default 120 for --url, 3600 for --endpoint: an async "
+                   "endpoint scaled to zero first has to start an instance)")
+    aws = p.add_argument_group("with --endpoint")
+    aws.add_argument("--mode", choices=("auto", "realtime", "async"), default="auto",
+                     help="auto reads the endpoint config (default)")
+    aws.add_argument("--input-s3", help="async: s3://bucket/key to upload the input to "
+                     "(default: the endpoint's async bucket)")
+    aws.add_argument("--poll", type=float, default=5.0, help="async: seconds between polls (5)")
+    aws.add_argument("--region", help="AWS region")
     p.set_defaults(func=run)
 
 
@@ -36,6 +44,8 @@ def run(args: argparse.Namespace) -> int:
         if path is not None and not path.is_file():
             print(f"gen3d invoke: no such file: {path}", file=sys.stderr)
             return 2
+    if args.timeout is None:
+        args.timeout = 3600.0 if args.endpoint else 120.0
     out = args.out or args.image.with_name(args.image.stem + "_3d" + SUFFIX[args.format])
     request = encode_request(args.image, args.mask, args.format, args.seed)
     try:
