@@ -10,7 +10,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from serve.settings import Settings, SettingsError  # noqa: E402
+from serve.settings import Settings, SettingsError
 
 try:
     _settings = Settings.from_env()

@@ -35,8 +35,10 @@ def main(argv: list[str] | None = None) -> int:
         glb = args.out / (args.image.stem + ".glb")
         glb.write_bytes(data)
         meta = metadata_of(data)
-        print(f"{args.image.name} + {args.mask.name} -> {meta.get('backend')} mesh with "
-              f"{meta.get('faces')} faces in {took * 1000:.0f} ms")
+        print(
+            f"{args.image.name} + {args.mask.name} -> {meta.get('backend')} mesh with "
+            f"{meta.get('faces')} faces in {took * 1000:.0f} ms"
+        )
         preview = render_preview(glb, args.out / (args.image.stem + "_preview.png"))
     finally:
         server.stop()

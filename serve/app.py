@@ -64,7 +64,9 @@ def create_app(runtime: ModelRuntime) -> Flask:
         status = err.code or 500
         if isinstance(err, RequestEntityTooLarge):
             mb = settings.max_body_mb
-            return error_response(PayloadTooLarge(f"the body is over {mb:g} MB (GEN3D_MAX_BODY_MB)"))
+            return error_response(
+                PayloadTooLarge(f"the body is over {mb:g} MB (GEN3D_MAX_BODY_MB)")
+            )
         mapped = Gen3DError(err.description or err.name)
         mapped.status, mapped.code = status, _STATUS_CODES.get(status, "http_error")  # type: ignore[misc]
         return error_response(mapped)
@@ -124,9 +126,7 @@ def create_app(runtime: ModelRuntime) -> Flask:
             if isinstance(result, Gen3DError):
                 raise result
             return _single(result, formats[0], plan)
-        body = codecs.encode_batch(
-            results, formats, plan, lambda e: e.to_dict(g.get("request_id"))
-        )
+        body = codecs.encode_batch(results, formats, plan, lambda e: e.to_dict(g.get("request_id")))
         return Response(body, mimetype=plan.media_type)
 
     return app

@@ -126,11 +126,22 @@ def mesh_to_glb(mesh: Mesh, metadata: dict[str, Any]) -> bytes:
             }
         ],
         "accessors": [
-            {"bufferView": 0, "componentType": 5126, "count": len(positions), "type": "VEC3",
-             "min": lo, "max": hi},
+            {
+                "bufferView": 0,
+                "componentType": 5126,
+                "count": len(positions),
+                "type": "VEC3",
+                "min": lo,
+                "max": hi,
+            },
             {"bufferView": 1, "componentType": 5126, "count": len(normals), "type": "VEC3"},
-            {"bufferView": 2, "componentType": 5121, "normalized": True,
-             "count": len(colors), "type": "VEC4"},
+            {
+                "bufferView": 2,
+                "componentType": 5121,
+                "normalized": True,
+                "count": len(colors),
+                "type": "VEC4",
+            },
             {"bufferView": 3, "componentType": 5125, "count": len(indices), "type": "SCALAR"},
         ],
         "bufferViews": views,

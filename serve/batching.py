@@ -112,8 +112,7 @@ class Batcher:
         with self._lock:
             if self._pending + len(jobs) > self.max_queue:
                 raise QueueFull(
-                    f"the queue is full ({self._pending} of {self.max_queue} waiting); "
-                    "retry later",
+                    f"the queue is full ({self._pending} of {self.max_queue} waiting); retry later",
                     retry_after_s=self.retry_after_s(),
                 )
             self._pending += len(jobs)
@@ -133,7 +132,7 @@ class Batcher:
         except TimeoutError:
             if job.future.cancel():
                 return DeadlineExceeded("the request's deadline passed while it waited")
-        except BaseException as exc:  # noqa: BLE001 - every outcome becomes a result
+        except BaseException as exc:
             return as_client_error(exc)
         # Already running: its result is close, so wait for it rather than drop the work,
         # as long as the model thread lives.
@@ -143,7 +142,7 @@ class Batcher:
             except TimeoutError:
                 if not self.alive:
                     return InternalError("the model thread stopped; this instance is unhealthy")
-            except BaseException as exc:  # noqa: BLE001
+            except BaseException as exc:
                 return as_client_error(exc)
 
     # ---------------------------------------------------------------- model thread
@@ -155,7 +154,11 @@ class Batcher:
         while len(batch) < self.max_batch_size:
             remaining = close_at - self._clock()
             try:
-                job = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
+                job = (
+                    self._queue.get(timeout=remaining)
+                    if remaining > 0
+                    else self._queue.get_nowait()
+                )
             except queue.Empty:
                 break
             batch.append(job)

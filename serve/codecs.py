@@ -27,7 +27,6 @@ from serve.errors import (
     NotAcceptable,
     PayloadTooLarge,
     Unprocessable,
-    UnsupportedMediaType,
 )
 
 MAX_SEED = 2**32 - 1
@@ -174,8 +173,9 @@ def build_sample(
     if unknown:
         allowed = ", ".join(sorted(limits.options)) or "none"
         raise Unprocessable(f"unknown option(s) {', '.join(unknown)}; allowed: {allowed}")
-    return Sample(image=image, mask=mask, seed=_seed(seed), format=_format(fmt),
-                  options=dict(options))
+    return Sample(
+        image=image, mask=mask, seed=_seed(seed), format=_format(fmt), options=dict(options)
+    )
 
 
 @dataclass(frozen=True)
@@ -272,8 +272,9 @@ IMAGE_TYPES = ("image/png", "application/x-image", "image/jpeg", "image/webp")
 
 
 def decode_image_body(body: bytes, defaults: Defaults, limits: Limits) -> DecodedRequest:
-    sample = build_sample(body, None, seed=defaults.seed, fmt=defaults.format, options=None,
-                          limits=limits)
+    sample = build_sample(
+        body, None, seed=defaults.seed, fmt=defaults.format, options=None, limits=limits
+    )
     return DecodedRequest([sample], False, _explicit(defaults.format))
 
 

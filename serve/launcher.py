@@ -85,9 +85,10 @@ def start_server(
     )
     if log_path is None:
         log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"gen3d-server-{port}.log"
-    log = open(log_path, "wb")  # noqa: SIM115 - handed to the child, closed with it
+    log = open(log_path, "wb")
     cmd = [sys.executable, "-m", "gunicorn", "--config", str(GUNICORN_CONF), "serve.wsgi:app"]
-    process = subprocess.Popen(cmd, env=full_env, stdout=log, stderr=subprocess.STDOUT,
-                               cwd=REPO_ROOT)
+    process = subprocess.Popen(
+        cmd, env=full_env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT
+    )
     log.close()
     return ServerProcess(process=process, port=port, log_path=log_path)

@@ -66,9 +66,10 @@ class ModelRuntime:
             batcher.start()
             self.batcher = batcher
             self.state = "ready"
-            log.info("ready: backend=%s max_batch_size=%d", self.backend.name,
-                     batcher.max_batch_size)
-        except Exception as exc:  # noqa: BLE001 - any load failure means "not ready", logged
+            log.info(
+                "ready: backend=%s max_batch_size=%d", self.backend.name, batcher.max_batch_size
+            )
+        except Exception as exc:
             self.state = "failed"
             self.failure = f"{type(exc).__name__}: {exc}"
             log.exception("model failed to load; /ping will answer 503: %s", self.failure)

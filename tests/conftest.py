@@ -65,8 +65,9 @@ def start_gen3d_server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]
     """Factory: start a real gunicorn server with extra env; all are stopped at teardown."""
     started: list[ServerProcess] = []
 
-    def start(env: dict[str, str] | None = None, wait: bool = True,
-              timeout_s: float = 60.0) -> ServerProcess:
+    def start(
+        env: dict[str, str] | None = None, wait: bool = True, timeout_s: float = 60.0
+    ) -> ServerProcess:
         log_path = tmp_path / f"server-{len(started)}.log"
         server = start_server(env=env, log_path=log_path)
         started.append(server)

@@ -36,8 +36,11 @@ def b64(data: bytes) -> str:
 
 def json_instance(size: int = 96, seed: int = 0, **extra: object) -> dict:
     image, mask = photo_and_mask(size, seed)
-    return {"image": b64(png_bytes(image)), "mask": b64(png_bytes(mask.astype(np.uint8) * 255)),
-            **extra}
+    return {
+        "image": b64(png_bytes(image)),
+        "mask": b64(png_bytes(mask.astype(np.uint8) * 255)),
+        **extra,
+    }
 
 
 def glb_json(data: bytes) -> dict:

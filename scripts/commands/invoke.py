@@ -17,8 +17,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "mask) to a Gen3D server, write the result and print its path and size.",
     )
     target = p.add_mutually_exclusive_group()
-    target.add_argument("--url", default="http://127.0.0.1:8080",
-                        help="server base URL (default http://127.0.0.1:8080)")
+    target.add_argument(
+        "--url",
+        default="http://127.0.0.1:8080",
+        help="server base URL (default http://127.0.0.1:8080)",
+    )
     target.add_argument("--endpoint", help="SageMaker endpoint name (real-time or async)")
     p.add_argument("--image", type=Path, required=True, help="photo (PNG/JPEG) or RGBA PNG")
     p.add_argument("--mask", type=Path, help="mask image (white = object); omit for RGBA input")
@@ -26,14 +29,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     p.add_argument("--out", type=Path, help="output file (default: next to the image)")
     p.add_argument("--preview", type=Path, help="also write a PNG preview here")
-    p.add_argument("--timeout", type=float,
-                   help="seconds to wait (default 120 for --url, 3600 for --endpoint: an async "
-                   "endpoint scaled to zero first has to start an instance)")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        help="seconds to wait (default 120 for --url, 3600 for --endpoint: an async "
+        "endpoint scaled to zero first has to start an instance)",
+    )
     aws = p.add_argument_group("with --endpoint")
-    aws.add_argument("--mode", choices=("auto", "realtime", "async"), default="auto",
-                     help="auto reads the endpoint config (default)")
-    aws.add_argument("--input-s3", help="async: s3://bucket/key to upload the input to "
-                     "(default: the endpoint's async bucket)")
+    aws.add_argument(
+        "--mode",
+        choices=("auto", "realtime", "async"),
+        default="auto",
+        help="auto reads the endpoint config (default)",
+    )
+    aws.add_argument(
+        "--input-s3",
+        help="async: s3://bucket/key to upload the input to (default: the endpoint's async bucket)",
+    )
     aws.add_argument("--poll", type=float, default=5.0, help="async: seconds between polls (5)")
     aws.add_argument("--region", help="AWS region")
     p.set_defaults(func=run)
@@ -57,16 +69,21 @@ def run(args: argparse.Namespace) -> int:
         print(f"gen3d invoke: the server refused the request: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:
-        print(f"gen3d invoke: could not reach {args.endpoint or args.url}: {exc}",
-              file=sys.stderr)
+        print(f"gen3d invoke: could not reach {args.endpoint or args.url}: {exc}", file=sys.stderr)
         return 1
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(data)
     print(f"wrote {out} ({len(data):,} bytes)")
     meta = metadata_of(data)
     if meta:
-        print("metadata: " + ", ".join(f"{k}={meta[k]}" for k in sorted(meta)
-                                       if k in ("backend", "faces", "vertices", "seed")))
+        print(
+            "metadata: "
+            + ", ".join(
+                f"{k}={meta[k]}"
+                for k in sorted(meta)
+                if k in ("backend", "faces", "vertices", "seed")
+            )
+        )
     if args.preview:
         from scripts.preview import render_preview
 
@@ -74,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _invoke_endpoint(args: argparse.Namespace, request) -> bytes:  # noqa: ANN001
+def _invoke_endpoint(args: argparse.Namespace, request) -> bytes:
     from scripts.aws.invoke import invoke_endpoint_from_cli
 
     return invoke_endpoint_from_cli(args, request)

@@ -19,15 +19,25 @@ def gen3d(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([GEN3D, *args], capture_output=True, text=True, timeout=120)
 
 
-def test_invoke_writes_the_file_and_a_preview(start_gen3d_server, tmp_path) -> None:  # noqa: ANN001
+def test_invoke_writes_the_file_and_a_preview(start_gen3d_server, tmp_path) -> None:
     srv = start_gen3d_server()
     image, mask = photo_and_mask(120)
     (tmp_path / "photo.png").write_bytes(png_bytes(image))
     (tmp_path / "mask.png").write_bytes(png_bytes(mask.astype(np.uint8) * 255))
     out = tmp_path / "result.glb"
-    result = gen3d("invoke", "--url", srv.url, "--image", str(tmp_path / "photo.png"),
-                   "--mask", str(tmp_path / "mask.png"), "--out", str(out),
-                   "--preview", str(tmp_path / "preview.png"))
+    result = gen3d(
+        "invoke",
+        "--url",
+        srv.url,
+        "--image",
+        str(tmp_path / "photo.png"),
+        "--mask",
+        str(tmp_path / "mask.png"),
+        "--out",
+        str(out),
+        "--preview",
+        str(tmp_path / "preview.png"),
+    )
     assert result.returncode == 0, result.stderr
     assert f"wrote {out} ({out.stat().st_size:,} bytes)" in result.stdout
     assert trimesh.load(out, force="mesh").is_watertight
@@ -35,12 +45,13 @@ def test_invoke_writes_the_file_and_a_preview(start_gen3d_server, tmp_path) -> N
     assert preview.size == (800, 400) and len(np.unique(np.asarray(preview)[..., 0])) > 20
 
     (tmp_path / "rgba.png").write_bytes(rgba_png(80))
-    ply = gen3d("invoke", "--url", srv.url, "--image", str(tmp_path / "rgba.png"),
-                "--format", "ply")
+    ply = gen3d(
+        "invoke", "--url", srv.url, "--image", str(tmp_path / "rgba.png"), "--format", "ply"
+    )
     assert ply.returncode == 0 and (tmp_path / "rgba_3d.ply").read_bytes()[:4] == b"ply\n"
 
 
-def test_invoke_reports_errors_plainly(start_gen3d_server, tmp_path) -> None:  # noqa: ANN001
+def test_invoke_reports_errors_plainly(start_gen3d_server, tmp_path) -> None:
     srv = start_gen3d_server()
     missing = gen3d("invoke", "--url", srv.url, "--image", str(tmp_path / "nope.png"))
     assert missing.returncode == 2 and "no such file" in missing.stderr
@@ -54,9 +65,14 @@ def test_invoke_reports_errors_plainly(start_gen3d_server, tmp_path) -> None:  #
     assert down.returncode == 1 and "could not reach" in down.stderr
 
 
-def test_demo_makes_a_watertight_glb_and_a_preview(tmp_path) -> None:  # noqa: ANN001
-    result = subprocess.run([sys.executable, "-m", "scripts.demo", "--out", str(tmp_path)],
-                            capture_output=True, text=True, timeout=300, cwd=REPO)
+def test_demo_makes_a_watertight_glb_and_a_preview(tmp_path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "scripts.demo", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+    )
     assert result.returncode == 0, result.stderr
     lines = dict(line.split(": ", 1) for line in result.stdout.splitlines() if ": " in line)
     glb, preview = Path(lines["3D file"]), Path(lines["preview"])

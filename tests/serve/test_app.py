@@ -17,7 +17,7 @@ from serve.settings import Settings
 class FlakyBackend(SilhouetteBackend):
     """Silhouette that crashes on seed 666 and kills its thread on seed 999."""
 
-    def predict(self, batch):  # noqa: ANN001, ANN201
+    def predict(self, batch):
         if any(s.seed == 999 for s in batch):
             raise SystemExit("simulated fatal fault in the model thread")
         if any(s.seed == 666 for s in batch):
@@ -25,7 +25,7 @@ class FlakyBackend(SilhouetteBackend):
         return super().predict(batch)
 
 
-def ready_client(backend: SilhouetteBackend):  # noqa: ANN201
+def ready_client(backend: SilhouetteBackend):
     runtime = ModelRuntime(Settings(warmup=False, max_batch_delay_ms=0), backend=backend)
     runtime.start()
     deadline = time.monotonic() + 10
@@ -34,9 +34,12 @@ def ready_client(backend: SilhouetteBackend):  # noqa: ANN201
     return create_app(runtime).test_client()
 
 
-def invoke(client, seed: int):  # noqa: ANN001, ANN201
-    return client.post("/invocations", data=rgba_png(48), headers={
-        "Content-Type": "image/png", "X-Amzn-SageMaker-Custom-Attributes": f"seed={seed}"})
+def invoke(client, seed: int):
+    return client.post(
+        "/invocations",
+        data=rgba_png(48),
+        headers={"Content-Type": "image/png", "X-Amzn-SageMaker-Custom-Attributes": f"seed={seed}"},
+    )
 
 
 def test_an_unexpected_model_error_is_a_500_json_and_the_worker_keeps_serving() -> None:
@@ -61,10 +64,13 @@ def test_ping_turns_503_when_the_model_thread_dies() -> None:
 
 def test_an_asset_without_the_requested_format_is_422() -> None:
     class MeshOnly(SilhouetteBackend):
-        def predict(self, batch):  # noqa: ANN001, ANN202
+        def predict(self, batch):
             return [Asset(mesh=r.mesh, metadata=r.metadata) for r in super().predict(batch)]
 
     client = ready_client(MeshOnly())
-    response = client.post("/invocations", data=rgba_png(48),
-                           headers={"Content-Type": "image/png", "Accept": "application/ply"})
+    response = client.post(
+        "/invocations",
+        data=rgba_png(48),
+        headers={"Content-Type": "image/png", "Accept": "application/ply"},
+    )
     assert response.status_code == 422 and "no Gaussian splat" in response.json["error"]["message"]

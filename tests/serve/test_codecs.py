@@ -17,14 +17,21 @@ from serve.errors import (
     Unprocessable,
 )
 
-LIMITS = codecs.Limits(max_image_pixels=512 * 512, max_batch_items=4, needs_mask=True,
-                       options=frozenset({"resolution"}))
+LIMITS = codecs.Limits(
+    max_image_pixels=512 * 512,
+    max_batch_items=4,
+    needs_mask=True,
+    options=frozenset({"resolution"}),
+)
 D = codecs.Defaults()
 
 
 def test_custom_attributes_parse() -> None:
     assert codecs.parse_custom_attributes("seed=7, format=ply,trace") == {
-        "seed": "7", "format": "ply", "trace": ""}
+        "seed": "7",
+        "format": "ply",
+        "trace": "",
+    }
     assert codecs.parse_custom_attributes(None) == {}
 
 
@@ -65,8 +72,9 @@ def test_seed_era_batch_form() -> None:
     decoded = codecs.decode_json(body.encode(), D, LIMITS)
     assert decoded.is_batch and len(decoded.items) == 2
     with pytest.raises(Unprocessable, match="2 images but 1 masks"):
-        codecs.decode_json(json.dumps({"images": [a["image"]] * 2, "masks": [a["mask"]]}).encode(),
-                           D, LIMITS)
+        codecs.decode_json(
+            json.dumps({"images": [a["image"]] * 2, "masks": [a["mask"]]}).encode(), D, LIMITS
+        )
 
 
 @pytest.mark.parametrize(
@@ -118,17 +126,21 @@ def test_decompression_bomb_is_refused_from_the_header() -> None:
         ("application/zip", None, True, ("zip", "application/zip", None)),
     ],
 )
-def test_accept_negotiation(accept, requested, batch, expected) -> None:  # noqa: ANN001
+def test_accept_negotiation(accept, requested, batch, expected) -> None:
     plan = codecs.plan_response(accept, requested, batch)
     assert (plan.wire, plan.media_type, plan.format) == expected
 
 
 @pytest.mark.parametrize(
     ("accept", "requested", "batch"),
-    [("text/html", None, False), ("model/gltf-binary", "ply", False), ("model/obj", None, True),
-     ("model/obj;q=0", None, False)],
+    [
+        ("text/html", None, False),
+        ("model/gltf-binary", "ply", False),
+        ("model/obj", None, True),
+        ("model/obj;q=0", None, False),
+    ],
 )
-def test_not_acceptable(accept, requested, batch) -> None:  # noqa: ANN001
+def test_not_acceptable(accept, requested, batch) -> None:
     with pytest.raises(NotAcceptable):
         codecs.plan_response(accept, requested, batch)
 
@@ -138,11 +150,19 @@ def test_zip_batch_has_files_errors_and_a_manifest() -> None:
     asset = backend.predict([synthetic_sample(48)])[0]
     assert isinstance(asset, Asset)
     plan = codecs.plan_response("application/zip", None, True)
-    body = codecs.encode_batch([asset, Unprocessable("nope"), asset], ["glb", "glb", "ply"], plan,
-                               lambda e: e.to_dict("r1"))
+    body = codecs.encode_batch(
+        [asset, Unprocessable("nope"), asset],
+        ["glb", "glb", "ply"],
+        plan,
+        lambda e: e.to_dict("r1"),
+    )
     archive = zipfile.ZipFile(io.BytesIO(body))
-    assert sorted(archive.namelist()) == ["0000.glb", "0001.error.json", "0002.ply",
-                                         "manifest.json"]
+    assert sorted(archive.namelist()) == [
+        "0000.glb",
+        "0001.error.json",
+        "0002.ply",
+        "manifest.json",
+    ]
     assert archive.read("0000.glb")[:4] == b"glTF"
     assert archive.read("0002.ply").startswith(b"ply\n")
     error = json.loads(archive.read("0001.error.json"))["error"]

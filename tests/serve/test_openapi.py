@@ -24,7 +24,7 @@ schema = schemathesis.openapi.from_path(str(SPEC))
 
 
 @pytest.fixture(scope="module")
-def base_url():  # noqa: ANN201
+def base_url():
     srv = start_server(env={"GEN3D_MAX_BODY_MB": "1"})
     srv.wait_ready(60)
     yield srv.url
@@ -33,16 +33,20 @@ def base_url():  # noqa: ANN201
     assert "Traceback" not in log or "request" in log
 
 
-def not_a_server_error(ctx, response, case) -> None:  # noqa: ANN001
+def not_a_server_error(ctx, response, case) -> None:
     assert response.status_code < 500, f"{response.status_code}: {response.text[:300]}"
 
 
 @schema.parametrize()
 @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
-def test_api_conforms(case, base_url) -> None:  # noqa: ANN001
+def test_api_conforms(case, base_url) -> None:
     case.call_and_validate(
         base_url=base_url,
         timeout=30,
-        checks=[not_a_server_error, status_code_conformance, content_type_conformance,
-                response_schema_conformance],
+        checks=[
+            not_a_server_error,
+            status_code_conformance,
+            content_type_conformance,
+            response_schema_conformance,
+        ],
     )

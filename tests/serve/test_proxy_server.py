@@ -19,34 +19,50 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def proxy_dir(tmp_path_factory) -> Path:  # noqa: ANN001
+def proxy_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("proxy") / "tiny"
-    subprocess.run([str(REPO / ".venv/bin/gen3d"), "proxy", "init", "--size", "tiny",
-                    "--seed", "0", "--out", str(out)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            str(REPO / ".venv/bin/gen3d"),
+            "proxy",
+            "init",
+            "--size",
+            "tiny",
+            "--seed",
+            "0",
+            "--out",
+            str(out),
+        ],
+        check=True,
+        capture_output=True,
+    )
     return out
 
 
 def env(model: Path, **extra: str) -> dict[str, str]:
-    return {"GEN3D_BACKEND": "proxy", "GEN3D_MODEL_DIR": str(model), "GEN3D_DEVICE": "cpu",
-            **extra}
+    return {"GEN3D_BACKEND": "proxy", "GEN3D_MODEL_DIR": str(model), "GEN3D_DEVICE": "cpu", **extra}
 
 
 def invoke(url: str, body: bytes, seed: int) -> requests.Response:
-    return requests.post(url + "/invocations", data=body, timeout=120, headers={
-        "Content-Type": "image/png", "X-Amzn-SageMaker-Custom-Attributes": f"seed={seed}"})
+    return requests.post(
+        url + "/invocations",
+        data=body,
+        timeout=120,
+        headers={"Content-Type": "image/png", "X-Amzn-SageMaker-Custom-Attributes": f"seed={seed}"},
+    )
 
 
 def geometry(response: requests.Response) -> np.ndarray:
-    mesh = trimesh.load(io.BytesIO(response.content), file_type="glb", force="mesh",
-                        process=False)
+    mesh = trimesh.load(io.BytesIO(response.content), file_type="glb", force="mesh", process=False)
     return np.asarray(mesh.vertices)
 
 
 def test_concurrent_requests_are_batched_and_equal_their_solo_runs(
-    start_gen3d_server, proxy_dir  # noqa: ANN001
+    start_gen3d_server, proxy_dir
 ) -> None:
-    srv = start_gen3d_server(env(proxy_dir, GEN3D_MAX_BATCH_SIZE="8",
-                                 GEN3D_MAX_BATCH_DELAY_MS="100"), timeout_s=120)
+    srv = start_gen3d_server(
+        env(proxy_dir, GEN3D_MAX_BATCH_SIZE="8", GEN3D_MAX_BATCH_DELAY_MS="100"), timeout_s=120
+    )
     bodies = [rgba_png(64, seed=i) for i in range(16)]
     with ThreadPoolExecutor(16) as pool:
         together = list(pool.map(lambda i: invoke(srv.url, bodies[i], i), range(16)))
@@ -62,9 +78,11 @@ def test_concurrent_requests_are_batched_and_equal_their_solo_runs(
     assert meta["backend"] == "proxy" and "no quality claim" in meta["note"]
 
 
-def test_a_full_queue_answers_503_with_retry_after(start_gen3d_server, proxy_dir) -> None:  # noqa: ANN001
-    srv = start_gen3d_server(env(proxy_dir, GEN3D_MAX_BATCH_SIZE="1", GEN3D_MAX_QUEUE="2",
-                                 GEN3D_WARMUP="0"), timeout_s=120)
+def test_a_full_queue_answers_503_with_retry_after(start_gen3d_server, proxy_dir) -> None:
+    srv = start_gen3d_server(
+        env(proxy_dir, GEN3D_MAX_BATCH_SIZE="1", GEN3D_MAX_QUEUE="2", GEN3D_WARMUP="0"),
+        timeout_s=120,
+    )
     body = rgba_png(64)
     with ThreadPoolExecutor(16) as pool:
         responses = list(pool.map(lambda i: invoke(srv.url, body, i), range(16)))
@@ -76,10 +94,11 @@ def test_a_full_queue_answers_503_with_retry_after(start_gen3d_server, proxy_dir
     assert requests.get(srv.url + "/ping", timeout=2).status_code == 200
 
 
-def test_requests_past_their_deadline_get_504(start_gen3d_server, proxy_dir) -> None:  # noqa: ANN001
-    srv = start_gen3d_server(env(proxy_dir, GEN3D_MAX_BATCH_SIZE="1",
-                                 GEN3D_REQUEST_TIMEOUT_S="0.05", GEN3D_WARMUP="0"),
-                             timeout_s=120)
+def test_requests_past_their_deadline_get_504(start_gen3d_server, proxy_dir) -> None:
+    srv = start_gen3d_server(
+        env(proxy_dir, GEN3D_MAX_BATCH_SIZE="1", GEN3D_REQUEST_TIMEOUT_S="0.05", GEN3D_WARMUP="0"),
+        timeout_s=120,
+    )
     body = rgba_png(64)
     with ThreadPoolExecutor(12) as pool:
         responses = list(pool.map(lambda i: invoke(srv.url, body, i), range(12)))

@@ -27,19 +27,28 @@ ATTRS = "X-Amzn-SageMaker-Custom-Attributes"
 
 
 @pytest.fixture(scope="module")
-def server():  # noqa: ANN201
+def server():
     from serve.launcher import start_server
 
-    srv = start_server(env={"GEN3D_MAX_BODY_MB": "1", "GEN3D_MAX_IMAGE_PIXELS": "250000",
-                            "GEN3D_MAX_BATCH_ITEMS": "4"})
+    srv = start_server(
+        env={
+            "GEN3D_MAX_BODY_MB": "1",
+            "GEN3D_MAX_IMAGE_PIXELS": "250000",
+            "GEN3D_MAX_BATCH_ITEMS": "4",
+        }
+    )
     srv.wait_ready(60)
     yield srv
     srv.stop(10)
 
 
-def post(server, body, content_type="image/png", **headers):  # noqa: ANN001, ANN201
-    return requests.post(server.url + "/invocations", data=body,
-                         headers={"Content-Type": content_type, **headers}, timeout=60)
+def post(server, body, content_type="image/png", **headers):
+    return requests.post(
+        server.url + "/invocations",
+        data=body,
+        headers={"Content-Type": content_type, **headers},
+        timeout=60,
+    )
 
 
 def load_glb(data: bytes) -> trimesh.Trimesh:
@@ -47,15 +56,18 @@ def load_glb(data: bytes) -> trimesh.Trimesh:
     return mesh
 
 
-def test_ping_and_execution_parameters(server) -> None:  # noqa: ANN001
+def test_ping_and_execution_parameters(server) -> None:
     ping = requests.get(server.url + "/ping", timeout=2)
     assert ping.status_code == 200 and ping.content == b""
     params = requests.get(server.url + "/execution-parameters", timeout=2).json()
-    assert params == {"MaxConcurrentTransforms": 8, "BatchStrategy": "SINGLE_RECORD",
-                      "MaxPayloadInMB": 1}
+    assert params == {
+        "MaxConcurrentTransforms": 8,
+        "BatchStrategy": "SINGLE_RECORD",
+        "MaxPayloadInMB": 1,
+    }
 
 
-def test_rgba_png_gives_a_watertight_coloured_glb_with_extras(server) -> None:  # noqa: ANN001
+def test_rgba_png_gives_a_watertight_coloured_glb_with_extras(server) -> None:
     response = post(server, rgba_png(128), **{ATTRS: "seed=7,trace=abc"})
     assert response.status_code == 200
     assert response.headers["Content-Type"] == "model/gltf-binary"
@@ -68,14 +80,19 @@ def test_rgba_png_gives_a_watertight_coloured_glb_with_extras(server) -> None:  
     assert extras["request_id"] == response.headers["X-Request-Id"]
 
 
-def test_x_image_multipart_and_json_forms_agree(server) -> None:  # noqa: ANN001
+def test_x_image_multipart_and_json_forms_agree(server) -> None:
     image, mask = photo_and_mask(96)
     via_png = post(server, rgba_png(96), "application/x-image")
-    files = {"image": ("p.jpg", png_bytes(image)), "mask": ("m.png", png_bytes(mask * np.uint8(255)))}
-    via_multipart = requests.post(server.url + "/invocations", files=files,
-                                  data={"seed": "0"}, timeout=60)
-    via_json = post(server, json.dumps(json_instance(96)), "application/json",
-                    Accept="model/gltf-binary")
+    files = {
+        "image": ("p.jpg", png_bytes(image)),
+        "mask": ("m.png", png_bytes(mask * np.uint8(255))),
+    }
+    via_multipart = requests.post(
+        server.url + "/invocations", files=files, data={"seed": "0"}, timeout=60
+    )
+    via_json = post(
+        server, json.dumps(json_instance(96)), "application/json", Accept="model/gltf-binary"
+    )
     meshes = [load_glb(r.content) for r in (via_png, via_multipart, via_json)]
     assert all(np.allclose(m.vertices, meshes[0].vertices) for m in meshes)
 
@@ -83,41 +100,60 @@ def test_x_image_multipart_and_json_forms_agree(server) -> None:  # noqa: ANN001
 @pytest.mark.parametrize(
     ("accept", "content_type", "check"),
     [
-        ("application/ply", "application/ply",
-         lambda d: PlyData.read(io.BytesIO(d))["vertex"].count == 20_000),
+        (
+            "application/ply",
+            "application/ply",
+            lambda d: PlyData.read(io.BytesIO(d))["vertex"].count == 20_000,
+        ),
         ("application/octet-stream", "application/octet-stream", lambda d: d[:4] == b"ply\n"),
-        ("model/obj", "model/obj",
-         lambda d: len(trimesh.load(io.BytesIO(d), file_type="obj").faces) > 1000),
-        ("application/json", "application/json",
-         lambda d: json.loads(d)["format"] == "glb" and json.loads(d)["metadata"]["backend"]),
+        (
+            "model/obj",
+            "model/obj",
+            lambda d: len(trimesh.load(io.BytesIO(d), file_type="obj").faces) > 1000,
+        ),
+        (
+            "application/json",
+            "application/json",
+            lambda d: json.loads(d)["format"] == "glb" and json.loads(d)["metadata"]["backend"],
+        ),
     ],
 )
-def test_accept_picks_the_response(server, accept, content_type, check) -> None:  # noqa: ANN001
+def test_accept_picks_the_response(server, accept, content_type, check) -> None:
     response = post(server, rgba_png(64), Accept=accept)
     assert response.status_code == 200
     assert response.headers["Content-Type"].startswith(content_type)
     assert check(response.content)
 
 
-def test_format_from_custom_attributes(server) -> None:  # noqa: ANN001
+def test_format_from_custom_attributes(server) -> None:
     response = post(server, rgba_png(64), **{ATTRS: "format=ply"})
     assert response.headers["Content-Type"] == "application/ply"
 
 
-def test_batch_returns_good_items_and_errors_in_order(server) -> None:  # noqa: ANN001
+def test_batch_returns_good_items_and_errors_in_order(server) -> None:
     empty = json_instance(48)
     empty["mask"] = b64(png_bytes(np.zeros((48, 48), np.uint8)))
-    body = {"instances": [json_instance(48, format="ply"), empty, {"image": "@@"},
-                          json_instance(48, seed=3)]}
+    body = {
+        "instances": [
+            json_instance(48, format="ply"),
+            empty,
+            {"image": "@@"},
+            json_instance(48, seed=3),
+        ]
+    }
     response = post(server, json.dumps(body), "application/json")
     assert response.status_code == 200
     predictions = response.json()["predictions"]
     assert [p.get("format") or p["error"]["code"] for p in predictions] == [
-        "ply", "unprocessable", "bad_request", "glb"]
+        "ply",
+        "unprocessable",
+        "bad_request",
+        "glb",
+    ]
     assert predictions[1]["error"]["request_id"] == response.headers["X-Request-Id"]
 
 
-def test_seed_era_batch_and_zip_answer(server) -> None:  # noqa: ANN001
+def test_seed_era_batch_and_zip_answer(server) -> None:
     a, b = json_instance(40), json_instance(40, seed=1)
     body = {"images": [a["image"], b["image"]], "masks": [a["mask"], b["mask"]]}
     response = post(server, json.dumps(body), "application/json", Accept="application/zip")
@@ -143,21 +179,36 @@ ERROR_ROWS = [
     (406, "not_acceptable", rgba_png(32), "image/png", {"Accept": "text/html"}),
     (413, "payload_too_large", b"x" * (1024 * 1024 + 10), "image/png", {}),
     (413, "payload_too_large", _bomb(), "image/png", {}),
-    (413, "payload_too_large",
-     json.dumps({"instances": [json_instance(8)] * 5}).encode(), "application/json", {}),
+    (
+        413,
+        "payload_too_large",
+        json.dumps({"instances": [json_instance(8)] * 5}).encode(),
+        "application/json",
+        {},
+    ),
     (415, "unsupported_media_type", b"hello", "text/plain", {}),
     (422, "unprocessable", png_bytes(photo_and_mask(32)[0], "JPEG"), "image/jpeg", {}),
-    (422, "unprocessable", json.dumps({**json_instance(32), "format": "fbx"}).encode(),
-     "application/json", {}),
-    (422, "unprocessable", json.dumps({**json_instance(32), "options": {"x": 1}}).encode(),
-     "application/json", {}),
+    (
+        422,
+        "unprocessable",
+        json.dumps({**json_instance(32), "format": "fbx"}).encode(),
+        "application/json",
+        {},
+    ),
+    (
+        422,
+        "unprocessable",
+        json.dumps({**json_instance(32), "options": {"x": 1}}).encode(),
+        "application/json",
+        {},
+    ),
     (422, "unprocessable", png_bytes(np.zeros((20, 20, 4), np.uint8)), "image/png", {}),
     (422, "unprocessable", rgba_png(32), "image/png", {ATTRS: "seed=-4"}),
 ]
 
 
 @pytest.mark.parametrize(("status", "code", "body", "content_type", "headers"), ERROR_ROWS)
-def test_error_rows(server, status, code, body, content_type, headers) -> None:  # noqa: ANN001
+def test_error_rows(server, status, code, body, content_type, headers) -> None:
     response = post(server, body, content_type, **headers)
     assert response.status_code == status
     error = response.json()["error"]
@@ -166,21 +217,23 @@ def test_error_rows(server, status, code, body, content_type, headers) -> None: 
     assert "Traceback" not in response.text
 
 
-def test_mask_size_mismatch_multipart(server) -> None:  # noqa: ANN001
+def test_mask_size_mismatch_multipart(server) -> None:
     image, _ = photo_and_mask(40)
-    files = {"image": ("p.png", png_bytes(image)),
-             "mask": ("m.png", png_bytes(np.full((30, 30), 255, np.uint8)))}
+    files = {
+        "image": ("p.png", png_bytes(image)),
+        "mask": ("m.png", png_bytes(np.full((30, 30), 255, np.uint8))),
+    }
     response = requests.post(server.url + "/invocations", files=files, timeout=30)
     assert response.status_code == 422 and "mask is 30x30" in response.json()["error"]["message"]
 
 
-def test_unknown_route_and_method_are_json(server) -> None:  # noqa: ANN001
+def test_unknown_route_and_method_are_json(server) -> None:
     assert requests.get(server.url + "/nope", timeout=5).json()["error"]["code"] == "not_found"
     wrong = requests.get(server.url + "/invocations", timeout=5)
     assert wrong.status_code == 405 and wrong.json()["error"]["code"] == "method_not_allowed"
 
 
-def test_32_concurrent_requests_all_answered_without_a_worker_restart(server) -> None:  # noqa: ANN001
+def test_32_concurrent_requests_all_answered_without_a_worker_restart(server) -> None:
     bodies = [rgba_png(96, seed=i) for i in range(32)]
     with ThreadPoolExecutor(32) as pool:
         statuses = list(pool.map(lambda b: post(server, b).status_code, bodies))
@@ -190,13 +243,23 @@ def test_32_concurrent_requests_all_answered_without_a_worker_restart(server) ->
     assert "Worker exiting" not in server.log() and "WORKER TIMEOUT" not in server.log()
 
 
-def test_not_ready_is_503_then_200(start_gen3d_server, tmp_path) -> None:  # noqa: ANN001
+def test_not_ready_is_503_then_200(start_gen3d_server, tmp_path) -> None:
     """A proxy with many warm-up buckets takes a while: /ping says 503 until warm."""
     model = tmp_path / "proxy"
-    subprocess.run([str(REPO / ".venv/bin/gen3d"), "proxy", "init", "--size", "tiny",
-                    "--out", str(model)], check=True, capture_output=True)
-    srv = start_gen3d_server({"GEN3D_BACKEND": "proxy", "GEN3D_MODEL_DIR": str(model),
-                              "GEN3D_MAX_BATCH_SIZE": "32", "GEN3D_DEVICE": "cpu"}, wait=False)
+    subprocess.run(
+        [str(REPO / ".venv/bin/gen3d"), "proxy", "init", "--size", "tiny", "--out", str(model)],
+        check=True,
+        capture_output=True,
+    )
+    srv = start_gen3d_server(
+        {
+            "GEN3D_BACKEND": "proxy",
+            "GEN3D_MODEL_DIR": str(model),
+            "GEN3D_MAX_BATCH_SIZE": "32",
+            "GEN3D_DEVICE": "cpu",
+        },
+        wait=False,
+    )
     seen: list[int] = []
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline and 200 not in seen:
@@ -215,10 +278,11 @@ def test_not_ready_is_503_then_200(start_gen3d_server, tmp_path) -> None:  # noq
 
 
 def test_a_model_that_cannot_load_keeps_ping_503_with_the_reason_logged(
-    start_gen3d_server, tmp_path  # noqa: ANN001
+    start_gen3d_server, tmp_path
 ) -> None:
-    srv = start_gen3d_server({"GEN3D_BACKEND": "proxy", "GEN3D_MODEL_DIR": str(tmp_path / "x")},
-                             wait=False)
+    srv = start_gen3d_server(
+        {"GEN3D_BACKEND": "proxy", "GEN3D_MODEL_DIR": str(tmp_path / "x")}, wait=False
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and "model failed to load" not in srv.log():
         time.sleep(0.1)
@@ -230,8 +294,12 @@ def test_a_model_that_cannot_load_keeps_ping_503_with_the_reason_logged(
 def test_container_entrypoint_serves_on_the_bind_port() -> None:
     port = free_port()
     env = {**os.environ, "SAGEMAKER_BIND_TO_PORT": str(port)}
-    process = subprocess.Popen([str(REPO / "container" / "serve"), "serve"], env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [str(REPO / "container" / "serve"), "serve"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         started = time.monotonic()
         while time.monotonic() - started < 5:
@@ -242,29 +310,39 @@ def test_container_entrypoint_serves_on_the_bind_port() -> None:
                 time.sleep(0.05)
         else:
             pytest.fail("no /ping 200 within 5 s")
-        response = requests.post(f"http://127.0.0.1:{port}/invocations", data=rgba_png(64),
-                                 headers={"Content-Type": "image/png"}, timeout=30)
+        response = requests.post(
+            f"http://127.0.0.1:{port}/invocations",
+            data=rgba_png(64),
+            headers={"Content-Type": "image/png"},
+            timeout=30,
+        )
         assert response.headers["Content-Type"] == "model/gltf-binary"
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(30)
 
 
-def test_sigterm_lets_the_request_in_flight_finish(start_gen3d_server) -> None:  # noqa: ANN001
+def test_sigterm_lets_the_request_in_flight_finish(start_gen3d_server) -> None:
     srv = start_gen3d_server()
     rng = np.random.default_rng(0)
     image = rng.integers(0, 255, (1000, 1000, 3), dtype=np.uint8)
     mask = np.zeros((1000, 1000), bool)
     mask[50:950, 50:950] = True
-    body = json.dumps({"image": b64(png_bytes(image)), "mask": b64(png_bytes(mask * np.uint8(255))),
-                       "options": {"resolution": 512, "splat_points": 200_000}})
+    body = json.dumps(
+        {
+            "image": b64(png_bytes(image)),
+            "mask": b64(png_bytes(mask * np.uint8(255))),
+            "options": {"resolution": 512, "splat_points": 200_000},
+        }
+    )
     result: dict[str, object] = {}
 
     def call() -> None:
         started = time.monotonic()
         response = post(srv, body, "application/json")
-        result.update(status=response.status_code, took=time.monotonic() - started,
-                      glb=response.content[:4])
+        result.update(
+            status=response.status_code, took=time.monotonic() - started, glb=response.content[:4]
+        )
 
     thread = threading.Thread(target=call)
     thread.start()

@@ -57,7 +57,9 @@ def test_invalid_values_name_the_variable(var: str, value: str, says: str) -> No
 
 
 def test_as_env_round_trips() -> None:
-    s = Settings.from_env({"GEN3D_BACKEND": "proxy", "GEN3D_WARMUP": "0", "MODEL_SERVER_WORKERS": "3"})
+    s = Settings.from_env(
+        {"GEN3D_BACKEND": "proxy", "GEN3D_WARMUP": "0", "MODEL_SERVER_WORKERS": "3"}
+    )
     assert set(s.as_env()) == set(ENV_VARIABLES)
     assert Settings.from_env(s.as_env()) == s
 
@@ -66,7 +68,9 @@ def test_server_refuses_to_start_with_one_clear_line() -> None:
     result = subprocess.run(
         [str(REPO / "container" / "serve"), "serve"],
         env={"PATH": "/usr/bin:/bin", "GEN3D_MAX_QUEUE": "lots"},
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 2
     lines = [line for line in result.stderr.splitlines() if line.strip()]
@@ -74,6 +78,7 @@ def test_server_refuses_to_start_with_one_clear_line() -> None:
 
 
 def test_train_is_refused() -> None:
-    result = subprocess.run([str(REPO / "container" / "serve"), "train"],
-                            capture_output=True, text=True, timeout=30)
+    result = subprocess.run(
+        [str(REPO / "container" / "serve"), "train"], capture_output=True, text=True, timeout=30
+    )
     assert result.returncode == 1 and "this image only serves" in result.stderr

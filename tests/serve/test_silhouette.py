@@ -13,14 +13,14 @@ from serve.backends.base import Sample
 from serve.backends.silhouette import MAX_FACES, SilhouetteBackend
 
 
-def run(sample: Sample):  # noqa: ANN201
+def run(sample: Sample):
     (result,) = SilhouetteBackend().predict([sample])
     assert not isinstance(result, Exception), result
     return result
 
 
 @pytest.fixture(scope="module")
-def asset():  # noqa: ANN201
+def asset():
     image, mask = photo_and_mask(160)
     return run(Sample(image=image, mask=mask, seed=3))
 
@@ -29,7 +29,7 @@ def load_glb(data: bytes) -> trimesh.Trimesh:
     return trimesh.load(io.BytesIO(data), file_type="glb", force="mesh", process=False)
 
 
-def test_glb_is_a_closed_outward_mesh_with_vertex_colours(asset) -> None:  # noqa: ANN001
+def test_glb_is_a_closed_outward_mesh_with_vertex_colours(asset) -> None:
     mesh = load_glb(encode_asset(asset, "glb"))
     merged = mesh.copy()
     merged.merge_vertices()
@@ -40,7 +40,7 @@ def test_glb_is_a_closed_outward_mesh_with_vertex_colours(asset) -> None:  # noq
     assert colors.shape == (len(mesh.vertices), 4) and len(np.unique(colors[:, 0])) > 10
 
 
-def test_unit_sized_centred_and_y_up(asset) -> None:  # noqa: ANN001
+def test_unit_sized_centred_and_y_up(asset) -> None:
     v = asset.mesh.vertices
     lo, hi = v.min(0), v.max(0)
     assert np.allclose((lo + hi) / 2, 0, atol=1e-5)
@@ -88,7 +88,7 @@ def test_face_bound_holds_for_fine_grids_on_big_masks() -> None:
     assert mesh.is_watertight and mesh.euler_number == 0  # genus 1
 
 
-def test_splat_ply_has_the_reference_layout(asset) -> None:  # noqa: ANN001
+def test_splat_ply_has_the_reference_layout(asset) -> None:
     ply = PlyData.read(io.BytesIO(encode_asset(asset, "ply")))
     vertex = ply["vertex"]
     assert [p.name for p in vertex.properties] == SPLAT_PROPERTIES
@@ -101,14 +101,14 @@ def test_splat_ply_has_the_reference_layout(asset) -> None:  # noqa: ANN001
     assert (rgb >= -1e-4).all() and (rgb <= 1 + 1e-4).all()
 
 
-def test_glb_extras_carry_the_metadata(asset) -> None:  # noqa: ANN001
+def test_glb_extras_carry_the_metadata(asset) -> None:
     doc = glb_json(encode_asset(asset, "glb"))
     extras = doc["asset"]["extras"]
     assert extras["backend"] == "silhouette" and extras["seed"] == 3
     assert doc["accessors"][2]["normalized"] is True  # COLOR_0 as normalised bytes
 
 
-def test_obj_reads_back_with_colours(asset) -> None:  # noqa: ANN001
+def test_obj_reads_back_with_colours(asset) -> None:
     mesh = trimesh.load(io.BytesIO(encode_asset(asset, "obj")), file_type="obj", process=False)
     assert len(mesh.faces) == len(asset.mesh.faces)
     assert mesh.visual.vertex_colors.shape[0] == len(mesh.vertices)
@@ -118,7 +118,7 @@ def test_obj_reads_back_with_colours(asset) -> None:  # noqa: ANN001
     ("options", "message"),
     [({"resolution": 4}, "resolution"), ({"thickness": "thick"}, "thickness")],
 )
-def test_bad_option_values_fail_that_sample_only(options, message) -> None:  # noqa: ANN001
+def test_bad_option_values_fail_that_sample_only(options, message) -> None:
     image, mask = photo_and_mask(48)
     good = Sample(image=image, mask=mask)
     bad = Sample(image=image, mask=mask, options=options)
