@@ -139,7 +139,9 @@ def build_image(workdir: Path, timings: dict[str, float]) -> None:
             "-v",
             f"{HOST_CA}:/run/gen3d-host-ca.crt:ro",
         ]
-    log("podman build --isolation=chroot FLAVOR=cpu (several minutes)")
+    if image_exists(IMAGE):  # replaced, not left dangling (vfs keeps full copies)
+        podman("rmi", "-f", IMAGE, stdout=subprocess.DEVNULL)
+    log("podman build --isolation=chroot FLAVOR=cpu (about a minute)")
     start = time.monotonic()
     podman(
         "build",

@@ -55,6 +55,11 @@ def split_image(image: str) -> tuple[str, str]:
         raise PushError(f"image {image!r} has no tag: give it as NAME:TAG (e.g. gen3d:1a2b3c4)")
     if not TAG.match(tag):
         raise PushError(f"image tag {tag!r} is not a valid docker tag")
+    if tag == "latest":
+        raise PushError(
+            "refusing to push 'latest': ECR tags are immutable here, so it could never be "
+            "updated; push a version tag (make push uses the git sha)"
+        )
     return name, tag
 
 

@@ -122,7 +122,9 @@ def test_repository_option_overrides_the_image_name(ecr_client) -> None:
     assert result.uri.endswith("/team/gen3d-cpu:cpu-test")
 
 
-@pytest.mark.parametrize("image", ["gen3d", "gen3d:", "registry:5000/gen3d", "gen3d:bad tag"])
+@pytest.mark.parametrize(
+    "image", ["gen3d", "gen3d:", "registry:5000/gen3d", "gen3d:bad tag", "gen3d:latest"]
+)
 def test_image_without_a_valid_tag_is_refused(image: str) -> None:
     with pytest.raises(ecr.PushError):
         ecr.split_image(image)

@@ -152,3 +152,15 @@ def test_sam3d_torch_build_matches_its_cuda() -> None:
     assert any(line.startswith("pytorch3d @ git+") for line in ext)
     assert any(line.startswith("gsplat @ git+") for line in ext)
     assert "kaolin==0.17.0" in ext
+
+
+def test_gpu_cuda_runtime_pin_is_the_platform_cuda_and_runs_on_the_ami() -> None:
+    """The CUDA runtime torch loads in the gpu image (a pip package) is the one the AMI
+    pairing was checked for: bumping torch without bumping platform.json fails here."""
+    gpu = pins(ROOT / "container" / "requirements-gpu.txt")
+    entry = platform.flavor("gpu")
+    runtime = gpu["nvidia-cuda-runtime"]
+    assert runtime.split(".")[:2] == entry["cuda_version"].split(".")[:2]
+    assert gpu["cuda-toolkit"].split(".")[:2] == entry["cuda_version"].split(".")[:2]
+    assert platform.cuda_runs_on_ami(runtime, entry["inference_ami_version"])
+    assert any(name.endswith("-cu13") for name in gpu)  # cuDNN/NCCL builds for CUDA 13
