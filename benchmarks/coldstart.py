@@ -1,0 +1,209 @@
+"""Cold-start suite: process start -> first /ping 200, split into its parts.
+
+The parts come from the server's own log (serve/runtime.py logs "loaded backend ... in
+X s" and "warm-up done in X s", each line time-stamped to the millisecond):
+  import   = process start -> start of the backend load (gunicorn boot, fork, imports)
+  load     = backend.load (weights read and placed)
+  warm-up  = one synthetic batch per batch bucket
+  other    = the rest: batcher start and the /ping poll's granularity (10 ms)
+A compressed artifact (model.tar.gz, as SageMaker ships model data) adds its
+extraction time, measured here with tarfile exactly as SageMaker's agent would unpack.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import http.client
+import re
+import shutil
+import tarfile
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from benchmarks import variants
+from benchmarks.backends import prepare_model_dir, server_env, settings_for
+from benchmarks.environment import fingerprint
+from benchmarks.results_io import Recorder
+from benchmarks.stats import summarize
+from serve.launcher import start_server
+
+_STAMP = r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) "
+LOADED = re.compile(_STAMP + r".*loaded backend \S+ in ([\d.]+) s", re.MULTILINE)
+WARMED = re.compile(_STAMP + r".*warm-up done in ([\d.]+) s", re.MULTILINE)
+
+
+@dataclass
+class ColdstartConfig:
+    backend: str = "silhouette"
+    size: str = "tiny"
+    device: str = "cpu"
+    precision: str = "fp32"
+    repeats: int = 3
+    compressed: bool = True  # also start from a model.tar.gz (proxy only: silhouette has no files)
+    model_dir: Path | None = None
+    instance_type: str | None = None
+    ready_timeout_s: float = 300.0
+
+    @property
+    def name(self) -> str:
+        return f"{self.backend}-{self.size}" if self.backend == "proxy" else self.backend
+
+
+def parse_log(text: str) -> dict[str, float]:
+    """Wall-clock stamps and durations of load and warm-up, from the server's log."""
+    out: dict[str, float] = {}
+    loaded = LOADED.search(text)
+    if loaded:
+        out["load_s"] = float(loaded.group(2))
+        out["loaded_at"] = _epoch(loaded.group(1))
+    warmed = WARMED.search(text)
+    if warmed:
+        out["warmup_s"] = float(warmed.group(2))
+        out["warmed_at"] = _epoch(warmed.group(1))
+    return out
+
+
+def _epoch(stamp: str) -> float:
+    # logging's asctime is local time with milliseconds after a comma
+    return dt.datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f").timestamp()
+
+
+def _ping_ok(port: int) -> bool:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1.0)
+    try:
+        conn.request("GET", "/ping")
+        return conn.getresponse().status == 200
+    except (OSError, http.client.HTTPException):
+        return False
+    finally:
+        conn.close()
+
+
+def measure_once(env: dict[str, str], log_path: Path, timeout_s: float) -> dict[str, Any]:
+    """Start a server, poll /ping every 10 ms until 200, split the time, stop it."""
+    started_wall, started = time.time(), time.perf_counter()
+    server = start_server(env, log_path=log_path)
+    try:
+        while not _ping_ok(server.port):
+            if server.process.poll() is not None:
+                raise RuntimeError(f"server exited during start-up:\n{server.log()}")
+            if time.perf_counter() - started > timeout_s:
+                raise TimeoutError(f"not ready after {timeout_s:.0f} s:\n{server.log()}")
+            time.sleep(0.01)
+        ready_s = time.perf_counter() - started
+    finally:
+        server.stop()
+    parsed = parse_log(log_path.read_text(errors="replace"))
+    run: dict[str, Any] = {"ready_s": ready_s}
+    if "load_s" in parsed:
+        # the log line is written when loading ends: start of load = stamp - duration
+        run["import_s"] = max(0.0, parsed["loaded_at"] - parsed["load_s"] - started_wall)
+        run["load_s"] = parsed["load_s"]
+        run["warmup_s"] = parsed.get("warmup_s", 0.0)
+        run["other_s"] = max(0.0, ready_s - run["import_s"] - run["load_s"] - run["warmup_s"])
+    return run
+
+
+def make_tarball(model_dir: Path, out: Path) -> Path:
+    """model.tar.gz with the model files at its root, as SageMaker's ModelDataUrl holds."""
+    with tarfile.open(out, "w:gz") as tar:
+        for path in sorted(model_dir.iterdir()):
+            tar.add(path, arcname=path.name)
+    return out
+
+
+def extract(tarball: Path, into: Path) -> float:
+    started = time.perf_counter()
+    with tarfile.open(tarball, "r:gz") as tar:
+        tar.extractall(into, filter="data")
+    return time.perf_counter() - started
+
+
+def _summaries(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    keys = ("ready_s", "import_s", "load_s", "warmup_s", "other_s", "extract_s", "total_s")
+    return {k: summarize([r[k] for r in runs if k in r]) for k in keys if any(k in r for r in runs)}
+
+
+def run_coldstart_suite(
+    config: ColdstartConfig, out_root: Path, progress: Callable[[str], None] = print
+) -> Path:
+    env = fingerprint(config.device, config.instance_type)
+    doc_config: dict[str, Any] = asdict(config)
+    doc_config["model_dir"] = str(config.model_dir) if config.model_dir else None
+    recorder = Recorder("coldstart", config.name, env, doc_config)
+    model_dir = prepare_model_dir(config.backend, config.size, config.model_dir)
+    if config.backend == "silhouette":
+        model_dir.mkdir(parents=True, exist_ok=True)
+    settings = settings_for(config.backend, model_dir, config.device, config.precision, 8)
+    server_settings = server_env(settings)
+    with tempfile.TemporaryDirectory(prefix="gen3d-coldstart-") as tmp_name:
+        tmp = Path(tmp_name)
+        plain = [
+            measure_once(server_settings, tmp / f"plain-{i}.log", config.ready_timeout_s)
+            for i in range(config.repeats)
+        ]
+        recorder.add(
+            {
+                "backend": config.backend,
+                "artifact": "plain directory",
+                "compile_cache": None,
+                **_summaries(plain),
+                "runs": plain,
+            }
+        )
+        progress(_line(config.name, "plain directory", plain))
+        if config.compressed and config.backend != "silhouette":
+            tarball = make_tarball(model_dir, tmp / "model.tar.gz")
+            runs = []
+            for i in range(config.repeats):
+                target = tmp / f"extracted-{i}"
+                extract_s = extract(tarball, target)
+                env_i = {**server_settings, "GEN3D_MODEL_DIR": str(target)}
+                run = measure_once(env_i, tmp / f"tgz-{i}.log", config.ready_timeout_s)
+                run["extract_s"] = extract_s
+                run["total_s"] = extract_s + run["ready_s"]
+                runs.append(run)
+                shutil.rmtree(target)
+            recorder.add(
+                {
+                    "backend": config.backend,
+                    "artifact": "model.tar.gz",
+                    "artifact_bytes": tarball.stat().st_size,
+                    "compile_cache": None,
+                    **_summaries(runs),
+                    "runs": runs,
+                }
+            )
+            progress(_line(config.name, "model.tar.gz", runs))
+            recorder.notes.append(
+                "model.tar.gz made with tarfile (gzip) from the plain directory; "
+                "model_opt's packaging was not used"
+                if not variants.model_opt_available()
+                else "model.tar.gz made with tarfile from the model directory"
+            )
+        if config.backend == "silhouette":
+            recorder.skip("compile cache on/off", "silhouette has no network to compile")
+        elif not variants.model_opt_available():
+            recorder.skip(
+                "compile cache on/off",
+                "needs model_opt's compile cache (gen3d optimize), not in this tree",
+            )
+    return recorder.write(out_root)
+
+
+def _line(name: str, artifact: str, runs: list[dict[str, Any]]) -> str:
+    s = _summaries(runs)
+
+    def med(key: str) -> float:
+        return s.get(key, {}).get("median", float("nan"))
+
+    extra = f", extract {med('extract_s'):.2f} s" if "extract_s" in s else ""
+    return (
+        f"  {name} ({artifact}): ready {med('ready_s'):.2f} s = import {med('import_s'):.2f}"
+        f" + load {med('load_s'):.2f} + warm-up {med('warmup_s'):.2f}"
+        f" + other {med('other_s'):.2f}{extra}"
+    )

@@ -1,0 +1,64 @@
+"""The request every suite sends, and the Sample the server decodes from it.
+
+One fixed photo (a gradient with texture) and an off-centre ellipse mask, so the
+in-process reference and the served requests do exactly the same model work.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from dataclasses import replace
+
+import numpy as np
+from PIL import Image
+
+from serve.backends.base import Sample
+
+IMAGE_SIZE = 256
+
+
+def photo_and_mask(size: int = IMAGE_SIZE) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(1234)
+    yy, xx = np.mgrid[0:size, 0:size]
+    noise = rng.integers(0, 64, (size, size))
+    image = np.stack([xx * 255 // size, yy * 255 // size, 96 + noise], -1).astype(np.uint8)
+    mask = ((xx - 0.46 * size) / (0.32 * size)) ** 2 + ((yy - 0.54 * size) / (0.26 * size)) ** 2
+    return image, mask <= 1.0
+
+
+def _png(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def rgba_png(size: int = IMAGE_SIZE) -> bytes:
+    """SAM 3D's convention and the server's main path: RGB photo, alpha = mask."""
+    image, mask = photo_and_mask(size)
+    return _png(np.dstack([image, mask.astype(np.uint8) * 255]))
+
+
+def json_body(size: int = IMAGE_SIZE, seed: int = 0, options: dict | None = None) -> bytes:
+    """The JSON form, which both our server and the LitServe peer accept."""
+    image, mask = photo_and_mask(size)
+    body = {
+        "image": base64.b64encode(_png(image)).decode(),
+        "mask": base64.b64encode(_png(mask.astype(np.uint8) * 255)).decode(),
+        "seed": seed,
+    }
+    if options:
+        body["options"] = options
+    return json.dumps(body).encode()
+
+
+def sample(size: int = IMAGE_SIZE, seed: int = 0) -> Sample:
+    image, mask = photo_and_mask(size)
+    return Sample(image=image, mask=mask, seed=seed, format="glb")
+
+
+def batch(size: int, image_size: int = IMAGE_SIZE) -> list[Sample]:
+    """`size` samples of the same photo with distinct seeds (as distinct requests are)."""
+    base = sample(image_size)
+    return [replace(base, seed=i) for i in range(size)]

@@ -1,0 +1,196 @@
+"""`gen3d bench all`: the CPU suite (make bench) or the GPU suite (gpu_check.sh), bounded.
+
+CPU (here, <= 10 min on 2 cores): silhouette and proxy tiny through every suite.
+GPU (<= 8 min on any CUDA GPU): proxy full at fp32/fp16/bf16/int8, batch 1-8, with a
+reduced step count, then a server run; configurations that would not fit the remaining
+time are recorded as skipped, not run.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from benchmarks.coldstart import ColdstartConfig, run_coldstart_suite
+from benchmarks.model import ModelSuiteConfig, run_model_suite
+from benchmarks.peers import PeersConfig, run_peers_suite
+from benchmarks.server import ServerSuiteConfig, run_server_suite
+
+GPU_STEPS = 2  # per stage; full is 25 + 25 (minutes per sample on a T4 at fp32)
+GPU_DEADLINE_S = 8 * 60
+
+
+def run_cpu_suite(
+    out: Path, instance_type: str | None, progress: Callable[[str], None] = print
+) -> list[Path]:
+    written: list[Path] = []
+    steps: list[tuple[str, Callable[[], Path]]] = [
+        (
+            "model silhouette",
+            lambda: run_model_suite(
+                ModelSuiteConfig(
+                    backend="silhouette", batches=[1, 2, 4], repeats=5, instance_type=instance_type
+                ),
+                out,
+                progress,
+            ),
+        ),
+        (
+            "model proxy tiny",
+            lambda: run_model_suite(
+                ModelSuiteConfig(
+                    backend="proxy",
+                    size="tiny",
+                    precisions=["fp32", "bf16", "fp16", "int8"],
+                    batches=[1, 2, 4, 8],
+                    warmup=1,
+                    repeats=5,
+                    budget_s=3.0,
+                    instance_type=instance_type,
+                ),
+                out,
+                progress,
+            ),
+        ),
+        (
+            "server silhouette",
+            lambda: run_server_suite(
+                ServerSuiteConfig(
+                    backend="silhouette",
+                    batching=["on"],
+                    duration_s=5.0,
+                    instance_type=instance_type,
+                ),
+                out,
+                progress,
+            ),
+        ),
+        (
+            "server proxy tiny",
+            lambda: run_server_suite(
+                ServerSuiteConfig(
+                    backend="proxy",
+                    size="tiny",
+                    batching=["on", "off"],
+                    duration_s=5.0,
+                    instance_type=instance_type,
+                ),
+                out,
+                progress,
+            ),
+        ),
+        (
+            "coldstart silhouette",
+            lambda: run_coldstart_suite(
+                ColdstartConfig(backend="silhouette", repeats=3, instance_type=instance_type),
+                out,
+                progress,
+            ),
+        ),
+        (
+            "coldstart proxy tiny",
+            lambda: run_coldstart_suite(
+                ColdstartConfig(
+                    backend="proxy", size="tiny", repeats=3, instance_type=instance_type
+                ),
+                out,
+                progress,
+            ),
+        ),
+        (
+            "peers silhouette",
+            lambda: run_peers_suite(
+                PeersConfig(backend="silhouette", duration_s=5.0, instance_type=instance_type),
+                out,
+                progress,
+            ),
+        ),
+        (
+            "peers proxy tiny",
+            lambda: run_peers_suite(
+                PeersConfig(
+                    backend="proxy", size="tiny", duration_s=5.0, instance_type=instance_type
+                ),
+                out,
+                progress,
+            ),
+        ),
+    ]
+    return _run(steps, written, progress)
+
+
+def run_gpu_suite(
+    out: Path,
+    instance_type: str | None,
+    model_dir: Path | None,
+    deadline_s: float = GPU_DEADLINE_S,
+    progress: Callable[[str], None] = print,
+) -> list[Path]:
+    started = time.monotonic()
+    deadline = started + deadline_s
+    # the server run needs ~2.5 min of the budget: the model suite gets the rest
+    model_deadline = deadline - 150
+    steps: list[tuple[str, Callable[[], Path]]] = [
+        (
+            "model proxy full",
+            lambda: run_model_suite(
+                ModelSuiteConfig(
+                    backend="proxy",
+                    size="full",
+                    device="cuda",
+                    precisions=["fp16", "bf16", "int8", "fp32"],
+                    batches=[1, 2, 4, 8],
+                    warmup=1,
+                    repeats=3,
+                    budget_s=15.0,
+                    steps=GPU_STEPS,
+                    model_dir=model_dir,
+                    instance_type=instance_type,
+                    deadline=model_deadline,
+                ),
+                out,
+                progress,
+            ),
+        ),
+        (
+            "server proxy full",
+            lambda: run_server_suite(
+                ServerSuiteConfig(
+                    backend="proxy",
+                    size="full",
+                    device="cuda",
+                    precision="fp16",
+                    levels=[1, 8],
+                    batching=["on", "off"],
+                    duration_s=8.0,
+                    max_requests=200,
+                    warmup_s=2.0,
+                    inprocess_repeats=2,
+                    steps=GPU_STEPS,
+                    model_dir=model_dir,
+                    instance_type=instance_type,
+                    server_warmup=False,
+                ),
+                out,
+                progress,
+            ),
+        ),
+    ]
+    return _run(steps, [], progress)
+
+
+def _run(
+    steps: list[tuple[str, Callable[[], Path]]],
+    written: list[Path],
+    progress: Callable[[str], None],
+) -> list[Path]:
+    total = time.monotonic()
+    for name, step in steps:
+        started = time.monotonic()
+        progress(f"[bench] {name} ...")
+        path = step()
+        written.append(path)
+        progress(f"[bench] {name}: {time.monotonic() - started:.0f} s -> {path}")
+    progress(f"[bench] all suites: {time.monotonic() - total:.0f} s")
+    return written
