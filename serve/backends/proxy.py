@@ -50,26 +50,42 @@ class ProxyBackend:
         self.model: ProxyModel | None = None
         self.device = torch.device("cpu")
         self.dtype = torch.float32
+        self.variant = "fp32"  # precision (+ INT8 + compile) as loaded, for metadata
 
     # -- loading ---------------------------------------------------------------------
 
     def load(self, model_dir: Path, settings: Settings) -> None:
+        """A plain model dir (config.json + proxy.safetensors), or an optimised one: its
+        gen3d-manifest.json is verified (sha256 of every file) before anything is read,
+        and decides precision, INT8 and compile (model_opt.proxy_artifact)."""
+        from model_opt.manifest import verify
+
         self.max_batch_size = settings.max_batch_size
         self.device = resolve_device(settings.device)
-        self.dtype = resolve_dtype(settings.precision, self.device)
+        manifest = verify(model_dir, self.name)
         config, _ = read_config(model_dir)
         start = time.perf_counter()
-        model = build_model(config, "meta")
-        load_weights(model, model_dir / WEIGHTS_FILE, self.device, self.dtype)
+        if manifest is not None and manifest["applied"].get("variant") is not None:
+            from model_opt.proxy_artifact import load_proxy_artifact
+
+            model, variant, self.dtype = load_proxy_artifact(
+                model_dir, manifest, config, self.device, settings.precision
+            )
+            self.variant = variant.label
+        else:
+            self.dtype = resolve_dtype(settings.precision, self.device)
+            model = build_model(config, "meta")
+            load_weights(model, model_dir / WEIGHTS_FILE, self.device, self.dtype)
+            for module in model.stages().values():
+                self._place(module)
+            self.variant = dtype_name(self.dtype)
         self.config, self.model = config, model
-        for module in model.stages().values():
-            self._place(module)
         log.info(
-            "proxy %s loaded from %s on %s in %s (%.1f s)",
+            "proxy %s loaded from %s on %s as %s (%.1f s)",
             config.size,
             model_dir,
             self.device,
-            dtype_name(self.dtype),
+            self.variant,
             time.perf_counter() - start,
         )
 
@@ -175,6 +191,7 @@ class ProxyBackend:
             "proxy_size": config.size,
             "device": self.device.type,
             "precision": dtype_name(self.dtype),
+            "variant": self.variant,
             "vertices": len(mesh.vertices),
             "faces": len(mesh.faces),
         }

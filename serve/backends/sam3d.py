@@ -94,6 +94,11 @@ class Sam3DBackend:
         self.config_path: Path | None = None
 
     def load(self, model_dir: Path, settings: Settings) -> None:
+        from model_opt.manifest import verify
+
+        # A packaged artifact (gen3d package) is checked file by file before upstream
+        # reads any of it; a plain directory without a manifest loads as before.
+        verify(model_dir, self.name)
         self.config_path = find_pipeline_config(model_dir)
         device = resolve_device(settings.device)
         if device.type != "cuda":

@@ -1,0 +1,57 @@
+"""Geometry drift between two meshes: symmetric Chamfer distance and volume IoU."""
+
+from __future__ import annotations
+
+import numpy as np
+import trimesh
+from scipy.spatial import cKDTree
+
+SURFACE_POINTS = 20_000
+IOU_PITCH = 1 / 64  # of the unit extent the proxy's meshes are normalised to
+
+
+def surface_points(
+    vertices: np.ndarray, faces: np.ndarray, count: int, seed: int = 0
+) -> np.ndarray:
+    """`count` points uniformly on the surface (area-weighted, fixed seed)."""
+    tri = vertices[faces]
+    areas = 0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
+    rng = np.random.default_rng(seed)
+    chosen = rng.choice(len(faces), size=count, p=areas / areas.sum())
+    u, v = rng.random((2, count))
+    flip = u + v > 1
+    u[flip], v[flip] = 1 - u[flip], 1 - v[flip]
+    t = tri[chosen]
+    return t[:, 0] + u[:, None] * (t[:, 1] - t[:, 0]) + v[:, None] * (t[:, 2] - t[:, 0])
+
+
+def chamfer_distance(
+    a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray], count: int = SURFACE_POINTS
+) -> float:
+    """Symmetric Chamfer distance: mean nearest-neighbour distance a->b plus b->a,
+    between surface samples (same units as the vertices)."""
+    pa = surface_points(*a, count)
+    pb = surface_points(*b, count)
+    da, _ = cKDTree(pb).query(pa)
+    db, _ = cKDTree(pa).query(pb)
+    return float(da.mean() + db.mean())
+
+
+def _filled_voxels(
+    vertices: np.ndarray, faces: np.ndarray, origin: np.ndarray, pitch: float
+) -> set[tuple[int, int, int]]:
+    mesh = trimesh.Trimesh(vertices=vertices, faces=faces, process=False)
+    grid = mesh.voxelized(pitch).fill()
+    idx = np.round((grid.points - origin) / pitch).astype(np.int64)
+    return set(map(tuple, idx))
+
+
+def volume_iou(
+    a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray], pitch: float = IOU_PITCH
+) -> float:
+    """IoU of the solid volumes, voxelised on one shared grid (surface voxels + fill)."""
+    origin = np.minimum(a[0].min(0), b[0].min(0))
+    va = _filled_voxels(*a, origin, pitch)
+    vb = _filled_voxels(*b, origin, pitch)
+    union = len(va | vb)
+    return float(len(va & vb) / union) if union else 1.0
