@@ -19,6 +19,11 @@ def _suite(docs: list[Doc], suite: str) -> list[Doc]:
     return [d for d in docs if d.get("suite") == suite]
 
 
+def _legend(ax: Any, **kwargs: Any) -> None:
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7, **kwargs)
+
+
 def _save(fig: Any, path: Path) -> Path:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -79,7 +84,7 @@ def throughput_vs_concurrency(docs: list[Doc], path: Path) -> Path | None:
         title="Throughput vs concurrency",
     )
     ax.set_xscale("log", base=2)
-    ax.legend(fontsize=7)
+    _legend(ax)
     ax.grid(alpha=0.3)
     eff.axhline(targets.EFFICIENCY_MIN, color="red", ls="--", label="target 0.95")
     eff.axvline(
@@ -91,7 +96,7 @@ def throughput_vs_concurrency(docs: list[Doc], path: Path) -> Path | None:
         ylabel="served / in-process throughput",
         title="Serving efficiency",
     )
-    eff.legend(fontsize=7)
+    _legend(eff)
     eff.grid(alpha=0.3)
     return _save(fig, path)
 
@@ -123,7 +128,7 @@ def latency_distribution(docs: list[Doc], path: Path) -> Path | None:
             title=f"{doc['name']} batching {mode}",
         )
         ax.axhline(0.99, color="grey", ls=":", lw=0.8)
-        ax.legend(fontsize=7)
+        _legend(ax)
         ax.grid(alpha=0.3)
         ping_ax.plot(
             [r["concurrency"] for r in rows],
@@ -134,7 +139,7 @@ def latency_distribution(docs: list[Doc], path: Path) -> Path | None:
     ping_ax.axhline(targets.PING_P99_MAX_MS, color="red", ls="--", label="target 50 ms")
     ping_ax.set_xscale("log", base=2)
     ping_ax.set(xlabel="concurrent clients", ylabel="/ping p99 (ms)", title="/ping p99 under load")
-    ping_ax.legend(fontsize=7)
+    _legend(ping_ax)
     ping_ax.grid(alpha=0.3)
     return _save(fig, path)
 
@@ -160,14 +165,14 @@ def batch_scaling(docs: list[Doc], path: Path) -> Path | None:
                 rel.plot(xs, [y / base for y in ys], "o-", label=f"{doc['name']} {precision}")
     ax.set(xlabel="batch size", ylabel="samples / s", title="In-process throughput vs batch")
     ax.set_xscale("log", base=2)
-    ax.legend(fontsize=7)
+    _legend(ax)
     ax.grid(alpha=0.3)
     rel.axhline(
         targets.GPU_BATCH_SPEEDUP_MIN, color="red", ls="--", label="GPU target 3x (proxy full)"
     )
     rel.set(xlabel="batch size", ylabel="throughput / batch-1 throughput", title="Batch scaling")
     rel.set_xscale("log", base=2)
-    rel.legend(fontsize=7)
+    _legend(rel)
     rel.grid(alpha=0.3)
     return _save(fig, path)
 
@@ -202,7 +207,7 @@ def precision_comparison(docs: list[Doc], path: Path) -> Path | None:
             ax.bar_label(bars, fmt="%.1f", fontsize=7)
         ax.set_xticks(range(len(precisions)), precisions)
         ax.set(ylabel="ms per sample (median)", title=f"{name}: precision", yscale="log")
-        ax.legend(fontsize=7)
+        _legend(ax)
         ax.grid(alpha=0.3, axis="y")
     return _save(fig, path)
 
@@ -221,7 +226,7 @@ def coldstart_breakdown(docs: list[Doc], path: Path) -> Path | None:
         left = [a + b for a, b in zip(left, widths, strict=True)]
     ax.axvline(targets.COLDSTART_MAX_S, color="red", ls="--", label="silhouette target 3 s")
     ax.set(xlabel="seconds from process start to first /ping 200 (median)", title="Cold start")
-    ax.legend(fontsize=7, loc="lower right")
+    _legend(ax, loc="lower right")
     ax.grid(alpha=0.3, axis="x")
     return _save(fig, path)
 

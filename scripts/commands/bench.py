@@ -7,6 +7,7 @@ gen3d bench report                                      # -> benchmarks/README.m
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
@@ -349,6 +350,8 @@ def run_all(args: argparse.Namespace) -> int:
 
     if error := _check_device(args.device):
         return _fail(error)
+    # a timeout's SIGTERM must still stop the servers we started (finally blocks run)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if args.device == "cuda":
         suite_all.run_gpu_suite(args.out, _instance(args), args.model_dir)
     else:

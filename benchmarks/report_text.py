@@ -1,0 +1,43 @@
+"""The fixed text of benchmarks/README.md: how to run the suites, here and on a GPU."""
+
+HOW_TO_RUN = """\
+## How to run
+
+| what | command | bound |
+|---|---|---|
+| CPU suite + this report | `make bench` | <= 10 min on 2 cores |
+| GPU suite (any CUDA GPU) | `benchmarks/gpu_check.sh OUTDIR` | <= 8 min; no GPU: exit 2 |
+| one suite | `gen3d bench SUITE --help` (model, server, coldstart, peers) | per level |
+| report only | `gen3d bench report` | seconds |
+
+Every suite writes `results/<device>/<suite>_<name>.json` (device `cpu`, or `cuda-<gpu name>`),
+each with an environment fingerprint (CPU model and cores, load average at start and end,
+GPU name, driver, CUDA, torch, git commit). `gen3d bench report` rebuilds this page, the
+plots in `plots/` and `results/seconds_per_image.json`, which `gen3d cost --bench` reads.
+
+### On a GPU instance: ml.g4dn (T4, 16 GB) and ml.g5 (A10G, 24 GB)
+
+SageMaker endpoints cannot run an interactive benchmark, so run it on the same GPU
+outside an endpoint: a SageMaker notebook instance or an EC2 instance of the same family
+(`g4dn.xlarge` = ml.g4dn.xlarge's T4, `g5.xlarge` = ml.g5.xlarge's A10G), with a Deep
+Learning AMI or any image with an NVIDIA driver:
+
+```bash
+git clone <this repo> gen3d && cd gen3d
+make setup                       # pip's default torch wheel on Linux x86_64 is a CUDA build
+# T4 (ml.g4dn): bf16 is refused there (compute capability 7.5), so it is recorded as skipped
+make bench DEVICE=cuda INSTANCE_TYPE=ml.g4dn.xlarge
+# A10G (ml.g5)
+make bench DEVICE=cuda INSTANCE_TYPE=ml.g5.xlarge
+# or only the bounded GPU check, results in a folder of your choice:
+GEN3D_INSTANCE_TYPE=ml.g5.xlarge benchmarks/gpu_check.sh /tmp/gpu-results
+cp -r /tmp/gpu-results/* benchmarks/results/ && .venv/bin/gen3d bench report
+```
+
+`make bench DEVICE=cuda` runs the GPU suite: the proxy `full` model (writes its 8.5 GB of
+random weights once to `~/.cache/gen3d/bench-models`) at fp32 / fp16 / bf16 / int8 and
+batch 1, 2, 4, 8 with a reduced step count (the full 25 + 25 steps would take minutes per
+sample on a T4), then a server run. Commit the new `results/cuda-*` folder and this page;
+the instance type you pass is written into `seconds_per_image.json`, where the cost model
+prefers entries measured on the instance type it prices.
+"""

@@ -1,0 +1,170 @@
+"""Each suite for real with tiny bounds (real backends, real gunicorn and LitServe on
+127.0.0.1), then the report built from what they wrote, read back independently:
+JSON by json, the seconds-per-image file by the cost model's own reader, PNGs by PIL."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from benchmarks.coldstart import ColdstartConfig, run_coldstart_suite
+from benchmarks.model import ModelSuiteConfig, run_model_suite
+from benchmarks.peers import PeersConfig, run_peers_suite
+from benchmarks.report import build_report
+from benchmarks.server import ServerSuiteConfig, run_server_suite
+from scripts.cost.bench import read_entries
+from serve.backends.proxy_model import config_for
+from serve.backends.proxy_weights import write_weights
+
+FINGERPRINT_KEYS = {
+    "cpu_model",
+    "cpu_cores",
+    "torch",
+    "gpu_name",
+    "driver",
+    "cuda",
+    "load_average",
+    "git_commit",
+}
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    out = tmp_path_factory.mktemp("bench-results")
+    # model directories of our own, so the tests never touch ~/.cache
+    proxy_dir, empty_dir = tmp_path_factory.mktemp("proxy-tiny"), tmp_path_factory.mktemp("e")
+    write_weights(config_for("tiny"), 0, proxy_dir)
+    quiet = lambda line: None  # noqa: E731
+    return {
+        "model": run_model_suite(
+            ModelSuiteConfig(
+                backend="proxy",
+                size="tiny",
+                precisions=["fp32", "int8"],
+                batches=[1, 2],
+                warmup=1,
+                repeats=2,
+                model_dir=proxy_dir,
+            ),
+            out,
+            quiet,
+        ),
+        "server": run_server_suite(
+            ServerSuiteConfig(
+                backend="silhouette",
+                levels=[1, 2],
+                duration_s=0.6,
+                warmup_s=0.2,
+                max_requests=50,
+                inprocess_repeats=2,
+                ping_interval_s=0.02,
+                model_dir=empty_dir,
+            ),
+            out,
+            quiet,
+        ),
+        "coldstart": run_coldstart_suite(
+            ColdstartConfig(backend="silhouette", repeats=1, model_dir=empty_dir), out, quiet
+        ),
+        "peers": run_peers_suite(
+            PeersConfig(
+                backend="silhouette",
+                levels=[2],
+                duration_s=0.6,
+                warmup_s=0.2,
+                max_requests=50,
+                model_dir=empty_dir,
+            ),
+            out,
+            quiet,
+        ),
+        "root": out,
+    }
+
+
+def _doc(path: Path) -> dict:
+    doc = json.loads(path.read_text())
+    assert FINGERPRINT_KEYS <= set(doc["environment"])
+    assert path.parent.name == "cpu"
+    return doc
+
+
+def test_model_suite_times_each_batch_and_skips_what_it_cannot_run(results) -> None:
+    doc = _doc(results["model"])
+    rows = {(r["precision"], r["batch"]): r for r in doc["results"]}
+    assert set(rows) == {("fp32", 1), ("fp32", 2)}
+    for (_, batch), r in rows.items():
+        assert r["batch_seconds"]["n"] == 2
+        assert r["throughput_per_s"] == pytest.approx(batch / r["batch_seconds"]["median"])
+        assert r["peak_memory_mb"] > 0 and r["memory_kind"] == "rss"
+    skipped = {s["what"]: s["why"] for s in doc["skipped"]}
+    if "proxy-tiny int8" in skipped:  # only while model_opt is absent
+        assert "model_opt" in skipped["proxy-tiny int8"]
+
+
+def test_server_suite_measures_levels_efficiency_and_ping(results) -> None:
+    doc = _doc(results["server"])
+    assert [r["concurrency"] for r in doc["results"]] == [1, 2]
+    for r in doc["results"]:
+        assert r["ok"] >= 2 * r["concurrency"] and r["errors"] == {}
+        assert 0 < r["latency_ms"]["median"] <= r["latency_ms"]["p99"]
+        assert r["serving_efficiency"] == pytest.approx(
+            r["throughput_per_s"] / r["in_process_per_s"]
+        )
+        assert r["ping_ms"]["n"] >= 1 and r["ping_failures"] == 0
+        assert r["server_metadata"]["batch_size"]["min"] >= 1
+    assert doc["config"]["server_peak_rss_mb_batching_on"] > 0
+
+
+def test_coldstart_splits_ready_time_into_parts(results) -> None:
+    doc = _doc(results["coldstart"])
+    (row,) = doc["results"]
+    run = row["runs"][0]
+    parts = run["import_s"] + run["load_s"] + run["warmup_s"] + run["other_s"]
+    assert parts == pytest.approx(run["ready_s"], abs=0.02)
+    assert run["import_s"] > 0 and run["warmup_s"] > 0
+
+
+def test_peers_runs_litserve_on_loopback_with_our_batch_settings(results) -> None:
+    doc = _doc(results["peers"])
+    assert doc["config"]["bound_to"] == {"ours": "127.0.0.1", "litserve": "127.0.0.1"}
+    (row,) = doc["results"]
+    assert row["ours"]["ok"] > 0 and row["litserve"]["ok"] > 0
+    assert row["throughput_ratio"] == pytest.approx(
+        row["ours"]["throughput_per_s"] / row["litserve"]["throughput_per_s"]
+    )
+
+
+def test_report_from_real_results(results, tmp_path: Path) -> None:
+    readme, plots, spi = tmp_path / "README.md", tmp_path / "plots", tmp_path / "spi.json"
+    summary = build_report(results["root"], readme, plots, spi)
+    assert summary["documents"] == 4 and summary["devices"] == ["cpu"]
+    text = readme.read_text()
+    for heading in (
+        "Targets: where we stand",
+        "Model, in-process",
+        "Server: real gunicorn",
+        "Cold start",
+        "Peer: LitServe",
+    ):
+        assert heading in text
+    assert "not measured here: this machine has no GPU" in text
+    images = sorted(plots.glob("*.png"))
+    assert {p.stem for p in images} == {
+        "cpu_throughput",
+        "cpu_latency",
+        "cpu_batch_scaling",
+        "cpu_precision",
+        "cpu_coldstart",
+    }
+    for image in images:
+        with Image.open(image) as im:
+            assert im.format == "PNG" and im.size[0] > 300
+        assert f"plots/{image.name}" in text
+    entries = read_entries(spi)  # the cost model's own reader
+    by_backend = {e.backend: e for e in entries}
+    assert by_backend["silhouette"].seconds_per_image > 0
+    assert by_backend["proxy"].device == "cpu" and by_backend["proxy"].precision == "fp32"
