@@ -35,8 +35,8 @@ lint: setup ## ruff + hadolint
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/hadolint Dockerfile
 
-bench: setup ## CPU benchmark suite + report (bounded, about 10 minutes)
-	$(GEN3D) bench all --device cpu --out benchmarks/results
+bench: setup ## benchmark suite + report: CPU here (<= 10 min); DEVICE=cuda INSTANCE_TYPE=ml.g5.xlarge on a GPU (benchmarks/README.md)
+	$(GEN3D) bench all --device $(or $(DEVICE),cpu) --out benchmarks/results $(if $(INSTANCE_TYPE),--instance-type $(INSTANCE_TYPE))
 	$(GEN3D) bench report
 
 cost: setup ## cost report: docs/cost.md + plot

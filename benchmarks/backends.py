@@ -15,6 +15,9 @@ NO_PRECISION = "n/a"  # silhouette is numpy geometry: there is no precision to c
 
 
 def default_cache() -> Path:
+    """Where generated weights and built variants are kept ($GEN3D_BENCH_CACHE)."""
+    if os.environ.get("GEN3D_BENCH_CACHE"):
+        return Path(os.environ["GEN3D_BENCH_CACHE"])
     root = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(root) / "gen3d" / "bench-models"
 

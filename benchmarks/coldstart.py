@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import variants
-from benchmarks.backends import prepare_model_dir, server_env, settings_for
+from benchmarks.backends import default_cache, prepare_model_dir, server_env, settings_for
 from benchmarks.environment import fingerprint
 from benchmarks.results_io import Recorder
 from benchmarks.stats import summarize
@@ -44,6 +44,9 @@ class ColdstartConfig:
     precision: str = "fp32"
     repeats: int = 3
     compressed: bool = True  # also start from a model.tar.gz (proxy only: silhouette has no files)
+    compile_cache: bool = True  # proxy: compiled artifact started with / without its cache
+    compile_repeats: int = 1  # a start without the cache compiles: ~25 s each on 2 cores
+    compile_max_batch: int = 2  # buckets compiled (and warmed) for; fewer = shorter builds
     model_dir: Path | None = None
     instance_type: str | None = None
     ready_timeout_s: float = 300.0
@@ -109,7 +112,12 @@ def measure_once(env: dict[str, str], log_path: Path, timeout_s: float) -> dict[
 
 
 def make_tarball(model_dir: Path, out: Path) -> Path:
-    """model.tar.gz with the model files at its root, as SageMaker's ModelDataUrl holds."""
+    """model.tar.gz with the model files at its root, as SageMaker's ModelDataUrl holds:
+    model_opt's packager (`gen3d package`) when it is in the tree, else tarfile."""
+    if variants.model_opt_available():
+        from model_opt.package import collect, write_tar_gz
+
+        return write_tar_gz(collect(model_dir), out)
     with tarfile.open(out, "w:gz") as tar:
         for path in sorted(model_dir.iterdir()):
             tar.add(path, arcname=path.name)
@@ -180,10 +188,9 @@ def run_coldstart_suite(
             )
             progress(_line(config.name, "model.tar.gz", runs))
             recorder.notes.append(
-                "model.tar.gz made with tarfile (gzip) from the plain directory; "
-                "model_opt's packaging was not used"
-                if not variants.model_opt_available()
-                else "model.tar.gz made with tarfile from the model directory"
+                "model.tar.gz written by model_opt.package (gen3d package) from the plain directory"
+                if variants.model_opt_available()
+                else "model.tar.gz made with tarfile (gzip); model_opt's packager is absent"
             )
         if config.backend == "silhouette":
             recorder.skip("compile cache on/off", "silhouette has no network to compile")
@@ -192,7 +199,61 @@ def run_coldstart_suite(
                 "compile cache on/off",
                 "needs model_opt's compile cache (gen3d optimize), not in this tree",
             )
+        elif config.compile_cache:
+            _compile_cache_runs(config, model_dir, server_settings, tmp, recorder, progress)
     return recorder.write(out_root)
+
+
+def _compile_cache_runs(
+    config: ColdstartConfig,
+    model_dir: Path,
+    base_env: dict[str, str],
+    tmp: Path,
+    recorder: Recorder,
+    progress: Callable[[str], None],
+) -> None:
+    """The same compiled artifact (gen3d optimize --compile), started with its shipped
+    inductor cache and without it (--no-compile-cache: the server compiles at start).
+    Every start gets a fresh, empty TORCHINDUCTOR_CACHE_DIR, so nothing is warm from a
+    previous run; the server warms (and so compiles) batch buckets up to
+    compile_max_batch."""
+    batch = str(config.compile_max_batch)
+    common = ["--compile", "--max-batch-size", batch, "--precision", config.precision]
+    for label, extra in (
+        ("compiled, with shipped cache", []),
+        ("compiled, no cache (compiles at start)", ["--no-compile-cache"]),
+    ):
+        name = "compiled-cache" if not extra else "compiled-nocache"
+        try:
+            artifact = variants.build_artifact(
+                model_dir, f"{name}-b{batch}", common + extra, config.device, default_cache()
+            )
+        except RuntimeError as exc:
+            recorder.skip(label, str(exc))
+            progress(f"  skip {label}: {exc}")
+            continue
+        runs = []
+        for i in range(config.compile_repeats):
+            scratch = tmp / f"inductor-{name}-{i}"
+            scratch.mkdir()
+            env = {
+                **base_env,
+                "GEN3D_MODEL_DIR": str(artifact),
+                "GEN3D_MAX_BATCH_SIZE": batch,
+                "TORCHINDUCTOR_CACHE_DIR": str(scratch),
+            }
+            runs.append(measure_once(env, tmp / f"{name}-{i}.log", config.ready_timeout_s))
+        recorder.add(
+            {
+                "backend": config.backend,
+                "artifact": label,
+                "compile_cache": not extra,
+                "max_batch_size": config.compile_max_batch,
+                **_summaries(runs),
+                "runs": runs,
+            }
+        )
+        progress(_line(config.name, label, runs))
 
 
 def _line(name: str, artifact: str, runs: list[dict[str, Any]]) -> str:

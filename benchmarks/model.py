@@ -16,6 +16,7 @@ from typing import Any
 from benchmarks import payloads, variants
 from benchmarks.backends import (
     NO_PRECISION,
+    default_cache,
     default_steps,
     load_backend,
     prepare_model_dir,
@@ -77,17 +78,23 @@ def run_model_suite(
             recorder.skip(f"{config.name} {precision}", "time budget of the suite spent")
             progress(f"  skip {precision}: time budget spent")
             continue
-        settings = settings_for(
-            config.backend, model_dir, config.device, precision, max(config.batches)
-        )
         reason = variants.unavailable(precision, config.backend)
         if reason:
             recorder.skip(f"{config.name} {precision}", reason)
             progress(f"  skip {precision}: {reason}")
             continue
         try:
+            load_dir, load_precision = model_dir, precision
+            if precision == "int8":
+                args, load_precision = variants.int8_args(config.device)
+                load_dir = variants.build_artifact(
+                    model_dir, "int8", args, config.device, default_cache()
+                )
+            settings = settings_for(
+                config.backend, load_dir, config.device, load_precision, max(config.batches)
+            )
             backend, load_s = load_backend(settings)
-            variant = variants.apply(backend, precision, config.device)
+            variant = getattr(backend, "variant", precision)
         except Exception as exc:
             recorder.skip(f"{config.name} {precision}", f"{type(exc).__name__}: {exc}")
             progress(f"  skip {precision}: {exc}")

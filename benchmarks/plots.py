@@ -19,6 +19,14 @@ def _suite(docs: list[Doc], suite: str) -> list[Doc]:
     return [d for d in docs if d.get("suite") == suite]
 
 
+def _plain_log_axis(ax: Any) -> None:
+    """Log-scaled x axis with plain numbers (1, 2, 4 ... / 50, 100, 1000), no 2^n labels."""
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
 def _legend(ax: Any, **kwargs: Any) -> None:
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=7, **kwargs)
@@ -84,6 +92,7 @@ def throughput_vs_concurrency(docs: list[Doc], path: Path) -> Path | None:
         title="Throughput vs concurrency",
     )
     ax.set_xscale("log", base=2)
+    _plain_log_axis(ax)
     _legend(ax)
     ax.grid(alpha=0.3)
     eff.axhline(targets.EFFICIENCY_MIN, color="red", ls="--", label="target 0.95")
@@ -91,6 +100,7 @@ def throughput_vs_concurrency(docs: list[Doc], path: Path) -> Path | None:
         targets.EFFICIENCY_FROM_CONCURRENCY, color="grey", ls=":", label="target applies from c=4"
     )
     eff.set_xscale("log", base=2)
+    _plain_log_axis(eff)
     eff.set(
         xlabel="concurrent clients",
         ylabel="served / in-process throughput",
@@ -127,6 +137,7 @@ def latency_distribution(docs: list[Doc], path: Path) -> Path | None:
             ylabel="fraction of requests",
             title=f"{doc['name']} batching {mode}",
         )
+        _plain_log_axis(ax)
         ax.axhline(0.99, color="grey", ls=":", lw=0.8)
         _legend(ax)
         ax.grid(alpha=0.3)
@@ -138,6 +149,7 @@ def latency_distribution(docs: list[Doc], path: Path) -> Path | None:
         )
     ping_ax.axhline(targets.PING_P99_MAX_MS, color="red", ls="--", label="target 50 ms")
     ping_ax.set_xscale("log", base=2)
+    _plain_log_axis(ping_ax)
     ping_ax.set(xlabel="concurrent clients", ylabel="/ping p99 (ms)", title="/ping p99 under load")
     _legend(ping_ax)
     ping_ax.grid(alpha=0.3)
@@ -165,6 +177,7 @@ def batch_scaling(docs: list[Doc], path: Path) -> Path | None:
                 rel.plot(xs, [y / base for y in ys], "o-", label=f"{doc['name']} {precision}")
     ax.set(xlabel="batch size", ylabel="samples / s", title="In-process throughput vs batch")
     ax.set_xscale("log", base=2)
+    _plain_log_axis(ax)
     _legend(ax)
     ax.grid(alpha=0.3)
     rel.axhline(
@@ -172,6 +185,7 @@ def batch_scaling(docs: list[Doc], path: Path) -> Path | None:
     )
     rel.set(xlabel="batch size", ylabel="throughput / batch-1 throughput", title="Batch scaling")
     rel.set_xscale("log", base=2)
+    _plain_log_axis(rel)
     _legend(rel)
     rel.grid(alpha=0.3)
     return _save(fig, path)

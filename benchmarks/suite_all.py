@@ -92,7 +92,11 @@ def run_cpu_suite(
             "coldstart proxy tiny",
             lambda: run_coldstart_suite(
                 ColdstartConfig(
-                    backend="proxy", size="tiny", repeats=3, instance_type=instance_type
+                    backend="proxy",
+                    size="tiny",
+                    repeats=3,
+                    compile_repeats=1,
+                    instance_type=instance_type,
                 ),
                 out,
                 progress,

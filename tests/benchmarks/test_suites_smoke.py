@@ -5,11 +5,14 @@ JSON by json, the seconds-per-image file by the cost model's own reader, PNGs by
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
+from benchmarks import variants
 from benchmarks.coldstart import ColdstartConfig, run_coldstart_suite
 from benchmarks.model import ModelSuiteConfig, run_model_suite
 from benchmarks.peers import PeersConfig, run_peers_suite
@@ -32,11 +35,23 @@ FINGERPRINT_KEYS = {
 
 
 @pytest.fixture(scope="module")
-def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def results(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]:
     out = tmp_path_factory.mktemp("bench-results")
     # model directories of our own, so the tests never touch ~/.cache
     proxy_dir, empty_dir = tmp_path_factory.mktemp("proxy-tiny"), tmp_path_factory.mktemp("e")
     write_weights(config_for("tiny"), 0, proxy_dir)
+    saved_cache = os.environ.get("GEN3D_BENCH_CACHE")
+    os.environ["GEN3D_BENCH_CACHE"] = str(tmp_path_factory.mktemp("cache"))  # int8 builds
+    try:
+        yield _run_all(out, proxy_dir, empty_dir)
+    finally:
+        if saved_cache is None:
+            os.environ.pop("GEN3D_BENCH_CACHE", None)
+        else:
+            os.environ["GEN3D_BENCH_CACHE"] = saved_cache
+
+
+def _run_all(out: Path, proxy_dir: Path, empty_dir: Path) -> dict[str, Path]:
     quiet = lambda line: None  # noqa: E731
     return {
         "model": run_model_suite(
@@ -95,7 +110,11 @@ def _doc(path: Path) -> dict:
 def test_model_suite_times_each_batch_and_skips_what_it_cannot_run(results) -> None:
     doc = _doc(results["model"])
     rows = {(r["precision"], r["batch"]): r for r in doc["results"]}
-    assert set(rows) == {("fp32", 1), ("fp32", 2)}
+    measured = {("fp32", 1), ("fp32", 2)}
+    if variants.model_opt_available():  # int8 built by gen3d optimize, loaded via manifest
+        measured |= {("int8", 1), ("int8", 2)}
+        assert rows[("int8", 1)]["variant"] == "fp32+int8-dynamic(pytorch)"
+    assert set(rows) == measured
     for (_, batch), r in rows.items():
         assert r["batch_seconds"]["n"] == 2
         assert r["throughput_per_s"] == pytest.approx(batch / r["batch_seconds"]["median"])
