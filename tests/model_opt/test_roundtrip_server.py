@@ -1,0 +1,96 @@
+"""Each variant round-trips: optimise -> real gunicorn server on OUT -> the served meshes
+equal the in-process optimised model's (geometry from the GLB: metadata has timings)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import requests
+import torch
+from gen3d_testing import photo_and_mask, rgba_png
+
+from model_opt.optimize import build_proxy_artifact
+from model_opt.variant import Variant
+from serve.assets import encode_asset
+from serve.backends.base import Sample
+
+VARIANTS = [
+    Variant("fp16"),
+    Variant("bf16"),
+    Variant("fp32", "int8-weight", "torchao"),
+    Variant("fp32", "int8-dynamic", "torchao"),
+    Variant("fp32", "int8-dynamic", "pytorch"),
+]
+SEED = 5
+
+
+def server_env(model_dir: Path, **extra: str) -> dict[str, str]:
+    return {
+        "GEN3D_BACKEND": "proxy",
+        "GEN3D_MODEL_DIR": str(model_dir),
+        "GEN3D_DEVICE": "cpu",
+        "GEN3D_MAX_BATCH_SIZE": "2",
+        **extra,
+    }
+
+
+def served_and_local(server, backend, glb_geometry):
+    body = rgba_png(96, seed=1)
+    response = requests.post(
+        server.url + "/invocations",
+        data=body,
+        headers={
+            "Content-Type": "image/png",
+            "Accept": "model/gltf-binary",
+            "X-Amzn-SageMaker-Custom-Attributes": f"seed={SEED}",
+        },
+        timeout=60,
+    )
+    assert response.status_code == 200, response.text
+    image, mask = photo_and_mask(96, seed=1)
+    (asset,) = backend.predict([Sample(image=image, mask=mask, seed=SEED)])
+    return glb_geometry(response.content), glb_geometry(encode_asset(asset, "glb"))
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: v.label)
+def test_variant_served_equals_in_process(
+    variant, tiny_dir, tmp_path, start_gen3d_server, glb_geometry
+) -> None:
+    out = tmp_path / "artifact"
+    result = build_proxy_artifact(tiny_dir, out, variant, torch.device("cpu"), max_batch_size=2)
+    assert (out / "gen3d-manifest.json").is_file()
+    assert result.manifest["applied"]["variant"] == variant.to_dict()
+    server = start_gen3d_server(server_env(out))
+    (served_v, served_f), (local_v, local_f) = served_and_local(
+        server, result.backend, glb_geometry
+    )
+    assert np.array_equal(served_f, local_f)
+    # Same weights, same kernels: identical up to float formatting (observed exactly 0).
+    np.testing.assert_allclose(served_v, local_v, atol=1e-6)
+    assert f"as {variant.label}" in server.log()
+
+
+def test_compiled_artifact_restores_its_cache(
+    tiny_dir, tmp_path, start_gen3d_server, glb_geometry, monkeypatch
+) -> None:
+    """The one compile test (compiling on CPU takes ~20 s): batch 1 only."""
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "unused"))  # restored after
+    out = tmp_path / "compiled"
+    variant = Variant("fp32", compile=True)
+    result = build_proxy_artifact(tiny_dir, out, variant, torch.device("cpu"), max_batch_size=1)
+    cached = [n for n in result.manifest["files"] if n.startswith("compile_cache/inductor/")]
+    assert any("/fxgraph/" in n for n in cached), cached  # compiled graphs are shipped
+    # A fresh, empty inductor dir for the server: only the artifact's cache can help.
+    env = server_env(
+        out, GEN3D_MAX_BATCH_SIZE="1", TORCHINDUCTOR_CACHE_DIR=str(tmp_path / "server-inductor")
+    )
+    server = start_gen3d_server(env, timeout_s=240)
+    (served_v, served_f), (local_v, local_f) = served_and_local(
+        server, result.backend, glb_geometry
+    )
+    assert np.array_equal(served_f, local_f)
+    np.testing.assert_allclose(served_v, local_v, atol=1e-6)
+    log = server.log(20_000)
+    assert "compile cache restored" in log and "fp32+compile" in log
