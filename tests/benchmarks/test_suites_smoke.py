@@ -184,6 +184,8 @@ def test_report_from_real_results(results, tmp_path: Path) -> None:
             assert im.format == "PNG" and im.size[0] > 300
         assert f"plots/{image.name}" in text
     entries = read_entries(spi)  # the cost model's own reader
-    by_backend = {e.backend: e for e in entries}
-    assert by_backend["silhouette"].seconds_per_image > 0
-    assert by_backend["proxy"].device == "cpu" and by_backend["proxy"].precision == "fp32"
+    (silhouette,) = [e for e in entries if e.backend == "silhouette"]  # served only
+    assert silhouette.seconds_per_image > 0 and silhouette.batch >= 1
+    proxy = {(e.precision, e.batch) for e in entries if e.backend == "proxy"}
+    assert {("fp32", 1), ("fp32", 2)} <= proxy  # no served proxy run: in-process entries
+    assert all(e.device == "cpu" and e.gpu_name is None for e in entries)
