@@ -47,6 +47,7 @@ class PeersConfig:
     model_dir: Path | None = None
     instance_type: str | None = None
     ready_timeout_s: float = 300.0
+    torch_threads: int | None = None  # CPU: OMP_NUM_THREADS of both servers (see server.py)
 
     @property
     def name(self) -> str:
@@ -79,6 +80,8 @@ class LitServeProcess:
             str(self.port),
         ]
         env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+        if config.torch_threads:
+            env["OMP_NUM_THREADS"] = str(config.torch_threads)
         with open(log_path, "wb") as log:
             self.process = subprocess.Popen(
                 cmd,
@@ -172,7 +175,10 @@ def run_peers_suite(
     )
     body = payloads.json_body()
     with tempfile.TemporaryDirectory(prefix="gen3d-peers-") as tmp:
-        ours = start_server(server_env(settings), log_path=Path(tmp) / "ours.log")
+        ours_env = server_env(settings)
+        if config.torch_threads:
+            ours_env["OMP_NUM_THREADS"] = str(config.torch_threads)
+        ours = start_server(ours_env, log_path=Path(tmp) / "ours.log")
         peer = LitServeProcess(config, model_dir, Path(tmp) / "litserve.log")
         try:
             ours.wait_ready(config.ready_timeout_s)

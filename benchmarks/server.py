@@ -55,6 +55,10 @@ class ServerSuiteConfig:
     instance_type: str | None = None
     ready_timeout_s: float = 300.0
     server_warmup: bool = True  # GEN3D_WARMUP of the server (off for proxy full: minutes)
+    # CPU only: intra-op threads of the server (and of the in-process reference, so both
+    # compute alike). The load generator shares this machine's cores; torch's spinning
+    # OpenMP threads collapse when a core is taken from them, so leave it one core.
+    torch_threads: int | None = None
 
     @property
     def name(self) -> str:
@@ -69,8 +73,29 @@ def in_process_reference(
     steps: int | None,
     levels: list[int],
     batching: list[str],
+    threads: int | None = None,
 ) -> dict[str, Any]:
     """Throughput of backend.predict at each batch the levels need, plus codec cost."""
+    if not threads:
+        return _reference(settings, device, repeats, steps, levels, batching)
+    import torch
+
+    saved_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return _reference(settings, device, repeats, steps, levels, batching)
+    finally:
+        torch.set_num_threads(saved_threads)
+
+
+def _reference(
+    settings: Any,
+    device: str,
+    repeats: int,
+    steps: int | None,
+    levels: list[int],
+    batching: list[str],
+) -> dict[str, Any]:
     from dataclasses import replace
 
     backend, load_s = load_backend(settings)
@@ -186,6 +211,7 @@ def run_server_suite(
         config.steps,
         config.levels,
         config.batching,
+        config.torch_threads,
     )
     recorder.config["in_process_reference"] = reference
     with tempfile.TemporaryDirectory(prefix="gen3d-bench-") as tmp:
@@ -201,6 +227,8 @@ def run_server_suite(
                 max_queue=max(64, 2 * max(config.levels)),
             )
             launch_env = server_env(server_settings)
+            if config.torch_threads:
+                launch_env["OMP_NUM_THREADS"] = str(config.torch_threads)
             if not config.server_warmup:
                 launch_env["GEN3D_WARMUP"] = "0"
                 recorder.notes.append(
