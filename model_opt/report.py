@@ -167,7 +167,7 @@ def to_markdown(report: dict[str, Any]) -> str:
         "",
         f"Median of {report['runs']} runs per batch size, each variant in a fresh process. "
         "Drift: same inputs and seeds as fp32; Chamfer on unit-extent meshes.",
-        "",
+        *([f"Statistic: {report['statistic']}.", ""] if "statistic" in report else [""]),
         f"| variant | weight bytes | vs fp32 | peak memory | ms/sample b=1 | ms/sample b={mb} "
         "| logits max / mean abs err | Chamfer mean / max | volume IoU mean / min |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",

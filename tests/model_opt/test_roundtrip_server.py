@@ -72,6 +72,7 @@ def test_variant_served_equals_in_process(
     assert f"as {variant.label}" in server.log()
 
 
+@pytest.mark.slow  # ~40 s: inductor compiles 4 graphs on 2 CPU cores
 def test_compiled_artifact_restores_its_cache(
     tiny_dir, tmp_path, start_gen3d_server, glb_geometry, monkeypatch
 ) -> None:
