@@ -35,7 +35,7 @@ def seconds_per_image(docs: list[Doc]) -> list[dict[str, Any]]:
                 env,
                 cfg["backend"],
                 precision,
-                best["max_batch_size"],
+                _effective_batch(best, cfg),
                 scale / best["throughput_per_s"],
                 f"served: gen3d bench server, concurrency {best['concurrency']}"
                 + _scaled_note(cfg, scale),
@@ -97,3 +97,10 @@ def _entry(
         "source": source,
         "measured_at": env.get("timestamp"),
     }
+
+
+def _effective_batch(row: dict[str, Any], cfg: dict[str, Any]) -> int:
+    """The batch the server could form: its setting, capped by the backend's own limit
+    (silhouette caps at 4), as recorded by the in-process reference of the same run."""
+    limit = cfg.get("in_process_reference", {}).get("max_batch_size")
+    return min(row["max_batch_size"], limit) if limit else row["max_batch_size"]

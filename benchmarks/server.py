@@ -255,6 +255,9 @@ def run_server_suite(
                         backend=config.backend,
                         batching=mode,
                         max_batch_size=server_settings.max_batch_size,
+                        effective_max_batch_size=min(
+                            server_settings.max_batch_size, reference["max_batch_size"]
+                        ),
                         in_process_per_s=reference_rate,
                         serving_efficiency=served / reference_rate if reference_rate else None,
                     )
