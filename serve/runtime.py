@@ -7,6 +7,7 @@ A failed load stays failed (503 with the reason in the log), never half-loaded.
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 
@@ -46,6 +47,11 @@ class ModelRuntime:
 
     def _bring_up(self) -> None:
         settings = self.settings
+        torch = sys.modules.get("torch")  # imported by torch backends only
+        if torch is not None and settings.torch_threads:
+            # On CPU, request threads decode and encode while the model thread computes:
+            # leaving them a core avoids oversubscription collapsing torch's throughput.
+            torch.set_num_threads(settings.torch_threads)
         try:
             started = time.perf_counter()
             self.backend.load(settings.model_dir, settings)

@@ -41,6 +41,7 @@ class Settings:
     server_timeout_s: int = 120
     log_level: str = "info"
     stage_offload: bool = False
+    torch_threads: int = 0  # 0: torch's default (one per core)
 
     @property
     def threads(self) -> int:
@@ -146,6 +147,7 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "MODEL_SERVER_TIMEOUT": ("server_timeout_s", _int(1, 3600)),
     "GEN3D_LOG_LEVEL": ("log_level", _choice(LOG_LEVELS)),
     "GEN3D_STAGE_OFFLOAD": ("stage_offload", _bool),
+    "GEN3D_TORCH_THREADS": ("torch_threads", _int(0, 1024)),
 }
 
 ENV_VARIABLES = tuple(_VARIABLES)

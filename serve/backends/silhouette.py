@@ -75,7 +75,9 @@ class SilhouetteBackend:
         if sample.mask is None:
             raise ValueError("the silhouette backend needs a mask")
         mesh = inflate(sample.image, sample.mask, resolution, thickness)
-        splat = sample_splat(mesh, n_points, sample.seed) if n_points else None
+        # The splat is only worth sampling when it is what the client asked for.
+        wants_splat = sample.format == "ply" and n_points > 0
+        splat = sample_splat(mesh, n_points, sample.seed) if wants_splat else None
         metadata: dict[str, Any] = {
             "backend": self.name,
             "seed": sample.seed,

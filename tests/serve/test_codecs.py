@@ -147,7 +147,7 @@ def test_not_acceptable(accept, requested, batch) -> None:
 
 def test_zip_batch_has_files_errors_and_a_manifest() -> None:
     backend = SilhouetteBackend()
-    asset = backend.predict([synthetic_sample(48)])[0]
+    asset = backend.predict([synthetic_sample(48, fmt="ply")])[0]
     assert isinstance(asset, Asset)
     plan = codecs.plan_response("application/zip", None, True)
     body = codecs.encode_batch(

@@ -22,7 +22,7 @@ def run(sample: Sample):
 @pytest.fixture(scope="module")
 def asset():
     image, mask = photo_and_mask(160)
-    return run(Sample(image=image, mask=mask, seed=3))
+    return run(Sample(image=image, mask=mask, seed=3, format="ply"))
 
 
 def load_glb(data: bytes) -> trimesh.Trimesh:
@@ -67,9 +67,9 @@ def test_colours_come_from_the_photo_under_each_vertex() -> None:
 
 def test_deterministic_for_input_and_seed() -> None:
     image, mask = photo_and_mask(100)
-    a = encode_asset(run(Sample(image=image, mask=mask, seed=5)), "ply")
-    b = encode_asset(run(Sample(image=image, mask=mask, seed=5)), "ply")
-    c = encode_asset(run(Sample(image=image, mask=mask, seed=6)), "ply")
+    a = encode_asset(run(Sample(image=image, mask=mask, seed=5, format="ply")), "ply")
+    b = encode_asset(run(Sample(image=image, mask=mask, seed=5, format="ply")), "ply")
+    c = encode_asset(run(Sample(image=image, mask=mask, seed=6, format="ply")), "ply")
     assert a == b and a != c
     glb1 = encode_asset(run(Sample(image=image, mask=mask, seed=5)), "glb")
     glb2 = encode_asset(run(Sample(image=image, mask=mask, seed=5)), "glb")
@@ -112,6 +112,12 @@ def test_obj_reads_back_with_colours(asset) -> None:
     mesh = trimesh.load(io.BytesIO(encode_asset(asset, "obj")), file_type="obj", process=False)
     assert len(mesh.faces) == len(asset.mesh.faces)
     assert mesh.visual.vertex_colors.shape[0] == len(mesh.vertices)
+
+
+def test_the_splat_is_sampled_only_when_a_ply_is_asked_for() -> None:
+    image, mask = photo_and_mask(48)
+    assert run(Sample(image=image, mask=mask, format="glb")).splat is None
+    assert run(Sample(image=image, mask=mask, format="ply")).splat is not None
 
 
 @pytest.mark.parametrize(
