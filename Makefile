@@ -37,6 +37,7 @@ lint: setup ## ruff + hadolint
 
 bench: setup ## benchmark suite + report: CPU here (<= 10 min); DEVICE=cuda INSTANCE_TYPE=ml.g5.xlarge on a GPU (benchmarks/README.md)
 	$(GEN3D) bench all --device $(or $(DEVICE),cpu) --out benchmarks/results $(if $(INSTANCE_TYPE),--instance-type $(INSTANCE_TYPE))
+	$(if $(filter cuda,$(DEVICE)),,$(GEN3D) bench latency --out benchmarks/results)
 	$(GEN3D) bench report
 
 cost: setup ## cost report: docs/cost.md + plot

@@ -338,6 +338,37 @@ def _skipped(docs: list[Doc]) -> list[str]:
     return [*(lines or ["- nothing"]), ""]
 
 
+def _latency_section(docs: list[Doc]) -> list[str]:
+    rows = []
+    for doc in docs:
+        size = doc["config"].get("image_size")
+        for r in doc["results"]:
+            rss = [v for v in r.get("peak_rss_mb", {}).values() if v]
+            rows.append(
+                [
+                    doc["name"],
+                    f"{size}x{size}",
+                    r.get("start_to_ready_s"),
+                    _med(r.get("latency_s")),
+                    _med(r.get("latency_s"), "p90"),
+                    _med(r.get("latency_s"), "n"),
+                    round(max(rss), 1) if rss else None,
+                ]
+            )
+    return table(
+        [
+            "backend",
+            "image",
+            "start -> ready s",
+            "latency s (median)",
+            "p90",
+            "requests",
+            "peak RSS MB (largest process)",
+        ],
+        rows,
+    )
+
+
 def device_section(device: str, docs: list[Doc], plot_dir: Path, readme_dir: Path) -> list[str]:
     by_suite: dict[str, list[Doc]] = defaultdict(list)
     for doc in docs:
@@ -368,6 +399,14 @@ def device_section(device: str, docs: list[Doc], plot_dir: Path, readme_dir: Pat
     if by_suite["coldstart"]:
         out += ["### Cold start: process start -> first /ping 200 (`gen3d bench coldstart`)", ""]
         out += _coldstart_section(by_suite["coldstart"])
+    if by_suite["latency"]:
+        out += [
+            "### One client, default server (`gen3d bench latency`)",
+            "",
+            "Sequential RGBA PNG -> GLB requests; peak RSS is VmHWM from /proc.",
+            "",
+        ]
+        out += _latency_section(by_suite["latency"])
     if by_suite["peers"]:
         out += [
             "### Peer: LitServe on the same backend (`gen3d bench peers`)",

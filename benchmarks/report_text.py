@@ -7,7 +7,7 @@ HOW_TO_RUN = """\
 |---|---|---|
 | CPU suite + this report | `make bench` | <= 10 min on 2 cores |
 | GPU suite (any CUDA GPU) | `benchmarks/gpu_check.sh OUTDIR` | <= 8 min; no GPU: exit 2 |
-| one suite | `gen3d bench SUITE --help` (model, server, coldstart, peers) | per level |
+| one suite | `gen3d bench SUITE --help` (model, server, coldstart, peers, latency) | per level |
 | report only | `gen3d bench report` | seconds |
 
 Every suite writes `results/<device>/<suite>_<name>.json` (device `cpu`, or `cuda-<gpu name>`),

@@ -182,6 +182,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _load_args(r, "1,4,16", 5.0)
     r.set_defaults(func=run_peers)
 
+    lat = sub.add_parser(
+        "latency",
+        help="start -> ready, sequential request latency and peak RSS (one client)",
+        description="Start the default server, time it to the first /ping 200, send "
+        "REQUESTS sequential SIZE x SIZE RGBA PNG -> GLB requests, read peak RSS.",
+    )
+    lat.add_argument("--backend", choices=("silhouette",), default="silhouette")
+    lat.add_argument("--image-size", type=int, default=512)
+    lat.add_argument("--requests", type=int, default=30)
+    lat.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    lat.set_defaults(func=run_latency)
+
     a = sub.add_parser(
         "all",
         help="the whole bounded suite: CPU (make bench) or GPU",
@@ -356,6 +368,16 @@ def run_all(args: argparse.Namespace) -> int:
         suite_all.run_gpu_suite(args.out, _instance(args), args.model_dir)
     else:
         suite_all.run_cpu_suite(args.out, _instance(args))
+    return 0
+
+
+def run_latency(args: argparse.Namespace) -> int:
+    from benchmarks.latency import LatencyConfig, run_latency_suite
+
+    if args.requests < 1 or args.image_size < 16:
+        return _fail("--requests must be >= 1 and --image-size >= 16")
+    config = LatencyConfig(args.image_size, args.requests, args.backend)
+    print(f"wrote {run_latency_suite(config, args.out)}")
     return 0
 
 
