@@ -8,23 +8,25 @@
   CPUs with VNNI/AVX-512).
 
 Which one is faster is measured per device (model_opt.optimize), not assumed.
-Conv, norm and embedding parameters stay in floating point.
+
+Every other floating tensor with ndim >= 2 that neither engine quantized (convs, the
+patch embedding, positional embeddings, class token) gets INT8 *storage*: int8 values
+with a symmetric float32 scale per channel (absmax / 127), dequantized to the compute
+dtype before the model runs. Those modules still compute in float. The in-memory model
+is given the same dequantized values at optimise time, so what is measured is what is
+served. Norms and biases (1-D) stay in the model dtype.
 """
 
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from model_opt.precision import OptimizeError
 from model_opt.variant import Variant
-
-# Linear layers the pytorch engine leaves in float: the proxy's FlowGenerator reads
-# `t_mlp1.weight.dtype` to cast its timestep features, and a dynamic int8 Linear's
-# `weight` is a method. (256 x dim weights per generator: 0.1% of `full`.)
-PYTORCH_INT8_SKIP = ("t_mlp1",)
 
 
 def check_variant(variant: Variant, device: torch.device) -> None:
@@ -54,24 +56,22 @@ def torchao_config(quantize: str) -> object:
 
 
 def quantize_stage(module: nn.Module, variant: Variant) -> nn.Module:
-    """Quantize `module`'s Linear layers in place (the module keeps its identity)."""
+    """Quantize `module`'s Linear layers in place (the module keeps its identity), then
+    give every other float tensor with ndim >= 2 INT8 storage (`quantize_storage`)."""
     if variant.quantize == "none":
         return module
     if variant.engine == "torchao":
         from torchao.quantization import quantize_
 
         quantize_(module, torchao_config(variant.quantize))
-        return module
-    with warnings.catch_warnings():  # quantize_dynamic is deprecated; we measured it
-        warnings.simplefilter("ignore")
-        targets = {
-            name
-            for name in linear_names(module)
-            if name.rsplit(".", 1)[-1] not in PYTORCH_INT8_SKIP
-        }
-        return torch.ao.quantization.quantize_dynamic(
-            module, targets, dtype=torch.qint8, inplace=True
-        )
+    else:
+        with warnings.catch_warnings():  # quantize_dynamic is deprecated; we measured it
+            warnings.simplefilter("ignore")
+            torch.ao.quantization.quantize_dynamic(
+                module, set(linear_names(module)), dtype=torch.qint8, inplace=True
+            )
+    quantize_storage(module)
+    return module
 
 
 def linear_names(module: nn.Module) -> list[str]:
@@ -135,3 +135,86 @@ def restore_pytorch_int8(
         parent_name, _, attr = name.rpartition(".")
         parent = modules[parent_name] if parent_name else model
         setattr(parent, attr, replacement)
+
+
+# --- INT8 storage for the float tensors the Linear quantizers leave alone ------------
+
+INT8_STORAGE_ATTR = "gen3d_int8_storage"  # on each quantized stage: {name: Int8Stored}
+
+
+@dataclass(frozen=True)
+class Int8Stored:
+    data: torch.Tensor  # int8, the tensor's shape
+    scale: torch.Tensor  # float32, the tensor's shape with 1 on every dim but the channel's
+
+
+def channel_axis(shape: tuple[int, ...] | torch.Size) -> int:
+    """The first dimension longer than 1: dim 0 (output channels) of a conv weight, the
+    token axis of a (1, N, D) positional embedding (one scale per token, not per tensor)."""
+    return next((i for i, n in enumerate(shape) if n > 1), 0)
+
+
+def storage_quantize(tensor: torch.Tensor) -> Int8Stored:
+    """Symmetric per-channel int8: scale = absmax / 127 (1 for an all-zero channel)."""
+    w = tensor.detach().float()
+    axis = channel_axis(w.shape)
+    absmax = w.abs().amax(dim=[d for d in range(w.ndim) if d != axis], keepdim=True)
+    if not torch.isfinite(absmax).all():
+        raise OptimizeError("cannot store a tensor holding inf or nan as int8")
+    scale = torch.where(absmax > 0, absmax / 127.0, torch.ones_like(absmax))
+    data = torch.round(w / scale).clamp_(-127, 127).to(torch.int8)
+    return Int8Stored(data=data, scale=scale)
+
+
+def storage_dequantize(stored: Int8Stored, dtype: torch.dtype) -> torch.Tensor:
+    """int8 * scale in fp32, then cast: the same ops at optimise time and at load, so the
+    served weights equal the in-process ones bit for bit."""
+    return (stored.data.float() * stored.scale).to(dtype)
+
+
+def storage_candidates(module: nn.Module) -> dict[str, torch.Tensor]:
+    """`module`'s float state-dict tensors with ndim >= 2 that no engine quantized.
+    torchao's quantized weights are tensor subclasses, and quantize_dynamic's live in
+    packed params, so only plain tensors qualify."""
+    found = {}
+    for name, value in module.state_dict(keep_vars=True).items():
+        if not isinstance(value, torch.Tensor):
+            continue
+        plain = value.detach()
+        if type(plain) is torch.Tensor and plain.is_floating_point() and plain.ndim >= 2:
+            found[name] = value
+    return found
+
+
+def quantize_storage(module: nn.Module) -> dict[str, Int8Stored]:
+    """Give `module`'s remaining float matrices INT8 storage: overwrite each in place with
+    its dequantized values (the modules keep computing in their dtype) and keep the int8
+    data and scales on the module for `model_opt.weights` to save."""
+    stored = {}
+    for name, tensor in storage_candidates(module).items():
+        stored[name] = storage_quantize(tensor)
+        with torch.no_grad():
+            tensor.copy_(storage_dequantize(stored[name], tensor.dtype))
+    setattr(module, INT8_STORAGE_ATTR, stored)
+    return stored
+
+
+def int8_storage_of(model: nn.Module) -> dict[str, Int8Stored]:
+    """Every INT8-stored tensor under `model`, by its state-dict name."""
+    found = {}
+    for prefix, module in model.named_modules():
+        for name, stored in getattr(module, INT8_STORAGE_ATTR, {}).items():
+            found[f"{prefix}.{name}" if prefix else name] = stored
+    return found
+
+
+def check_int8_storage(model: nn.Module, stored: dict[str, Int8Stored]) -> None:
+    """Every candidate is INT8-stored and still holds exactly its dequantized values
+    (else the artifact would serve something other than what was measured)."""
+    candidates = storage_candidates(model)
+    if set(candidates) != set(stored):
+        left = sorted(set(candidates) - set(stored))
+        raise OptimizeError(f"tensors left in float by the INT8 storage pass: {left[:3]}")
+    for name, tensor in candidates.items():
+        if not torch.equal(tensor.detach(), storage_dequantize(stored[name], tensor.dtype)):
+            raise OptimizeError(f"{name} changed after INT8 storage quantization")

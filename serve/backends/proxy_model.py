@@ -269,18 +269,20 @@ class FlowGenerator(nn.Module):
         self.modulation_out = nn.Linear(dim, 2 * dim)
         self.output = nn.Linear(dim, config.latent_channels)
 
-    def timestep_embedding(self, t: torch.Tensor) -> torch.Tensor:
+    def timestep_embedding(self, t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """Sinusoidal features of t in `dtype` (the activations' dtype: the layers'
+        weights may be quantized tensors, or packed params with no `.dtype` at all)."""
         half = self.FREQ_DIM // 2
         freqs = torch.exp(
             -math.log(10_000.0) * torch.arange(half, device=t.device, dtype=torch.float32) / half
         )
         args = (t.float() * 1000.0)[:, None] * freqs[None]
-        emb = torch.cat([torch.cos(args), torch.sin(args)], dim=-1).to(self.t_mlp1.weight.dtype)
+        emb = torch.cat([torch.cos(args), torch.sin(args)], dim=-1).to(dtype)
         return self.t_mlp2(F.silu(self.t_mlp1(emb)))
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, image_tokens: torch.Tensor) -> torch.Tensor:
         h = self.input(x) + self.pos_embed
-        t_emb = self.timestep_embedding(t)
+        t_emb = self.timestep_embedding(t, x.dtype)
         context = self.context(image_tokens)
         for block in self.blocks:
             h = block(h, t_emb, context)
