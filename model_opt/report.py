@@ -76,12 +76,23 @@ def drift(reference: dict[str, np.ndarray], outputs: dict[str, np.ndarray]) -> d
     }
 
 
-def weight_bytes(model_dir: Path) -> int:
+def weights_file(model_dir: Path) -> Path:
     from model_opt.manifest import read_manifest
 
     manifest = read_manifest(model_dir)
-    name = manifest["applied"]["weights"] if manifest else "proxy.safetensors"
-    return sum(safetensors_tensor_bytes(model_dir / name).values())
+    return model_dir / (manifest["applied"]["weights"] if manifest else "proxy.safetensors")
+
+
+def weight_bytes(model_dir: Path) -> int:
+    """Bytes of tensor data in the model's weights file (from its safetensors header)."""
+    return sum(safetensors_tensor_bytes(weights_file(model_dir)).values())
+
+
+def int8_stored_tensors(model_dir: Path) -> list[str]:
+    """Float tensors the artifact stores as per-channel int8 (model_opt.quantize)."""
+    from model_opt.weights import int8_storage_names
+
+    return int8_storage_names(weights_file(model_dir))
 
 
 def measure_variants(
@@ -103,6 +114,7 @@ def measure_variants(
             **ref_result,
             "weight_bytes": ref_bytes,
             "weight_ratio_vs_fp32": 1.0,
+            "int8_stored_tensors": int8_stored_tensors(reference_dir),
             "drift_vs_fp32": drift(ref_outputs, ref_outputs),
         }
     ]
@@ -117,6 +129,7 @@ def measure_variants(
                 **result,
                 "weight_bytes": nbytes,
                 "weight_ratio_vs_fp32": nbytes / ref_bytes,
+                "int8_stored_tensors": int8_stored_tensors(model_dir),
                 "drift_vs_fp32": drift(ref_outputs, outputs),
             }
         )
@@ -183,6 +196,13 @@ def to_markdown(report: dict[str, Any]) -> str:
             f"| {d['chamfer_mean']:.4f} / {d['chamfer_max']:.4f} "
             f"| {d['volume_iou_mean']:.3f} / {d['volume_iou_min']:.3f} |"
         )
+    stored = {name for r in report["rows"] for name in r.get("int8_stored_tensors", [])}
+    if stored:
+        lines += [
+            "",
+            "INT8 variants also store these non-Linear tensors as per-channel int8 "
+            f"(dequantized at load; drift above includes them): {', '.join(sorted(stored))}.",
+        ]
     rec = report["recommendation"]
     lines += ["", f"Recommendation: **{rec['label']}**: {rec['why']}."]
     if rec["rejected_for_drift"]:

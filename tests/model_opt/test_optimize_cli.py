@@ -45,8 +45,11 @@ def test_int8_dynamic_writes_manifest_and_report(tiny_dir: Path, tmp_path: Path,
     stored = sum(safetensors_tensor_bytes(out / "model.safetensors").values())
     assert int8["weight_bytes"] == stored
     assert int8["weight_ratio_vs_fp32"] == stored / fp32["weight_bytes"]
-    # tiny: 82.5% of parameters are Linear weights, so int8 lands near 0.42 (full: ~0.26).
-    assert int8["weight_ratio_vs_fp32"] < 0.45
+    # Linear weights as int8, and the convs / patch and positional embeddings as int8
+    # storage: the target of <= 0.3x fp32 (tiny measures 0.26).
+    assert int8["weight_ratio_vs_fp32"] <= 0.3
+    assert "encoder.patch_embed.weight" in int8["int8_stored_tensors"]
+    assert fp32["int8_stored_tensors"] == []
     drift = int8["drift_vs_fp32"]
     assert 0 < drift["chamfer_mean"] < 0.05 and 0.9 < drift["volume_iou_min"] < 1.0
     assert drift["logits_max_abs_err"] > 0 and fp32["drift_vs_fp32"]["chamfer_max"] == 0
