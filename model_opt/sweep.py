@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 from pathlib import Path
@@ -81,13 +82,25 @@ def main(argv: list[str] | None = None) -> int:
             max_batch_size=args.max_batch_size,
             progress=print,
         )
-    reports = [
-        measure_variants(
-            args.model_dir, dirs, "cpu", args.max_batch_size, args.runs, progress=print
+    # The machine is shared: the load average (1, 5, 15 min) around each repeat says how
+    # quiet it was.
+    load_average = [os.getloadavg()]
+    reports = []
+    for _ in range(args.repeats):
+        reports.append(
+            measure_variants(
+                args.model_dir, dirs, "cpu", args.max_batch_size, args.runs, progress=print
+            )
         )
-        for _ in range(args.repeats)
-    ]
+        load_average.append(os.getloadavg())
     report = merge(reports)
+    report["load_average_1_5_15min"] = {
+        "before_first_repeat": list(load_average[0]),
+        "after_each_repeat": [list(a) for a in load_average[1:]],
+    }
+    report["command"] = "python -m model_opt.sweep " + " ".join(
+        sys.argv[1:] if argv is None else argv
+    )
     if args.cold_start_runs:
         compiled = args.work / "compiled"
         build_proxy_artifact(
