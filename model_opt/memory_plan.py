@@ -69,7 +69,8 @@ def safetensors_tensor_bytes(path: Path) -> dict[str, int]:
 
 @dataclass
 class StageWeights:
-    """Element counts of one stage: 2-D `.weight` matrices (INT8-able) and the rest."""
+    """Element counts of one stage: tensors with ndim >= 2 (INT8-able: Linear weights by
+    the engine, convs and embeddings by int8 storage) and the rest (biases, norms)."""
 
     matrix_params: int = 0
     other_params: int = 0
@@ -77,7 +78,7 @@ class StageWeights:
 
     def bytes_at(self, precision: str, int8: bool) -> int:
         p = PRECISION_BYTES[precision]
-        if int8:  # int8 matrices + a per-row scale, the rest at the precision
+        if int8:  # int8 tensors + a scale per row/channel (~1 per 64), the rest at precision
             return self.matrix_params + (self.matrix_params // 64) * 4 + self.other_params * p
         return (self.matrix_params + self.other_params) * p
 
@@ -90,7 +91,7 @@ def stage_weights(files: list[Path], stage_of: Any) -> dict[str, StageWeights]:
             for dim in info["shape"]:
                 count *= dim
             stage = stages.setdefault(stage_of(path, name), StageWeights())
-            if name.endswith(".weight") and len(info["shape"]) == 2:
+            if len(info["shape"]) >= 2:
                 stage.matrix_params += count
             else:
                 stage.other_params += count

@@ -17,7 +17,7 @@ from model_opt.manifest import MANIFEST_FILE, sha256_file, write_manifest
 from model_opt.precision import OptimizeError, check_precision, min_capability
 from model_opt.quantize import check_variant, quantize_stage
 from model_opt.variant import Variant
-from model_opt.weights import OPTIMIZED_WEIGHTS_FILE, save_optimized
+from model_opt.weights import OPTIMIZED_WEIGHTS_FILE, int8_storage_names, save_optimized
 from serve.backends.proxy import ProxyBackend
 from serve.backends.proxy_model import build_model
 from serve.backends.proxy_weights import CONFIG_FILE, WEIGHTS_FILE, load_weights, read_config
@@ -90,6 +90,7 @@ def build_proxy_artifact(
             compile_cache.CACHE_SUBDIR if variant.compile and ship_compile_cache else None
         ),
         "compiled_for_max_batch_size": max_batch_size if variant.compile else None,
+        "int8_stored_tensors": int8_storage_names(out_dir / OPTIMIZED_WEIGHTS_FILE),
         "source": {"model_dir": str(in_dir), WEIGHTS_FILE: sha256_file(in_dir / WEIGHTS_FILE)},
     }
     manifest = write_manifest(
