@@ -100,28 +100,21 @@ def create_app(runtime: ModelRuntime) -> Flask:
     def invocations() -> Response:
         if not runtime.ready or runtime.batcher is None:
             raise NotReady(runtime.failure or f"model is {runtime.state}", retry_after_s=5)
-        batcher = runtime.batcher
-        batcher.announce()  # a batch being formed now may wait for this request
-        try:
-            attributes = codecs.parse_custom_attributes(request.headers.get(CUSTOM_ATTRIBUTES))
-            defaults = codecs.Defaults(
-                seed=attributes.get("seed", 0), format=attributes.get("format")
-            )
-            decoded = _decode(defaults, runtime)
-            plan = codecs.plan_response(
-                request.headers.get("Accept"), decoded.requested_format, decoded.is_batch
-            )
-            items = decoded.items
-            if plan.format is not None:  # a single request: Accept may decide the format
-                items = [
-                    i if isinstance(i, Gen3DError) else dataclasses.replace(i, format=plan.format)
-                    for i in items
-                ]
-            samples = [i for i in items if not isinstance(i, Gen3DError)]
-            jobs = batcher.submit(samples, settings.request_timeout_s) if samples else []
-        finally:
-            batcher.withdraw()
-        outcomes = iter([batcher.wait(job) for job in jobs])
+        attributes = codecs.parse_custom_attributes(request.headers.get(CUSTOM_ATTRIBUTES))
+        defaults = codecs.Defaults(seed=attributes.get("seed", 0), format=attributes.get("format"))
+        decoded = _decode(defaults, runtime)
+        plan = codecs.plan_response(
+            request.headers.get("Accept"), decoded.requested_format, decoded.is_batch
+        )
+        items = decoded.items
+        if plan.format is not None:  # a single request: Accept may decide the format
+            items = [
+                dataclasses.replace(i, format=plan.format) if not isinstance(i, Gen3DError) else i
+                for i in items
+            ]
+        samples = [i for i in items if not isinstance(i, Gen3DError)]
+        jobs = runtime.batcher.submit(samples, settings.request_timeout_s) if samples else []
+        outcomes = iter([runtime.batcher.wait(job) for job in jobs])
         results = [i if isinstance(i, Gen3DError) else next(outcomes) for i in items]
         formats = [getattr(i, "format", "glb") for i in items]
         for result in results:

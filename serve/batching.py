@@ -1,8 +1,6 @@
 """Dynamic batcher: request threads enqueue samples, one model thread runs batches.
 
-- A batch closes at `max_batch_size` samples or `max_delay_s` after its first sample,
-  and at once when no request is on its way (announced but not yet queued): waiting
-  for samples nobody is sending only adds latency (a lone client pays no batch delay).
+- A batch closes at `max_batch_size` samples or `max_delay_s` after its first sample.
 - Every sample has a deadline; one that expires while queued is failed with 504 and
   never run.
 - The queue is bounded: a request whose samples do not all fit is refused as a whole
@@ -85,7 +83,6 @@ class Batcher:
         self._clock = clock
         self._queue: queue.Queue[Job] = queue.Queue()
         self._pending = 0  # queued, not yet taken by the model thread
-        self._arriving = 0  # requests being received or decoded, not yet queued
         self._lock = threading.Lock()
         self._batch_seconds = 0.0  # moving average, for Retry-After
         self._thread = threading.Thread(target=self._loop, name="gen3d-model", daemon=True)
@@ -106,16 +103,6 @@ class Batcher:
     @property
     def pending(self) -> int:
         return self._pending
-
-    def announce(self) -> None:
-        """A request has started arriving: a batch being formed may wait for it."""
-        with self._lock:
-            self._arriving += 1
-
-    def withdraw(self) -> None:
-        """The announced request is queued (or failed before it could be)."""
-        with self._lock:
-            self._arriving -= 1
 
     def submit(self, samples: list[Sample], timeout_s: float) -> list[Job]:
         """Queue all samples of one request, or none of them (QueueFull)."""
@@ -166,8 +153,6 @@ class Batcher:
         close_at = self._clock() + self.max_delay_s
         while len(batch) < self.max_batch_size:
             remaining = close_at - self._clock()
-            if self._arriving == 0 and self._queue.empty():
-                break  # nothing is on its way: run what we have now
             try:
                 job = (
                     self._queue.get(timeout=remaining)
