@@ -64,7 +64,9 @@ def poisson_bursts(
             f"{service_s:g} s each (utilisation {rho:.2f} >= 1)"
         )
     queued_at_ready = 1.0 + lam * (trigger_s + startup_s)
-    cycles = math.expm1(lam * tail_s)
+    # Beyond e^700 (a float's range) a scale-in essentially never happens; clamping keeps
+    # the limits (bursts -> 0, billed -> the whole month) finite instead of overflowing.
+    cycles = math.expm1(min(lam * tail_s, 700.0))
     busy_per_request = service_s / (1.0 - rho)
     per_burst = (queued_at_ready + cycles) / (1.0 - rho)
     billed_per_burst = (

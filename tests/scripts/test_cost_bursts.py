@@ -64,3 +64,11 @@ def test_daily_batches_are_one_burst_a_day() -> None:
     assert b.billed_s == pytest.approx(days * (STARTUP + TAIL) + 3000 * 60)
     few = daily_batch_bursts(5, 60, TRIGGER, STARTUP, TAIL, days)
     assert few.bursts == 5 and math.isclose(few.requests_per_burst, 1.0)
+
+
+def test_traffic_that_never_lets_the_instance_scale_in_bills_the_whole_month() -> None:
+    # 20M requests/month is ~7.7 per second: a gap of 900 s essentially never happens
+    # (lambda * tail ~ 6900, far past a float's exp range).
+    est = poisson_bursts(20_000_000, 0.04, TRIGGER, STARTUP, TAIL, MONTH_S)
+    assert math.isfinite(est.billed_s) and est.bursts < 1e-6
+    assert est.billed_s == pytest.approx(MONTH_S, rel=0.01)
