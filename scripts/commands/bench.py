@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+from collections.abc import Callable
+from dataclasses import fields
 from pathlib import Path
 
 DEFAULT_OUT = Path("benchmarks/results")
@@ -255,6 +257,21 @@ def _guard(args: argparse.Namespace) -> str | None:
     return _check_device(args.device)
 
 
+def _suite_config(cls: type, args: argparse.Namespace, **overrides: object) -> object:
+    """A suite's config dataclass from the parsed flags of the same names, plus overrides."""
+    values = {f.name: getattr(args, f.name) for f in fields(cls) if hasattr(args, f.name)}
+    values["instance_type"] = _instance(args)
+    values.update(overrides)
+    return cls(**values)
+
+
+def _run_suite(
+    args: argparse.Namespace, run: Callable[[object, Path], Path], config: object
+) -> int:
+    print(f"wrote {run(config, args.out)}")
+    return 0
+
+
 def run_model(args: argparse.Namespace) -> int:
     from benchmarks.model import ModelSuiteConfig, run_model_suite
 
@@ -262,23 +279,8 @@ def run_model(args: argparse.Namespace) -> int:
         return _fail(error)
     if args.repeats < 2 or args.warmup < 0:
         return _fail("--repeats must be >= 2 and --warmup >= 0")
-    path = run_model_suite(
-        ModelSuiteConfig(
-            backend=args.backend,
-            size=args.size,
-            device=args.device,
-            precisions=args.precision,
-            batches=args.batch,
-            warmup=args.warmup,
-            repeats=args.repeats,
-            steps=args.steps,
-            model_dir=args.model_dir,
-            instance_type=_instance(args),
-        ),
-        args.out,
-    )
-    print(f"wrote {path}")
-    return 0
+    config = _suite_config(ModelSuiteConfig, args, precisions=args.precision, batches=args.batch)
+    return _run_suite(args, run_model_suite, config)
 
 
 def run_server(args: argparse.Namespace) -> int:
@@ -286,26 +288,7 @@ def run_server(args: argparse.Namespace) -> int:
 
     if error := _guard(args):
         return _fail(error)
-    path = run_server_suite(
-        ServerSuiteConfig(
-            backend=args.backend,
-            size=args.size,
-            device=args.device,
-            precision=args.precision,
-            levels=args.levels,
-            batching=args.batching,
-            max_batch_size=args.max_batch_size,
-            max_batch_delay_ms=args.max_batch_delay_ms,
-            duration_s=args.duration_s,
-            max_requests=args.max_requests,
-            steps=args.steps,
-            model_dir=args.model_dir,
-            instance_type=_instance(args),
-        ),
-        args.out,
-    )
-    print(f"wrote {path}")
-    return 0
+    return _run_suite(args, run_server_suite, _suite_config(ServerSuiteConfig, args))
 
 
 def run_coldstart(args: argparse.Namespace) -> int:
@@ -315,21 +298,8 @@ def run_coldstart(args: argparse.Namespace) -> int:
         return _fail(error)
     if args.repeats < 1:
         return _fail("--repeats must be >= 1")
-    path = run_coldstart_suite(
-        ColdstartConfig(
-            backend=args.backend,
-            size=args.size,
-            device=args.device,
-            precision=args.precision,
-            repeats=args.repeats,
-            compressed=not args.no_compressed,
-            model_dir=args.model_dir,
-            instance_type=_instance(args),
-        ),
-        args.out,
-    )
-    print(f"wrote {path}")
-    return 0
+    config = _suite_config(ColdstartConfig, args, compressed=not args.no_compressed)
+    return _run_suite(args, run_coldstart_suite, config)
 
 
 def run_peers(args: argparse.Namespace) -> int:
@@ -337,24 +307,7 @@ def run_peers(args: argparse.Namespace) -> int:
 
     if error := _guard(args):
         return _fail(error)
-    path = run_peers_suite(
-        PeersConfig(
-            backend=args.backend,
-            size=args.size,
-            device=args.device,
-            precision=args.precision,
-            levels=args.levels,
-            max_batch_size=args.max_batch_size,
-            max_batch_delay_ms=args.max_batch_delay_ms,
-            duration_s=args.duration_s,
-            max_requests=args.max_requests,
-            model_dir=args.model_dir,
-            instance_type=_instance(args),
-        ),
-        args.out,
-    )
-    print(f"wrote {path}")
-    return 0
+    return _run_suite(args, run_peers_suite, _suite_config(PeersConfig, args))
 
 
 def run_all(args: argparse.Namespace) -> int:
