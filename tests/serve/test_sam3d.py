@@ -24,9 +24,9 @@ from serve.backends.sam3d import (
     NOTEBOOK_RUN_ARGS,
     UPSTREAM_MODULE_NAME,
     Sam3DBackend,
-    read_binary_ply,
     upstream_run_options,
 )
+from serve.backends.sam3d_output import read_binary_ply
 from serve.errors import ArtifactError
 from serve.settings import Settings
 
