@@ -14,9 +14,18 @@ from typing import Any
 
 from scipy.optimize import brentq
 
-from scripts.aws.storage import Lifecycle
 from scripts.cost.bursts import BurstEstimate, daily_batch_bursts, poisson_bursts
 from scripts.cost.prices import PriceTable
+from scripts.cost.supporting import (
+    alarms,
+    cloudwatch_logs,
+    data_processed,
+    fixed_storage,
+    instance_price,
+    lambda_invocations,
+    s3_payloads,
+    sns_notifications,
+)
 from scripts.cost.workload import (
     ASYNC_MAX_CALL_S,
     DAYS_PER_MONTH,
@@ -83,81 +92,6 @@ def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 2)
 
 
-# --- supporting services ---------------------------------------------------------------
-
-
-def _fixed_storage(w: Workload, prices: PriceTable) -> dict[str, float]:
-    """Paid every month whatever the volume: the image in ECR, the model in S3."""
-    return {
-        "ecr_image": w.profile.image_gb * prices.value("ecr.storage_gb_month"),
-        "s3_model_artifact": w.profile.artifact_gb * prices.value("s3.standard_gb_month"),
-    }
-
-
-def _s3_payloads(w: Workload, prices: PriceTable) -> float:
-    """Async/batch inputs and outputs in S3 under the lifecycle `gen3d deploy` sets
-    (scripts/aws/storage.py): Standard, then Standard-IA, then Glacier Flexible
-    Retrieval, then deleted. Steady state: a month's objects times the days in each class."""
-    lc = Lifecycle()
-    a = w.assumptions
-    n = w.images_per_month
-    gb = n * (a.request_mb + a.response_mb) / 1024.0
-    months_in = {
-        "s3.standard_gb_month": lc.infrequent_access_days / DAYS_PER_MONTH,
-        "s3.standard_ia_gb_month": (lc.glacier_days - lc.infrequent_access_days) / DAYS_PER_MONTH,
-        "s3.glacier_flexible_gb_month": (lc.expire_days - lc.glacier_days) / DAYS_PER_MONTH,
-    }
-    thousands = 2 * n / 1000  # one input and one output object per image
-    return (
-        sum(gb * months * prices.value(key) for key, months in months_in.items())
-        + thousands * prices.value("s3.put_per_1000")
-        + thousands * prices.value("s3.get_per_1000")
-        + thousands * prices.value("s3.transition_ia_per_1000")
-        + thousands * prices.value("s3.transition_glacier_per_1000")
-    )
-
-
-def _logs(w: Workload, prices: PriceTable, instance_hours: float) -> float:
-    a = w.assumptions
-    ingest_gb = (
-        w.images_per_month * a.log_kb_per_request / 1024**2
-        + instance_hours * a.log_mb_per_instance_hour / 1024
-    )
-    stored_gb = ingest_gb * a.log_retention_days / DAYS_PER_MONTH
-    return ingest_gb * prices.value("cloudwatch.logs_ingest_gb") + stored_gb * prices.value(
-        "cloudwatch.logs_storage_gb_month"
-    )
-
-
-def _data_processed(w: Workload, prices: PriceTable) -> float:
-    a = w.assumptions
-    gb = w.images_per_month * (a.request_mb + a.response_mb) / 1024.0
-    return gb * prices.value("sagemaker.data_processed_gb")
-
-
-def _lambda(w: Workload, prices: PriceTable, invocations: float) -> float:
-    a = w.assumptions
-    return invocations / 1e6 * prices.value("lambda.request_per_million") + (
-        invocations * a.lambda_memory_gb * a.lambda_seconds * prices.value("lambda.gb_second")
-    )
-
-
-def _sns(prices: PriceTable, notifications: float) -> float:
-    return (
-        notifications
-        / 1e6
-        * (prices.value("sns.publish_per_million") + prices.value("sns.https_delivery_per_million"))
-    )
-
-
-def _alarms(prices: PriceTable, count: int) -> float:
-    return count * prices.value("cloudwatch.alarm_month")
-
-
-def _instance_price(prices: PriceTable, kind: str, instance_type: str) -> float:
-    return prices.value(f"sagemaker.{kind}.{instance_type}")
-
-
 def _bursts(w: Workload, trigger_s: float, startup_s: float, tail_s: float) -> BurstEstimate:
     if w.arrivals == "daily-batch":
         return daily_batch_bursts(
@@ -197,17 +131,17 @@ def realtime_always_on(w: Workload, prices: PriceTable) -> OptionCost:
     instances = max(1, math.ceil(busy_h / (HOURS_PER_MONTH * a.max_utilisation)))
     reasons = _realtime_limits(w)
     hours = instances * HOURS_PER_MONTH
-    fixed = _fixed_storage(w, prices)
-    logs = _logs(w, prices, hours)
-    supporting = {**fixed, "cloudwatch_logs": logs, "data_processed": _data_processed(w, prices)}
+    fixed = fixed_storage(w, prices)
+    logs = cloudwatch_logs(w, prices, hours)
+    supporting = {**fixed, "cloudwatch_logs": logs, "data_processed": data_processed(w, prices)}
     return OptionCost(
         option="realtime_always_on",
         feasible=not reasons,
         reasons=reasons,
-        compute_usd=hours * _instance_price(prices, "realtime", w.instance_type),
+        compute_usd=hours * instance_price(prices, "realtime", w.instance_type),
         supporting_usd=supporting,
         # At zero volume the instance still runs, so its hourly logs are fixed too.
-        fixed_usd=sum(fixed.values()) + _logs(w.with_volume(0), prices, hours),
+        fixed_usd=sum(fixed.values()) + cloudwatch_logs(w.with_volume(0), prices, hours),
         details={
             "instances": instances,
             "billed_hours": round(hours, 2),
@@ -246,7 +180,7 @@ def async_scale_to_zero(w: Workload, prices: PriceTable) -> OptionCost:
     capacity = _capacity_reason(w)
     if capacity:
         reasons.append(capacity)
-    fixed = {**_fixed_storage(w, prices), "cloudwatch_alarms": _alarms(prices, SCALING_ALARMS)}
+    fixed = {**fixed_storage(w, prices), "cloudwatch_alarms": alarms(prices, SCALING_ALARMS)}
     if reasons:
         return OptionCost("async_scale_to_zero", False, reasons, fixed_usd=sum(fixed.values()))
     b = _bursts(w, s.scale_out_trigger_s, a.startup_s, s.idle_tail_s)
@@ -254,16 +188,16 @@ def async_scale_to_zero(w: Workload, prices: PriceTable) -> OptionCost:
     n = w.images_per_month
     supporting = {
         **fixed,
-        "s3_payloads": _s3_payloads(w, prices),
-        "cloudwatch_logs": _logs(w, prices, hours),
-        "sns_notifications": _sns(prices, n),
-        "lambda_invoker": _lambda(w, prices, n),
-        "data_processed": _data_processed(w, prices),
+        "s3_payloads": s3_payloads(w, prices),
+        "cloudwatch_logs": cloudwatch_logs(w, prices, hours),
+        "sns_notifications": sns_notifications(prices, n),
+        "lambda_invoker": lambda_invocations(w, prices, n),
+        "data_processed": data_processed(w, prices),
     }
     return OptionCost(
         option="async_scale_to_zero",
         feasible=True,
-        compute_usd=hours * _instance_price(prices, "async", w.instance_type),
+        compute_usd=hours * instance_price(prices, "async", w.instance_type),
         supporting_usd=supporting,
         fixed_usd=sum(fixed.values()),
         details={
@@ -286,7 +220,7 @@ def realtime_ic_scale_to_zero(w: Workload, prices: PriceTable) -> OptionCost:
     capacity = _capacity_reason(w)
     if capacity:
         reasons.append(capacity)
-    fixed = {**_fixed_storage(w, prices), "cloudwatch_alarms": _alarms(prices, SCALING_ALARMS)}
+    fixed = {**fixed_storage(w, prices), "cloudwatch_alarms": alarms(prices, SCALING_ALARMS)}
     if reasons:
         return OptionCost(
             "realtime_ic_scale_to_zero", False, reasons, fixed_usd=sum(fixed.values())
@@ -300,13 +234,13 @@ def realtime_ic_scale_to_zero(w: Workload, prices: PriceTable) -> OptionCost:
         failed = b.bursts * (1.0 + w.images_per_month / MONTH_S * up_s)
     supporting = {
         **fixed,
-        "cloudwatch_logs": _logs(w, prices, hours),
-        "data_processed": _data_processed(w, prices),
+        "cloudwatch_logs": cloudwatch_logs(w, prices, hours),
+        "data_processed": data_processed(w, prices),
     }
     return OptionCost(
         option="realtime_ic_scale_to_zero",
         feasible=True,
-        compute_usd=hours * _instance_price(prices, "realtime", w.instance_type),
+        compute_usd=hours * instance_price(prices, "realtime", w.instance_type),
         supporting_usd=supporting,
         fixed_usd=sum(fixed.values()),
         details={**_burst_details(b), "failed_requests_per_month": round(failed, 1)},
@@ -338,15 +272,15 @@ def serverless(w: Workload, prices: PriceTable) -> OptionCost:
         reasons.append(f"payload over the serverless limit of {SERVERLESS_MAX_PAYLOAD_MB:g} MB")
     if p.image_gb > SERVERLESS_MAX_IMAGE_GB:
         reasons.append(f"image over the serverless limit of {SERVERLESS_MAX_IMAGE_GB:g} GB")
-    fixed = _fixed_storage(w, prices)
+    fixed = fixed_storage(w, prices)
     if reasons:
         return OptionCost("serverless", False, reasons, fixed_usd=sum(fixed.values()))
     memory_gb = float(min(SERVERLESS_MAX_MEMORY_GB, max(1, math.ceil(p.memory_gb))))
     gb_s = w.images_per_month * w.seconds_per_image * memory_gb
     supporting = {
         **fixed,
-        "cloudwatch_logs": _logs(w, prices, 0.0),
-        "data_processed": _data_processed(w, prices),
+        "cloudwatch_logs": cloudwatch_logs(w, prices, 0.0),
+        "data_processed": data_processed(w, prices),
     }
     return OptionCost(
         option="serverless",
@@ -369,7 +303,10 @@ def start_stop_on_demand(w: Workload, prices: PriceTable) -> OptionCost:
     if capacity:
         reasons.append(capacity)
     ticks = MONTH_S / a.stop_check_s  # the idle checker runs whatever the volume
-    fixed = {**_fixed_storage(w, prices), "lambda_idle_checker": _lambda(w, prices, ticks)}
+    fixed = {
+        **fixed_storage(w, prices),
+        "lambda_idle_checker": lambda_invocations(w, prices, ticks),
+    }
     if reasons:
         return OptionCost("start_stop_on_demand", False, reasons, fixed_usd=sum(fixed.values()))
     tail = a.stop_idle_s + a.stop_check_s / 2.0  # idle limit + half a check on average
@@ -377,13 +314,13 @@ def start_stop_on_demand(w: Workload, prices: PriceTable) -> OptionCost:
     hours = b.billed_s / 3600.0
     supporting = {
         **fixed,
-        "cloudwatch_logs": _logs(w, prices, hours),
-        "data_processed": _data_processed(w, prices),
+        "cloudwatch_logs": cloudwatch_logs(w, prices, hours),
+        "data_processed": data_processed(w, prices),
     }
     return OptionCost(
         option="start_stop_on_demand",
         feasible=True,
-        compute_usd=hours * _instance_price(prices, "realtime", w.instance_type),
+        compute_usd=hours * instance_price(prices, "realtime", w.instance_type),
         supporting_usd=supporting,
         fixed_usd=sum(fixed.values()),
         details={**_burst_details(b), "idle_tail_s": tail},
@@ -403,13 +340,13 @@ def batch_transform_daily(w: Workload, prices: PriceTable) -> OptionCost:
     reasons = []
     if job_s > 86400:
         reasons.append(f"a daily job would take {job_s / 3600:.1f} h, longer than the day")
-    fixed = _fixed_storage(w, prices)
+    fixed = fixed_storage(w, prices)
     hours = jobs * job_s / 3600.0
     supporting = {
         **fixed,
-        "s3_payloads": _s3_payloads(w, prices),
-        "cloudwatch_logs": _logs(w, prices, hours),
-        "lambda_job_starter": _lambda(w, prices, jobs),
+        "s3_payloads": s3_payloads(w, prices),
+        "cloudwatch_logs": cloudwatch_logs(w, prices, hours),
+        "lambda_job_starter": lambda_invocations(w, prices, jobs),
     }
     caveats = [
         "results arrive with the next daily job (up to a day late)"
@@ -420,7 +357,7 @@ def batch_transform_daily(w: Workload, prices: PriceTable) -> OptionCost:
         option="batch_transform_daily",
         feasible=not reasons,
         reasons=reasons,
-        compute_usd=hours * _instance_price(prices, "batch", w.instance_type),
+        compute_usd=hours * instance_price(prices, "batch", w.instance_type),
         supporting_usd=supporting,
         fixed_usd=sum(fixed.values()),
         details={
