@@ -105,7 +105,8 @@ def run_init(args: argparse.Namespace) -> int:
 
 
 def describe(size: str, flops: bool = False) -> dict[str, object]:
-    from serve.backends.proxy_model import config_for, flop_counts, parameter_counts
+    from serve.backends.proxy_flow import flop_counts
+    from serve.backends.proxy_model import config_for, parameter_counts
 
     config = config_for(size)
     info: dict[str, object] = {

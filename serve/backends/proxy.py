@@ -26,7 +26,8 @@ from serve.assets import Asset
 from serve.backends import proxy_mesh
 from serve.backends.base import Sample, synthetic_sample
 from serve.backends.device import dtype_name, resolve_device, resolve_dtype
-from serve.backends.proxy_model import ProxyConfig, ProxyModel, build_model, run_pipeline
+from serve.backends.proxy_flow import run_pipeline
+from serve.backends.proxy_model import ProxyConfig, ProxyModel, build_model
 from serve.backends.proxy_weights import WEIGHTS_FILE, load_weights, read_config
 
 if TYPE_CHECKING:

@@ -18,7 +18,8 @@ from model_opt.quantize import DynamicLinear, quantize_stage
 from model_opt.report import int8_stored_tensors, weight_bytes
 from model_opt.variant import Variant
 from model_opt.weights import save_optimized
-from serve.backends.proxy_model import build_model, config_for, run_pipeline
+from serve.backends.proxy_flow import run_pipeline
+from serve.backends.proxy_model import build_model, config_for
 from serve.backends.proxy_weights import WEIGHTS_FILE, load_weights
 
 CPU = torch.device("cpu")

@@ -96,7 +96,7 @@ def test_cli_errors_are_one_line(tmp_path: Path, capsys) -> None:
 
 
 def test_flop_counts_follow_steps_and_cfg() -> None:
-    from serve.backends.proxy_model import flop_counts
+    from serve.backends.proxy_flow import flop_counts
 
     base = flop_counts(config_for("tiny"))
     assert base["total"] == sum(v for k, v in base.items() if k != "total")
