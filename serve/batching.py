@@ -86,23 +86,15 @@ class Batcher:
         self._lock = threading.Lock()
         self._batch_seconds = 0.0  # moving average, for Retry-After
         self._thread = threading.Thread(target=self._loop, name="gen3d-model", daemon=True)
-        self._stopping = threading.Event()
 
     # ---------------------------------------------------------------- request side
 
     def start(self) -> None:
         self._thread.start()
 
-    def stop(self) -> None:
-        self._stopping.set()
-
     @property
     def alive(self) -> bool:
         return self._thread.is_alive()
-
-    @property
-    def pending(self) -> int:
-        return self._pending
 
     def submit(self, samples: list[Sample], timeout_s: float) -> list[Job]:
         """Queue all samples of one request, or none of them (QueueFull)."""
@@ -169,7 +161,7 @@ class Batcher:
     def _loop(self) -> None:
         batch: list[Job] = []
         try:
-            while not self._stopping.is_set():
+            while True:  # a daemon thread: it ends with the worker process
                 batch = self._take()
                 self._step(batch)
         except BaseException:
