@@ -1,9 +1,9 @@
 # Gen3D serving image: SageMaker bring-your-own-container (`docker run IMAGE serve`).
 #
-# One Dockerfile, three flavours; container/platform.json holds each flavour's base images,
+# One Dockerfile, three flavors; scripts/aws/platform.json holds each flavor's base images,
 # CUDA version and InferenceAmiVersion, and `make build FLAVOR=...` passes them in
-# (`python -m scripts.aws.platform build-args FLAVOR`). The defaults below are the gpu
-# flavour's, so a plain `docker build .` gives the gpu image.
+# (`gen3d platform build-args FLAVOR`). The defaults below are the gpu
+# flavor's, so a plain `docker build .` gives the gpu image.
 #   cpu    silhouette backend on debian:bookworm-slim, no torch (fits SageMaker Serverless)
 #   gpu    + torch 2.13.0 (CUDA 13.0 from pip) for proxy and optimised models
 #   sam3d  + SAM 3D Objects with upstream's pins (torch 2.5.1+cu121); CUDA extensions are
@@ -52,12 +52,12 @@ RUN if [ "$FLAVOR" = sam3d ]; then \
       && python /opt/venv/src/sam-3d-objects/patching/hydra; \
     fi
 
-# The project itself, without dependencies: each flavour's requirements file is the
-# dependency set (the cpu flavour deliberately has no torch).
+# The project itself, without dependencies: each flavor's requirements file is the
+# dependency set (the cpu flavor deliberately has no torch).
 # (.dockerignore lets only pyproject.toml, README.md and the package folders through)
 COPY . .
 RUN pip install --no-deps . \
-    && python -c "import serve.app, serve.backends, scripts.cli"
+    && python -c "import gen3d.serve.app, gen3d.serve.backends, gen3d.cli.main"
 
 # ---------------------------------------------------------------- final: runtime only
 FROM ${BASE_IMAGE}
@@ -90,13 +90,12 @@ COPY container /opt/program/container
 
 # HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE: nothing is downloaded at serving time; the model
 # artifact carries every cache. CONDA_PREFIX: SAM 3D's notebook/inference.py sets
-# CUDA_HOME from it at import (empty in the cpu and gpu flavours).
+# CUDA_HOME from it at import (empty in the cpu and gpu flavors).
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     HF_HUB_OFFLINE=1 \
     TRANSFORMERS_OFFLINE=1 \
-    GEN3D_IMAGE_FLAVOR=${FLAVOR} \
     GEN3D_BACKEND=${GEN3D_BACKEND} \
     CONDA_PREFIX=${CONDA_PREFIX} \
     SAM3D_OBJECTS_DIR=${SAM3D_OBJECTS_DIR}

@@ -7,7 +7,7 @@ GEN3D := $(VENV)/bin/gen3d
 STAMP := $(VENV)/.installed-stamp
 OUT ?= out
 
-.PHONY: help setup demo test lint bench cost build push run-local image-test \
+.PHONY: help setup demo test test-fast lint bench cost build push run-local image-test \
         deploy-async deploy-serverless teardown clean
 
 help: ## list the targets
@@ -25,10 +25,13 @@ $(STAMP): pyproject.toml
 setup: $(STAMP) ## create .venv with torch and the project (quick when done already)
 
 demo: setup ## start the server, turn the sample photo into a GLB + PNG preview, stop
-	$(PY) -m scripts.demo --out $(OUT)/demo
+	$(GEN3D) demo --out $(OUT)/demo
 
 test: setup ## run every test
 	$(PY) -m pytest -q
+
+test-fast: setup ## every test but the slow ones (image builds, wheel install, compiles, bench smoke)
+	$(PY) -m pytest -q -m "not slow"
 
 lint: setup ## ruff + hadolint
 	$(VENV)/bin/ruff check .
@@ -44,7 +47,7 @@ cost: setup ## cost report: docs/cost.md + plot
 	$(GEN3D) cost report --out docs
 
 # ---------------------------------------------------------------- the serving image
-# docs/image.md. Flavours and base images come from container/platform.json.
+# docs/image.md. Flavors and base images come from scripts/aws/platform.json (gen3d platform).
 FLAVOR ?= gpu
 IMAGE_NAME ?= gen3d-$(FLAVOR)
 GIT_SHA := $(shell git describe --always --dirty --abbrev=12 2>/dev/null || echo nogit)
@@ -53,7 +56,7 @@ MODEL_DIR ?= $(CURDIR)/out/model
 PORT ?= 8080
 
 build: setup ## docker build FLAVOR=gpu|cpu|sam3d, tagged with the git sha and latest
-	args=$$($(PY) -m scripts.aws.platform build-args $(FLAVOR)) && \
+	args=$$($(GEN3D) platform build-args $(FLAVOR)) && \
 	docker build $$args -t $(IMAGE) -t $(IMAGE_NAME):latest .
 
 push: setup ## push the git-sha tag to ECR (repo made if missing) and print the URI [REGION= DRY_RUN=1]
@@ -64,7 +67,7 @@ run-local: ## docker run the image as SageMaker does, MODEL_DIR on /opt/ml/model
 	  -v $(MODEL_DIR):/opt/ml/model:ro $(IMAGE) serve
 
 image-test: setup ## no Docker needed: podman-build the cpu image, serve /ping + /invocations from it (root)
-	$(PY) -m scripts.image_test --out $(OUT)/image-test/report.json
+	$(PY) tools/image_test.py --out $(OUT)/image-test/report.json
 
 clean: ## remove the venv and outputs
 	rm -rf $(VENV) $(OUT) *.egg-info
@@ -81,7 +84,7 @@ DEPLOY_COMMON = --name $(or $(NAME),gen3d) \
 deploy-async: setup ## async endpoint on ml.g4dn.xlarge that scales to zero [NAME IMAGE_URI ROLE MODEL_DATA]
 	$(GEN3D) deploy --mode async $(DEPLOY_COMMON)
 
-deploy-serverless: setup ## serverless endpoint, cpu flavour + silhouette only [NAME IMAGE_URI ROLE]
+deploy-serverless: setup ## serverless endpoint, cpu flavor + silhouette only [NAME IMAGE_URI ROLE]
 	$(GEN3D) deploy --mode serverless $(DEPLOY_COMMON)
 
 teardown: setup ## delete everything tagged gen3d:deployment=NAME [NAME REGION DRY_RUN=1]

@@ -7,8 +7,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from serve.backends import Backend, create_backend
-from serve.settings import Settings
+from gen3d.serve.backends import Backend, create_backend
+from gen3d.serve.settings import Settings
 
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 NO_PRECISION = "n/a"  # silhouette is numpy geometry: there is no precision to choose
@@ -38,8 +38,8 @@ def prepare_model_dir(
         return (cache or default_cache()) / "silhouette-empty"
     if backend == "sam3d":
         raise ValueError("the sam3d backend needs --model-dir (SAM 3D Objects checkpoints)")
-    from serve.backends.proxy_model import config_for
-    from serve.backends.proxy_weights import WEIGHTS_FILE, write_weights
+    from gen3d.serve.backends.proxy.model import config_for
+    from gen3d.serve.backends.proxy.weights import WEIGHTS_FILE, write_weights
 
     target = (cache or default_cache()) / f"proxy-{size}-seed0"
     if not (target / WEIGHTS_FILE).is_file() or not (target / "config.json").is_file():
@@ -52,7 +52,7 @@ def default_steps(backend: str, size: str) -> list[int] | None:
     """(stage 1, stage 2) steps of the proxy size, for scaling reduced-step runs."""
     if backend != "proxy":
         return None
-    from serve.backends.proxy_model import config_for
+    from gen3d.serve.backends.proxy.model import config_for
 
     config = config_for(size)
     return [config.stage1_steps, config.stage2_steps]

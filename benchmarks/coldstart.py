@@ -24,36 +24,29 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks import variants
-from benchmarks.backends import default_cache, prepare_model_dir, server_env, settings_for
-from benchmarks.environment import fingerprint
-from benchmarks.results_io import Recorder
-from benchmarks.stats import summarize
-from serve.launcher import start_server
+from gen3d.benchmarks import variants
+from gen3d.benchmarks.backends import default_cache, prepare_model_dir, server_env, settings_for
+from gen3d.benchmarks.environment import fingerprint
+from gen3d.benchmarks.results_io import Recorder
+from gen3d.benchmarks.stats import summarize
+from gen3d.benchmarks.suite_config import SuiteConfig
+from gen3d.serve.artifact.variant import Variant
+from gen3d.serve.launcher import start_server
 
 _STAMP = r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) "
 LOADED = re.compile(_STAMP + r".*loaded backend \S+ in ([\d.]+) s", re.MULTILINE)
 WARMED = re.compile(_STAMP + r".*warm-up done in ([\d.]+) s", re.MULTILINE)
 
 
-@dataclass
-class ColdstartConfig:
-    backend: str = "silhouette"
-    size: str = "tiny"
-    device: str = "cpu"
+@dataclass(kw_only=True)
+class ColdstartConfig(SuiteConfig):
     precision: str = "fp32"
     repeats: int = 3
     compressed: bool = True  # also start from a model.tar.gz (proxy only: silhouette has no files)
     compile_cache: bool = True  # proxy: compiled artifact started with / without its cache
     compile_repeats: int = 1  # a start without the cache compiles: ~25 s each on 2 cores
     compile_max_batch: int = 2  # buckets compiled (and warmed) for; fewer = shorter builds
-    model_dir: Path | None = None
-    instance_type: str | None = None
     ready_timeout_s: float = 300.0
-
-    @property
-    def name(self) -> str:
-        return f"{self.backend}-{self.size}" if self.backend == "proxy" else self.backend
 
 
 def parse_log(text: str) -> dict[str, float]:
@@ -112,16 +105,11 @@ def measure_once(env: dict[str, str], log_path: Path, timeout_s: float) -> dict[
 
 
 def make_tarball(model_dir: Path, out: Path) -> Path:
-    """model.tar.gz with the model files at its root, as SageMaker's ModelDataUrl holds:
-    model_opt's packager (`gen3d package`) when it is in the tree, else tarfile."""
-    if variants.model_opt_available():
-        from model_opt.package import collect, write_tar_gz
+    """model.tar.gz with the model files at its root, as SageMaker's ModelDataUrl holds,
+    written by model_opt's packager (`gen3d package`)."""
+    from gen3d.model_opt.package import collect, write_tar_gz
 
-        return write_tar_gz(collect(model_dir), out)
-    with tarfile.open(out, "w:gz") as tar:
-        for path in sorted(model_dir.iterdir()):
-            tar.add(path, arcname=path.name)
-    return out
+    return write_tar_gz(collect(model_dir), out)
 
 
 def extract(tarball: Path, into: Path) -> float:
@@ -188,17 +176,11 @@ def run_coldstart_suite(
             )
             progress(_line(config.name, "model.tar.gz", runs))
             recorder.notes.append(
-                "model.tar.gz written by model_opt.package (gen3d package) from the plain directory"
-                if variants.model_opt_available()
-                else "model.tar.gz made with tarfile (gzip); model_opt's packager is absent"
+                "model.tar.gz written by model_opt's packager (gen3d package) from the plain "
+                "directory"
             )
         if config.backend == "silhouette":
             recorder.skip("compile cache on/off", "silhouette has no network to compile")
-        elif not variants.model_opt_available():
-            recorder.skip(
-                "compile cache on/off",
-                "needs model_opt's compile cache (gen3d optimize), not in this tree",
-            )
         elif config.compile_cache:
             _compile_cache_runs(config, model_dir, server_settings, tmp, recorder, progress)
     return recorder.write(out_root)
@@ -217,18 +199,24 @@ def _compile_cache_runs(
     Every start gets a fresh, empty TORCHINDUCTOR_CACHE_DIR, so nothing is warm from a
     previous run; the server warms (and so compiles) batch buckets up to
     compile_max_batch."""
-    batch = str(config.compile_max_batch)
-    common = ["--compile", "--max-batch-size", batch, "--precision", config.precision]
-    for label, extra in (
-        ("compiled, with shipped cache", []),
-        ("compiled, no cache (compiles at start)", ["--no-compile-cache"]),
+    batch = config.compile_max_batch
+    variant = Variant(config.precision, "none", None, True)
+    for label, ship_cache in (
+        ("compiled, with shipped cache", True),
+        ("compiled, no cache (compiles at start)", False),
     ):
-        name = "compiled-cache" if not extra else "compiled-nocache"
+        name = "compiled-cache" if ship_cache else "compiled-nocache"
         try:
             artifact = variants.build_artifact(
-                model_dir, f"{name}-b{batch}", common + extra, config.device, default_cache()
+                model_dir,
+                f"{name}-b{batch}",
+                variant,
+                config.device,
+                default_cache(),
+                max_batch_size=batch,
+                ship_compile_cache=ship_cache,
             )
-        except RuntimeError as exc:
+        except (RuntimeError, ValueError) as exc:
             recorder.skip(label, str(exc))
             progress(f"  skip {label}: {exc}")
             continue
@@ -247,7 +235,7 @@ def _compile_cache_runs(
             {
                 "backend": config.backend,
                 "artifact": label,
-                "compile_cache": not extra,
+                "compile_cache": ship_cache,
                 "max_batch_size": config.compile_max_batch,
                 **_summaries(runs),
                 "runs": runs,

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+PACKAGE_DIR = Path(__file__).resolve().parent  # inside the checkout when run from one
 
 
 def cpu_model() -> str | None:
@@ -74,7 +74,7 @@ def git_commit() -> str | None:
     try:
         out = subprocess.run(
             ["git", "describe", "--always", "--dirty", "--abbrev=12"],
-            cwd=REPO_ROOT,
+            cwd=PACKAGE_DIR,
             capture_output=True,
             text=True,
             timeout=10,

@@ -58,7 +58,7 @@ print('gpu_check: proxy full weights in', prepare_model_dir('proxy', 'full', Non
 fi
 start=$(date +%s)
 # hard stop a little past the suite's own 8-minute planning, so nothing runs away
-timeout --signal=TERM 540 "$PY" -m scripts.cli bench all --device cuda --out "$OUTDIR" \
+timeout --signal=TERM 540 "$PY" -m gen3d.cli.main bench all --device cuda --out "$OUTDIR" \
     "${MODEL_ARGS[@]}" "${INSTANCE_ARGS[@]}"
 echo "gpu_check: done in $(( $(date +%s) - start )) s; results in $OUTDIR"
 echo "gpu_check: to publish: copy $OUTDIR/cuda-* into benchmarks/results/ and run 'gen3d bench report'"

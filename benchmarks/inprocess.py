@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmarks import payloads
-from benchmarks.stats import summarize
-from serve.backends.base import Backend, Sample
+from gen3d.benchmarks import payloads
+from gen3d.benchmarks.stats import summarize
+from gen3d.serve.backends.base import Backend, Sample
 
 PAGE_MB = 4096 / 2**20
 

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import requests
 
-from benchmarks import payloads
-from benchmarks.environment import fingerprint
-from benchmarks.inprocess import peak_rss_mb
-from benchmarks.results_io import Recorder
-from benchmarks.stats import summarize
-from serve.launcher import start_server
+from gen3d.benchmarks import payloads
+from gen3d.benchmarks.environment import fingerprint
+from gen3d.benchmarks.inprocess import peak_rss_mb
+from gen3d.benchmarks.results_io import Recorder
+from gen3d.benchmarks.stats import summarize
+from gen3d.serve.launcher import start_server
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """The peer server: our backend, unchanged, served by LitServe with its own batching.
 
 Run as a process by the peers suite:
-  python -m benchmarks.litserve_peer --backend proxy --model-dir DIR --port P \
+  python -m gen3d.benchmarks.litserve_peer --backend proxy --model-dir DIR --port P \
       --max-batch-size 8 --batch-timeout 0.01
 It binds 127.0.0.1 only. Requests and responses are the JSON forms our server also
 speaks ({"image","mask","seed"} in; {"format","data","metadata"} out), decoded and
@@ -17,9 +17,9 @@ from typing import Any
 
 import litserve as ls
 
-from serve import codecs
-from serve.errors import Gen3DError
-from serve.settings import Settings
+from gen3d.serve import codecs
+from gen3d.serve.errors import Gen3DError
+from gen3d.serve.settings import Settings
 
 
 class Gen3DLitAPI(ls.LitAPI):
@@ -32,7 +32,7 @@ class Gen3DLitAPI(ls.LitAPI):
         self.settings = settings
 
     def setup(self, device: str) -> None:
-        from serve.backends import create_backend
+        from gen3d.serve.backends import create_backend
 
         self.backend = create_backend(self.settings.backend)
         self.backend.load(self.settings.model_dir, self.settings)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from benchmarks.stats import percentile_curve, summarize, window_rates
+from gen3d.benchmarks.stats import percentile_curve, summarize, window_rates
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 

@@ -13,8 +13,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from benchmarks import payloads, variants
-from benchmarks.backends import (
+from gen3d.benchmarks import payloads, variants
+from gen3d.benchmarks.backends import (
     NO_PRECISION,
     default_cache,
     default_steps,
@@ -23,30 +23,23 @@ from benchmarks.backends import (
     release,
     settings_for,
 )
-from benchmarks.environment import fingerprint
-from benchmarks.inprocess import time_predict
-from benchmarks.results_io import Recorder
-from serve.backends.base import Sample
+from gen3d.benchmarks.environment import fingerprint
+from gen3d.benchmarks.inprocess import time_predict
+from gen3d.benchmarks.results_io import Recorder
+from gen3d.benchmarks.suite_config import SuiteConfig
+from gen3d.serve.backends.base import Sample
 
 
-@dataclass
-class ModelSuiteConfig:
+@dataclass(kw_only=True)
+class ModelSuiteConfig(SuiteConfig):
     backend: str = "proxy"
-    size: str = "tiny"
-    device: str = "cpu"
     precisions: list[str] = field(default_factory=lambda: ["fp32"])
     batches: list[int] = field(default_factory=lambda: [1, 2, 4, 8])
     warmup: int = 2
     repeats: int = 5
     budget_s: float = 20.0  # per (precision, batch): repeats stop early past this
     steps: int | None = None  # proxy: override both stages' step counts (GPU suite)
-    model_dir: Path | None = None
-    instance_type: str | None = None
     deadline: float | None = None  # time.monotonic() by which the suite must be done
-
-    @property
-    def name(self) -> str:
-        return f"{self.backend}-{self.size}" if self.backend == "proxy" else self.backend
 
 
 def _samples(config: ModelSuiteConfig) -> Callable[[int], list[Sample]]:
@@ -86,9 +79,9 @@ def run_model_suite(
         try:
             load_dir, load_precision = model_dir, precision
             if precision == "int8":
-                args, load_precision = variants.int8_args(config.device)
+                variant, load_precision = variants.int8_variant(config.device)
                 load_dir = variants.build_artifact(
-                    model_dir, "int8", args, config.device, default_cache()
+                    model_dir, "int8", variant, config.device, default_cache()
                 )
             settings = settings_for(
                 config.backend, load_dir, config.device, load_precision, max(config.batches)

@@ -14,18 +14,14 @@ from dataclasses import replace
 import numpy as np
 from PIL import Image
 
-from serve.backends.base import Sample
+from gen3d.serve import synthetic
+from gen3d.serve.backends.base import Sample
 
 IMAGE_SIZE = 256
 
 
 def photo_and_mask(size: int = IMAGE_SIZE) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(1234)
-    yy, xx = np.mgrid[0:size, 0:size]
-    noise = rng.integers(0, 64, (size, size))
-    image = np.stack([xx * 255 // size, yy * 255 // size, 96 + noise], -1).astype(np.uint8)
-    mask = ((xx - 0.46 * size) / (0.32 * size)) ** 2 + ((yy - 0.54 * size) / (0.26 * size)) ** 2
-    return image, mask <= 1.0
+    return synthetic.photo_and_mask(size, seed=1234, ellipse=(0.46, 0.54, 0.32, 0.26))
 
 
 def _png(array: np.ndarray) -> bytes:

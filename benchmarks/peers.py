@@ -9,123 +9,53 @@ Ratios: ours / peer for throughput (>= 1 is better) and for p99 (<= 1 is better)
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import requests
-
-from benchmarks import payloads
-from benchmarks.backends import prepare_model_dir, server_env, settings_for
-from benchmarks.environment import fingerprint
-from benchmarks.loadgen import Target, run_load
-from benchmarks.results_io import Recorder
-from serve.launcher import REPO_ROOT, free_port, start_server
+from gen3d.benchmarks import payloads
+from gen3d.benchmarks.backends import prepare_model_dir, server_env, settings_for
+from gen3d.benchmarks.environment import fingerprint
+from gen3d.benchmarks.loadgen import Target, run_load
+from gen3d.benchmarks.results_io import Recorder
+from gen3d.benchmarks.suite_config import ServedSuiteConfig
+from gen3d.serve.launcher import ManagedProcess, free_port, start_server
 
 JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
 
 
-@dataclass
-class PeersConfig:
-    backend: str = "silhouette"
-    size: str = "tiny"
-    device: str = "cpu"
-    precision: str = "fp32"
-    levels: list[int] = field(default_factory=lambda: [1, 4, 16])
-    max_batch_size: int = 8
-    max_batch_delay_ms: float = 10.0
-    duration_s: float = 5.0
-    max_requests: int = 300
-    warmup_s: float = 1.0
-    model_dir: Path | None = None
-    instance_type: str | None = None
-    ready_timeout_s: float = 300.0
-    torch_threads: int | None = None  # CPU: OMP_NUM_THREADS of both servers (see server.py)
-
-    @property
-    def name(self) -> str:
-        return f"{self.backend}-{self.size}" if self.backend == "proxy" else self.backend
+@dataclass(kw_only=True)
+class PeersConfig(ServedSuiteConfig):
+    """Both servers get the same settings; torch_threads is OMP_NUM_THREADS of both."""
 
 
-class LitServeProcess:
-    """benchmarks.litserve_peer in its own session, so stop() reaches all its processes."""
-
-    def __init__(self, config: PeersConfig, model_dir: Path, log_path: Path) -> None:
-        self.port = free_port()
-        self.log_path = log_path
-        cmd = [
-            sys.executable,
-            "-m",
-            "benchmarks.litserve_peer",
-            "--backend",
-            config.backend,
-            "--model-dir",
-            str(model_dir),
-            "--device",
-            config.device,
-            "--precision",
-            config.precision,
-            "--max-batch-size",
-            str(config.max_batch_size),
-            "--batch-timeout",
-            str(config.max_batch_delay_ms / 1000),
-            "--port",
-            str(self.port),
-        ]
-        env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-        if config.torch_threads:
-            env["OMP_NUM_THREADS"] = str(config.torch_threads)
-        with open(log_path, "wb") as log:
-            self.process = subprocess.Popen(
-                cmd,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=REPO_ROOT,
-                env=env,
-                start_new_session=True,
-            )
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def wait_ready(self, timeout_s: float) -> float:
-        started = time.monotonic()
-        while time.monotonic() - started < timeout_s:
-            if self.process.poll() is not None:
-                raise RuntimeError(
-                    f"LitServe exited with {self.process.returncode}:\n"
-                    f"{self.log_path.read_text(errors='replace')[-3000:]}"
-                )
-            try:
-                if requests.get(self.url + "/health", timeout=2).status_code == 200:
-                    return time.monotonic() - started
-            except requests.RequestException:
-                pass
-            time.sleep(0.1)
-        raise TimeoutError(f"LitServe not ready after {timeout_s:.0f} s")
-
-    def stop(self, timeout_s: float = 20.0) -> None:
-        if self.process.poll() is not None:
-            return
-        group = self.process.pid  # its own session: the group id is its pid
-        os.killpg(group, signal.SIGTERM)
-        try:
-            self.process.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            os.killpg(group, signal.SIGKILL)
-            self.process.wait()
-        try:  # children that outlived the parent's graceful shutdown
-            os.killpg(group, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+def start_litserve(config: PeersConfig, model_dir: Path, log_path: Path) -> ManagedProcess:
+    """gen3d.benchmarks.litserve_peer as a managed process (its own session, /health)."""
+    port = free_port()
+    cmd = [
+        sys.executable,
+        "-m",
+        "gen3d.benchmarks.litserve_peer",
+        "--backend",
+        config.backend,
+        "--model-dir",
+        str(model_dir),
+        "--device",
+        config.device,
+        "--precision",
+        config.precision,
+        "--max-batch-size",
+        str(config.max_batch_size),
+        "--batch-timeout",
+        str(config.max_batch_delay_ms / 1000),
+        "--port",
+        str(port),
+    ]
+    env = {"OMP_NUM_THREADS": str(config.torch_threads)} if config.torch_threads else {}
+    return ManagedProcess(cmd, port, log_path, env=env, health_path="/health", name="LitServe")
 
 
 def listening_address(port: int) -> str | None:
@@ -179,7 +109,7 @@ def run_peers_suite(
         if config.torch_threads:
             ours_env["OMP_NUM_THREADS"] = str(config.torch_threads)
         ours = start_server(ours_env, log_path=Path(tmp) / "ours.log")
-        peer = LitServeProcess(config, model_dir, Path(tmp) / "litserve.log")
+        peer = start_litserve(config, model_dir, Path(tmp) / "litserve.log")
         try:
             ours.wait_ready(config.ready_timeout_s)
             peer.wait_ready(config.ready_timeout_s)

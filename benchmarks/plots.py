@@ -10,7 +10,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from benchmarks import targets
+from gen3d.benchmarks import targets
 
 Doc = dict[str, Any]
 

@@ -12,14 +12,13 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from benchmarks.environment import device_slug
-from benchmarks.report_sections import device_section, table
-from benchmarks.report_text import HOW_TO_RUN
-from benchmarks.results_io import SECONDS_PER_IMAGE_FILE, load_documents
-from benchmarks.seconds_per_image import seconds_per_image
+from gen3d.benchmarks.environment import device_slug
+from gen3d.benchmarks.report_sections import device_section, table
+from gen3d.benchmarks.report_text import HOW_TO_RUN
+from gen3d.benchmarks.results_io import SECONDS_PER_IMAGE_FILE, load_documents
+from gen3d.benchmarks.seconds_per_image import seconds_per_image
 
 Doc = dict[str, Any]
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 __all__ = ["build_report", "default_paths", "seconds_per_image"]
 
@@ -91,13 +90,14 @@ def build_report(results: Path, readme: Path, plot_dir: Path, spi_path: Path) ->
 
 def _rel(path: Path) -> str:
     try:
-        return path.resolve().relative_to(REPO_ROOT).as_posix()
+        return path.resolve().relative_to(Path.cwd()).as_posix()
     except ValueError:
         return str(path)
 
 
 def default_paths() -> dict[str, Path]:
-    root = REPO_ROOT / "benchmarks"
+    """The checkout's benchmarks/ folder: `gen3d bench report` runs from the checkout root."""
+    root = Path.cwd() / "benchmarks"
     return {
         "results": root / "results",
         "readme": root / "README.md",

@@ -6,7 +6,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from benchmarks import plots, targets
+from gen3d.benchmarks import plots, targets
 
 Doc = dict[str, Any]
 

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.environment import device_slug, load_average
+from gen3d.benchmarks.environment import device_slug, load_average
 
 SCHEMA = "gen3d-bench/1"
 SECONDS_PER_IMAGE_FILE = "seconds_per_image.json"

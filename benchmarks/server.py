@@ -15,8 +15,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmarks import payloads
-from benchmarks.backends import (
+from gen3d.benchmarks import payloads
+from gen3d.benchmarks.backends import (
     default_steps,
     load_backend,
     prepare_model_dir,
@@ -24,45 +24,32 @@ from benchmarks.backends import (
     server_env,
     settings_for,
 )
-from benchmarks.environment import fingerprint
-from benchmarks.inprocess import peak_rss_mb, time_predict
-from benchmarks.loadgen import Target, run_load
-from benchmarks.results_io import Recorder
-from benchmarks.stats import summarize
-from serve import codecs
-from serve.launcher import ServerProcess, start_server
+from gen3d.benchmarks.environment import fingerprint
+from gen3d.benchmarks.inprocess import peak_rss_mb, time_predict
+from gen3d.benchmarks.loadgen import Target, run_load
+from gen3d.benchmarks.results_io import Recorder
+from gen3d.benchmarks.stats import summarize
+from gen3d.benchmarks.suite_config import ServedSuiteConfig
+from gen3d.serve import codecs
+from gen3d.serve.launcher import ManagedProcess, start_server
 
 LEVELS = [1, 2, 4, 8, 16, 32]
 
 
-@dataclass
-class ServerSuiteConfig:
-    backend: str = "silhouette"
-    size: str = "tiny"
-    device: str = "cpu"
-    precision: str = "fp32"
+@dataclass(kw_only=True)
+class ServerSuiteConfig(ServedSuiteConfig):
     levels: list[int] = field(default_factory=lambda: list(LEVELS))
     batching: list[str] = field(default_factory=lambda: ["on"])  # "on" and/or "off"
-    max_batch_size: int = 8
-    max_batch_delay_ms: float = 10.0
     duration_s: float = 6.0
     max_requests: int = 400
-    warmup_s: float = 1.0
     ping_interval_s: float = 0.02
     inprocess_repeats: int = 5
     steps: int | None = None
-    model_dir: Path | None = None
-    instance_type: str | None = None
-    ready_timeout_s: float = 300.0
     server_warmup: bool = True  # GEN3D_WARMUP of the server (off for proxy full: minutes)
-    # CPU only: intra-op threads of the server (and of the in-process reference, so both
-    # compute alike). The load generator shares this machine's cores; torch's spinning
-    # OpenMP threads collapse when a core is taken from them, so leave it one core.
-    torch_threads: int | None = None
 
     @property
     def name(self) -> str:
-        base = f"{self.backend}-{self.size}" if self.backend == "proxy" else self.backend
+        base = super().name
         return base if self.precision in ("fp32", "n/a") else f"{base}-{self.precision}"
 
 
@@ -160,7 +147,7 @@ def reference_throughput(reference: dict[str, Any], concurrency: int, batching: 
     return reference["by_batch"][str(max(candidates))]["throughput_per_s"]
 
 
-def worker_pids(server: ServerProcess) -> list[int]:
+def worker_pids(server: ManagedProcess) -> list[int]:
     try:
         text = Path(f"/proc/{server.process.pid}/task/{server.process.pid}/children").read_text()
     except OSError:
@@ -168,7 +155,7 @@ def worker_pids(server: ServerProcess) -> list[int]:
     return [int(p) for p in text.split()]
 
 
-def server_target(server: ServerProcess, steps: int | None = None) -> Target:
+def server_target(server: ManagedProcess, steps: int | None = None) -> Target:
     """The production request: an RGBA PNG in, a GLB out (JSON when options are needed)."""
     if steps:
         return Target(

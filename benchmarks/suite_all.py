@@ -13,10 +13,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from benchmarks.coldstart import ColdstartConfig, run_coldstart_suite
-from benchmarks.model import ModelSuiteConfig, run_model_suite
-from benchmarks.peers import PeersConfig, run_peers_suite
-from benchmarks.server import ServerSuiteConfig, run_server_suite
+from gen3d.benchmarks.coldstart import ColdstartConfig, run_coldstart_suite
+from gen3d.benchmarks.model import ModelSuiteConfig, run_model_suite
+from gen3d.benchmarks.peers import PeersConfig, run_peers_suite
+from gen3d.benchmarks.server import ServerSuiteConfig, run_server_suite
 
 # CPU: the server gets all cores but one; the load generator runs on the same machine
 # (torch's OpenMP threads collapse when the client takes a core from them).

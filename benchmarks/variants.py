@@ -1,30 +1,22 @@
-"""model_opt's variants (INT8, compile cache), built with `gen3d optimize` when it exists.
+"""model_opt's INT8 variants for the benchmarks, built with gen3d.model_opt.optimize.
 
 fp32/fp16/bf16 need nothing from model_opt: GEN3D_PRECISION loads the weights in that
-dtype. INT8 and compiled variants are artifacts written by `gen3d optimize` (weights +
-gen3d-manifest.json, and inductor's cache); the backend loads them through the
-manifest exactly as the server does. They are built once per (source, variant, torch
-version) in a subprocess whose inductor cache is a throwaway directory, so no build
-leaves kernels behind that would make a later "no cache" start look warm.
+dtype. INT8 variants are artifacts (weights + gen3d-manifest.json) that the backend loads
+through the manifest exactly as the server does; they are built once per (source,
+variant, torch version) and reused. They are never compiled, so building them in this
+process leaves no inductor kernels behind that could make a later cold start look warm.
 """
 
 from __future__ import annotations
 
-import importlib.util
+import multiprocessing
 import os
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
+from gen3d.serve.artifact.variant import Variant
+
 MANIFEST = "gen3d-manifest.json"
-
-
-def model_opt_available() -> bool:
-    try:
-        return importlib.util.find_spec("model_opt.optimize") is not None
-    except ModuleNotFoundError:
-        return False
 
 
 def unavailable(precision: str, backend: str) -> str | None:
@@ -33,59 +25,65 @@ def unavailable(precision: str, backend: str) -> str | None:
         return None
     if backend != "proxy":
         return f"{backend}: int8 variants are built for the proxy backend only"
-    if not model_opt_available():
-        return "int8 needs model_opt (gen3d optimize --quantize), which is not in this tree"
     return None
 
 
-def int8_args(device: str) -> tuple[list[str], str]:
-    """`gen3d optimize` arguments for our INT8 variant on this device, and its precision.
+def int8_variant(device: str) -> tuple[Variant, str]:
+    """Our INT8 variant on this device, and the precision it computes in.
 
     CPU: dynamic INT8 (PyTorch quantize_dynamic, fp32 activations). CUDA: torchao
     weight-only INT8 with fp16 activations (what fits a T4 / A10G's memory best)."""
     if device == "cuda":
-        return [
-            "--precision",
-            "fp16",
-            "--quantize",
-            "int8-weight",
-            "--int8-engine",
-            "torchao",
-        ], "fp16"
-    return ["--precision", "fp32", "--quantize", "int8-dynamic", "--int8-engine", "pytorch"], "fp32"
+        return Variant("fp16", "int8-weight", "torchao", False), "fp16"
+    return Variant("fp32", "int8-dynamic", "pytorch", False), "fp32"
 
 
-def build_artifact(source: Path, name: str, args: list[str], device: str, cache_root: Path) -> Path:
-    """`gen3d optimize --model-dir source --out <cache>/<name>-torch<v> ARGS --no-report`."""
+def build_artifact(
+    source: Path,
+    name: str,
+    variant: Variant,
+    device: str,
+    cache_root: Path,
+    max_batch_size: int = 8,
+    ship_compile_cache: bool = True,
+) -> Path:
+    """The `variant` artifact of `source` under `cache_root`, built once and then reused.
+
+    It is built in a fresh (spawned) process whose inductor cache is a throwaway
+    directory, so no build leaves compiled kernels behind that would make a later
+    "no cache" cold start look warm."""
     import torch
 
     out = cache_root / f"{source.name}-{name}-torch{torch.__version__}"
     if (out / MANIFEST).is_file():
         return out
-    print(f"building {name} variant with gen3d optimize -> {out} (once; reused after)", flush=True)
+    print(f"building {name} variant with gen3d.model_opt -> {out} (once; reused after)", flush=True)
     with tempfile.TemporaryDirectory(prefix="gen3d-bench-inductor-") as scratch:
-        env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": scratch}
-        proc = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "scripts.cli",
-                "optimize",
-                "--model-dir",
-                str(source),
-                "--out",
-                str(out),
-                "--device",
-                device,
-                "--no-report",
-                *args,
-            ],
-            env=env,
-            capture_output=True,
-            text=True,
-            check=False,
-            cwd=Path(__file__).resolve().parents[1],
-        )
-    if proc.returncode != 0:
-        raise RuntimeError(f"gen3d optimize failed: {(proc.stderr or proc.stdout).strip()[-500:]}")
+        job = (source, out, variant, device, scratch, max_batch_size, ship_compile_cache)
+        with multiprocessing.get_context("spawn").Pool(1) as pool:
+            pool.apply(_build_in_fresh_process, job)
     return out
+
+
+def _build_in_fresh_process(
+    source: Path,
+    out: Path,
+    variant: Variant,
+    device: str,
+    inductor_dir: str,
+    max_batch_size: int,
+    ship_compile_cache: bool,
+) -> None:
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = inductor_dir  # before inductor reads its config
+    import torch
+
+    from gen3d.model_opt.optimize import build_proxy_artifact
+
+    build_proxy_artifact(
+        source,
+        out,
+        variant,
+        torch.device(device),
+        max_batch_size=max_batch_size,
+        ship_compile_cache=ship_compile_cache,
+    )

@@ -1,10 +1,10 @@
 """Measure one model directory as the server would load it, in a fresh process:
-`python -m model_opt.measure --model-dir DIR --device cpu --out RESULT_DIR`.
+`python -m gen3d.model_opt.measure --model-dir DIR --device cpu --out RESULT_DIR`.
 
 A fresh process per variant keeps peak memory (CPU RSS high-water mark or CUDA max
 allocated) and compile state from leaking between variants. It writes result.json
 (timings, memory) and outputs.npz (occupancy logits and meshes for the fixed drift
-inputs), which the parent compares against fp32 (model_opt.report)."""
+inputs), which the parent compares against fp32 (gen3d.model_opt.report)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ IMAGE_SIZE = 128
 
 
 def drift_samples() -> list[Any]:
-    from serve.backends.base import synthetic_sample
+    from gen3d.serve.backends.base import synthetic_sample
 
     return [synthetic_sample(IMAGE_SIZE, seed=s) for s in DRIFT_SEEDS]
 
@@ -43,9 +43,9 @@ def measure(
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     import torch
 
-    from serve.backends.base import synthetic_sample
-    from serve.backends.proxy import ProxyBackend
-    from serve.settings import Settings
+    from gen3d.serve.backends.base import synthetic_sample
+    from gen3d.serve.backends.proxy.backend import ProxyBackend
+    from gen3d.serve.settings import Settings
 
     cuda = device == "cuda"
     if cuda:
@@ -67,7 +67,7 @@ def measure(
     batch_max = _median_seconds(lambda: backend.predict(full), runs) / max_batch_size
     samples = drift_samples()
     config = backend._loaded().config
-    from serve.backends import proxy_mesh
+    from gen3d.serve.backends.proxy import mesh as proxy_mesh
 
     images = [
         proxy_mesh.encoder_input(s.image, s.mask, proxy_mesh.square_crop(s.mask), config.image_size)

@@ -12,15 +12,16 @@ from typing import Any
 
 import torch
 
-from model_opt import compile_cache
-from model_opt.manifest import MANIFEST_FILE, sha256_file, write_manifest
-from model_opt.precision import OptimizeError, check_precision, min_capability
-from model_opt.quantize import check_variant, quantize_stage
-from model_opt.variant import Variant
-from model_opt.weights import OPTIMIZED_WEIGHTS_FILE, int8_storage_names, save_optimized
-from serve.backends.proxy import ProxyBackend
-from serve.backends.proxy_model import build_model
-from serve.backends.proxy_weights import CONFIG_FILE, WEIGHTS_FILE, load_weights, read_config
+from gen3d.model_opt.manifest import write_manifest
+from gen3d.serve.artifact import compile_cache
+from gen3d.serve.artifact.manifest import MANIFEST_FILE, sha256_file
+from gen3d.serve.artifact.precision import OptimizeError, check_precision, min_capability
+from gen3d.serve.artifact.quantize import check_variant, quantize_stage
+from gen3d.serve.artifact.variant import Variant
+from gen3d.serve.artifact.weights import OPTIMIZED_WEIGHTS_FILE, int8_storage_names, save_optimized
+from gen3d.serve.backends.proxy.backend import ProxyBackend
+from gen3d.serve.backends.proxy.model import build_model
+from gen3d.serve.backends.proxy.weights import CONFIG_FILE, WEIGHTS_FILE, load_weights, read_config
 
 Progress = Callable[[str], None]
 

@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from model_opt.manifest import (
+from gen3d.model_opt.manifest import library_versions
+from gen3d.serve.artifact.manifest import (
     FORMAT,
     MANIFEST_FILE,
     VERSION,
     artifact_files,
-    library_versions,
     sha256_file,
     verify,
 )

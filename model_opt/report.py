@@ -1,6 +1,6 @@
 """Per-variant report: weight bytes, peak memory, latency at batch 1 and max batch, and
 drift against fp32 on the same inputs (raw occupancy logits and mesh geometry), as JSON
-and markdown. Each variant is measured in its own process (model_opt.measure)."""
+and markdown. Each variant is measured in its own process (gen3d.model_opt.measure)."""
 
 from __future__ import annotations
 
@@ -14,10 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from model_opt.memory_plan import safetensors_tensor_bytes
-from model_opt.metrics import chamfer_distance, volume_iou
+from gen3d.model_opt.memory_plan import safetensors_tensor_bytes
+from gen3d.model_opt.metrics import chamfer_distance, volume_iou
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 # A variant is acceptable when its meshes stay this close to fp32's (unit-extent meshes;
 # a tiny proxy grid cell is 1/24 = 0.042, a full one 1/64 = 0.016).
 MAX_CHAMFER = 0.01
@@ -31,7 +30,7 @@ def run_measurement(
         cmd = [
             sys.executable,
             "-m",
-            "model_opt.measure",
+            "gen3d.model_opt.measure",
             "--model-dir",
             str(model_dir),
             "--device",
@@ -44,10 +43,7 @@ def run_measurement(
             tmp,
         ]
         full_env = {**os.environ, **(env or {})}
-        full_env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (str(REPO_ROOT), full_env.get("PYTHONPATH", "")) if p
-        )
-        proc = subprocess.run(cmd, env=full_env, capture_output=True, text=True, cwd=REPO_ROOT)
+        proc = subprocess.run(cmd, env=full_env, capture_output=True, text=True)
         if proc.returncode != 0:
             raise RuntimeError(f"measuring {model_dir} failed:\n{proc.stderr[-3000:]}")
         result = json.loads((Path(tmp) / "result.json").read_text())
@@ -77,7 +73,7 @@ def drift(reference: dict[str, np.ndarray], outputs: dict[str, np.ndarray]) -> d
 
 
 def weights_file(model_dir: Path) -> Path:
-    from model_opt.manifest import read_manifest
+    from gen3d.serve.artifact.manifest import read_manifest
 
     manifest = read_manifest(model_dir)
     return model_dir / (manifest["applied"]["weights"] if manifest else "proxy.safetensors")
@@ -89,8 +85,8 @@ def weight_bytes(model_dir: Path) -> int:
 
 
 def int8_stored_tensors(model_dir: Path) -> list[str]:
-    """Float tensors the artifact stores as per-channel int8 (model_opt.quantize)."""
-    from model_opt.weights import int8_storage_names
+    """Float tensors the artifact stores as per-channel int8 (gen3d.serve.artifact.quantize)."""
+    from gen3d.serve.artifact.weights import int8_storage_names
 
     return int8_storage_names(weights_file(model_dir))
 

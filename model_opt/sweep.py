@@ -2,7 +2,7 @@
 (each time every variant in a fresh process, interleaved), medians per metric, plus cold
 starts with and without the compile cache. The machine is shared, so medians.
 
-python -m model_opt.sweep --model-dir models/proxy-tiny --work /tmp/sweep \\
+python -m gen3d.model_opt.sweep --model-dir models/proxy-tiny --work /tmp/sweep \\
     --out benchmarks/results/cpu/model_opt_variants.json --repeats 3 --cold-start-runs 3
 """
 
@@ -18,10 +18,10 @@ from typing import Any
 
 import torch
 
-from model_opt.cold_start import compare_cold_starts
-from model_opt.optimize import build_proxy_artifact
-from model_opt.report import measure_variants, recommend, to_markdown
-from model_opt.variant import Variant
+from gen3d.model_opt.cold_start import compare_cold_starts
+from gen3d.model_opt.optimize import build_proxy_artifact
+from gen3d.model_opt.report import measure_variants, recommend, to_markdown
+from gen3d.serve.artifact.variant import Variant
 
 CPU_VARIANTS = (
     Variant("fp16"),
@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         "before_first_repeat": list(load_average[0]),
         "after_each_repeat": [list(a) for a in load_average[1:]],
     }
-    report["command"] = "python -m model_opt.sweep " + " ".join(
+    report["command"] = "python -m gen3d.model_opt.sweep " + " ".join(
         sys.argv[1:] if argv is None else argv
     )
     if args.cold_start_runs:

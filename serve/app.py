@@ -1,43 +1,48 @@
-"""Flask app factory: routes only (/ping, /invocations, /execution-parameters)."""
+"""Flask app factory: HTTP only (/ping, /invocations, /execution-parameters).
+
+The app turns HTTP into a decoded request and an Answer into a response; what happens in
+between is gen3d.serve.service.InvocationService. See docs/architecture.md.
+"""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import time
 import uuid
-from typing import Any
 
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from serve import __version__, codecs
-from serve.errors import (
+from gen3d.serve import codecs
+from gen3d.serve.errors import (
     Gen3DError,
     InternalError,
     NotReady,
     PayloadTooLarge,
     UnsupportedMediaType,
 )
-from serve.runtime import ModelRuntime
+from gen3d.serve.runtime import ModelRuntime
+from gen3d.serve.service import InvocationService
 
 log = logging.getLogger("gen3d.app")
 CUSTOM_ATTRIBUTES = "X-Amzn-SageMaker-Custom-Attributes"
 _STATUS_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
 
 
+def error_response(err: Gen3DError) -> Response:
+    body = err.to_dict(g.get("request_id"))
+    response = Response(json.dumps(body), status=err.status, mimetype="application/json")
+    if err.retry_after_s is not None:
+        response.headers["Retry-After"] = str(err.retry_after_s)
+    return response
+
+
 def create_app(runtime: ModelRuntime) -> Flask:
     settings = runtime.settings
-    app = Flask("gen3d")
+    service = InvocationService(runtime)
+    app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
-
-    def error_response(err: Gen3DError) -> Response:
-        body = err.to_dict(getattr(g, "request_id", None))
-        response = Response(json.dumps(body), status=err.status, mimetype="application/json")
-        if err.retry_after_s is not None:
-            response.headers["Retry-After"] = str(err.retry_after_s)
-        return response
 
     @app.before_request
     def _start() -> None:
@@ -73,7 +78,7 @@ def create_app(runtime: ModelRuntime) -> Flask:
 
     @app.errorhandler(Exception)
     def _unexpected(err: Exception) -> Response:
-        log.exception("request %s failed", g.get("request_id"))
+        log.error("request %s failed", g.get("request_id"), exc_info=err)
         return error_response(InternalError("unexpected server error; see the server log"))
 
     @app.get("/ping")
@@ -98,42 +103,19 @@ def create_app(runtime: ModelRuntime) -> Flask:
 
     @app.post("/invocations")
     def invocations() -> Response:
-        if not runtime.ready or runtime.batcher is None:
-            raise NotReady(runtime.failure or f"model is {runtime.state}", retry_after_s=5)
+        service.ready_batcher()  # 503 before the body is read
         attributes = codecs.parse_custom_attributes(request.headers.get(CUSTOM_ATTRIBUTES))
         defaults = codecs.Defaults(seed=attributes.get("seed", 0), format=attributes.get("format"))
-        decoded = _decode(defaults, runtime)
-        plan = codecs.plan_response(
-            request.headers.get("Accept"), decoded.requested_format, decoded.is_batch
-        )
-        items = decoded.items
-        if plan.format is not None:  # a single request: Accept may decide the format
-            items = [
-                dataclasses.replace(i, format=plan.format) if not isinstance(i, Gen3DError) else i
-                for i in items
-            ]
-        samples = [i for i in items if not isinstance(i, Gen3DError)]
-        jobs = runtime.batcher.submit(samples, settings.request_timeout_s) if samples else []
-        outcomes = iter([runtime.batcher.wait(job) for job in jobs])
-        results = [i if isinstance(i, Gen3DError) else next(outcomes) for i in items]
-        formats = [getattr(i, "format", "glb") for i in items]
-        for result in results:
-            if not isinstance(result, Gen3DError):
-                result.metadata.setdefault("version", __version__)
-                result.metadata["request_id"] = g.request_id
-        if not decoded.is_batch:
-            result = results[0]
-            if isinstance(result, Gen3DError):
-                raise result
-            return _single(result, formats[0], plan)
-        body = codecs.encode_batch(results, formats, plan, lambda e: e.to_dict(g.get("request_id")))
-        return Response(body, mimetype=plan.media_type)
+        decoded = decode_request(defaults, service.limits)
+        outcome = service.invoke(decoded, request.headers.get("Accept"), g.request_id)
+        answer = outcome.encode()
+        return Response(answer.body, mimetype=answer.media_type, headers=answer.headers)
 
     return app
 
 
-def _decode(defaults: codecs.Defaults, runtime: ModelRuntime) -> codecs.DecodedRequest:
-    limits = runtime.limits
+def decode_request(defaults: codecs.Defaults, limits: codecs.Limits) -> codecs.DecodedRequest:
+    """The current Flask request's body, decoded by its Content-Type."""
     content_type = codecs.media_type(request.headers.get("Content-Type"))
     if content_type == "multipart/form-data":
         files = {name: part.read() for name, part in request.files.items()}
@@ -146,11 +128,3 @@ def _decode(defaults: codecs.Defaults, runtime: ModelRuntime) -> codecs.DecodedR
         f"unsupported Content-Type {content_type or '(none)'!r}; send image/png "
         "(RGBA: alpha is the mask), multipart/form-data or application/json"
     )
-
-
-def _single(asset: Any, fmt: str, plan: codecs.ResponsePlan) -> Response:
-    if plan.wire == "json":
-        return Response(json.dumps(codecs.asset_json(asset, fmt)), mimetype="application/json")
-    response = Response(codecs.encode_item(asset, fmt), mimetype=plan.media_type)
-    response.headers["X-Gen3D-Metadata"] = json.dumps(asset.metadata, separators=(",", ":"))
-    return response

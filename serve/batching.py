@@ -8,6 +8,8 @@
 - Out of accelerator memory: the batch is split in halves and retried down to one
   sample, then that sample fails with 503 `capacity`. The model thread survives.
 - If the model thread ever dies, `alive` turns False and /ping reports 503.
+- A backend's `Unprocessable` (the input's fault) reaches the client as 422; any other
+  exception is logged with the request id and its traceback and answered 500.
 """
 
 from __future__ import annotations
@@ -18,19 +20,17 @@ import queue
 import sys
 import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
-from serve.assets import Asset
-from serve.backends.base import Backend, Sample
-from serve.errors import (
+from gen3d.serve.assets import Asset
+from gen3d.serve.backends.base import Backend, Sample
+from gen3d.serve.errors import (
     CapacityExceeded,
     DeadlineExceeded,
     Gen3DError,
     InternalError,
     QueueFull,
-    Unprocessable,
 )
 
 log = logging.getLogger("gen3d.batching")
@@ -40,6 +40,7 @@ log = logging.getLogger("gen3d.batching")
 class Job:
     sample: Sample
     deadline: float  # time.monotonic() value
+    request_id: str = "-"
     enqueued: float = field(default_factory=time.monotonic)
     future: Future[Asset] = field(default_factory=Future)
 
@@ -59,11 +60,11 @@ def _release_accelerator_memory() -> None:
 
 
 def as_client_error(exc: BaseException) -> Gen3DError:
-    """Map what a backend returned or raised for one sample to the error the client sees."""
+    """Map what a backend returned or raised for one sample to the error the client sees:
+    the project's typed errors as they are, anything else (a bug, a library's internal
+    ValueError) as a 500 whose details stay in the server log."""
     if isinstance(exc, Gen3DError):
         return exc
-    if isinstance(exc, ValueError):  # backends raise ValueError for unusable input
-        return Unprocessable(str(exc))
     return InternalError("the model failed on this input; see the server log")
 
 
@@ -74,13 +75,11 @@ class Batcher:
         max_batch_size: int,
         max_delay_s: float,
         max_queue: int,
-        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.backend = backend
         self.max_batch_size = max(1, min(max_batch_size, backend.max_batch_size))
         self.max_delay_s = max_delay_s
         self.max_queue = max_queue
-        self._clock = clock
         self._queue: queue.Queue[Job] = queue.Queue()
         self._pending = 0  # queued, not yet taken by the model thread
         self._lock = threading.Lock()
@@ -96,11 +95,10 @@ class Batcher:
     def alive(self) -> bool:
         return self._thread.is_alive()
 
-    def submit(self, samples: list[Sample], timeout_s: float) -> list[Job]:
+    def submit(self, samples: list[Sample], timeout_s: float, request_id: str = "-") -> list[Job]:
         """Queue all samples of one request, or none of them (QueueFull)."""
-        deadline = self._clock() + timeout_s
-        now = self._clock()
-        jobs = [Job(sample, deadline, now) for sample in samples]
+        now = time.monotonic()
+        jobs = [Job(sample, now + timeout_s, request_id, now) for sample in samples]
         with self._lock:
             if self._pending + len(jobs) > self.max_queue:
                 raise QueueFull(
@@ -118,7 +116,7 @@ class Batcher:
 
     def wait(self, job: Job) -> Asset | Gen3DError:
         """Block until the job's result or its deadline; expired jobs are not run."""
-        remaining = job.deadline - self._clock()
+        remaining = job.deadline - time.monotonic()
         try:
             return job.future.result(timeout=max(remaining, 0.0))
         except TimeoutError:
@@ -142,9 +140,9 @@ class Batcher:
     def _take(self) -> list[Job]:
         first = self._queue.get()
         batch = [first]
-        close_at = self._clock() + self.max_delay_s
+        close_at = time.monotonic() + self.max_delay_s
         while len(batch) < self.max_batch_size:
-            remaining = close_at - self._clock()
+            remaining = close_at - time.monotonic()
             try:
                 job = (
                     self._queue.get(timeout=remaining)
@@ -173,7 +171,7 @@ class Batcher:
             raise
 
     def _step(self, batch: list[Job]) -> None:
-        now = self._clock()
+        now = time.monotonic()
         runnable = []
         for job in batch:
             if not job.future.set_running_or_notify_cancel():
@@ -193,7 +191,7 @@ class Batcher:
 
     def _run(self, jobs: list[Job]) -> None:
         """Predict `jobs`; split in halves on out-of-memory, down to one sample."""
-        started, started_clock = time.perf_counter(), self._clock()
+        started, started_clock = time.perf_counter(), time.monotonic()
         try:
             results = self.backend.predict([job.sample for job in jobs])
             if len(results) != len(jobs):
@@ -212,15 +210,24 @@ class Batcher:
                 self._run(jobs[:half])
                 self._run(jobs[half:])
                 return
-            log.exception("backend failed on a batch of %d", len(jobs))
+            log.error(
+                "requests %s: the backend failed on a batch of %d",
+                ",".join(sorted({j.request_id for j in jobs})),
+                len(jobs),
+                exc_info=exc,
+            )
             for job in jobs:
                 job.future.set_exception(exc)
             return
         inference_ms = round(1000 * (time.perf_counter() - started), 2)
         for job, result in zip(jobs, results, strict=True):
             if isinstance(result, BaseException):
-                if not isinstance(result, ValueError | Gen3DError):
-                    log.error("backend failed on one sample: %r", result)
+                if not isinstance(result, Gen3DError):
+                    log.error(
+                        "request %s: the backend failed on one sample",
+                        job.request_id,
+                        exc_info=result,
+                    )
                 job.future.set_exception(result)
                 continue
             result.metadata.update(

@@ -1,4 +1,4 @@
-"""Request decoding and response encoding (DESIGN §3), one table per direction.
+"""Request decoding and response encoding (docs/architecture.md), one table per direction.
 
 Codecs turn bytes into Samples and Assets into bytes; they never see tensors.
 Images are size-checked from their header before any pixel is decoded.
@@ -18,10 +18,12 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
+from werkzeug.datastructures import MIMEAccept
+from werkzeug.http import parse_accept_header
 
-from serve.assets import FORMATS, Asset, encode_asset
-from serve.backends.base import Sample
-from serve.errors import (
+from gen3d.serve.assets import FORMATS, Asset, encode_asset
+from gen3d.serve.backends.base import Sample
+from gen3d.serve.errors import (
     BadRequest,
     Gen3DError,
     NotAcceptable,
@@ -284,38 +286,10 @@ def media_type(header: str | None) -> str:
 
 # ---------------------------------------------------------------- responses
 
-# Accept media type -> (wire form, format it carries or None for "whatever was asked")
-ACCEPT_TABLE: dict[str, tuple[str, str | None]] = {
-    "model/gltf-binary": ("binary", "glb"),
-    "application/ply": ("binary", "ply"),
-    "model/obj": ("binary", "obj"),
-    "application/octet-stream": ("binary", None),
-    "application/json": ("json", None),
-    "*/*": ("binary", None),
-    "model/*": ("binary", None),
-    "application/*": ("binary", None),
-}
 FORMAT_MEDIA_TYPE = {"glb": "model/gltf-binary", "ply": "application/ply", "obj": "model/obj"}
+MEDIA_TYPE_FORMAT = {media: fmt for fmt, media in FORMAT_MEDIA_TYPE.items()}
 BATCH_MEDIA_TYPES = ("application/json", "application/zip")
-
-
-def parse_accept(header: str | None) -> list[str]:
-    """Media types in preference order (q-values honoured, q=0 dropped)."""
-    if not header or not header.strip():
-        return ["*/*"]
-    ranked = []
-    for position, part in enumerate(header.split(",")):
-        pieces = [p.strip() for p in part.split(";")]
-        q = 1.0
-        for param in pieces[1:]:
-            if param.startswith("q="):
-                try:
-                    q = float(param[2:])
-                except ValueError:
-                    q = 0.0
-        if pieces[0] and q > 0:
-            ranked.append((-q, position, pieces[0].lower()))
-    return [m for _, _, m in sorted(ranked)]
+OCTET_STREAM = "application/octet-stream"  # a binary asset; PLY unless a format is asked
 
 
 @dataclass(frozen=True)
@@ -326,29 +300,29 @@ class ResponsePlan:
 
 
 def plan_response(accept: str | None, requested: str | None, is_batch: bool) -> ResponsePlan:
-    """Pick what to send back; 406 when Accept names nothing we can produce."""
-    for media in parse_accept(accept):
-        if is_batch:
-            if media in ("application/json", "*/*", "application/*"):
-                return ResponsePlan("json", "application/json", None)
-            if media == "application/zip":
-                return ResponsePlan("zip", "application/zip", None)
-            continue
-        if media not in ACCEPT_TABLE:
-            continue
-        wire, fmt = ACCEPT_TABLE[media]
-        if fmt is not None and requested is not None and fmt != requested:
-            continue  # e.g. Accept: model/gltf-binary but format=ply
-        chosen = fmt or requested or ("ply" if media == "application/octet-stream" else "glb")
-        if wire == "json":
-            return ResponsePlan("json", "application/json", chosen)
-        out_type = media if media == "application/octet-stream" else FORMAT_MEDIA_TYPE[chosen]
-        return ResponsePlan("binary", out_type, chosen)
-    offered = BATCH_MEDIA_TYPES if is_batch else tuple(FORMAT_MEDIA_TYPE.values())
-    raise NotAcceptable(
-        f"cannot produce {accept!r}; this request can return {', '.join(offered)}"
-        + ("" if is_batch else " or application/json")
-    )
+    """Pick what to send back by content negotiation (werkzeug's MIMEAccept: highest q,
+    then the most specific match, then our order of preference); 406 when Accept names
+    nothing this request can produce."""
+    accepted = parse_accept_header(accept or "*/*", MIMEAccept)
+    if is_batch:
+        chosen = accepted.best_match(BATCH_MEDIA_TYPES)
+        if chosen is None:
+            raise NotAcceptable(
+                f"cannot produce {accept!r}; a batch can return {', '.join(BATCH_MEDIA_TYPES)}"
+            )
+        return ResponsePlan("json" if chosen == "application/json" else "zip", chosen, None)
+    binary = [FORMAT_MEDIA_TYPE[requested]] if requested else list(FORMAT_MEDIA_TYPE.values())
+    offered = [*binary, OCTET_STREAM, "application/json"]
+    chosen = accepted.best_match(offered)
+    if chosen is None:
+        raise NotAcceptable(
+            f"cannot produce {accept!r}; this request can return {', '.join(offered)}"
+        )
+    if chosen == "application/json":
+        return ResponsePlan("json", chosen, requested or "glb")
+    if chosen == OCTET_STREAM:
+        return ResponsePlan("binary", chosen, requested or "ply")
+    return ResponsePlan("binary", chosen, MEDIA_TYPE_FORMAT[chosen])
 
 
 def encode_item(asset: Asset, fmt: str) -> bytes:

@@ -1,4 +1,4 @@
-"""Typed errors: each carries its HTTP status and a stable error code (DESIGN §3)."""
+"""Typed errors: each carries its HTTP status and a stable error code (docs/architecture.md)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """Start and stop a real server process (gunicorn, the image's configuration) on loopback.
 
 Used by `make demo`, the integration tests and the server benchmarks, so all three
-exercise the same process the container runs.
+exercise the same process the container runs. `ManagedProcess` is the general part (own
+session, readiness poll, log tail, graceful stop); the benchmark peers use it too.
 """
 
 from __future__ import annotations
@@ -12,45 +13,75 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import requests
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-GUNICORN_CONF = REPO_ROOT / "container" / "gunicorn.conf.py"
+GUNICORN_CONFIG = "python:gen3d.serve.gunicorn_conf"
+WSGI_APP = "gen3d.serve.wsgi:app"
+
+
+def gunicorn_command(python: str = sys.executable) -> list[str]:
+    """The command the image's `serve` runs: gunicorn with our config module and app."""
+    return [python, "-m", "gunicorn", "--config", GUNICORN_CONFIG, WSGI_APP]
 
 
 def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-@dataclass
-class ServerProcess:
-    process: subprocess.Popen[bytes]
-    port: int
-    log_path: Path
+class ManagedProcess:
+    """A child process in its own session, logging to a file, with an HTTP readiness URL.
+
+    stop() signals the whole session, so grandchildren (gunicorn's workers, a peer
+    server's workers) never outlive it.
+    """
+
+    def __init__(
+        self,
+        cmd: Sequence[str],
+        port: int,
+        log_path: Path,
+        env: Mapping[str, str] | None = None,
+        health_path: str = "/ping",
+        name: str = "server",
+    ) -> None:
+        self.port = port
+        self.log_path = log_path
+        self.health_path = health_path
+        self.name = name
+        with open(log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                list(cmd),
+                env={**os.environ, **(env or {})},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def wait_ready(self, timeout_s: float = 60.0) -> float:
-        """Poll /ping until 200; returns seconds waited. Raises with the log tail on failure."""
+        """Poll the health URL until 200; returns seconds waited. Raises with the log tail."""
         start = time.monotonic()
         while time.monotonic() - start < timeout_s:
             if self.process.poll() is not None:
-                raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log()}")
+                raise RuntimeError(
+                    f"{self.name} exited with {self.process.returncode}:\n{self.log()}"
+                )
             try:
-                if requests.get(self.url + "/ping", timeout=2).status_code == 200:
+                if requests.get(self.url + self.health_path, timeout=2).status_code == 200:
                     return time.monotonic() - start
             except requests.RequestException:
                 pass
             time.sleep(0.05)
-        raise TimeoutError(f"server not ready after {timeout_s:.0f}s:\n{self.log()}")
+        raise TimeoutError(f"{self.name} not ready after {timeout_s:.0f}s:\n{self.log()}")
 
     def log(self, tail_chars: int = 4000) -> str:
         try:
@@ -59,36 +90,36 @@ class ServerProcess:
             return ""
 
     def stop(self, timeout_s: float = 30.0) -> int:
-        """SIGTERM (graceful, as SageMaker does), then SIGKILL after `timeout_s`."""
+        """SIGTERM (graceful, as SageMaker does), then SIGKILL the session after `timeout_s`."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
                 self.process.wait(timeout_s)
             except subprocess.TimeoutExpired:
-                self.process.kill()
+                self._kill_session()
                 self.process.wait()
+        self._kill_session()  # children that outlived the parent's graceful shutdown
         return self.process.returncode
+
+    def _kill_session(self) -> None:
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
 
 
 def start_server(
     env: Mapping[str, str] | None = None,
     port: int | None = None,
     log_path: Path | None = None,
-) -> ServerProcess:
-    """Start `container/serve serve`'s gunicorn on 127.0.0.1 (not yet ready: see wait_ready)."""
+) -> ManagedProcess:
+    """Start the image's gunicorn set-up on 127.0.0.1 (not yet ready: see wait_ready)."""
     port = port or free_port()
-    full_env = {**os.environ, **(env or {})}
-    full_env["SAGEMAKER_BIND_TO_PORT"] = str(port)
-    full_env["GEN3D_BIND_HOST"] = "127.0.0.1"
-    full_env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(REPO_ROOT), full_env.get("PYTHONPATH", "")) if p
-    )
+    full_env = {
+        **(env or {}),
+        "SAGEMAKER_BIND_TO_PORT": str(port),
+        "GEN3D_BIND_HOST": "127.0.0.1",
+    }
     if log_path is None:
         log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"gen3d-server-{port}.log"
-    log = open(log_path, "wb")
-    cmd = [sys.executable, "-m", "gunicorn", "--config", str(GUNICORN_CONF), "serve.wsgi:app"]
-    process = subprocess.Popen(
-        cmd, env=full_env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT
-    )
-    log.close()
-    return ServerProcess(process=process, port=port, log_path=log_path)
+    return ManagedProcess(gunicorn_command(), port, log_path, env=full_env, name="server")

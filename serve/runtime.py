@@ -11,10 +11,10 @@ import sys
 import threading
 import time
 
-from serve.backends import Backend, create_backend
-from serve.batching import Batcher
-from serve.codecs import Limits
-from serve.settings import Settings
+from gen3d.serve.backends import Backend, create_backend
+from gen3d.serve.batching import Batcher
+from gen3d.serve.codecs import Limits
+from gen3d.serve.settings import Settings
 
 log = logging.getLogger("gen3d.runtime")
 

@@ -11,7 +11,6 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-BACKENDS = ("silhouette", "proxy", "sam3d")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -42,6 +41,7 @@ class Settings:
     log_level: str = "info"
     stage_offload: bool = False
     torch_threads: int = 0  # 0: torch's default (one per core)
+    bind_host: str = "0.0.0.0"  # gunicorn only: `gen3d serve` and the tests bind 127.0.0.1
 
     @property
     def threads(self) -> int:
@@ -56,14 +56,22 @@ class Settings:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {}
-        for var, (field, parse) in _VARIABLES.items():
+        set_by: dict[str, str] = {}
+        spellings = [*((v, v) for v in _VARIABLES), *ALIASES.items()]
+        for var, canonical in spellings:
+            field, parse = _VARIABLES[canonical]
             raw = env.get(var)
             if raw is None or raw.strip() == "":
                 continue
             try:
-                values[field] = parse(raw.strip())
+                value = parse(raw.strip())
             except (ValueError, TypeError) as exc:
                 raise SettingsError(f"{var}={raw!r}: {exc}") from None
+            if field in values and values[field] != value:
+                raise SettingsError(
+                    f"{var}={raw!r}: disagrees with {set_by[field]}; set one of them"
+                )
+            values[field], set_by[field] = value, var
         return cls(**values)
 
     def as_env(self) -> dict[str, str]:
@@ -127,9 +135,24 @@ def _path(raw: str) -> Path:
     return Path(raw)
 
 
+def _backend(raw: str) -> str:
+    """A built-in or entry-point backend name, or `package.module:Class` (imported at load,
+    where a failure keeps /ping at 503 with the reason)."""
+    from gen3d.serve.backends import lookup
+
+    name = raw if ":" in raw else raw.lower()
+    return lookup(name).name
+
+
+def _host(raw: str) -> str:
+    if any(c.isspace() for c in raw) or "/" in raw:
+        raise ValueError("must be an address such as 0.0.0.0 or 127.0.0.1")
+    return raw
+
+
 # variable -> (Settings field, parser)
 _VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
-    "GEN3D_BACKEND": ("backend", _choice(BACKENDS)),
+    "GEN3D_BACKEND": ("backend", _backend),
     "GEN3D_MODEL_DIR": ("model_dir", _path),
     "SAGEMAKER_BIND_TO_PORT": ("port", _int(1, 65535)),
     "GEN3D_DEVICE": ("device", _choice(DEVICES)),
@@ -148,6 +171,11 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "GEN3D_LOG_LEVEL": ("log_level", _choice(LOG_LEVELS)),
     "GEN3D_STAGE_OFFLOAD": ("stage_offload", _bool),
     "GEN3D_TORCH_THREADS": ("torch_threads", _int(0, 1024)),
+    "GEN3D_BIND_HOST": ("bind_host", _host),
 }
+
+# Other spellings of a variable above: alias -> variable. SageMaker's inference toolkit
+# documents SAGEMAKER_MODEL_SERVER_WORKERS; MODEL_SERVER_WORKERS is the BYOC examples' name.
+ALIASES = {"SAGEMAKER_MODEL_SERVER_WORKERS": "MODEL_SERVER_WORKERS"}
 
 ENV_VARIABLES = tuple(_VARIABLES)

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import logging
 
-from serve.app import create_app
-from serve.runtime import ModelRuntime
-from serve.settings import Settings
+from gen3d.serve.app import create_app
+from gen3d.serve.runtime import ModelRuntime
+from gen3d.serve.settings import Settings
 
 settings = Settings.from_env()  # validated already by gunicorn.conf.py in the master
 logging.basicConfig(

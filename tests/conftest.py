@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from serve.launcher import ServerProcess, free_port, start_server
+from gen3d.serve.launcher import ManagedProcess, free_port, start_server
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -61,13 +61,13 @@ def aws(moto_endpoint: str) -> Iterator[str]:
 
 
 @pytest.fixture
-def start_gen3d_server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
+def start_gen3d_server(tmp_path: Path) -> Iterator[Callable[..., ManagedProcess]]:
     """Factory: start a real gunicorn server with extra env; all are stopped at teardown."""
-    started: list[ServerProcess] = []
+    started: list[ManagedProcess] = []
 
     def start(
         env: dict[str, str] | None = None, wait: bool = True, timeout_s: float = 60.0
-    ) -> ServerProcess:
+    ) -> ManagedProcess:
         log_path = tmp_path / f"server-{len(started)}.log"
         server = start_server(env=env, log_path=log_path)
         started.append(server)

@@ -5,18 +5,17 @@ from __future__ import annotations
 import base64
 import io
 import json
+import sys
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from gen3d.serve.synthetic import photo_and_mask
 
-def photo_and_mask(size: int = 96, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """A textured photo and an off-centre ellipse mask (not symmetric, so flips show)."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:size, 0:size]
-    image = np.stack([xx * 255 // size, yy * 255 // size, rng.integers(0, 256, (size, size))], -1)
-    mask = ((xx - 0.45 * size) / (0.3 * size)) ** 2 + ((yy - 0.55 * size) / (0.2 * size)) ** 2 <= 1
-    return image.astype(np.uint8), mask
+# The installed `gen3d` console script of the interpreter running the tests (the checkout's
+# .venv under `make test`, any other environment the project is installed into otherwise).
+GEN3D = str(Path(sys.executable).with_name("gen3d"))
 
 
 def png_bytes(array: np.ndarray, fmt: str = "PNG") -> bytes:

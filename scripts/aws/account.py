@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from scripts.aws import budget, iam, storage
-from scripts.aws.clients import AwsClients
-from scripts.aws.plan import Plan
+from gen3d.aws import budget, iam, storage
+from gen3d.aws.clients import AwsClients
+from gen3d.aws.plan import Plan
 
 
 @dataclass

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from scripts.aws.clients import tag_list, tag_map
-from scripts.aws.plan import CREATED, UNCHANGED, UPDATED, Plan
-from scripts.aws.scaling_params import ASYNC_SCALING, AsyncScaling
+from gen3d.aws.clients import tag_list, tag_map
+from gen3d.aws.plan import CREATED, UNCHANGED, UPDATED, Plan
+from gen3d.aws.scaling_params import ASYNC_SCALING, AsyncScaling
 
 NAMESPACE = "sagemaker"
 DIMENSION = "sagemaker:variant:DesiredInstanceCount"

@@ -13,10 +13,10 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from scripts.aws.clients import AwsClients, has_tag, tag_list
-from scripts.aws.errors import AwsCommandError
-from scripts.aws.plan import CREATED, UNCHANGED, Plan
-from scripts.aws.storage import parse_s3_uri
+from gen3d.aws.clients import AwsClients, has_tag, tag_list
+from gen3d.aws.errors import AwsCommandError
+from gen3d.aws.plan import CREATED, UNCHANGED, Plan
+from gen3d.aws.storage import parse_s3_uri
 
 DEFAULT_CPU_INSTANCE = "ml.m5.xlarge"
 

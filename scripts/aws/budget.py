@@ -7,8 +7,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from scripts.aws.clients import tag_list
-from scripts.aws.plan import CREATED, UNCHANGED, UPDATED, Plan
+from gen3d.aws.clients import tag_list
+from gen3d.aws.plan import CREATED, UNCHANGED, UPDATED, Plan
 
 
 def budget_name(deployment: str) -> str:

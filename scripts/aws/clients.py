@@ -13,7 +13,7 @@ import boto3
 import botocore.session
 from botocore.validate import ParamValidator
 
-from scripts.aws.errors import AwsCommandError
+from gen3d.aws.errors import AwsCommandError
 
 TAG_KEY = "gen3d:deployment"
 

@@ -8,14 +8,14 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from scripts.aws import autoscaling, endpoint_spec, inference_components, notify, storage
-from scripts.aws import upload_trigger as trigger
-from scripts.aws.clients import AwsClients, tag_list
-from scripts.aws.endpoint_spec import VARIANT, DeploySpec
-from scripts.aws.errors import AwsCommandError
-from scripts.aws.logs import endpoint_log_group, ensure_log_group
-from scripts.aws.plan import CREATED, UNCHANGED, UPDATED, Plan
-from scripts.aws.waiters import wait_for_endpoint
+from gen3d.aws import autoscaling, endpoint_spec, inference_components, notify, storage
+from gen3d.aws import upload_trigger as trigger
+from gen3d.aws.clients import AwsClients, tag_list
+from gen3d.aws.endpoint_spec import VARIANT, DeploySpec
+from gen3d.aws.errors import AwsCommandError
+from gen3d.aws.logs import endpoint_log_group, ensure_log_group
+from gen3d.aws.plan import CREATED, UNCHANGED, UPDATED, Plan
+from gen3d.aws.waiters import wait_for_endpoint
 
 
 @dataclass

@@ -22,7 +22,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from scripts.aws.errors import AwsCommandError
+from gen3d.aws.errors import AwsCommandError
 
 # ECR's own pattern for repository names (CreateRepository API reference).
 REPOSITORY_NAME = re.compile(r"^(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*$")

@@ -12,15 +12,15 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from scripts.aws import platform
-from scripts.aws.clients import tag_list
-from scripts.aws.errors import AwsCommandError
-from scripts.aws.platform import is_gpu_instance
-from serve.backends import GPU_BACKENDS
-from serve.settings import BACKENDS, Settings, SettingsError
+from gen3d.aws import platform
+from gen3d.aws.clients import tag_list
+from gen3d.aws.errors import AwsCommandError
+from gen3d.aws.platform import is_gpu_instance
+from gen3d.serve.backends import BUILTIN_NAMES, is_gpu_backend
+from gen3d.serve.settings import Settings, SettingsError
 
 MODES = ("serverless", "async", "realtime")
-FLAVOURS = tuple(platform.flavor_names())
+FLAVORS = tuple(platform.flavor_names())
 VARIANT = "AllTraffic"
 
 # SageMaker Serverless Inference limits (docs: serverless-endpoints.html, read 2026-11).
@@ -47,27 +47,27 @@ class DeploySpec:
     max_instances: int = 2
     memory_mb: int = 4096
     max_concurrency: int = 5
-    flavour: str | None = None  # None: inferred from the image tag
+    flavor: str | None = None  # None: inferred from the image tag
     notify_email: str | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
 
     @property
-    def image_flavour(self) -> str | None:
-        """--flavour, else the flavour named in the image's repository or tag
+    def image_flavor(self) -> str | None:
+        """--flavor, else the flavor named in the image's repository or tag
         (`make build` tags gen3d-gpu:..., gen3d-cpu:...); None when neither says."""
-        if self.flavour:
-            return self.flavour
+        if self.flavor:
+            return self.flavor
         last = self.image.rsplit("/", 1)[-1].split("@")[0]
         tokens = set(re.split(r"[-_.:]", last.lower()))
-        for name in sorted(FLAVOURS, key=lambda n: n != "sam3d"):  # sam3d before gpu
+        for name in sorted(FLAVORS, key=lambda n: n != "sam3d"):  # sam3d before gpu
             if name in tokens:
                 return name
         return "gpu" if "cuda" in tokens else None
 
     @property
     def gpu_image(self) -> bool:
-        flavour = self.image_flavour
-        return flavour is not None and platform.flavor(flavour)["cuda_version"] is not None
+        flavor = self.image_flavor
+        return flavor is not None and platform.flavor(flavor)["cuda_version"] is not None
 
     def model_environment(self) -> dict[str, str]:
         env = {"GEN3D_BACKEND": self.backend}
@@ -91,8 +91,8 @@ class DeploySpec:
 
 def validate(spec: DeploySpec) -> None:
     """Refuse what cannot work, with the reason and what to use instead."""
-    if spec.flavour is not None and spec.flavour not in FLAVOURS:
-        raise AwsCommandError(f"--flavour must be one of {', '.join(FLAVOURS)}")
+    if spec.flavor is not None and spec.flavor not in FLAVORS:
+        raise AwsCommandError(f"--flavor must be one of {', '.join(FLAVORS)}")
     if not _NAME.match(spec.name):
         raise AwsCommandError(
             f"--name {spec.name!r}: use 1-40 letters, digits and hyphens, "
@@ -100,8 +100,8 @@ def validate(spec: DeploySpec) -> None:
         )
     if spec.mode not in MODES:
         raise AwsCommandError(f"--mode must be one of {', '.join(MODES)}")
-    if spec.backend not in BACKENDS:
-        raise AwsCommandError(f"--backend must be one of {', '.join(BACKENDS)}")
+    if spec.backend not in BUILTIN_NAMES:
+        raise AwsCommandError(f"--backend must be one of {', '.join(BUILTIN_NAMES)}")
     if not spec.role_arn.startswith("arn:"):
         raise AwsCommandError(
             f"--role {spec.role_arn!r} is not an IAM role ARN (run `gen3d setup` to create one)"
@@ -121,7 +121,7 @@ def validate(spec: DeploySpec) -> None:
             )
         if spec.gpu_image and not is_gpu_instance(spec.instance_type):
             raise AwsCommandError(
-                f"image {spec.image} is the GPU flavour but {spec.instance_type} has no GPU"
+                f"image {spec.image} is the GPU flavor but {spec.instance_type} has no GPU"
             )
         if not 1 <= spec.max_instances <= 100:
             raise AwsCommandError("--max-instances must be between 1 and 100")
@@ -129,16 +129,16 @@ def validate(spec: DeploySpec) -> None:
 
 def _validate_serverless(spec: DeploySpec) -> None:
     suggestion = "use --mode async: it runs on GPU instances and still scales to zero when idle"
-    if spec.backend in GPU_BACKENDS:
+    if is_gpu_backend(spec.backend):
         raise AwsCommandError(
             f"serverless endpoints have no GPU, 6 GB memory at most and 60 s per call; "
             f"backend {spec.backend} needs a GPU. {suggestion}"
         )
     if spec.gpu_image:
         raise AwsCommandError(
-            f"serverless endpoints have no GPU; {spec.image} is the {spec.image_flavour} "
-            "(CUDA) image flavour. "
-            f"Deploy the cpu flavour, or {suggestion}"
+            f"serverless endpoints have no GPU; {spec.image} is the {spec.image_flavor} "
+            "(CUDA) image flavor. "
+            f"Deploy the cpu flavor, or {suggestion}"
         )
     if spec.memory_mb not in SERVERLESS_MEMORY_MB:
         raise AwsCommandError(
@@ -168,9 +168,9 @@ def startup_timeouts(model_bytes: int | None) -> tuple[int, int]:
 
 
 def ami_version(spec: DeploySpec) -> str | None:
-    """InferenceAmiVersion for the variant: the image flavour's AMI on GPU instances."""
-    flavour = spec.image_flavour
-    return platform.inference_ami_version(spec.instance_type, flavour if flavour else None)
+    """InferenceAmiVersion for the variant: the image flavor's AMI on GPU instances."""
+    flavor = spec.image_flavor
+    return platform.inference_ami_version(spec.instance_type, flavor if flavor else None)
 
 
 def _short_hash(payload: Any) -> str:

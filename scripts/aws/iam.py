@@ -13,8 +13,8 @@ from urllib.parse import unquote
 
 from botocore.exceptions import ClientError
 
-from scripts.aws.clients import tag_list
-from scripts.aws.plan import CREATED, UNCHANGED, UPDATED, Plan
+from gen3d.aws.clients import tag_list
+from gen3d.aws.plan import CREATED, UNCHANGED, UPDATED, Plan
 
 POLICY_NAME = "gen3d-least-privilege"
 

@@ -17,12 +17,12 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from scripts.aws import endpoint_spec
-from scripts.aws.clients import AwsClients, tag_list, tag_map
-from scripts.aws.endpoint_spec import VARIANT, DeploySpec
-from scripts.aws.plan import CREATED, UNCHANGED, Plan
-from scripts.aws.platform import is_gpu_instance
-from scripts.aws.scaling_params import ASYNC_SCALING
+from gen3d.aws import endpoint_spec
+from gen3d.aws.clients import AwsClients, tag_list, tag_map
+from gen3d.aws.endpoint_spec import VARIANT, DeploySpec
+from gen3d.aws.plan import CREATED, UNCHANGED, Plan
+from gen3d.aws.platform import is_gpu_instance
+from gen3d.aws.scaling_params import ASYNC_SCALING
 
 DIMENSION = "sagemaker:inference-component:DesiredCopyCount"
 CONCURRENCY_TARGET_PER_COPY = 4.0

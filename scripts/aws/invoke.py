@@ -1,7 +1,7 @@
 """Invoke a deployed endpoint: real-time returns the body; async uploads the input to S3,
 calls InvokeEndpointAsync and polls the output and failure locations until one appears.
 
-`gen3d invoke --endpoint NAME` (scripts/commands/invoke.py) calls `invoke_endpoint`.
+`gen3d invoke --endpoint NAME` (scripts/cli/commands/invoke.py) calls `invoke_endpoint`.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from scripts.aws.errors import AwsCommandError
-from scripts.aws.storage import CLI_INPUT_PREFIX, parse_s3_uri
+from gen3d.aws.errors import AwsCommandError
+from gen3d.aws.storage import CLI_INPUT_PREFIX, parse_s3_uri
 
 MODES = ("auto", "realtime", "async")
 _EXTENSIONS = {
@@ -184,34 +184,3 @@ def poll_async_result(
             )
         progress(f"waiting for {output_uri} ({elapsed:.0f} s)")
         time.sleep(min(poll_s, max(0.0, timeout_s - elapsed)))
-
-
-def invoke_endpoint_from_cli(args: Any, request: Any) -> bytes:
-    """Adapter for `gen3d invoke --endpoint`: `request` is scripts.client.EncodedRequest;
-    progress goes to stderr; every AWS failure becomes scripts.client.InvokeError."""
-    import sys
-
-    from botocore.exceptions import BotoCoreError
-
-    from scripts.aws.clients import AwsClients
-    from scripts.client import InvokeError as ClientInvokeError
-
-    try:
-        clients = AwsClients(getattr(args, "region", None))
-        return invoke_endpoint(
-            args.endpoint,
-            request.body,
-            request.content_type,
-            request.accept,
-            sagemaker=clients.sagemaker,
-            runtime=clients.sagemaker_runtime,
-            s3=clients.s3,
-            mode=getattr(args, "mode", None) or "auto",
-            input_s3_uri=getattr(args, "input_s3", None),
-            timeout_s=float(getattr(args, "timeout", 3600.0)),
-            poll_s=float(getattr(args, "poll", None) or 5.0),
-            custom_attributes=request.custom_attributes,
-            progress=lambda line: print(f"gen3d invoke: {line}", file=sys.stderr),
-        )
-    except (AwsCommandError, ClientError, BotoCoreError) as exc:
-        raise ClientInvokeError(str(exc)) from None

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from scripts.aws.clients import tag_map
-from scripts.aws.plan import CREATED, UNCHANGED, UPDATED, Plan
+from gen3d.aws.clients import tag_map
+from gen3d.aws.plan import CREATED, UNCHANGED, UPDATED, Plan
 
 
 def endpoint_log_group(endpoint: str) -> str:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from scripts.aws.clients import tag_list
-from scripts.aws.plan import CREATED, UNCHANGED, Plan
+from gen3d.aws.clients import tag_list
+from gen3d.aws.plan import CREATED, UNCHANGED, Plan
 
 
 def topic_names(deployment: str) -> tuple[str, str]:

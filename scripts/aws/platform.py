@@ -1,23 +1,18 @@
-"""Image flavours and the CUDA <-> SageMaker inference-AMI pairing, read from
-container/platform.json (the one place the Makefile, the Dockerfile build and the deploy
-scripts take them from).
-
-`python -m scripts.aws.platform build-args FLAVOR` prints the `docker build` arguments of a
-flavour; `python -m scripts.aws.platform check` verifies every GPU flavour's CUDA runs on
+"""Image flavors and the CUDA <-> SageMaker inference-AMI pairing, read from
+platform.json beside this module (the one place the Makefile, the Dockerfile build and the
+deploy code take them from). `gen3d platform build-args FLAVOR` prints a flavor's
+`docker build` arguments; `gen3d platform check` verifies every GPU flavor's CUDA runs on
 its AMI's driver.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
-from collections.abc import Sequence
 from functools import cache
-from pathlib import Path
+from importlib import resources
 from typing import Any
 
-PLATFORM_FILE = Path(__file__).resolve().parents[2] / "container" / "platform.json"
+PLATFORM_RESOURCE = "platform.json"  # package data of gen3d.aws
 
 GPU_INSTANCE_FAMILIES = (
     "ml.g4dn",
@@ -35,7 +30,7 @@ GPU_INSTANCE_FAMILIES = (
 
 @cache
 def platform() -> dict[str, Any]:
-    return json.loads(PLATFORM_FILE.read_text())
+    return json.loads(resources.files(__package__).joinpath(PLATFORM_RESOURCE).read_text())
 
 
 def flavor_names() -> list[str]:
@@ -43,11 +38,11 @@ def flavor_names() -> list[str]:
 
 
 def flavor(name: str | None = None) -> dict[str, Any]:
-    """One flavour's entry (default: the file's `default_flavor`)."""
+    """One flavor's entry (default: the file's `default_flavor`)."""
     name = name or platform()["default_flavor"]
     flavors = platform()["flavors"]
     if name not in flavors:
-        raise ValueError(f"unknown image flavour {name!r}: choose one of {', '.join(flavors)}")
+        raise ValueError(f"unknown image flavor {name!r}: choose one of {', '.join(flavors)}")
     return flavors[name]
 
 
@@ -84,7 +79,7 @@ def cuda_runs_on_ami(cuda_version: str, ami: str) -> bool:
 
 
 def pairing_problems() -> list[str]:
-    """Every GPU flavour whose CUDA does not run on its AMI (empty when all pair up)."""
+    """Every GPU flavor whose CUDA does not run on its AMI (empty when all pair up)."""
     problems = []
     for name, entry in platform()["flavors"].items():
         cuda, ami = entry["cuda_version"], entry["inference_ami_version"]
@@ -99,7 +94,7 @@ def pairing_problems() -> list[str]:
 
 
 def build_args(flavor_name: str | None = None) -> list[str]:
-    """`docker build` arguments that select a flavour's base images and image env."""
+    """`docker build` arguments that select a flavor's base images and image env."""
     name = flavor_name or platform()["default_flavor"]
     entry = flavor(name)
     values = {
@@ -112,32 +107,3 @@ def build_args(flavor_name: str | None = None) -> list[str]:
     for key, value in values.items():
         args += ["--build-arg", f"{key}={value}"]
     return args
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m scripts.aws.platform",
-        description="Image flavours and their CUDA/AMI pairing (container/platform.json).",
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("build-args", help="print the docker build arguments of a flavour")
-    p.add_argument("flavor", nargs="?", help="cpu, gpu or sam3d (default: default_flavor)")
-    sub.add_parser("check", help="fail when a GPU flavour's CUDA does not run on its AMI")
-    args = parser.parse_args(argv)
-    if args.command == "build-args":
-        try:
-            print(" ".join(build_args(args.flavor)))
-        except ValueError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-        return 0
-    problems = pairing_problems()
-    for line in problems:
-        print(f"error: {line}", file=sys.stderr)
-    if not problems:
-        print("every GPU flavour's CUDA runs on its InferenceAmiVersion")
-    return 1 if problems else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

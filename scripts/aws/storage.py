@@ -8,9 +8,9 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from scripts.aws.clients import has_tag, tag_list
-from scripts.aws.errors import AwsCommandError
-from scripts.aws.plan import CREATED, UNCHANGED, UPDATED, Plan
+from gen3d.aws.clients import has_tag, tag_list
+from gen3d.aws.errors import AwsCommandError
+from gen3d.aws.plan import CREATED, UNCHANGED, UPDATED, Plan
 
 # Object prefixes inside the bucket. Uploads under INPUT_PREFIX trigger the Lambda;
 # the CLI's own async uploads go elsewhere so they are not invoked twice.

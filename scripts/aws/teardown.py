@@ -14,14 +14,14 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from scripts.aws import autoscaling
-from scripts.aws.budget import budget_name
-from scripts.aws.clients import TAG_KEY, AwsClients, has_tag
-from scripts.aws.errors import AwsCommandError
-from scripts.aws.iam import delete_role
-from scripts.aws.plan import DELETED, UPDATED, Plan
-from scripts.aws.storage import empty_and_delete_bucket
-from scripts.aws.upload_trigger import function_name, remove_bucket_notification
+from gen3d.aws import autoscaling
+from gen3d.aws.budget import budget_name
+from gen3d.aws.clients import TAG_KEY, AwsClients, has_tag
+from gen3d.aws.errors import AwsCommandError
+from gen3d.aws.iam import delete_role
+from gen3d.aws.plan import DELETED, UPDATED, Plan
+from gen3d.aws.storage import empty_and_delete_bucket
+from gen3d.aws.upload_trigger import function_name, remove_bucket_notification
 
 ORDER = (
     "CloudWatch alarms",

@@ -11,8 +11,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from scripts.aws.clients import tag_map
-from scripts.aws.plan import CREATED, UNCHANGED, UPDATED, Plan
+from gen3d.aws.clients import tag_map
+from gen3d.aws.plan import CREATED, UNCHANGED, UPDATED, Plan
 
 HANDLER_FILE = Path(__file__).with_name("lambda_handler.py")
 RUNTIME = "python3.12"

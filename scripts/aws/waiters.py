@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from scripts.aws.errors import AwsCommandError
+from gen3d.aws.errors import AwsCommandError
 
 Progress = Callable[[str], None]
 

@@ -8,10 +8,10 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from scripts.cost.bench import BenchEntry
-from scripts.cost.model import OptionCost, break_even, estimate
-from scripts.cost.prices import PriceTable
-from scripts.cost.workload import HOURS_PER_MONTH, Workload
+from gen3d.cost.bench import BenchEntry
+from gen3d.cost.model import OptionCost, break_even, estimate
+from gen3d.cost.prices import PriceTable
+from gen3d.cost.workload import HOURS_PER_MONTH, Workload
 
 
 @dataclass

@@ -14,9 +14,9 @@ from typing import Any
 
 from scipy.optimize import brentq
 
-from scripts.cost.bursts import BurstEstimate, daily_batch_bursts, poisson_bursts
-from scripts.cost.prices import PriceTable
-from scripts.cost.supporting import (
+from gen3d.cost.bursts import BurstEstimate, daily_batch_bursts, poisson_bursts
+from gen3d.cost.prices import PriceTable
+from gen3d.cost.supporting import (
     alarms,
     cloudwatch_logs,
     data_processed,
@@ -26,7 +26,7 @@ from scripts.cost.supporting import (
     s3_payloads,
     sns_notifications,
 )
-from scripts.cost.workload import (
+from gen3d.cost.workload import (
     ASYNC_MAX_CALL_S,
     DAYS_PER_MONTH,
     HOURS_PER_MONTH,

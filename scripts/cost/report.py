@@ -7,12 +7,12 @@ from pathlib import Path
 
 import numpy as np
 
-from scripts.cost.bursts import poisson_bursts
-from scripts.cost.formats import money
-from scripts.cost.model import MONTH_S, OptionCost, break_even, estimate
-from scripts.cost.prices import PriceTable
-from scripts.cost.simulation import simulate_scale_to_zero
-from scripts.cost.workload import HOURS_PER_MONTH, Workload
+from gen3d.cost.bursts import poisson_bursts
+from gen3d.cost.formats import money
+from gen3d.cost.model import MONTH_S, OptionCost, break_even, estimate
+from gen3d.cost.prices import PriceTable
+from gen3d.cost.simulation import simulate_scale_to_zero
+from gen3d.cost.workload import HOURS_PER_MONTH, Workload
 
 REPORT_INSTANCES = ("ml.g4dn.xlarge", "ml.g5.xlarge")
 REPORT_VOLUMES = (10, 100, 1_000, 10_000)

@@ -4,9 +4,9 @@ the instance price lookup. Every figure comes from the PriceTable."""
 
 from __future__ import annotations
 
-from scripts.aws.storage import Lifecycle
-from scripts.cost.prices import PriceTable
-from scripts.cost.workload import DAYS_PER_MONTH, Workload
+from gen3d.aws.storage import Lifecycle
+from gen3d.cost.prices import PriceTable
+from gen3d.cost.workload import DAYS_PER_MONTH, Workload
 
 
 def fixed_storage(w: Workload, prices: PriceTable) -> dict[str, float]:

@@ -7,13 +7,13 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from scripts.aws.scaling_params import ASYNC_SCALING, AsyncScaling
-from serve.backends import GPU_BACKENDS
+from gen3d.aws.scaling_params import ASYNC_SCALING, AsyncScaling
+from gen3d.serve.backends import is_gpu_backend
 
 HOURS_PER_MONTH = 730.0  # AWS's billing month (8760 h / 12)
 DAYS_PER_MONTH = HOURS_PER_MONTH / 24.0
 
-# SageMaker's documented limits (DESIGN §3, §6).
+# SageMaker's documented limits (docs/deploy.md).
 REALTIME_MAX_CALL_S = 60.0
 REALTIME_MAX_PAYLOAD_MB = 6.0
 SERVERLESS_MAX_CALL_S = 60.0
@@ -36,9 +36,9 @@ class BackendProfile:
 
 
 BACKEND_PROFILES: dict[str, BackendProfile] = {
-    "silhouette": BackendProfile("silhouette", "silhouette" in GPU_BACKENDS, 2.0, 1.5, 0.0),
-    "proxy": BackendProfile("proxy", "proxy" in GPU_BACKENDS, 8.0, 8.0, 1.0),
-    "sam3d": BackendProfile("sam3d", "sam3d" in GPU_BACKENDS, 24.0, 10.0, 13.0),
+    "silhouette": BackendProfile("silhouette", is_gpu_backend("silhouette"), 2.0, 1.5, 0.0),
+    "proxy": BackendProfile("proxy", is_gpu_backend("proxy"), 8.0, 8.0, 1.0),
+    "sam3d": BackendProfile("sam3d", is_gpu_backend("sam3d"), 24.0, 10.0, 13.0),
 }
 
 

@@ -1,33 +1,89 @@
-"""Backend registry: name -> class, imported lazily so a backend's heavy dependencies
-(torch for proxy, SAM 3D's stack for sam3d) load only when that backend is chosen."""
+"""The backend registry: the one place a backend is named.
+
+Built-in backends are listed once in `BUILTIN`; backends from other packages plug in
+without editing this package, either as an entry point in the `gen3d.backends` group
+(`name = "package.module:Class"`) or directly as `GEN3D_BACKEND=package.module:Class`.
+Classes are imported lazily, so a backend's heavy dependencies (torch for proxy, SAM 3D's
+stack for sam3d) load only when that backend is chosen. See docs/architecture.md.
+"""
 
 from __future__ import annotations
 
 import importlib
+import re
+from dataclasses import dataclass
+from importlib import metadata
 
-from serve.backends.base import Backend, Sample
+from gen3d.serve.backends.base import Backend, Sample
 
-_REGISTRY = {
-    "silhouette": "serve.backends.silhouette:SilhouetteBackend",
-    "proxy": "serve.backends.proxy:ProxyBackend",
-    "sam3d": "serve.backends.sam3d:Sam3DBackend",
+ENTRY_POINT_GROUP = "gen3d.backends"
+# "package.module:Class": a backend given by its import path
+IMPORT_PATH = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_]\w*$")
+
+
+@dataclass(frozen=True)
+class BackendEntry:
+    name: str
+    target: str  # "package.module:Class"
+    gpu: bool  # needs (or, for proxy, wants) a CUDA device in production
+
+
+BUILTIN: dict[str, BackendEntry] = {
+    e.name: e
+    for e in (
+        BackendEntry("silhouette", "gen3d.serve.backends.silhouette:SilhouetteBackend", False),
+        BackendEntry("proxy", "gen3d.serve.backends.proxy.backend:ProxyBackend", True),
+        BackendEntry("sam3d", "gen3d.serve.backends.sam3d.adapter:Sam3DBackend", True),
+    )
 }
+BUILTIN_NAMES = tuple(BUILTIN)
 
-GPU_BACKENDS = frozenset({"proxy", "sam3d"})  # need (proxy: want) a CUDA device in production
+
+def plugin_entries() -> dict[str, BackendEntry]:
+    """Backends other distributions register under the `gen3d.backends` entry-point group.
+    Their GPU need is unknown here, so they count as CPU backends for deploy checks."""
+    found = {}
+    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name not in BUILTIN:
+            found[ep.name] = BackendEntry(ep.name, ep.value, False)
+    return found
 
 
-def backend_names() -> tuple[str, ...]:
-    return tuple(_REGISTRY)
+def lookup(name: str) -> BackendEntry:
+    """The entry for a backend name, entry-point name or `package.module:Class` path."""
+    if name in BUILTIN:
+        return BUILTIN[name]
+    if IMPORT_PATH.match(name):
+        return BackendEntry(name, name, False)
+    plugins = plugin_entries()
+    if name in plugins:
+        return plugins[name]
+    known = [*BUILTIN, *plugins]
+    raise ValueError(
+        f"unknown backend {name!r}; must be one of {', '.join(known)}, or package.module:Class"
+    )
+
+
+def is_gpu_backend(name: str) -> bool:
+    return name in BUILTIN and BUILTIN[name].gpu
 
 
 def create_backend(name: str) -> Backend:
     """Instantiate the backend called `name` (not yet loaded)."""
-    try:
-        target = _REGISTRY[name]
-    except KeyError:
-        raise ValueError(f"unknown backend {name!r}; choose from {', '.join(_REGISTRY)}") from None
-    module_name, class_name = target.split(":")
-    return getattr(importlib.import_module(module_name), class_name)()
+    module_name, class_name = lookup(name).target.split(":")
+    backend = getattr(importlib.import_module(module_name), class_name)()
+    if not isinstance(backend, Backend):
+        raise TypeError(f"{name} does not implement the Backend protocol (docs/architecture.md)")
+    return backend
 
 
-__all__ = ["GPU_BACKENDS", "Backend", "Sample", "backend_names", "create_backend"]
+__all__ = [
+    "BUILTIN",
+    "BUILTIN_NAMES",
+    "Backend",
+    "BackendEntry",
+    "Sample",
+    "create_backend",
+    "is_gpu_backend",
+    "lookup",
+]

@@ -1,4 +1,4 @@
-"""The Backend protocol (DESIGN §4) and the Sample a backend receives.
+"""The Backend protocol (docs/architecture.md) and the Sample a backend receives.
 
 Backends never see HTTP; codecs never see tensors.
 """
@@ -12,12 +12,13 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from serve.assets import Asset
+from gen3d.serve.assets import Asset
+from gen3d.serve.synthetic import photo_and_mask
 
 if TYPE_CHECKING:
     import torch
 
-    from serve.settings import Settings
+    from gen3d.serve.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -46,11 +47,7 @@ class Backend(Protocol):
 
 
 def synthetic_sample(size: int = 128, seed: int = 0, fmt: str = "glb") -> Sample:
-    """A deterministic photo + disc mask, for warm-up and tests of the batch path."""
-    yy, xx = np.mgrid[0:size, 0:size]
-    centre = (size - 1) / 2
-    mask = (yy - centre) ** 2 + (xx - centre) ** 2 <= (0.35 * size) ** 2
-    image = np.stack(
-        [xx * 255 // max(size - 1, 1), yy * 255 // max(size - 1, 1), np.full_like(xx, 128)], -1
-    ).astype(np.uint8)
+    """A deterministic photo + disc mask (the same image for every seed), for warm-up
+    and tests of the batch path."""
+    image, mask = photo_and_mask(size, ellipse=(0.5, 0.5, 0.35, 0.35))
     return Sample(image=image, mask=mask, seed=seed, format=fmt)

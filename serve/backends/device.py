@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from serve.settings import SettingsError
+from gen3d.serve.settings import SettingsError
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 

@@ -21,13 +21,15 @@ import numpy as np
 from scipy import ndimage
 from skimage import measure
 
-from serve.assets import Asset, GaussianSplat, Mesh
-from serve.backends.base import Sample, synthetic_sample
+from gen3d.serve.assets import Asset, GaussianSplat, Mesh
+from gen3d.serve.backends.base import Sample, synthetic_sample
+from gen3d.serve.errors import Unprocessable
+from gen3d.serve.geometry import image_axes_to_gltf, to_unit_box, wound_outwards
 
 if TYPE_CHECKING:
     import torch
 
-    from serve.settings import Settings
+    from gen3d.serve.settings import Settings
 
 log = logging.getLogger("gen3d.backend")
 
@@ -64,7 +66,7 @@ class SilhouetteBackend:
         for sample in batch:
             try:
                 results.append(self._one(sample))
-            except ValueError as exc:
+            except Exception as exc:  # one sample fails alone; the batcher classifies it
                 results.append(exc)
         return results
 
@@ -74,7 +76,7 @@ class SilhouetteBackend:
         thickness = _float_option(opts, "thickness", THICKNESS, 0.05, 2.0)
         n_points = _int_option(opts, "splat_points", SPLAT_POINTS, 0, 200_000)
         if sample.mask is None:
-            raise ValueError("the silhouette backend needs a mask")
+            raise Unprocessable("the silhouette backend needs a mask")
         mesh = inflate(sample.image, sample.mask, resolution, thickness)
         # The splat is only worth sampling when it is what the client asked for.
         wants_splat = sample.format == "ply" and n_points > 0
@@ -92,21 +94,21 @@ class SilhouetteBackend:
 def _int_option(opts: Any, key: str, default: int, low: int, high: int) -> int:
     value = opts.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ValueError(f"option {key!r} must be an integer in [{low}, {high}]")
+        raise Unprocessable(f"option {key!r} must be an integer in [{low}, {high}]")
     return value
 
 
 def _float_option(opts: Any, key: str, default: float, low: float, high: float) -> float:
     value = opts.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
-        raise ValueError(f"option {key!r} must be a number in [{low}, {high}]")
+        raise Unprocessable(f"option {key!r} must be a number in [{low}, {high}]")
     return float(value)
 
 
 def inflate(image: np.ndarray, mask: np.ndarray, resolution: int, thickness: float) -> Mesh:
     """Closed vertex-coloured mesh of the inflated silhouette (at most MAX_FACES faces)."""
     if not mask.any():
-        raise ValueError("the mask is empty")
+        raise Unprocessable("the mask is empty")
     rows, cols = np.nonzero(mask)
     top, bottom, left, right = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
     crop = mask[top:bottom, left:right]
@@ -120,10 +122,7 @@ def inflate(image: np.ndarray, mask: np.ndarray, resolution: int, thickness: flo
     px = np.clip(np.rint(verts_px[:, 0]).astype(int) + left, 0, image.shape[1] - 1)
     py = np.clip(np.rint(verts_px[:, 1]).astype(int) + top, 0, image.shape[0] - 1)
     colors = image[py, px, :3]
-    # Image axes (x right, y down) -> y up; centre and scale to unit extent.
-    xyz = np.stack([verts_px[:, 0], -verts_px[:, 1], verts_px[:, 2]], axis=1)
-    lo, hi = xyz.min(0), xyz.max(0)
-    xyz = (xyz - (lo + hi) / 2) / max(float((hi - lo).max()), 1e-9)
+    xyz = to_unit_box(image_axes_to_gltf(verts_px[:, 0], verts_px[:, 1], verts_px[:, 2]))
     # Flipping y mirrors the solid, which turns every triangle's winding around.
     return Mesh(vertices=xyz, faces=faces[:, ::-1], vertex_colors=colors)
 
@@ -141,7 +140,7 @@ def _surface(crop: np.ndarray, resolution: int, thickness: float) -> tuple[np.nd
     coverage = ndimage.zoom(crop.astype(np.float32), (len(gy) / height, len(gx) / width), order=1)
     inside = np.pad(coverage > 0.5, 2)
     if not inside.any():
-        raise ValueError("the mask is too small to inflate")
+        raise Unprocessable("the mask is too small to inflate")
     dist = ndimage.distance_transform_edt(inside)
     outside = ndimage.distance_transform_edt(~inside)
     signed = np.where(inside, dist - 0.5, -(outside - 0.5))  # zero level near the rim
@@ -160,15 +159,8 @@ def _surface(crop: np.ndarray, resolution: int, thickness: float) -> tuple[np.nd
     x = (verts[:, 1] - 2) * step + step / 2
     zz = (verts[:, 2] - nz) * step
     verts_px = np.stack([x, y, zz], axis=1)
-    faces = _outward(verts_px, faces)
+    faces = wound_outwards(verts_px, faces)
     return verts_px, faces
-
-
-def _outward(verts: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """Flip the winding if the signed volume is negative (normals pointing inwards)."""
-    tri = verts[faces]
-    signed_volume = np.einsum("ij,ij->i", tri[:, 0], np.cross(tri[:, 1], tri[:, 2])).sum()
-    return faces if signed_volume > 0 else faces[:, ::-1].copy()
 
 
 def sample_splat(mesh: Mesh, count: int, seed: int) -> GaussianSplat:

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchmarks.loadgen import Target
-from scripts.cli import main
+from gen3d.benchmarks.loadgen import Target
+from gen3d.cli.main import main
 
 REPO = Path(__file__).resolve().parents[2]
 

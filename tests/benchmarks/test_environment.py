@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.environment import device_slug, fingerprint
+from gen3d.benchmarks.environment import device_slug, fingerprint
 
 
 def test_cpu_fingerprint_matches_the_machine() -> None:

@@ -3,7 +3,7 @@
 import json
 from pathlib import Path
 
-from benchmarks.latency import LatencyConfig, run_latency_suite
+from gen3d.benchmarks.latency import LatencyConfig, run_latency_suite
 
 
 def test_latency_suite_records_ready_time_latency_and_rss(tmp_path: Path) -> None:

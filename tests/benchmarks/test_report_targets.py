@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import targets
-from benchmarks.report import build_report, seconds_per_image
-from benchmarks.results_io import SCHEMA
-from scripts.cost.bench import pick_entry, read_entries
+from gen3d.benchmarks import targets
+from gen3d.benchmarks.report import build_report, seconds_per_image
+from gen3d.benchmarks.results_io import SCHEMA
+from gen3d.cost.bench import pick_entry, read_entries
 
 CPU = {
     "device": "cpu",

@@ -10,7 +10,7 @@ import random
 import numpy as np
 import pytest
 
-from benchmarks.stats import percentile_curve, quantile, summarize, window_rates
+from gen3d.benchmarks.stats import percentile_curve, quantile, summarize, window_rates
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 10, 101])

@@ -12,15 +12,14 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from benchmarks import variants
-from benchmarks.coldstart import ColdstartConfig, run_coldstart_suite
-from benchmarks.model import ModelSuiteConfig, run_model_suite
-from benchmarks.peers import PeersConfig, run_peers_suite
-from benchmarks.report import build_report
-from benchmarks.server import ServerSuiteConfig, run_server_suite
-from scripts.cost.bench import read_entries
-from serve.backends.proxy_model import config_for
-from serve.backends.proxy_weights import write_weights
+from gen3d.benchmarks.coldstart import ColdstartConfig, run_coldstart_suite
+from gen3d.benchmarks.model import ModelSuiteConfig, run_model_suite
+from gen3d.benchmarks.peers import PeersConfig, run_peers_suite
+from gen3d.benchmarks.report import build_report
+from gen3d.benchmarks.server import ServerSuiteConfig, run_server_suite
+from gen3d.cost.bench import read_entries
+from gen3d.serve.backends.proxy.model import config_for
+from gen3d.serve.backends.proxy.weights import write_weights
 
 FINGERPRINT_KEYS = {
     "cpu_model",
@@ -32,6 +31,8 @@ FINGERPRINT_KEYS = {
     "load_average",
     "git_commit",
 }
+
+pytestmark = pytest.mark.slow  # real benchmark runs, about a minute
 
 
 @pytest.fixture(scope="module")
@@ -110,18 +111,15 @@ def _doc(path: Path) -> dict:
 def test_model_suite_times_each_batch_and_skips_what_it_cannot_run(results) -> None:
     doc = _doc(results["model"])
     rows = {(r["precision"], r["batch"]): r for r in doc["results"]}
-    measured = {("fp32", 1), ("fp32", 2)}
-    if variants.model_opt_available():  # int8 built by gen3d optimize, loaded via manifest
-        measured |= {("int8", 1), ("int8", 2)}
-        assert rows[("int8", 1)]["variant"] == "fp32+int8-dynamic(pytorch)"
+    # int8 is built by gen3d.model_opt and loaded through its manifest
+    measured = {("fp32", 1), ("fp32", 2), ("int8", 1), ("int8", 2)}
+    assert rows[("int8", 1)]["variant"] == "fp32+int8-dynamic(pytorch)"
     assert set(rows) == measured
     for (_, batch), r in rows.items():
         assert r["batch_seconds"]["n"] == 2
         assert r["throughput_per_s"] == pytest.approx(batch / r["batch_seconds"]["median"])
         assert r["peak_memory_mb"] > 0 and r["memory_kind"] == "rss"
-    skipped = {s["what"]: s["why"] for s in doc["skipped"]}
-    if "proxy-tiny int8" in skipped:  # only while model_opt is absent
-        assert "model_opt" in skipped["proxy-tiny int8"]
+    assert "proxy-tiny int8" not in {s["what"] for s in doc["skipped"]}
 
 
 def test_server_suite_measures_levels_efficiency_and_ping(results) -> None:

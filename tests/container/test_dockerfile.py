@@ -6,12 +6,13 @@ import json
 import os
 import re
 import shlex
+import tomllib
 from pathlib import Path
 
 import pytest
 from dockerfile_parse import DockerfileParser
 
-from scripts.aws import platform
+from gen3d.aws import platform
 
 ROOT = Path(__file__).resolve().parents[2]
 BUILD_TOOLS = re.compile(
@@ -96,7 +97,7 @@ def test_sagemaker_label_port_and_offline_env(parser: DockerfileParser) -> None:
     assert env["HF_HUB_OFFLINE"] == "1"
     assert env["TRANSFORMERS_OFFLINE"] == "1"
     assert env["PATH"].startswith("/opt/venv/bin:")
-    assert env["CONDA_PREFIX"] == "${CONDA_PREFIX}"  # set per flavour (sam3d: CUDA's home)
+    assert env["CONDA_PREFIX"] == "${CONDA_PREFIX}"  # set per flavor (sam3d: CUDA's home)
 
 
 def test_final_stage_copies_the_venv_and_installs_no_build_tools(
@@ -124,7 +125,7 @@ def test_the_builder_is_where_compilers_go(parser: DockerfileParser) -> None:
     assert "pip install --no-deps ." in runs
 
 
-def test_defaults_are_the_default_flavour_of_platform_json(parser: DockerfileParser) -> None:
+def test_defaults_are_the_default_flavor_of_platform_json(parser: DockerfileParser) -> None:
     args = global_args(parser)
     default = platform.platform()["default_flavor"]
     assert args["FLAVOR"] == default
@@ -132,7 +133,7 @@ def test_defaults_are_the_default_flavour_of_platform_json(parser: DockerfilePar
 
 
 @pytest.mark.parametrize("flavor", platform.flavor_names())
-def test_every_flavour_has_requirements_and_only_declared_build_args(
+def test_every_flavor_has_requirements_and_only_declared_build_args(
     parser: DockerfileParser, flavor: str
 ) -> None:
     assert (ROOT / platform.flavor(flavor)["requirements"]).is_file()
@@ -153,8 +154,10 @@ def test_dockerignore_lets_through_exactly_what_the_builder_copies() -> None:
     assert rules[0] == "*"  # allow-list: .git, .venv, out/, tests, secrets stay out
     allowed = {r[1:].rstrip("/") for r in rules if r.startswith("!")}
     assert {"pyproject.toml", "README.md", "container", "serve", "scripts"} <= allowed
-    # every package pyproject.toml ships is let through
-    pyproject = (ROOT / "pyproject.toml").read_text()
-    include = re.search(r"include = \[(.*?)\]", pyproject).group(1)
-    for pattern in re.findall(r'"(\w+)\*"', include):
-        assert pattern in allowed, pattern
+    # the folder of every package pyproject.toml ships is let through
+    package_dir = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-dir"
+    ]
+    assert package_dir
+    for folder in package_dir.values():
+        assert folder.split("/")[0] in allowed, folder

@@ -14,8 +14,8 @@ from collections.abc import Sequence
 import boto3
 import pytest
 
-from scripts.aws import ecr
-from scripts.cli import main as gen3d
+from gen3d.aws import ecr
+from gen3d.cli.main import main as gen3d
 
 
 class RecordingDocker(ecr.DockerCLI):

@@ -1,4 +1,4 @@
-"""container/platform.json: flavours, CUDA <-> InferenceAmiVersion pairing, pinned requirements."""
+"""gen3d/aws/platform.json: flavors, CUDA <-> InferenceAmiVersion pairing, pinned requirements."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from pathlib import Path
 import botocore.session
 import pytest
 
-from scripts.aws import platform
+from gen3d.aws import platform
+from gen3d.cli.main import main as gen3d_main
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -32,7 +33,7 @@ def test_ami_table_matches_botocore_and_its_documented_cuda_versions() -> None:
         assert re.search(rf"CUDA version:\s*{re.escape(entry['max_cuda'])}\b", section), ami
 
 
-def test_every_gpu_flavour_pairs_with_its_ami() -> None:
+def test_every_gpu_flavor_pairs_with_its_ami() -> None:
     assert platform.pairing_problems() == []
     for name in platform.flavor_names():
         entry = platform.flavor(name)
@@ -57,10 +58,10 @@ def test_cuda_runs_on_ami(cuda: str, ami: str, runs: bool) -> None:
     assert platform.cuda_runs_on_ami(cuda, ami) is runs
 
 
-def test_unknown_ami_and_flavour_are_clear_errors() -> None:
+def test_unknown_ami_and_flavor_are_clear_errors() -> None:
     with pytest.raises(ValueError, match="unknown InferenceAmiVersion"):
         platform.cuda_runs_on_ami("12.1", "al2-ami-sagemaker-inference-gpu-9")
-    with pytest.raises(ValueError, match="unknown image flavour 'tpu'"):
+    with pytest.raises(ValueError, match="unknown image flavor 'tpu'"):
         platform.flavor("tpu")
 
 
@@ -78,14 +79,14 @@ def test_inference_ami_version_for_instances() -> None:
 
 
 def test_build_args_cli(capsys: pytest.CaptureFixture[str]) -> None:
-    assert platform.main(["build-args", "cpu"]) == 0
+    assert gen3d_main(["platform", "build-args", "cpu"]) == 0
     out = capsys.readouterr().out.split()
     assert "FLAVOR=cpu" in out and "BASE_IMAGE=debian:bookworm-slim" in out
-    assert platform.main(["build-args", "sam3d"]) == 0
+    assert gen3d_main(["platform", "build-args", "sam3d"]) == 0
     assert "CONDA_PREFIX=/usr/local/cuda" in capsys.readouterr().out
-    assert platform.main(["build-args", "nope"]) == 2
-    assert "unknown image flavour" in capsys.readouterr().err
-    assert platform.main(["check"]) == 0
+    assert gen3d_main(["platform", "build-args", "nope"]) == 2
+    assert "unknown image flavor" in capsys.readouterr().err
+    assert gen3d_main(["platform", "check"]) == 0
 
 
 # ---------------------------------------------------------------- requirements files
@@ -120,7 +121,7 @@ def pins(path: Path) -> dict[str, str]:
     return out
 
 
-def test_cpu_flavour_has_no_torch_and_gpu_torch_matches_platform() -> None:
+def test_cpu_flavor_has_no_torch_and_gpu_torch_matches_platform() -> None:
     cpu = pins(ROOT / "container" / "requirements-cpu.txt")
     assert "torch" not in cpu
     for needed in (

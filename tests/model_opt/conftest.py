@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from serve.backends.proxy_model import config_for
-from serve.backends.proxy_weights import write_weights
+from gen3d.serve.backends.proxy.model import config_for
+from gen3d.serve.backends.proxy.weights import write_weights
 
 
 @pytest.fixture(scope="session")

@@ -10,17 +10,17 @@ import torch
 from safetensors import safe_open
 from torch import nn
 
-from model_opt.manifest import read_manifest
-from model_opt.optimize import build_proxy_artifact
-from model_opt.precision import OptimizeError
-from model_opt.proxy_artifact import load_proxy_artifact
-from model_opt.quantize import DynamicLinear, quantize_stage
-from model_opt.report import int8_stored_tensors, weight_bytes
-from model_opt.variant import Variant
-from model_opt.weights import save_optimized
-from serve.backends.proxy_flow import run_pipeline
-from serve.backends.proxy_model import build_model, config_for
-from serve.backends.proxy_weights import WEIGHTS_FILE, load_weights
+from gen3d.model_opt.optimize import build_proxy_artifact
+from gen3d.model_opt.report import int8_stored_tensors, weight_bytes
+from gen3d.serve.artifact.manifest import read_manifest
+from gen3d.serve.artifact.precision import OptimizeError
+from gen3d.serve.artifact.quantize import DynamicLinear, quantize_stage
+from gen3d.serve.artifact.variant import Variant
+from gen3d.serve.artifact.weights import save_optimized
+from gen3d.serve.backends.proxy.artifact import load_proxy_artifact
+from gen3d.serve.backends.proxy.flow import run_pipeline
+from gen3d.serve.backends.proxy.model import build_model, config_for
+from gen3d.serve.backends.proxy.weights import WEIGHTS_FILE, load_weights
 
 CPU = torch.device("cpu")
 INT8_DYNAMIC = [

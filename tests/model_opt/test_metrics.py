@@ -7,7 +7,7 @@ import math
 import pytest
 import trimesh
 
-from model_opt.metrics import chamfer_distance, volume_iou
+from gen3d.model_opt.metrics import chamfer_distance, volume_iou
 
 
 def sphere(shift: float = 0.0) -> tuple:

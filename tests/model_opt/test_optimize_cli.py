@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from model_opt.manifest import verify
-from model_opt.memory_plan import safetensors_tensor_bytes
-from scripts.cli import main
+import pytest
+
+from gen3d.cli.main import main
+from gen3d.model_opt.memory_plan import safetensors_tensor_bytes
+from gen3d.serve.artifact.manifest import verify
 
 
+@pytest.mark.slow
 def test_int8_dynamic_writes_manifest_and_report(tiny_dir: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "int8"
     code = main(

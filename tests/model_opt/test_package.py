@@ -12,15 +12,15 @@ import numpy as np
 import pytest
 import torch
 
-from model_opt.manifest import MANIFEST_FILE
-from model_opt.optimize import build_proxy_artifact
-from model_opt.package import download_prefix
-from model_opt.variant import Variant
-from scripts.cli import main
-from serve.backends.base import synthetic_sample
-from serve.backends.proxy import ProxyBackend
-from serve.errors import ArtifactError
-from serve.settings import Settings
+from gen3d.cli.main import main
+from gen3d.model_opt.optimize import build_proxy_artifact
+from gen3d.model_opt.package import download_prefix
+from gen3d.serve.artifact.manifest import MANIFEST_FILE
+from gen3d.serve.artifact.variant import Variant
+from gen3d.serve.backends.base import synthetic_sample
+from gen3d.serve.backends.proxy.backend import ProxyBackend
+from gen3d.serve.errors import ArtifactError
+from gen3d.serve.settings import Settings
 
 
 @pytest.fixture(scope="module")
@@ -134,7 +134,7 @@ def test_sam3d_package_bundles_offline_caches(tmp_path: Path) -> None:
         "caches/huggingface/hub/moge.bin",
         MANIFEST_FILE,
     } == names
-    from model_opt.manifest import verify
+    from gen3d.serve.artifact.manifest import verify
 
     assert verify(tmp_path / "x", "sam3d")["backend"] == "sam3d"
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 from safetensors import safe_open
 
-from model_opt.memory_plan import GPUS, plan, proxy_stages
-from scripts.cli import main
+from gen3d.cli.main import main
+from gen3d.model_opt.memory_plan import GPUS, plan, proxy_stages
 
 
 def test_header_bytes_match_the_tensors(tiny_dir: Path) -> None:

@@ -11,13 +11,13 @@ import pytest
 import requests
 import torch
 
-from model_opt.manifest import MANIFEST_FILE
-from model_opt.optimize import build_proxy_artifact
-from model_opt.precision import OptimizeError, check_precision
-from model_opt.variant import Variant
-from serve.backends.proxy import ProxyBackend
-from serve.errors import ArtifactError
-from serve.settings import Settings
+from gen3d.model_opt.optimize import build_proxy_artifact
+from gen3d.serve.artifact.manifest import MANIFEST_FILE
+from gen3d.serve.artifact.precision import OptimizeError, check_precision
+from gen3d.serve.artifact.variant import Variant
+from gen3d.serve.backends.proxy.backend import ProxyBackend
+from gen3d.serve.errors import ArtifactError
+from gen3d.serve.settings import Settings
 
 
 @pytest.fixture

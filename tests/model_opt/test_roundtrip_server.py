@@ -11,10 +11,10 @@ import requests
 import torch
 from gen3d_testing import photo_and_mask, rgba_png
 
-from model_opt.optimize import build_proxy_artifact
-from model_opt.variant import Variant
-from serve.assets import encode_asset
-from serve.backends.base import Sample
+from gen3d.model_opt.optimize import build_proxy_artifact
+from gen3d.serve.artifact.variant import Variant
+from gen3d.serve.assets import encode_asset
+from gen3d.serve.backends.base import Sample
 
 VARIANTS = [
     Variant("fp16"),

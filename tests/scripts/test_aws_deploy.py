@@ -8,14 +8,14 @@ import socket
 import boto3
 import pytest
 
-from scripts.aws import autoscaling, endpoint_spec, inference_components
-from scripts.aws.clients import TAG_KEY, validate_request
-from scripts.aws.endpoint_spec import DeploySpec
-from scripts.aws.errors import AwsCommandError
-from scripts.aws.platform import flavor
-from scripts.aws.scaling_params import ASYNC_SCALING
-from scripts.cli import main
-from serve.settings import Settings
+from gen3d.aws import autoscaling, endpoint_spec, inference_components
+from gen3d.aws.clients import TAG_KEY, validate_request
+from gen3d.aws.endpoint_spec import DeploySpec
+from gen3d.aws.errors import AwsCommandError
+from gen3d.aws.platform import flavor
+from gen3d.aws.scaling_params import ASYNC_SCALING
+from gen3d.cli.main import main
+from gen3d.serve.settings import Settings
 
 ROLE = "arn:aws:iam::123456789012:role/gen3d-t-sagemaker"
 ECR = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
@@ -188,7 +188,7 @@ def test_a_changed_spec_gets_new_model_and_config_names():
     assert name(base) == name(bigger) and config(base) != config(bigger)
 
 
-def test_cpu_flavour_creates_a_serverless_config(model_artifact, capsys):
+def test_cpu_flavor_creates_a_serverless_config(model_artifact, capsys):
     image = push_image("gen3d-cpu", "0a1b2c3d", 900_000_000)
     assert main(deploy_args("s", "serverless", "--memory-mb", "3072", image=image)) == 0
     assert "size of" in capsys.readouterr().out
@@ -216,8 +216,8 @@ def test_cpu_flavour_creates_a_serverless_config(model_artifact, capsys):
     [
         (["--backend", "sam3d"], CPU_IMAGE, "backend sam3d needs a GPU"),
         (["--backend", "proxy"], CPU_IMAGE, "backend proxy needs a GPU"),
-        ([], GPU_IMAGE, "gpu (CUDA) image flavour"),
-        (["--flavour", "sam3d"], f"{ECR}/custom:1", "sam3d (CUDA) image flavour"),
+        ([], GPU_IMAGE, "gpu (CUDA) image flavor"),
+        (["--flavor", "sam3d"], f"{ECR}/custom:1", "sam3d (CUDA) image flavor"),
         (["--memory-mb", "5000"], CPU_IMAGE, "1024-6144 MB in 1024 MB steps"),
         (["--memory-mb", "8192"], CPU_IMAGE, "1024-6144 MB in 1024 MB steps"),
     ],

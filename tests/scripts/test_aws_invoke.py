@@ -17,10 +17,10 @@ import boto3
 import pytest
 import requests
 
-from scripts.aws import lambda_handler
-from scripts.aws.invoke import InvokeError, invoke_endpoint, poll_async_result
-from scripts.aws.upload_trigger import code_sha256, package_handler
-from scripts.cli import main
+from gen3d.aws import lambda_handler
+from gen3d.aws.invoke import InvokeError, invoke_endpoint, poll_async_result
+from gen3d.aws.upload_trigger import code_sha256, package_handler
+from gen3d.cli.main import main
 
 ROLE = "arn:aws:iam::123456789012:role/gen3d-sagemaker"
 # A bucket without the deployment's TLS-only policy: moto evaluates any conditional Deny

@@ -7,8 +7,8 @@ import json
 import boto3
 import pytest
 
-from scripts.aws.clients import TAG_KEY
-from scripts.cli import main
+from gen3d.aws.clients import TAG_KEY
+from gen3d.cli.main import main
 
 ECR = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
 BUCKET = "gen3d-t-123456789012-us-east-1"  # default name: gen3d-NAME-ACCOUNT-REGION
@@ -101,8 +101,8 @@ def test_setup_budget_alerts_by_email(aws):
 
 
 def test_budget_request_validates():
-    from scripts.aws.budget import budget_request
-    from scripts.aws.clients import validate_request
+    from gen3d.aws.budget import budget_request
+    from gen3d.aws.clients import validate_request
 
     request = budget_request("t", "123456789012", 40, "ops@example.com")
     validate_request("budgets", "CreateBudget", request)

@@ -10,10 +10,10 @@ import math
 
 import pytest
 
-from scripts.aws.scaling_params import ASYNC_SCALING
-from scripts.cost.bursts import daily_batch_bursts, poisson_bursts
-from scripts.cost.model import MONTH_S
-from scripts.cost.simulation import simulate_scale_to_zero
+from gen3d.aws.scaling_params import ASYNC_SCALING
+from gen3d.cost.bursts import daily_batch_bursts, poisson_bursts
+from gen3d.cost.model import MONTH_S
+from gen3d.cost.simulation import simulate_scale_to_zero
 
 TRIGGER = ASYNC_SCALING.scale_out_trigger_s
 TAIL = ASYNC_SCALING.idle_tail_s

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from scripts.cli import main
+from gen3d.cli.main import main
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 BENCH = FIXTURES / "cost_bench_results.json"

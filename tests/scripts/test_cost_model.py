@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scripts.cost.model import (
+from gen3d.cost.model import (
     HOURS_PER_MONTH,
     async_scale_to_zero,
     break_even,
@@ -17,8 +17,8 @@ from scripts.cost.model import (
     realtime_always_on,
     serverless,
 )
-from scripts.cost.prices import DEFAULT_PRICES, PriceError, load_prices
-from scripts.cost.workload import Workload
+from gen3d.cost.prices import DEFAULT_PRICES, PriceError, load_prices
+from gen3d.cost.workload import Workload
 
 INSTANCES = ("ml.g4dn.xlarge", "ml.g5.xlarge")
 SCALE_TO_ZERO = (

@@ -3,22 +3,22 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import trimesh
-from gen3d_testing import photo_and_mask, png_bytes, rgba_png
+from gen3d_testing import GEN3D, photo_and_mask, png_bytes, rgba_png
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[2]
-GEN3D = str(REPO / ".venv" / "bin" / "gen3d")
 
 
 def gen3d(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([GEN3D, *args], capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.slow
 def test_invoke_writes_the_file_and_a_preview(start_gen3d_server, tmp_path) -> None:
     srv = start_gen3d_server()
     image, mask = photo_and_mask(120)
@@ -65,9 +65,10 @@ def test_invoke_reports_errors_plainly(start_gen3d_server, tmp_path) -> None:
     assert down.returncode == 1 and "could not reach" in down.stderr
 
 
+@pytest.mark.slow
 def test_demo_makes_a_watertight_glb_and_a_preview(tmp_path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "scripts.demo", "--out", str(tmp_path)],
+        [GEN3D, "demo", "--out", str(tmp_path)],
         capture_output=True,
         text=True,
         timeout=300,

@@ -7,11 +7,11 @@ import time
 import pytest
 from gen3d_testing import rgba_png
 
-from serve.app import create_app
-from serve.assets import Asset
-from serve.backends.silhouette import SilhouetteBackend
-from serve.runtime import ModelRuntime
-from serve.settings import Settings
+from gen3d.serve.app import create_app
+from gen3d.serve.assets import Asset
+from gen3d.serve.backends.silhouette import SilhouetteBackend
+from gen3d.serve.runtime import ModelRuntime
+from gen3d.serve.settings import Settings
 
 
 class FlakyBackend(SilhouetteBackend):

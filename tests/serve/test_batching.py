@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from serve.assets import Asset
-from serve.backends.base import Sample
-from serve.batching import Batcher
-from serve.errors import (
+from gen3d.serve.assets import Asset
+from gen3d.serve.backends.base import Sample
+from gen3d.serve.batching import Batcher
+from gen3d.serve.errors import (
     CapacityExceeded,
     DeadlineExceeded,
     InternalError,
@@ -52,7 +52,9 @@ class RecordingBackend:
         out: list[Asset | Exception] = []
         for s in batch:
             if s.seed == 13:
-                out.append(ValueError("unlucky seed"))
+                out.append(Unprocessable("unlucky seed"))
+            elif s.seed == 1_000_066:  # outside the stress test's seeds
+                out.append(ValueError("math domain error deep in a library"))
             else:
                 value = np.random.default_rng(s.seed).random(4).tolist()
                 out.append(Asset(metadata={"seed": s.seed, "value": value}))
@@ -111,6 +113,13 @@ def test_one_failing_sample_fails_alone() -> None:
     results = run_all(make(RecordingBackend()), [12, 13, 14])
     assert isinstance(results[1], Unprocessable) and "unlucky" in results[1].message
     assert results[0].metadata["seed"] == 12 and results[2].metadata["seed"] == 14
+
+
+def test_a_sample_failing_with_anything_but_unprocessable_is_a_500_without_its_text() -> None:
+    results = run_all(make(RecordingBackend()), [12, 1_000_066])
+    assert isinstance(results[1], InternalError) and results[1].status == 500
+    assert "math domain" not in results[1].message
+    assert results[0].metadata["seed"] == 12
 
 
 def test_expired_requests_get_504_and_are_never_run() -> None:

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from gen3d_testing import b64, json_instance, photo_and_mask, png_bytes, rgba_png
 
-from serve import codecs
-from serve.assets import Asset
-from serve.backends.base import synthetic_sample
-from serve.backends.silhouette import SilhouetteBackend
-from serve.errors import (
+from gen3d.serve import codecs
+from gen3d.serve.assets import Asset
+from gen3d.serve.backends.base import synthetic_sample
+from gen3d.serve.backends.silhouette import SilhouetteBackend
+from gen3d.serve.errors import (
     BadRequest,
     NotAcceptable,
     PayloadTooLarge,

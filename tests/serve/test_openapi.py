@@ -17,7 +17,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from serve.launcher import start_server
+from gen3d.serve.launcher import start_server
 
 SPEC = Path(__file__).resolve().parents[2] / "serve" / "openapi.yaml"
 schema = schemathesis.openapi.from_path(str(SPEC))
@@ -37,6 +37,7 @@ def not_a_server_error(ctx, response, case) -> None:
     assert response.status_code < 500, f"{response.status_code}: {response.text[:300]}"
 
 
+@pytest.mark.slow
 @schema.parametrize()
 @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
 def test_api_conforms(case, base_url) -> None:

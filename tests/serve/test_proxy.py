@@ -11,15 +11,16 @@ import numpy as np
 import pytest
 import torch
 
-from serve.assets import Asset, encode_asset
-from serve.backends import create_backend
-from serve.backends.base import Backend, Sample, synthetic_sample
-from serve.backends.device import resolve_dtype
-from serve.backends.proxy import ProxyBackend, batch_buckets, parse_steps
-from serve.backends.proxy_model import config_for
-from serve.backends.proxy_weights import write_weights
-from serve.errors import ArtifactError
-from serve.settings import Settings, SettingsError
+from gen3d.serve.assets import Asset, encode_asset
+from gen3d.serve.backends import create_backend
+from gen3d.serve.backends.base import Backend, Sample, synthetic_sample
+from gen3d.serve.backends.device import resolve_dtype
+from gen3d.serve.backends.proxy.backend import ProxyBackend, batch_buckets, parse_steps
+from gen3d.serve.backends.proxy.model import config_for
+from gen3d.serve.backends.proxy.weights import write_weights
+from gen3d.serve.errors import ArtifactError, Unprocessable
+from gen3d.serve.settings import Settings, SettingsError
+from gen3d.serve.synthetic import photo_and_mask
 
 # Same sample alone vs. inside a batch of 8 (CPU fp32): matmul blocking may differ with
 # the batch size, which moves logits by ~1e-6 relative; after marching cubes that is
@@ -44,11 +45,8 @@ def backend(model_dir: Path) -> ProxyBackend:
 
 def _photo(seed: int, size: int = 96) -> Sample:
     """A random photo with an ellipse mask: varied inputs, not just the warm-up disc."""
-    rng = np.random.default_rng(seed)
-    image = rng.integers(0, 256, (size, size + 16, 3), dtype=np.uint8)
-    yy, xx = np.mgrid[0:size, 0 : size + 16]
-    a, b = rng.uniform(0.2, 0.4, 2) * size
-    mask = ((yy - size / 2) / a) ** 2 + ((xx - size / 2 - 8) / b) ** 2 <= 1
+    rx, ry = np.random.default_rng(seed).uniform(0.2, 0.4, 2)
+    image, mask = photo_and_mask(size, seed, width=size + 16, ellipse=(0.5, 0.5, rx, ry))
     return Sample(image=image, mask=mask, seed=seed)
 
 
@@ -82,6 +80,7 @@ def test_asset_is_a_closed_mesh_with_splat_and_honest_metadata(backend: ProxyBac
     assert ply["vertex"].count == len(asset.mesh.vertices)
 
 
+@pytest.mark.slow
 def test_same_input_and_seed_is_deterministic_and_seed_matters(backend: ProxyBackend) -> None:
     first = backend.predict([_photo(2)])[0]
     again = backend.predict([_photo(2)])[0]
@@ -92,6 +91,7 @@ def test_same_input_and_seed_is_deterministic_and_seed_matters(backend: ProxyBac
     assert not same_shape or not np.allclose(reseeded.mesh.vertices, first.mesh.vertices)
 
 
+@pytest.mark.slow
 def test_result_does_not_depend_on_batch_mates(backend: ProxyBackend) -> None:
     batch = [_photo(10 + i) for i in range(8)]
     together = backend.predict(batch)
@@ -111,8 +111,8 @@ def test_bad_sample_fails_alone(backend: ProxyBackend) -> None:
     bad_steps = Sample(image=good.image, mask=good.mask, seed=4, options={"steps": 0})
     results = backend.predict([good, empty, bad_steps, good])
     assert isinstance(results[0], Asset) and isinstance(results[3], Asset)
-    assert isinstance(results[1], ValueError) and "empty" in str(results[1])
-    assert isinstance(results[2], ValueError) and "steps" in str(results[2])
+    assert isinstance(results[1], Unprocessable) and "empty" in str(results[1])
+    assert isinstance(results[2], Unprocessable) and "steps" in str(results[2])
     np.testing.assert_allclose(results[0].mesh.vertices, results[3].mesh.vertices, atol=VERTEX_ATOL)
 
 
@@ -139,7 +139,7 @@ def test_parse_steps_rules() -> None:
     assert parse_steps({}, config) == (4, 4)
     assert parse_steps({"steps": 9, "stage2_inference_steps": 3}, config) == (9, 3)
     for bad in ({"steps": True}, {"steps": 1.5}, {"stage1_inference_steps": 201}):
-        with pytest.raises(ValueError):
+        with pytest.raises(Unprocessable):
             parse_steps(bad, config)
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import requests
 import trimesh
-from gen3d_testing import rgba_png
+from gen3d_testing import GEN3D, rgba_png
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -23,7 +23,7 @@ def proxy_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("proxy") / "tiny"
     subprocess.run(
         [
-            str(REPO / ".venv/bin/gen3d"),
+            GEN3D,
             "proxy",
             "init",
             "--size",
@@ -57,6 +57,7 @@ def geometry(response: requests.Response) -> np.ndarray:
     return np.asarray(mesh.vertices)
 
 
+@pytest.mark.slow
 def test_concurrent_requests_are_batched_and_equal_their_solo_runs(
     start_gen3d_server, proxy_dir
 ) -> None:

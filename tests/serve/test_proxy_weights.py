@@ -9,12 +9,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors import safe_open
 
-from scripts.cli import main
-from serve.backends.proxy_model import build_model, config_for, parameter_counts
-from serve.backends.proxy_weights import CONFIG_FILE, WEIGHTS_FILE, read_config
+from gen3d.cli.main import main
+from gen3d.serve.backends.proxy.model import build_model, config_for, parameter_counts
+from gen3d.serve.backends.proxy.weights import CONFIG_FILE, WEIGHTS_FILE, read_config
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -28,7 +29,7 @@ def _init_in_subprocess(out: Path, seed: int) -> None:
     cmd = [
         sys.executable,
         "-m",
-        "scripts.cli",
+        "gen3d.cli.main",
         "proxy",
         "init",
         "--size",
@@ -43,6 +44,7 @@ def _init_in_subprocess(out: Path, seed: int) -> None:
     assert "wrote" in done.stdout
 
 
+@pytest.mark.slow
 def test_same_seed_gives_byte_identical_file(tmp_path: Path) -> None:
     _init_in_subprocess(tmp_path / "a", 7)
     _init_in_subprocess(tmp_path / "b", 7)
@@ -96,7 +98,7 @@ def test_cli_errors_are_one_line(tmp_path: Path, capsys) -> None:
 
 
 def test_flop_counts_follow_steps_and_cfg() -> None:
-    from serve.backends.proxy_flow import flop_counts
+    from gen3d.serve.backends.proxy.flow import flop_counts
 
     base = flop_counts(config_for("tiny"))
     assert base["total"] == sum(v for k, v in base.items() if k != "total")

@@ -17,18 +17,18 @@ import numpy as np
 import pytest
 import torch
 
-from serve.assets import Asset, encode_asset
-from serve.backends import create_backend
-from serve.backends.base import Backend, Sample, synthetic_sample
-from serve.backends.sam3d import (
+from gen3d.serve.assets import Asset, encode_asset
+from gen3d.serve.backends import create_backend
+from gen3d.serve.backends.base import Backend, Sample, synthetic_sample
+from gen3d.serve.backends.sam3d.adapter import (
     NOTEBOOK_RUN_ARGS,
     UPSTREAM_MODULE_NAME,
     Sam3DBackend,
     upstream_run_options,
 )
-from serve.backends.sam3d_output import read_binary_ply
-from serve.errors import ArtifactError
-from serve.settings import Settings
+from gen3d.serve.backends.sam3d.output import read_binary_ply
+from gen3d.serve.errors import ArtifactError, Unprocessable
+from gen3d.serve.settings import Settings
 
 STANDIN = Path(__file__).resolve().parents[1] / "fixtures" / "sam3d_standin"
 HUB_VARS = (
@@ -185,7 +185,7 @@ def test_bad_options_fail_only_their_sample(model_dir: Path, standin_on_path: No
         empty,
     ]
     results = backend.predict(batch)
-    assert [type(r).__name__ for r in results[:4]] == ["ValueError"] * 4
+    assert [type(r).__name__ for r in results[:4]] == ["Unprocessable"] * 4
     assert "stage1_inference_steps" in str(results[0])
     assert "needs 'gaussian'" in str(results[2])
     assert isinstance(results[4], Asset) and "empty" in str(results[5])
@@ -207,7 +207,7 @@ def test_upstream_run_options_table() -> None:
     assert upstream_run_options({"stage2_inference_steps": 5}, "obj") == {
         "stage2_inference_steps": 5
     }
-    with pytest.raises(ValueError):
+    with pytest.raises(Unprocessable):
         upstream_run_options({"stage2_inference_steps": True}, "glb")
 
 

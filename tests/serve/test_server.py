@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 import requests
 import trimesh
-from gen3d_testing import b64, glb_json, json_instance, photo_and_mask, png_bytes, rgba_png
+from gen3d_testing import GEN3D, b64, glb_json, json_instance, photo_and_mask, png_bytes, rgba_png
 from plyfile import PlyData
 
-from serve.launcher import free_port
+from gen3d.serve.launcher import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 ATTRS = "X-Amzn-SageMaker-Custom-Attributes"
@@ -28,7 +28,7 @@ ATTRS = "X-Amzn-SageMaker-Custom-Attributes"
 
 @pytest.fixture(scope="module")
 def server():
-    from serve.launcher import start_server
+    from gen3d.serve.launcher import start_server
 
     srv = start_server(
         env={
@@ -247,7 +247,7 @@ def test_not_ready_is_503_then_200(start_gen3d_server, tmp_path) -> None:
     """A proxy with many warm-up buckets takes a while: /ping says 503 until warm."""
     model = tmp_path / "proxy"
     subprocess.run(
-        [str(REPO / ".venv/bin/gen3d"), "proxy", "init", "--size", "tiny", "--out", str(model)],
+        [GEN3D, "proxy", "init", "--size", "tiny", "--out", str(model)],
         check=True,
         capture_output=True,
     )

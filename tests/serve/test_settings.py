@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from serve.settings import ENV_VARIABLES, Settings, SettingsError
+from gen3d.serve.settings import ENV_VARIABLES, Settings, SettingsError
 
 REPO = Path(__file__).resolve().parents[2]
 

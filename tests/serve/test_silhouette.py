@@ -8,9 +8,10 @@ import trimesh
 from gen3d_testing import glb_json, photo_and_mask
 from plyfile import PlyData
 
-from serve.assets import SPLAT_PROPERTIES, encode_asset
-from serve.backends.base import Sample
-from serve.backends.silhouette import MAX_FACES, SilhouetteBackend
+from gen3d.serve.assets import SPLAT_PROPERTIES, encode_asset
+from gen3d.serve.backends.base import Sample
+from gen3d.serve.backends.silhouette import MAX_FACES, SilhouetteBackend
+from gen3d.serve.errors import Unprocessable
 
 
 def run(sample: Sample):
@@ -130,4 +131,4 @@ def test_bad_option_values_fail_that_sample_only(options, message) -> None:
     bad = Sample(image=image, mask=mask, options=options)
     results = SilhouetteBackend().predict([good, bad])
     assert not isinstance(results[0], Exception)
-    assert isinstance(results[1], ValueError) and message in str(results[1])
+    assert isinstance(results[1], Unprocessable) and message in str(results[1])

@@ -1,0 +1,41 @@
+"""The fields every benchmark suite's configuration shares, declared once.
+
+`gen3d bench` builds each suite's config from the flags of the same names
+(gen3d.cli.commands.bench), so a field added here is a flag for every suite.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(kw_only=True)
+class SuiteConfig:
+    backend: str = "silhouette"
+    size: str = "tiny"  # proxy only: tiny (CPU) or full (GPU-sized)
+    device: str = "cpu"
+    model_dir: Path | None = None  # None: a model is prepared (proxy) or none is needed
+    instance_type: str | None = None  # recorded with the results (GPU runs)
+
+    @property
+    def name(self) -> str:
+        return f"{self.backend}-{self.size}" if self.backend == "proxy" else self.backend
+
+
+@dataclass(kw_only=True)
+class ServedSuiteConfig(SuiteConfig):
+    """A suite that starts real servers and sends them load."""
+
+    precision: str = "fp32"
+    levels: list[int] = field(default_factory=lambda: [1, 4, 16])
+    max_batch_size: int = 8
+    max_batch_delay_ms: float = 10.0
+    duration_s: float = 5.0
+    max_requests: int = 300
+    warmup_s: float = 1.0
+    ready_timeout_s: float = 300.0
+    # CPU only: intra-op threads of the server(s) (and of any in-process reference, so
+    # both compute alike). The load generator shares this machine's cores; torch's
+    # spinning OpenMP threads collapse when a core is taken from them, so leave it one.
+    torch_threads: int | None = None

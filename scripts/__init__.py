@@ -1,1 +1,0 @@
-"""The operator's toolbox: the `gen3d` command and its AWS, cost and tooling modules."""

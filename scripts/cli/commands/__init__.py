@@ -1,0 +1,1 @@
+"""Subcommands of `gen3d`, one module each (see gen3d.cli.main)."""

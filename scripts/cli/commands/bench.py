@@ -1,0 +1,357 @@
+"""`gen3d bench`: model, server, cold-start and peer benchmarks, and their report.
+
+gen3d bench all --device cpu --out benchmarks/results   # what `make bench` runs
+gen3d bench report                                      # -> benchmarks/README.md + plots
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from collections.abc import Callable
+from dataclasses import fields
+from pathlib import Path
+
+from gen3d.serve.backends import BUILTIN_NAMES
+
+DEFAULT_OUT = Path("benchmarks/results")
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}"
+        ) from None
+    if not values or any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"expected integers >= 1, got {text!r}")
+    return values
+
+
+def _choices(allowed: tuple[str, ...]) -> object:
+    def parse(text: str) -> list[str]:
+        values = [v.strip().lower() for v in text.split(",") if v.strip()]
+        bad = [v for v in values if v not in allowed]
+        if bad or not values:
+            raise argparse.ArgumentTypeError(
+                f"{', '.join(bad) or 'nothing'} not in {', '.join(allowed)}"
+            )
+        return values
+
+    return parse
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+    return value
+
+
+def _common(p: argparse.ArgumentParser, backends: tuple[str, ...]) -> None:
+    p.add_argument("--backend", choices=backends, default=backends[0], help="backend to measure")
+    p.add_argument(
+        "--size",
+        choices=("tiny", "full"),
+        default="tiny",
+        help="proxy size (default tiny; full is the GPU-sized model)",
+    )
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument(
+        "--model-dir",
+        type=Path,
+        default=None,
+        help="model directory (default: proxy weights generated once and cached "
+        "in ~/.cache/gen3d/bench-models; required for sam3d)",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=DEFAULT_OUT,
+        help="results root; files go to OUT/<device>/ (default benchmarks/results)",
+    )
+    p.add_argument(
+        "--instance-type",
+        default=None,
+        help="e.g. ml.g5.xlarge: recorded, and used by gen3d cost (default: $GEN3D_INSTANCE_TYPE)",
+    )
+
+
+def _load_args(p: argparse.ArgumentParser, levels: str, duration: float) -> None:
+    p.add_argument(
+        "--levels",
+        type=_ints,
+        default=_ints(levels),
+        help=f"closed-loop client counts (default {levels})",
+    )
+    p.add_argument(
+        "--duration-s",
+        type=_positive,
+        default=duration,
+        help=f"measurement window per level, seconds (default {duration:g}; "
+        "extended to 2 answers per client, cut at 3x)",
+    )
+    p.add_argument(
+        "--max-requests",
+        type=int,
+        default=400,
+        help="answers after which a level stops early (default 400)",
+    )
+    p.add_argument("--max-batch-size", type=int, default=8, help="GEN3D_MAX_BATCH_SIZE (8)")
+    p.add_argument(
+        "--max-batch-delay-ms", type=float, default=10.0, help="GEN3D_MAX_BATCH_DELAY_MS (10)"
+    )
+    p.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp32")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "bench",
+        help="benchmarks: model, server, cold start, peer server, report",
+        description="Measure the model in-process, the real server under load, cold start "
+        "and a peer server (LitServe); every result is JSON with an environment fingerprint "
+        "under benchmarks/results/<device>/. `report` turns them into benchmarks/README.md.",
+    )
+    sub = p.add_subparsers(dest="bench_command", metavar="SUITE")
+
+    m = sub.add_parser(
+        "model",
+        help="in-process latency/throughput/memory per precision, batch",
+        description="Load the backend in this process and time predict() per "
+        "precision and batch size: median and IQR of repeats after warm-up "
+        "(CUDA events on a GPU), throughput, peak memory.",
+    )
+    _common(m, ("proxy", *(n for n in BUILTIN_NAMES if n != "proxy")))
+    m.add_argument(
+        "--precision",
+        type=_choices(("fp32", "fp16", "bf16", "int8")),
+        default=["fp32"],
+        help="comma-separated: fp32,fp16,bf16,int8 (default fp32)",
+    )
+    m.add_argument("--batch", type=_ints, default=[1, 2, 4, 8], help="batch sizes (1,2,4,8)")
+    m.add_argument("--repeats", type=int, default=5, help="timed repeats (default 5)")
+    m.add_argument("--warmup", type=int, default=2, help="untimed runs first (default 2)")
+    m.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="proxy: steps per stage (default: the size's own, 4 tiny / 25 full)",
+    )
+    m.set_defaults(func=run_model)
+
+    s = sub.add_parser(
+        "server",
+        help="real gunicorn on 127.0.0.1 under closed-loop load",
+        description="Start the real server on 127.0.0.1, drive closed-loop load "
+        "at each level; throughput, p50/p90/p99, errors, serving efficiency "
+        "(vs in-process, same run) and /ping p99 under load.",
+    )
+    _common(s, BUILTIN_NAMES)
+    _load_args(s, "1,2,4,8,16,32", 6.0)
+    s.add_argument(
+        "--batching",
+        type=_choices(("on", "off")),
+        default=["on"],
+        help="on, off or on,off (off = GEN3D_MAX_BATCH_SIZE=1)",
+    )
+    s.add_argument("--steps", type=int, default=None, help="proxy: steps per stage")
+    s.set_defaults(func=run_server)
+
+    c = sub.add_parser(
+        "coldstart",
+        help="process start -> first /ping 200, split in parts",
+        description="Start the server REPEATS times; split the time to the "
+        "first /ping 200 into import, weight load, warm-up (from the server's "
+        "log) and, for proxy, also from a model.tar.gz (extraction timed).",
+    )
+    _common(c, BUILTIN_NAMES)
+    c.add_argument("--repeats", type=int, default=3)
+    c.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp32")
+    c.add_argument("--no-compressed", action="store_true", help="skip the model.tar.gz runs")
+    c.set_defaults(func=run_coldstart)
+
+    r = sub.add_parser(
+        "peers",
+        help="ours vs LitServe on the same backend, same run",
+        description="Serve the same backend with our server and with LitServe "
+        "(max_batch_size and batch_timeout set to ours, 127.0.0.1 only) and "
+        "load both at each level; ratios ours/peer of throughput and p99.",
+    )
+    _common(r, ("silhouette", "proxy"))
+    _load_args(r, "1,4,16", 5.0)
+    r.set_defaults(func=run_peers)
+
+    lat = sub.add_parser(
+        "latency",
+        help="start -> ready, sequential request latency and peak RSS (one client)",
+        description="Start the default server, time it to the first /ping 200, send "
+        "REQUESTS sequential SIZE x SIZE RGBA PNG -> GLB requests, read peak RSS.",
+    )
+    lat.add_argument("--backend", choices=("silhouette",), default="silhouette")
+    lat.add_argument("--image-size", type=int, default=512)
+    lat.add_argument("--requests", type=int, default=30)
+    lat.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    lat.set_defaults(func=run_latency)
+
+    a = sub.add_parser(
+        "all",
+        help="the whole bounded suite: CPU (make bench) or GPU",
+        description="--device cpu: silhouette and proxy tiny through every "
+        "suite (<= 10 min on 2 cores). --device cuda: proxy full at "
+        "fp32/fp16/bf16/int8, batch 1-8, and a server run (<= 8 min).",
+    )
+    a.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    a.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    a.add_argument("--model-dir", type=Path, default=None, help="GPU suite: proxy full dir")
+    a.add_argument("--instance-type", default=None)
+    a.set_defaults(func=run_all)
+
+    rep = sub.add_parser(
+        "report",
+        help="results/**/*.json -> README.md, plots, s/image",
+        description="Build benchmarks/README.md (tables, targets), PNG plots "
+        "and the seconds-per-image file `gen3d cost --bench` reads.",
+    )
+    rep.add_argument("--results", type=Path, default=None, help="default benchmarks/results")
+    rep.add_argument("--readme", type=Path, default=None, help="default benchmarks/README.md")
+    rep.add_argument("--plots", type=Path, default=None, help="default benchmarks/plots")
+    rep.add_argument(
+        "--seconds-per-image",
+        type=Path,
+        default=None,
+        help="default benchmarks/results/seconds_per_image.json",
+    )
+    rep.set_defaults(func=run_report)
+    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+
+
+def _fail(message: str) -> int:
+    print(f"gen3d bench: {message}", file=sys.stderr)
+    return 2
+
+
+def _check_device(device: str) -> str | None:
+    if device != "cuda":
+        return None
+    import torch
+
+    if not torch.cuda.is_available():
+        return "no CUDA device: --device cuda needs a visible NVIDIA GPU (torch.cuda)"
+    return None
+
+
+def _instance(args: argparse.Namespace) -> str | None:
+    import os
+
+    return args.instance_type or os.environ.get("GEN3D_INSTANCE_TYPE") or None
+
+
+def _guard(args: argparse.Namespace) -> str | None:
+    if getattr(args, "backend", None) == "sam3d" and args.model_dir is None:
+        return "the sam3d backend needs --model-dir (SAM 3D Objects checkpoints)"
+    if args.model_dir is not None and not args.model_dir.is_dir():
+        return f"--model-dir {args.model_dir} is not a directory"
+    return _check_device(args.device)
+
+
+def _suite_config(cls: type, args: argparse.Namespace, **overrides: object) -> object:
+    """A suite's config dataclass from the parsed flags of the same names, plus overrides."""
+    values = {f.name: getattr(args, f.name) for f in fields(cls) if hasattr(args, f.name)}
+    values["instance_type"] = _instance(args)
+    values.update(overrides)
+    return cls(**values)
+
+
+def _run_suite(
+    args: argparse.Namespace, run: Callable[[object, Path], Path], config: object
+) -> int:
+    print(f"wrote {run(config, args.out)}")
+    return 0
+
+
+def run_model(args: argparse.Namespace) -> int:
+    from gen3d.benchmarks.model import ModelSuiteConfig, run_model_suite
+
+    if error := _guard(args):
+        return _fail(error)
+    if args.repeats < 2 or args.warmup < 0:
+        return _fail("--repeats must be >= 2 and --warmup >= 0")
+    config = _suite_config(ModelSuiteConfig, args, precisions=args.precision, batches=args.batch)
+    return _run_suite(args, run_model_suite, config)
+
+
+def run_server(args: argparse.Namespace) -> int:
+    from gen3d.benchmarks.server import ServerSuiteConfig, run_server_suite
+
+    if error := _guard(args):
+        return _fail(error)
+    return _run_suite(args, run_server_suite, _suite_config(ServerSuiteConfig, args))
+
+
+def run_coldstart(args: argparse.Namespace) -> int:
+    from gen3d.benchmarks.coldstart import ColdstartConfig, run_coldstart_suite
+
+    if error := _guard(args):
+        return _fail(error)
+    if args.repeats < 1:
+        return _fail("--repeats must be >= 1")
+    config = _suite_config(ColdstartConfig, args, compressed=not args.no_compressed)
+    return _run_suite(args, run_coldstart_suite, config)
+
+
+def run_peers(args: argparse.Namespace) -> int:
+    from gen3d.benchmarks.peers import PeersConfig, run_peers_suite
+
+    if error := _guard(args):
+        return _fail(error)
+    return _run_suite(args, run_peers_suite, _suite_config(PeersConfig, args))
+
+
+def run_all(args: argparse.Namespace) -> int:
+    from gen3d.benchmarks import suite_all
+
+    if error := _check_device(args.device):
+        return _fail(error)
+    # a timeout's SIGTERM must still stop the servers we started (finally blocks run)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    if args.device == "cuda":
+        suite_all.run_gpu_suite(args.out, _instance(args), args.model_dir)
+    else:
+        suite_all.run_cpu_suite(args.out, _instance(args))
+    return 0
+
+
+def run_latency(args: argparse.Namespace) -> int:
+    from gen3d.benchmarks.latency import LatencyConfig, run_latency_suite
+
+    if args.requests < 1 or args.image_size < 16:
+        return _fail("--requests must be >= 1 and --image-size >= 16")
+    config = LatencyConfig(args.image_size, args.requests, args.backend)
+    print(f"wrote {run_latency_suite(config, args.out)}")
+    return 0
+
+
+def run_report(args: argparse.Namespace) -> int:
+    from gen3d.benchmarks.report import build_report, default_paths
+
+    paths = default_paths()
+    results = args.results or paths["results"]
+    if not results.is_dir():
+        return _fail(f"no results folder at {results}; run `gen3d bench all` first")
+    summary = build_report(
+        results,
+        args.readme or paths["readme"],
+        args.plots or paths["plots"],
+        args.seconds_per_image or paths["seconds_per_image"],
+    )
+    print(
+        f"report: {summary['documents']} result file(s), devices {', '.join(summary['devices'])}"
+        f", {summary['entries']} seconds-per-image entries -> "
+        f"{args.readme or paths['readme']}"
+    )
+    return 0

@@ -1,0 +1,144 @@
+"""`gen3d deploy`: register a serverless, asynchronous (scale-to-zero) or real-time endpoint."""
+
+from __future__ import annotations
+
+import argparse
+
+from gen3d.aws.clients import AwsClients
+from gen3d.aws.deploy import DeployOptions, deploy
+from gen3d.aws.endpoint_spec import FLAVORS, MODES, DeploySpec
+from gen3d.aws.errors import AwsCommandError
+from gen3d.aws.plan import Plan
+from gen3d.aws.storage import Lifecycle
+from gen3d.cli.aws_support import add_common_arguments, run_reporting_errors, summarise
+from gen3d.serve.backends import BUILTIN_NAMES
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "deploy",
+        help="deploy the image as a SageMaker endpoint (serverless, async or realtime)",
+        description="Create (or bring up to date) a model, endpoint config and endpoint, all "
+        "tagged gen3d:deployment=NAME, and wait until InService. async adds an S3 bucket, "
+        "SNS topics and autoscaling with minimum 0 (target tracking on "
+        "ApproximateBacklogSizePerInstance + a step policy fired by HasBacklogWithoutCapacity). "
+        "serverless refuses GPU backends and images (no GPU there). Re-running changes "
+        "nothing unless the inputs changed.",
+    )
+    p.add_argument("--name", required=True, help="deployment and endpoint name")
+    p.add_argument("--mode", required=True, choices=MODES)
+    p.add_argument("--image", required=True, help="container image URI (ECR)")
+    p.add_argument("--model-data", help="s3:// URI of model.tar.gz (optional for silhouette)")
+    p.add_argument("--role", required=True, help="SageMaker execution role ARN (gen3d setup)")
+    p.add_argument(
+        "--backend",
+        default="silhouette",
+        choices=BUILTIN_NAMES,
+        help="GEN3D_BACKEND of the model (default silhouette)",
+    )
+    p.add_argument(
+        "--flavor",
+        choices=FLAVORS,
+        help="image flavor (default: from the image tag, e.g. :0.1.0-gpu)",
+    )
+    p.add_argument(
+        "--instance-type",
+        default="ml.g4dn.xlarge",
+        help="async/realtime instance type (default ml.g4dn.xlarge)",
+    )
+    p.add_argument("--initial-instances", type=int, default=1)
+    p.add_argument(
+        "--max-instances",
+        type=int,
+        default=2,
+        help="autoscaling maximum (async), managed maximum (--scale-to-zero)",
+    )
+    p.add_argument("--memory-mb", type=int, default=4096, help="serverless memory (1024-6144)")
+    p.add_argument("--max-concurrency", type=int, default=5, help="serverless concurrency")
+    p.add_argument("--notify-email", help="async: subscribe this address to success/error")
+    p.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra model environment (GEN3D_* settings); repeatable",
+    )
+    p.add_argument(
+        "--bucket", help="async: bucket for inputs/results (default gen3d-NAME-ACCOUNT-REGION)"
+    )
+    p.add_argument("--ia-days", type=int, default=30, help="bucket: days to STANDARD_IA")
+    p.add_argument("--glacier-days", type=int, default=90, help="bucket: days to GLACIER")
+    p.add_argument("--expire-days", type=int, default=365, help="bucket: days to expiry")
+    p.add_argument("--log-retention-days", type=int, default=30)
+    p.add_argument(
+        "--upload-trigger-role",
+        metavar="ARN",
+        help="async: package the upload Lambda with this role and run it for "
+        "every object uploaded under s3://BUCKET/input/",
+    )
+    p.add_argument(
+        "--scale-to-zero",
+        action="store_true",
+        help="realtime: inference components with 0 minimum copies (AWS only)",
+    )
+    p.add_argument("--no-wait", action="store_true", help="do not wait for InService")
+    p.add_argument("--poll", type=float, default=15.0, help="seconds between status polls")
+    p.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait at most")
+    add_common_arguments(p)
+    p.set_defaults(func=run)
+
+
+def _env(pairs: list[str]) -> dict[str, str]:
+    env = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise AwsCommandError(f"--env {pair!r}: expected KEY=VALUE")
+        env[key] = value
+    return env
+
+
+def run(args: argparse.Namespace) -> int:
+    def body() -> int:
+        spec = DeploySpec(
+            name=args.name,
+            mode=args.mode,
+            image=args.image,
+            model_data=args.model_data,
+            role_arn=args.role,
+            backend=args.backend,
+            instance_type=args.instance_type,
+            initial_instances=args.initial_instances,
+            max_instances=args.max_instances,
+            memory_mb=args.memory_mb,
+            max_concurrency=args.max_concurrency,
+            flavor=args.flavor,
+            notify_email=args.notify_email,
+            extra_env=_env(args.env),
+        )
+        options = DeployOptions(
+            bucket=args.bucket,
+            lifecycle=Lifecycle(args.ia_days, args.glacier_days, args.expire_days),
+            log_retention_days=args.log_retention_days,
+            wait=not args.no_wait,
+            poll_s=args.poll,
+            timeout_s=args.timeout,
+            upload_trigger_role=args.upload_trigger_role,
+            scale_to_zero=args.scale_to_zero,
+        )
+        plan = Plan(dry_run=args.dry_run)
+        plan.out(
+            f"deploy {spec.name} ({spec.mode}, backend {spec.backend})"
+            + (" [dry run]" if plan.dry_run else "")
+        )
+        result = deploy(spec, AwsClients(args.region), plan, options)
+        summarise(plan, f"deployment {spec.name}")
+        if not plan.dry_run:
+            plan.out(
+                f"endpoint {result.endpoint} serves {result.model} via "
+                f"{result.endpoint_config}"
+                + (f"; results in s3://{result.bucket}/" if result.bucket else "")
+            )
+        return 0
+
+    return run_reporting_errors(body)

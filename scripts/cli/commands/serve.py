@@ -1,0 +1,36 @@
+"""`gen3d serve`: run the inference server locally (the same gunicorn set-up as the image)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from gen3d.serve.launcher import gunicorn_command
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "serve",
+        help="run the inference server (gunicorn, SageMaker contract)",
+        description="Run the server in the foreground. Settings come from GEN3D_* variables; "
+        "the flags below override the common ones.",
+    )
+    p.add_argument("--backend", help="silhouette (default), proxy or sam3d")
+    p.add_argument("--model-dir", help="model artifacts (default /opt/ml/model)")
+    p.add_argument("--port", type=int, help="port to listen on (default 8080)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    env = dict(os.environ)
+    if args.backend:
+        env["GEN3D_BACKEND"] = args.backend
+    if args.model_dir:
+        env["GEN3D_MODEL_DIR"] = str(args.model_dir)
+    if args.port:
+        env["SAGEMAKER_BIND_TO_PORT"] = str(args.port)
+    env["GEN3D_BIND_HOST"] = args.host
+    cmd = gunicorn_command()
+    os.execvpe(cmd[0], cmd, env)
+    return 0  # not reached

@@ -1,0 +1,61 @@
+"""`gen3d setup`: the account pieces a deployment needs (bucket, roles, budget)."""
+
+from __future__ import annotations
+
+import argparse
+
+from gen3d.aws.account import setup_account
+from gen3d.aws.clients import AwsClients
+from gen3d.aws.plan import Plan
+from gen3d.aws.storage import Lifecycle
+from gen3d.cli.aws_support import add_common_arguments, run_reporting_errors, summarise
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "setup",
+        help="create the bucket, least-privilege roles and budget for a deployment",
+        description="Create (or bring in line) an S3 bucket with public access blocked, "
+        "default encryption, a TLS-only policy and a lifecycle; a SageMaker execution role "
+        "and an upload-trigger Lambda role scoped to that bucket, the ECR repository and the "
+        "log groups; and optionally a monthly budget with an email alert. --dry-run prints "
+        "every policy document.",
+    )
+    p.add_argument("--name", required=True, help="deployment name (tags everything)")
+    p.add_argument("--bucket", help="bucket name (default gen3d-NAME-ACCOUNT-REGION)")
+    p.add_argument("--ecr-repository", default="gen3d", help="ECR repository (default gen3d)")
+    p.add_argument("--model-data", help="s3:// model artifact outside the bucket to allow")
+    p.add_argument("--ia-days", type=int, default=30, help="days to STANDARD_IA (default 30)")
+    p.add_argument("--glacier-days", type=int, default=90, help="days to GLACIER (default 90)")
+    p.add_argument("--expire-days", type=int, default=365, help="days to expiry (default 365)")
+    p.add_argument("--budget-usd", type=float, help="monthly budget limit in USD")
+    p.add_argument("--budget-email", help="email for budget alerts")
+    add_common_arguments(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    def body() -> int:
+        plan = Plan(dry_run=args.dry_run)
+        plan.out(f"setup {args.name}" + (" [dry run]" if plan.dry_run else ""))
+        result = setup_account(
+            plan,
+            AwsClients(args.region),
+            deployment=args.name,
+            bucket=args.bucket,
+            lifecycle=Lifecycle(args.ia_days, args.glacier_days, args.expire_days),
+            ecr_repository=args.ecr_repository,
+            model_data=args.model_data,
+            budget_usd=args.budget_usd,
+            budget_email=args.budget_email,
+        )
+        summarise(plan, f"setup {args.name}")
+        if not plan.dry_run:
+            plan.out(f"bucket:             s3://{result.bucket}")
+            plan.out(f"execution role:     {result.execution_role_arn}  (deploy --role)")
+            plan.out(
+                f"upload-trigger role: {result.trigger_role_arn}  (deploy --upload-trigger-role)"
+            )
+        return 0
+
+    return run_reporting_errors(body)

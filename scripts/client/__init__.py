@@ -1,0 +1,1 @@
+"""Client side of the container contract: requests, responses, previews."""

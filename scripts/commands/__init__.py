@@ -1,1 +1,0 @@
-"""Subcommands of `gen3d`, one module each (see scripts/cli.py)."""

@@ -1,0 +1,35 @@
+"""gunicorn configuration for the image and for local runs (values from gen3d.serve.settings).
+
+gthread workers: request threads wait on the worker's batcher while one model thread
+computes. The app is not preloaded: each worker loads the model after fork, because a
+CUDA context does not survive fork.
+"""
+
+import os
+import sys
+
+from gen3d.serve.settings import Settings, SettingsError
+
+try:
+    _settings = Settings.from_env()
+except SettingsError as exc:
+    print(f"gen3d: invalid setting {exc}", file=sys.stderr)
+    sys.exit(2)
+
+bind = f"{_settings.bind_host}:{_settings.port}"
+workers = _settings.workers
+worker_class = "gthread"
+threads = _settings.threads
+preload_app = False
+timeout = _settings.server_timeout_s
+# SageMaker sends SIGKILL 30 s after SIGTERM: finish in-flight requests within 25 s.
+graceful_timeout = 25
+keepalive = 75  # longer than SageMaker's idle connection reuse, so it never sees a reset
+loglevel = _settings.log_level
+accesslog = "-" if _settings.log_level == "debug" else None
+errorlog = "-"
+if os.path.isdir("/dev/shm"):
+    worker_tmp_dir = "/dev/shm"  # heartbeat file on tmpfs, not the container's overlay
+# gunicorn >= 24 opens a control socket in $HOME; several servers on one host (tests,
+# benchmarks) would contend for it and the image never uses it.
+control_socket_disable = True
