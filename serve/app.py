@@ -14,11 +14,10 @@ import uuid
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from gen3d.serve import codecs
+from gen3d.serve import codecs, request_body
 from gen3d.serve.errors import (
     Gen3DError,
     InternalError,
-    NotReady,
     PayloadTooLarge,
     UnsupportedMediaType,
 )
@@ -55,6 +54,7 @@ def create_app(runtime: ModelRuntime) -> Flask:
 
     @app.after_request
     def _finish(response: Response) -> Response:
+        request_body.drain_unread(request.environ, settings.max_body_bytes)
         response.headers["X-Request-Id"] = g.get("request_id", "")
         if CUSTOM_ATTRIBUTES in request.headers:
             response.headers[CUSTOM_ATTRIBUTES] = request.headers[CUSTOM_ATTRIBUTES]
@@ -85,10 +85,7 @@ def create_app(runtime: ModelRuntime) -> Flask:
     def ping() -> Response:
         if runtime.ready:
             return Response(status=200)
-        reason = runtime.failure or f"model is {runtime.state}"
-        if runtime.state == "ready":
-            reason = "the model thread stopped"
-        return error_response(NotReady(reason))
+        return error_response(runtime.not_ready())
 
     @app.get("/execution-parameters")
     def execution_parameters() -> Response:
@@ -103,28 +100,45 @@ def create_app(runtime: ModelRuntime) -> Flask:
 
     @app.post("/invocations")
     def invocations() -> Response:
-        service.ready_batcher()  # 503 before the body is read
+        content_type = supported_content_type()  # 415 before anything else
         attributes = codecs.parse_custom_attributes(request.headers.get(CUSTOM_ATTRIBUTES))
         defaults = codecs.Defaults(seed=attributes.get("seed", 0), format=attributes.get("format"))
-        decoded = decode_request(defaults, service.limits)
-        outcome = service.invoke(decoded, request.headers.get("Accept"), g.request_id)
+        # A queue slot (or 503) before the body is read; a bounded number of decodes.
+        with service.admit() as admission:
+            # the whole body, read outside the decode limit (slow clients hold no slot)
+            body = request_body.read_body(
+                request.environ, settings.max_body_bytes, "GEN3D_MAX_BODY_MB"
+            )
+            with service.decoding():
+                decoded = decode_request(body, content_type, defaults, service.limits)
+            accept = request.headers.get("Accept")
+            outcome = service.invoke(decoded, accept, g.request_id, admission)
         answer = outcome.encode()
         return Response(answer.body, mimetype=answer.media_type, headers=answer.headers)
 
     return app
 
 
-def decode_request(defaults: codecs.Defaults, limits: codecs.Limits) -> codecs.DecodedRequest:
-    """The current Flask request's body, decoded by its Content-Type."""
+def supported_content_type() -> str:
+    """The request's media type if we read it, else 415."""
     content_type = codecs.media_type(request.headers.get("Content-Type"))
-    if content_type == "multipart/form-data":
-        files = {name: part.read() for name, part in request.files.items()}
-        return codecs.decode_multipart(files, request.form.to_dict(), defaults, limits)
-    if content_type in codecs.IMAGE_TYPES:
-        return codecs.decode_image_body(request.get_data(), defaults, limits)
-    if content_type == "application/json":
-        return codecs.decode_json(request.get_data(), defaults, limits)
+    if content_type in ("multipart/form-data", "application/json", *codecs.IMAGE_TYPES):
+        return content_type
     raise UnsupportedMediaType(
         f"unsupported Content-Type {content_type or '(none)'!r}; send image/png "
-        "(RGBA: alpha is the mask), multipart/form-data or application/json"
+        "(RGBA: alpha is the mask), image/jpeg, image/webp, multipart/form-data or "
+        "application/json"
     )
+
+
+def decode_request(
+    body: bytes, content_type: str, defaults: codecs.Defaults, limits: codecs.Limits
+) -> codecs.DecodedRequest:
+    """The request's body, decoded by its Content-Type."""
+    if content_type == "multipart/form-data":
+        form, parts = request_body.parse_multipart(request.environ, body)
+        files = {name: part.read() for name, part in parts.items()}
+        return codecs.decode_multipart(files, form.to_dict(), defaults, limits)
+    if content_type == "application/json":
+        return codecs.decode_json(body, defaults, limits)
+    return codecs.decode_image_body(body, defaults, limits, content_type)

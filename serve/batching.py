@@ -95,20 +95,42 @@ class Batcher:
     def alive(self) -> bool:
         return self._thread.is_alive()
 
-    def submit(self, samples: list[Sample], timeout_s: float, request_id: str = "-") -> list[Job]:
-        """Queue all samples of one request, or none of them (QueueFull)."""
+    def reserve(self, count: int) -> None:
+        """Hold `count` queue slots for a request whose body is not decoded yet, or refuse
+        it now (QueueFull), before any work is spent on it. `submit(reserved=count)` uses
+        the slots; `release` gives them back if the request never gets there."""
+        with self._lock:
+            self._admit(count)
+
+    def release(self, count: int) -> None:
+        with self._lock:
+            self._pending -= count
+
+    def submit(
+        self, samples: list[Sample], timeout_s: float, request_id: str = "-", reserved: int = 0
+    ) -> list[Job]:
+        """Queue all samples of one request, or none of them (QueueFull). `reserved` slots
+        were held by `reserve` for this request and are used first (and given back if the
+        request has fewer samples); on QueueFull they stay reserved."""
         now = time.monotonic()
         jobs = [Job(sample, now + timeout_s, request_id, now) for sample in samples]
         with self._lock:
-            if self._pending + len(jobs) > self.max_queue:
-                raise QueueFull(
-                    f"the queue is full ({self._pending} of {self.max_queue} waiting); retry later",
-                    retry_after_s=self.retry_after_s(),
-                )
-            self._pending += len(jobs)
+            extra = len(jobs) - reserved
+            if extra > 0:
+                self._admit(extra)
+            else:
+                self._pending += extra  # unused reserved slots
             for job in jobs:
                 self._queue.put(job)
         return jobs
+
+    def _admit(self, count: int) -> None:
+        if self._pending + count > self.max_queue:
+            raise QueueFull(
+                f"the queue is full ({self._pending} of {self.max_queue} waiting); retry later",
+                retry_after_s=self.retry_after_s(),
+            )
+        self._pending += count
 
     def retry_after_s(self) -> int:
         batches_ahead = math.ceil(self._pending / self.max_batch_size) or 1

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 from werkzeug.datastructures import MIMEAccept
 from werkzeug.http import parse_accept_header
 
@@ -37,12 +37,27 @@ MAX_SEED = 2**32 - 1
 Image.MAX_IMAGE_PIXELS = None
 
 
+# The image formats a request may carry, by Content-Type (Pillow format names). Nothing
+# else is ever parsed: Pillow's other plugins (EPS reaches Ghostscript; DDS, SPIDER, IM
+# parse untrusted headers) are attack surface we do not need.
+WEB_FORMATS = ("PNG", "JPEG", "WEBP")
+FORMATS_BY_TYPE = {
+    "image/png": ("PNG",),
+    "image/jpeg": ("JPEG",),
+    "image/webp": ("WEBP",),
+    "application/x-image": WEB_FORMATS,
+}
+MAX_SEED_DIGITS = len(str(2**32 - 1))
+MAX_INT_DIGITS = 64  # longer JSON integers are not parsed (Python refuses > 4300 anyway)
+
+
 @dataclass(frozen=True)
 class Limits:
     max_image_pixels: int
     max_batch_items: int
     needs_mask: bool
     options: frozenset[str]
+    max_side: int = 0  # larger images are reduced to this long side while decoding; 0: never
 
 
 @dataclass(frozen=True)
@@ -69,13 +84,24 @@ def parse_custom_attributes(header: str | None) -> dict[str, str]:
 # ---------------------------------------------------------------- images
 
 
-def _open_image(data: bytes, what: str, limits: Limits) -> Image.Image:
-    """Open lazily, refuse oversize images from the header, then decode."""
+@dataclass(frozen=True)
+class DecodedImage:
+    pixels: Image.Image  # loaded, upright (EXIF orientation applied), maybe reduced
+    size: tuple[int, int]  # width, height as displayed, before any reduction
+
+
+def _open_image(
+    data: bytes, what: str, limits: Limits, formats: tuple[str, ...] = WEB_FORMATS
+) -> DecodedImage:
+    """Open as one of `formats`, refuse oversize images from the header, then decode:
+    a JPEG at the smallest DCT scale that still covers `limits.max_side`, everything
+    reduced to `max_side` right after decoding, EXIF orientation applied."""
     try:
-        image = Image.open(io.BytesIO(data))
+        image = Image.open(io.BytesIO(data), formats=list(formats))
         width, height = image.size
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise BadRequest(f"{what} is not a decodable image ({type(exc).__name__})") from None
+    except Exception:  # Pillow raises many types on hostile headers; none is ours to show
+        names = " or ".join(formats)
+        raise BadRequest(f"{what} is not a decodable {names} image") from None
     if width * height > limits.max_image_pixels:
         raise PayloadTooLarge(
             f"{what} is {width}x{height} = {width * height} pixels; "
@@ -84,10 +110,24 @@ def _open_image(data: bytes, what: str, limits: Limits) -> Image.Image:
     if width == 0 or height == 0:
         raise BadRequest(f"{what} has no pixels")
     try:
+        side = limits.max_side
+        if side and max(width, height) > side and image.format == "JPEG":
+            scale = side / max(width, height)
+            image.draft(image.mode, (max(1, int(width * scale)), max(1, int(height * scale))))
         image.load()
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise BadRequest(f"{what} could not be decoded ({exc})") from None
-    return image
+        displayed = _displayed_size(image, (width, height))
+        if side and max(image.size) > side:
+            image.thumbnail((side, side), Image.Resampling.BILINEAR)  # in place
+        ImageOps.exif_transpose(image, in_place=True)  # no copy when already upright
+    except Exception:
+        raise BadRequest(f"{what} could not be decoded (a corrupt or truncated file)") from None
+    return DecodedImage(image, displayed)
+
+
+def _displayed_size(image: Image.Image, size: tuple[int, int]) -> tuple[int, int]:
+    """The size a viewer shows: width and height swap for EXIF orientations 5-8."""
+    orientation = image.getexif().get(0x0112, 1)
+    return (size[1], size[0]) if orientation in (5, 6, 7, 8) else size
 
 
 def _has_alpha(image: Image.Image) -> bool:
@@ -96,21 +136,29 @@ def _has_alpha(image: Image.Image) -> bool:
     )
 
 
-def decode_photo(data: bytes, limits: Limits) -> tuple[np.ndarray, np.ndarray | None]:
-    """Photo bytes -> (RGB uint8, mask from the alpha channel or None)."""
-    image = _open_image(data, "image", limits)
+def decode_photo(
+    data: bytes, limits: Limits, formats: tuple[str, ...] = WEB_FORMATS
+) -> tuple[np.ndarray, np.ndarray | None, tuple[int, int]]:
+    """Photo bytes -> (RGB uint8, mask from the alpha channel or None, displayed size)."""
+    decoded = _open_image(data, "image", limits, formats)
+    image = decoded.pixels
     if _has_alpha(image):
         rgba = np.asarray(image.convert("RGBA"))
-        return np.ascontiguousarray(rgba[:, :, :3]), rgba[:, :, 3] >= 128
-    return np.asarray(image.convert("RGB")), None
+        return np.ascontiguousarray(rgba[:, :, :3]), rgba[:, :, 3] >= 128, decoded.size
+    return np.asarray(image.convert("RGB")), None, decoded.size
 
 
-def decode_mask(data: bytes, limits: Limits) -> np.ndarray:
-    """Mask bytes -> bool (H, W): the alpha channel if it has one, else grey >= 128."""
-    image = _open_image(data, "mask", limits)
-    if _has_alpha(image):
-        return np.asarray(image.convert("RGBA"))[:, :, 3] >= 128
-    return np.asarray(image.convert("L")) >= 128
+def decode_mask(
+    data: bytes, limits: Limits, shape: tuple[int, int] | None = None
+) -> tuple[np.ndarray, tuple[int, int]]:
+    """Mask bytes -> (bool (H, W), displayed size): the alpha channel if it has one, else
+    grey >= 128; resized to `shape` (the photo's decoded height and width) if given."""
+    decoded = _open_image(data, "mask", limits)
+    image = decoded.pixels
+    grey = image.convert("RGBA").getchannel("A") if _has_alpha(image) else image.convert("L")
+    if shape is not None and grey.size != (shape[1], shape[0]):
+        grey = grey.resize((shape[1], shape[0]), Image.Resampling.BILINEAR)
+    return np.asarray(grey) >= 128, decoded.size
 
 
 def _b64(value: Any, what: str) -> bytes:
@@ -128,7 +176,7 @@ def _b64(value: Any, what: str) -> bytes:
 
 
 def _seed(value: Any) -> int:
-    if isinstance(value, str) and re.fullmatch(r"\d+", value.strip()):
+    if isinstance(value, str) and re.fullmatch(rf"\d{{1,{MAX_SEED_DIGITS}}}", value.strip()):
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SEED:
         raise Unprocessable(f"seed must be an integer in [0, {MAX_SEED}]")
@@ -151,9 +199,16 @@ def build_sample(
     fmt: Any,
     options: Any,
     limits: Limits,
+    formats: tuple[str, ...] = WEB_FORMATS,
 ) -> Sample:
-    image, alpha_mask = decode_photo(photo, limits)
-    mask = decode_mask(mask_bytes, limits) if mask_bytes is not None else alpha_mask
+    image, mask, photo_size = decode_photo(photo, limits, formats)
+    if mask_bytes is not None:
+        mask, mask_size = decode_mask(mask_bytes, limits, image.shape[:2])
+        if mask_size != photo_size:
+            raise Unprocessable(
+                f"mask is {mask_size[0]}x{mask_size[1]} but the image is "
+                f"{photo_size[0]}x{photo_size[1]} (as displayed, EXIF orientation applied)"
+            )
     if mask is None and limits.needs_mask:
         raise Unprocessable(
             "a mask is required: send an RGBA PNG whose alpha is the mask, a 'mask' part, "
@@ -221,11 +276,21 @@ def _items(raw: list[Any], defaults: Defaults, limits: Limits) -> list[Sample | 
     return out
 
 
+class _TooLong:
+    """A JSON integer too long to be anything we accept (a seed has 10 digits)."""
+
+
+def _bounded_int(text: str) -> int | _TooLong:
+    return int(text) if len(text) <= MAX_INT_DIGITS else _TooLong()
+
+
 def decode_json(body: bytes, defaults: Defaults, limits: Limits) -> DecodedRequest:
     try:
-        doc = json.loads(body)
+        doc = json.loads(body, parse_int=_bounded_int)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BadRequest(f"malformed JSON: {exc}") from None
+    except RecursionError:
+        raise BadRequest("malformed JSON: nested too deeply") from None
     if not isinstance(doc, Mapping):
         raise BadRequest("the JSON body must be an object")
     if "instances" in doc:
@@ -270,12 +335,20 @@ def decode_multipart(
     return DecodedRequest([sample], False, _explicit(fields.get("format", defaults.format)))
 
 
-IMAGE_TYPES = ("image/png", "application/x-image", "image/jpeg", "image/webp")
+IMAGE_TYPES = tuple(FORMATS_BY_TYPE)
 
 
-def decode_image_body(body: bytes, defaults: Defaults, limits: Limits) -> DecodedRequest:
+def decode_image_body(
+    body: bytes, defaults: Defaults, limits: Limits, content_type: str = "application/x-image"
+) -> DecodedRequest:
     sample = build_sample(
-        body, None, seed=defaults.seed, fmt=defaults.format, options=None, limits=limits
+        body,
+        None,
+        seed=defaults.seed,
+        fmt=defaults.format,
+        options=None,
+        limits=limits,
+        formats=FORMATS_BY_TYPE.get(content_type, WEB_FORMATS),
     )
     return DecodedRequest([sample], False, _explicit(defaults.format))
 

@@ -5,9 +5,11 @@ computes. The app is not preloaded: each worker loads the model after fork, beca
 CUDA context does not survive fork.
 """
 
+import importlib
 import os
 import sys
 
+from gen3d.serve.backends import lookup
 from gen3d.serve.settings import Settings, SettingsError
 
 try:
@@ -15,6 +17,12 @@ try:
 except SettingsError as exc:
     print(f"gen3d: invalid setting {exc}", file=sys.stderr)
     sys.exit(2)
+
+# A built-in backend's module (and so torch) is imported once here, before the fork (see
+# BackendEntry.preload); a plugin backend is only imported in the workers.
+_backend = lookup(_settings.backend)
+if _backend.preload:
+    importlib.import_module(_backend.target.split(":")[0])
 
 bind = f"{_settings.bind_host}:{_settings.port}"
 workers = _settings.workers

@@ -14,9 +14,11 @@ import time
 from gen3d.serve.backends import Backend, create_backend
 from gen3d.serve.batching import Batcher
 from gen3d.serve.codecs import Limits
+from gen3d.serve.errors import NotReady
 from gen3d.serve.settings import Settings
 
 log = logging.getLogger("gen3d.runtime")
+LOADING_RETRY_AFTER_S = 5
 
 
 class ModelRuntime:
@@ -43,7 +45,17 @@ class ModelRuntime:
             max_batch_items=self.settings.max_batch_items,
             needs_mask=self.backend.needs_mask,
             options=self.backend.options,
+            max_side=self.settings.max_image_side,
         )
+
+    def not_ready(self) -> NotReady:
+        """What a client is told while not ready: no paths or exception text (those are in
+        the log), and Retry-After only while waiting can help."""
+        if self.state in ("loading", "warming"):
+            return NotReady(f"the model is {self.state}", retry_after_s=LOADING_RETRY_AFTER_S)
+        if self.state == "failed":
+            return NotReady("the model failed to load; see the server log")
+        return NotReady("the model thread stopped; this instance is unhealthy")
 
     def _bring_up(self) -> None:
         settings = self.settings

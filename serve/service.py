@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from gen3d.serve import __version__, codecs
 from gen3d.serve.assets import Asset
 from gen3d.serve.batching import Batcher
-from gen3d.serve.errors import Gen3DError, NotReady
+from gen3d.serve.errors import Gen3DError
 from gen3d.serve.runtime import ModelRuntime
-
-NOT_READY_RETRY_AFTER_S = 5
 
 
 @dataclass(frozen=True)
@@ -62,31 +63,66 @@ class Outcome:
         return Answer(body, self.plan.media_type)
 
 
+@dataclass
+class Admission:
+    """Queue slots held for a request before its body is read and decoded."""
+
+    batcher: Batcher
+    slots: int
+    used: bool = False
+
+
 class InvocationService:
-    """Runs decoded requests on one worker's model runtime."""
+    """Runs decoded requests on one worker's model runtime.
+
+    Admission comes first: `admit()` holds a queue slot (or answers 503 with Retry-After)
+    before the body is read, so an overloaded worker spends nothing on requests it cannot
+    serve; `decoding()` bounds how many bodies are decoded at once, which bounds memory.
+    """
 
     def __init__(self, runtime: ModelRuntime) -> None:
         self.runtime = runtime
+        self._decoders = threading.BoundedSemaphore(runtime.settings.decode_concurrency)
 
     @property
     def limits(self) -> codecs.Limits:
         return self.runtime.limits
 
     def ready_batcher(self) -> Batcher:
-        """The worker's batcher, or NotReady (503 + Retry-After) while loading or failed."""
+        """The worker's batcher, or NotReady (503) while loading or failed."""
         runtime = self.runtime
         if not runtime.ready or runtime.batcher is None:
-            raise NotReady(
-                runtime.failure or f"model is {runtime.state}",
-                retry_after_s=NOT_READY_RETRY_AFTER_S,
-            )
+            raise runtime.not_ready()
         return runtime.batcher
 
+    @contextmanager
+    def admit(self, slots: int = 1) -> Iterator[Admission]:
+        """Hold `slots` queue slots for the body about to be decoded; they are given back
+        unless `invoke` used them."""
+        batcher = self.ready_batcher()
+        batcher.reserve(slots)
+        admission = Admission(batcher, slots)
+        try:
+            yield admission
+        finally:
+            if not admission.used:
+                batcher.release(admission.slots)
+
+    @contextmanager
+    def decoding(self) -> Iterator[None]:
+        """At most GEN3D_DECODE_CONCURRENCY bodies decode at once in this worker."""
+        with self._decoders:
+            yield
+
     def invoke(
-        self, decoded: codecs.DecodedRequest, accept: str | None, request_id: str
+        self,
+        decoded: codecs.DecodedRequest,
+        accept: str | None,
+        request_id: str,
+        admission: Admission | None = None,
     ) -> Outcome:
         """Plan the response (406 first, before any work), run every good item, collect."""
-        batcher = self.ready_batcher()
+        batcher = admission.batcher if admission else self.ready_batcher()
         plan = codecs.plan_response(accept, decoded.requested_format, decoded.is_batch)
         items = decoded.items
         if plan.format is not None:  # a single request: Accept may decide the format
@@ -96,7 +132,10 @@ class InvocationService:
             ]
         samples = [i for i in items if not isinstance(i, Gen3DError)]
         timeout_s = self.runtime.settings.request_timeout_s
-        jobs = batcher.submit(samples, timeout_s, request_id) if samples else []
+        reserved = admission.slots if admission else 0
+        jobs = batcher.submit(samples, timeout_s, request_id, reserved)
+        if admission:
+            admission.used = True
         outcomes = iter([batcher.wait(job) for job in jobs])
         results = [i if isinstance(i, Gen3DError) else next(outcomes) for i in items]
         for result in results:

@@ -26,14 +26,20 @@ class BackendEntry:
     name: str
     target: str  # "package.module:Class"
     gpu: bool  # needs (or, for proxy, wants) a CUDA device in production
+    # The module is imported by the gunicorn master before it forks the workers: a
+    # worker's first seconds otherwise go to importing torch while holding the GIL, and
+    # /ping waits. Only for modules that create no CUDA context at import (ours don't).
+    preload: bool = False
 
 
 BUILTIN: dict[str, BackendEntry] = {
     e.name: e
     for e in (
-        BackendEntry("silhouette", "gen3d.serve.backends.silhouette:SilhouetteBackend", False),
-        BackendEntry("proxy", "gen3d.serve.backends.proxy.backend:ProxyBackend", True),
-        BackendEntry("sam3d", "gen3d.serve.backends.sam3d.adapter:Sam3DBackend", True),
+        BackendEntry(
+            "silhouette", "gen3d.serve.backends.silhouette:SilhouetteBackend", False, True
+        ),
+        BackendEntry("proxy", "gen3d.serve.backends.proxy.backend:ProxyBackend", True, True),
+        BackendEntry("sam3d", "gen3d.serve.backends.sam3d.adapter:Sam3DBackend", True, True),
     )
 }
 BUILTIN_NAMES = tuple(BUILTIN)

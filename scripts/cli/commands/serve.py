@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from gen3d.serve.launcher import gunicorn_command
+from gen3d.serve.launcher import gunicorn_command, process_env
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -23,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    env = dict(os.environ)
+    env = process_env()
     if args.backend:
         env["GEN3D_BACKEND"] = args.backend
     if args.model_dir:

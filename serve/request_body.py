@@ -1,0 +1,96 @@
+"""Reading a request body the way a server facing the internet must.
+
+- The size limit holds for every framing: a Content-Length over the limit is refused
+  before a byte is read, and a chunked body is refused (413) the moment it passes the
+  limit, never cut silently.
+- A malformed body (bad chunk framing, a client that hangs up) is the client's 400,
+  whatever exception the server's reader raises for it.
+- A body left unread by an early answer (415, 503, ...) is drained afterwards, so the
+  connection gunicorn keeps alive starts the next request at its first byte. Past the
+  limit nothing is drained: gunicorn then closes the connection.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping
+from typing import Any
+
+from werkzeug.datastructures import FileStorage, MultiDict
+from werkzeug.formparser import parse_form_data
+
+from gen3d.serve.errors import BadRequest, PayloadTooLarge
+
+CHUNK = 64 * 1024
+READ_FLAG = "gen3d.body_read"
+
+
+def declared_length(environ: Mapping[str, Any]) -> int | None:
+    raw = environ.get("CONTENT_LENGTH") or ""
+    try:
+        return int(raw) if raw.strip() else None
+    except ValueError:
+        raise BadRequest("Content-Length is not a number") from None
+
+
+def read_body(environ: dict[str, Any], limit: int, limit_name: str) -> bytes:
+    """The whole body, at most `limit` bytes (413 naming `limit_name` beyond that)."""
+    environ[READ_FLAG] = True
+    length = declared_length(environ)
+    too_large = PayloadTooLarge(f"the body is over {limit / 2**20:g} MB ({limit_name})")
+    if length is not None and length > limit:
+        raise too_large
+    stream = environ["wsgi.input"]
+    chunks, size = [], 0
+    try:
+        while True:
+            want = CHUNK if length is None else min(CHUNK, length - size)
+            chunk = stream.read(want) if want > 0 else b""
+            if not chunk:
+                break
+            size += len(chunk)
+            if size > limit:
+                raise too_large
+            chunks.append(chunk)
+    except PayloadTooLarge:
+        raise
+    except Exception:  # the server's reader: bad chunk framing, a client that left
+        raise BadRequest("the request body is malformed or was cut off") from None
+    if length is not None and size < length:
+        raise BadRequest(f"the body ended after {size} of {length} bytes")
+    return b"".join(chunks)
+
+
+def parse_multipart(
+    environ: Mapping[str, Any], body: bytes
+) -> tuple[MultiDict[str, str], MultiDict[str, FileStorage]]:
+    """Form fields and files of a multipart body already read by `read_body`."""
+    replay = {**environ, "wsgi.input": io.BytesIO(body), "CONTENT_LENGTH": str(len(body))}
+    try:
+        _, form, files = parse_form_data(replay, silent=False)
+    except Exception:
+        raise BadRequest("the multipart body is malformed") from None
+    return form, files
+
+
+def drain_unread(environ: dict[str, Any], limit: int) -> None:
+    """Read and drop a body nobody read, if it is within `limit` (see the module doc)."""
+    if environ.get(READ_FLAG):
+        return
+    environ[READ_FLAG] = True
+    try:
+        length = declared_length(environ)
+    except BadRequest:
+        return
+    chunked = "chunked" in (environ.get("HTTP_TRANSFER_ENCODING") or "").lower()
+    if (length is None and not chunked) or (length is not None and length > limit):
+        return
+    stream, seen = environ["wsgi.input"], 0
+    try:
+        while seen <= limit:
+            chunk = stream.read(CHUNK)
+            if not chunk:
+                return
+            seen += len(chunk)
+    except Exception:
+        return
