@@ -26,14 +26,18 @@ class BackendEntry:
     name: str
     target: str  # "package.module:Class"
     gpu: bool  # needs (or, for proxy, wants) a CUDA device in production
+    # Samples it runs at once whatever GEN3D_MAX_BATCH_SIZE says (None: that setting).
+    # Known without loading the backend, for deploy and /execution-parameters; each
+    # backend's own max_batch_size agrees (tests/serve/test_execution_parameters.py).
+    fixed_batch_size: int | None = None
 
 
 BUILTIN: dict[str, BackendEntry] = {
     e.name: e
     for e in (
-        BackendEntry("silhouette", "gen3d.serve.backends.silhouette:SilhouetteBackend", False),
+        BackendEntry("silhouette", "gen3d.serve.backends.silhouette:SilhouetteBackend", False, 1),
         BackendEntry("proxy", "gen3d.serve.backends.proxy.backend:ProxyBackend", True),
-        BackendEntry("sam3d", "gen3d.serve.backends.sam3d.adapter:Sam3DBackend", True),
+        BackendEntry("sam3d", "gen3d.serve.backends.sam3d.adapter:Sam3DBackend", True, 1),
     )
 }
 BUILTIN_NAMES = tuple(BUILTIN)
@@ -64,6 +68,13 @@ def lookup(name: str) -> BackendEntry:
     )
 
 
+def batch_capacity(name: str, max_batch_size: int) -> int:
+    """Samples one worker of backend `name` runs at once under GEN3D_MAX_BATCH_SIZE."""
+    entry = BUILTIN.get(name)
+    fixed = entry.fixed_batch_size if entry else None
+    return max(1, min(max_batch_size, fixed or max_batch_size))
+
+
 def is_gpu_backend(name: str) -> bool:
     return name in BUILTIN and BUILTIN[name].gpu
 
@@ -83,6 +94,7 @@ __all__ = [
     "Backend",
     "BackendEntry",
     "Sample",
+    "batch_capacity",
     "create_backend",
     "is_gpu_backend",
     "lookup",
