@@ -83,7 +83,7 @@ def is_gpu_instance(instance_type: str) -> bool:
 SAM3D_FULL_GB = 32
 SAM3D_STAGED_GB = 24
 SAM3D_SUGGESTION = (
-    "use ml.g6e.xlarge (L40S, 48 GB), ml.p5.4xlarge (H100, 80 GB), or ml.g5.xlarge / "
+    "Use ml.g6e.xlarge (L40S, 48 GB), ml.p5.4xlarge (H100, 80 GB), or ml.g5.xlarge / "
     "ml.g6.xlarge (24 GB) with GEN3D_STAGE_OFFLOAD=1"
 )
 

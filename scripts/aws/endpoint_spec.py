@@ -137,8 +137,8 @@ def validate(spec: DeploySpec) -> None:
             raise AwsCommandError(f"--instance-type {spec.instance_type!r}: expected ml.*")
         if spec.backend == "sam3d" and not is_gpu_instance(spec.instance_type):
             raise AwsCommandError(
-                f"backend sam3d needs a GPU; {spec.instance_type} has none "
-                f"({instances.SAM3D_SUGGESTION})"
+                f"backend sam3d needs a GPU; {spec.instance_type} has none. "
+                f"{instances.SAM3D_SUGGESTION}"
             )
         if spec.gpu_image and not is_gpu_instance(spec.instance_type):
             raise AwsCommandError(
