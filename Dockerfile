@@ -81,8 +81,6 @@ RUN apt-get update \
          apt-get install -y --no-install-recommends libegl1 libgl1 libglib2.0-0 libgomp1; \
        fi \
     && rm -rf /var/lib/apt/lists/* \
-    && groupadd --gid 1000 gen3d \
-    && useradd --no-log-init --uid 1000 --gid 1000 --create-home --home-dir /home/gen3d gen3d \
     && mkdir -p /opt/ml/model
 
 COPY --from=builder /opt/venv /opt/venv
@@ -101,8 +99,14 @@ ENV PATH=/opt/venv/bin:$PATH \
     SAM3D_OBJECTS_DIR=${SAM3D_OBJECTS_DIR}
 
 WORKDIR /opt/program
-# Not root: the server needs no privilege (numeric, so runtimes can check it is non-root).
-USER 1000:1000
+# Root, as SageMaker expects: "SageMaker AI expects all containers to run with root users
+# ... users that do not have root-level access can cause permissions issues" (Custom
+# Inference Code with Hosting Services, docs: your-algorithms-inference-code.html). The
+# platform mounts /opt/ml/model and writes where it likes; isolation comes from the
+# container and the execution role, not from the uid. (hadolint's DL3002 says the
+# opposite for images in general; SageMaker's contract wins here.)
+# hadolint ignore=DL3002
+USER 0:0
 EXPOSE 8080
 ENTRYPOINT ["/opt/program/container/serve"]
 CMD ["serve"]

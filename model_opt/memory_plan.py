@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gen3d.serve import instances
+
 GIB = 1 << 30
 DTYPE_BYTES = {
     "F64": 8,
@@ -42,9 +44,25 @@ class Gpu:
     instance: str
 
 
+def gpu_of_instance(instance_type: str) -> Gpu:
+    """The GPU of a SageMaker instance type, from the table deploy and the cost model
+    read too (gen3d.serve.instances)."""
+    gpu = instances.gpu_of(instance_type)
+    if gpu is None or instance_type not in instances.HOST_RAM_GIB:
+        known = ", ".join(t for t in instances.HOST_RAM_GIB if instances.gpu_of(t))
+        raise ValueError(
+            f"{instance_type}: not in the instance table ({known}); give --gpu as a size in "
+            "GiB and --host-ram-gib"
+        )
+    host_ram = instances.HOST_RAM_GIB[instance_type]
+    return Gpu(gpu.model, gpu.usable_gib, gpu.bf16, host_ram, instance_type)
+
+
 GPUS = {
-    "t4": Gpu("NVIDIA T4", 15.0, False, 16.0, "ml.g4dn.xlarge"),
-    "a10g": Gpu("NVIDIA A10G", 22.0, True, 16.0, "ml.g5.xlarge"),
+    "t4": gpu_of_instance("ml.g4dn.xlarge"),
+    "a10g": gpu_of_instance("ml.g5.xlarge"),
+    "l4": gpu_of_instance("ml.g6.xlarge"),
+    "l40s": gpu_of_instance("ml.g6e.xlarge"),
 }
 CUDA_CONTEXT_GIB = 0.6  # CUDA context + cuBLAS workspaces, per process (typical)
 HOST_PROCESS_GIB = 2.0  # python, torch and CUDA libraries, server, page cache slack
@@ -114,10 +132,15 @@ def sam3d_stages(model_dir: Path) -> dict[str, StageWeights]:
 def parse_gpu(value: str) -> Gpu:
     if value.lower() in GPUS:
         return GPUS[value.lower()]
+    if value.startswith("ml."):
+        return gpu_of_instance(value)
     try:
         gib = float(value)
     except ValueError:
-        raise ValueError(f"--gpu {value!r}: use t4, a10g or a size in GiB") from None
+        raise ValueError(
+            f"--gpu {value!r}: use {', '.join(GPUS)}, an instance type (ml.g6e.xlarge) or a "
+            "size in GiB"
+        ) from None
     if gib <= 0:
         raise ValueError("--gpu size must be positive")
     return Gpu(f"{gib:g} GiB GPU", gib, True, 16.0, "custom")

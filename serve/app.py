@@ -10,11 +10,13 @@ import json
 import logging
 import time
 import uuid
+from typing import Any
 
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from gen3d.serve import codecs, request_body
+from gen3d.serve.backends import batch_capacity
 from gen3d.serve.errors import (
     Gen3DError,
     InternalError,
@@ -23,10 +25,33 @@ from gen3d.serve.errors import (
 )
 from gen3d.serve.runtime import ModelRuntime
 from gen3d.serve.service import InvocationService
+from gen3d.serve.settings import Settings
 
 log = logging.getLogger("gen3d.app")
 CUSTOM_ATTRIBUTES = "X-Amzn-SageMaker-Custom-Attributes"
 _STATUS_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+
+# CreateTransformJob: MaxPayloadInMB <= 100, and MaxConcurrentTransforms x MaxPayloadInMB
+# <= 100 (API reference, MaxPayloadInMB).
+TRANSFORM_PAYLOAD_BUDGET_MB = 100
+
+
+def execution_parameters_for(settings: Settings) -> dict[str, Any]:
+    """What batch transform reads from GET /execution-parameters.
+
+    One record per request (bodies are whole images, not line-split records). As many
+    transforms in flight as the workers run at once (the backend's batch size, 1 for
+    sam3d and silhouette), so no record waits in the container and each one's time is its
+    own processing time (the request deadline bounds it). The payload limit shares the
+    100 MB budget with that concurrency."""
+    concurrent = settings.workers * batch_capacity(settings.backend, settings.max_batch_size)
+    concurrent = min(concurrent, TRANSFORM_PAYLOAD_BUDGET_MB)
+    payload = min(int(settings.max_body_mb), TRANSFORM_PAYLOAD_BUDGET_MB // concurrent)
+    return {
+        "MaxConcurrentTransforms": concurrent,
+        "BatchStrategy": "SINGLE_RECORD",
+        "MaxPayloadInMB": max(1, payload),
+    }
 
 
 def error_response(err: Gen3DError) -> Response:
@@ -89,14 +114,7 @@ def create_app(runtime: ModelRuntime) -> Flask:
 
     @app.get("/execution-parameters")
     def execution_parameters() -> Response:
-        # One record per request (our bodies are whole images, not line-split records);
-        # enough concurrent transforms to fill every worker's batches.
-        body = {
-            "MaxConcurrentTransforms": settings.workers * settings.max_batch_size,
-            "BatchStrategy": "SINGLE_RECORD",
-            "MaxPayloadInMB": max(1, int(settings.max_body_mb)),
-        }
-        return Response(json.dumps(body), mimetype="application/json")
+        return Response(json.dumps(execution_parameters_for(settings)), mimetype="application/json")
 
     @app.post("/invocations")
     def invocations() -> Response:

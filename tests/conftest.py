@@ -7,8 +7,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from aws_requests import install_strict_validation
 
 from gen3d.serve.launcher import ManagedProcess, free_port, start_server
+
+# Every botocore client a test builds (the code under test's and the test's own) checks
+# each request against the service model's enum, max, pattern and length rules before
+# sending it; ParamValidator alone lets values through that AWS rejects.
+install_strict_validation()
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

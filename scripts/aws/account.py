@@ -5,9 +5,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gen3d.aws import budget, iam, storage
+from gen3d.aws import budget, iam, platform, storage
 from gen3d.aws.clients import AwsClients
 from gen3d.aws.plan import Plan
+
+
+def project_repositories() -> list[str]:
+    """The ECR repositories `make build push` pushes to: gen3d-FLAVOUR for every image
+    flavor (the Makefile's IMAGE_NAME, and `gen3d push`'s default repository)."""
+    return [f"gen3d-{name}" for name in platform.flavor_names()]
 
 
 @dataclass
@@ -24,7 +30,7 @@ def setup_account(
     deployment: str,
     bucket: str | None,
     lifecycle: storage.Lifecycle,
-    ecr_repository: str,
+    ecr_repositories: list[str],
     model_data: str | None = None,
     budget_usd: float | None = None,
     budget_email: str | None = None,
@@ -33,17 +39,22 @@ def setup_account(
     account = plan.read("account id (STS)", clients.account_id, str, placeholder="<account-id>")
     bucket = bucket or storage.default_bucket_name(deployment, account, region)
     storage.ensure_bucket(plan, clients.s3, bucket, deployment, region, lifecycle)
-    model_arns = []
+    model_arns, model_buckets = [], []
     if model_data:
         model_bucket, key = storage.parse_s3_uri(model_data)
-        model_arns.append(f"arn:aws:s3:::{model_bucket}/{key}")
+        if key.endswith("/"):  # an uncompressed prefix (gen3d package --uncompressed)
+            model_arns.append(f"arn:aws:s3:::{model_bucket}/{key}*")
+            model_buckets.append(model_bucket)
+        else:
+            model_arns.append(f"arn:aws:s3:::{model_bucket}/{key}")
     execution_policy = iam.execution_role_policy(
         deployment=deployment,
         bucket=bucket,
         account=account,
         region=region,
-        ecr_repository=ecr_repository,
+        ecr_repositories=ecr_repositories,
         model_data_arns=model_arns,
+        model_buckets=model_buckets,
     )
     role_arn = iam.ensure_role(
         plan,

@@ -1,9 +1,12 @@
 """Scale-to-zero for an async endpoint, from `scaling_params.ASYNC_SCALING`.
 
-Target tracking on ApproximateBacklogSizePerInstance scales between 1 and max and back to
-0, but it cannot scale out *from* 0 (a per-instance metric has no instance to divide by),
-so a step-scaling policy fired by a CloudWatch alarm on HasBacklogWithoutCapacity adds the
-first instance. The cost model reads the same numbers.
+Target tracking on ApproximateBacklogSizePerInstance scales between 0 and max. From zero,
+AWS says it starts scaling out only once the backlog exceeds the target value (5 here;
+docs: async-inference-autoscale.html, "Optional: Define a scaling policy that scales up
+from zero for new requests"), so one to five queued requests would wait for more to
+arrive. The step-scaling policy fired by a CloudWatch alarm on HasBacklogWithoutCapacity
+(one 60 s period) starts the first instance for the first request. The cost model reads
+the same numbers.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from gen3d.aws.clients import tag_list, tag_map
-from gen3d.aws.plan import CREATED, UNCHANGED, UPDATED, Plan
+from gen3d.aws.plan import CREATED, UNCHANGED, UPDATED, ApiCall, Plan
 from gen3d.aws.scaling_params import ASYNC_SCALING, AsyncScaling
 
 NAMESPACE = "sagemaker"
@@ -163,7 +166,7 @@ def ensure_async_autoscaling(
         f"scalable target {target['ResourceId']} (min {target['MinCapacity']}, "
         f"max {max_instances})",
         register,
-        request=target,
+        calls=[ApiCall("application-autoscaling", "RegisterScalableTarget", target)],
     )
 
     def put_policy(request: dict[str, Any]) -> tuple[str, str]:
@@ -192,14 +195,14 @@ def ensure_async_autoscaling(
         "target tracking on ApproximateBacklogSizePerInstance "
         f"(target {ASYNC_SCALING.backlog_target_per_instance:g} per instance)",
         lambda: put_policy(tracking),
-        request=tracking,
+        calls=[ApiCall("application-autoscaling", "PutScalingPolicy", tracking)],
     )
     step = step_policy_request(endpoint, variant)
     step_arn = plan.step(
         f"step scaling {step['PolicyName']} (+{ASYNC_SCALING.step_adjustment_instances} from zero)",
         lambda: put_policy(step),
-        request=step,
         placeholder="<arn of the step scaling policy>",
+        calls=[ApiCall("application-autoscaling", "PutScalingPolicy", step)],
     )
     alarm = backlog_alarm_request(endpoint, step_arn, deployment)
 
@@ -225,5 +228,5 @@ def ensure_async_autoscaling(
     plan.step(
         f"alarm {alarm['AlarmName']} on HasBacklogWithoutCapacity -> step policy",
         put_alarm,
-        request=alarm,
+        calls=[ApiCall("cloudwatch", "PutMetricAlarm", alarm)],
     )

@@ -2,23 +2,72 @@
 
 MaxConcurrentTransforms, BatchStrategy and MaxPayloadInMB are left unset on purpose:
 SageMaker then reads them from the container's GET /execution-parameters, which derives
-them from the server's own batch settings.
+them from the server's own batch settings. What the job does set:
+
+- TransformAmiVersion on GPU instances: without it a GPU batch job gets driver 470
+  (CUDA 11.4), too old for every CUDA image we build (container/platform.json,
+  batch_amis); a flavor newer than every batch AMI's CUDA is refused with the reason.
+- ModelClientConfig.InvocationsTimeoutInSeconds: at least the model's own request
+  deadline (GEN3D_REQUEST_TIMEOUT_S; SageMaker's default is 600 s, shorter than an async
+  model's 900 s), so SageMaker does not give up on, and retry, a record still running.
+- Only instance types batch transform offers (botocore's TransformInstanceType enum).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
+from dataclasses import dataclass, field
 from typing import Any
 
 from botocore.exceptions import ClientError
 
-from gen3d.aws.clients import AwsClients, has_tag, tag_list
+from gen3d.aws import platform
+from gen3d.aws.clients import AwsClients, has_tag, model_enum, tag_list
+from gen3d.aws.endpoint_spec import flavor_of_image
 from gen3d.aws.errors import AwsCommandError
-from gen3d.aws.plan import CREATED, UNCHANGED, Plan
+from gen3d.aws.plan import CREATED, UNCHANGED, ApiCall, Plan
 from gen3d.aws.storage import parse_s3_uri
+from gen3d.serve.settings import Settings, SettingsError
 
 DEFAULT_CPU_INSTANCE = "ml.m5.xlarge"
+INVOCATION_TIMEOUT_MAX_S = 3600  # ModelClientConfig.InvocationsTimeoutInSeconds: 1-3600
+INVOCATION_MARGIN_S = 30  # decoding, encoding and the upload of the result
+
+
+@dataclass(frozen=True)
+class BatchModel:
+    """The model a job runs, as far as the job's settings depend on it."""
+
+    name: str
+    instance_type: str | None = None  # the endpoint's, when it has one
+    flavor: str | None = None  # of its image
+    environment: dict[str, str] = field(default_factory=dict)
+
+
+def batch_settings(instance_type: str, model: BatchModel) -> tuple[str | None, int]:
+    """(TransformAmiVersion, InvocationsTimeoutInSeconds) for `model` on `instance_type`;
+    AwsCommandError when batch transform cannot run it there."""
+    offered = model_enum("sagemaker", "TransformInstanceType")
+    if instance_type not in offered:
+        gpus = ", ".join(
+            t for t in offered if platform.is_gpu_instance(t) and t.endswith(".xlarge")
+        )
+        raise AwsCommandError(
+            f"--instance-type {instance_type}: batch transform does not offer it "
+            f"(CreateTransformJob's instance types); GPU choices include {gpus}"
+        )
+    problem = platform.gpu_problem(instance_type, model.flavor)
+    if problem:
+        raise AwsCommandError(problem)
+    try:
+        ami = platform.transform_ami_version(instance_type, model.flavor)
+        deadline = Settings.from_env(model.environment).request_timeout_s
+    except (ValueError, SettingsError) as exc:
+        raise AwsCommandError(str(exc)) from None
+    timeout = min(INVOCATION_TIMEOUT_MAX_S, math.ceil(deadline) + INVOCATION_MARGIN_S)
+    return ami, timeout
 
 
 def transform_job_request(
@@ -31,9 +80,14 @@ def transform_job_request(
     instance_count: int = 1,
     content_type: str = "image/png",
     accept: str | None = None,
+    ami_version: str | None = None,
+    invocation_timeout_s: int | None = None,
 ) -> dict[str, Any]:
     parse_s3_uri(input_uri)
     parse_s3_uri(output_uri)
+    resources: dict[str, Any] = {"InstanceType": instance_type, "InstanceCount": instance_count}
+    if ami_version:
+        resources["TransformAmiVersion"] = ami_version
     body: dict[str, Any] = {
         "ModelName": model_name,
         "TransformInput": {
@@ -46,8 +100,10 @@ def transform_job_request(
             "AssembleWith": "None",
             **({"Accept": accept} if accept else {}),
         },
-        "TransformResources": {"InstanceType": instance_type, "InstanceCount": instance_count},
+        "TransformResources": resources,
     }
+    if invocation_timeout_s:
+        body["ModelClientConfig"] = {"InvocationsTimeoutInSeconds": invocation_timeout_s}
     # Same inputs, same job: a second run finds the first job instead of starting another.
     digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:8]
     return {
@@ -55,6 +111,21 @@ def transform_job_request(
         **body,
         "Tags": tag_list(deployment),
     }
+
+
+def describe_batch_model(sagemaker: Any, name: str, instance_type: str | None) -> BatchModel:
+    try:
+        container = sagemaker.describe_model(ModelName=name).get("PrimaryContainer") or {}
+    except ClientError as exc:
+        raise AwsCommandError(
+            f"model {name}: {exc.response['Error'].get('Message', 'cannot describe it')}"
+        ) from None
+    return BatchModel(
+        name=name,
+        instance_type=instance_type,
+        flavor=flavor_of_image(container.get("Image", "")),
+        environment=dict(container.get("Environment") or {}),
+    )
 
 
 def deployment_model(sagemaker: Any, deployment: str) -> tuple[str, str | None]:
@@ -94,22 +165,35 @@ def start_transform_job(
     content_type: str,
     accept: str | None,
     model: str | None,
+    flavor: str | None = None,
 ) -> str:
     if plan.dry_run:
-        model_name, default_type = model or f"<model of deployment {deployment}>", None
+        chosen = BatchModel(model or f"<model of deployment {deployment}>", flavor=flavor)
+        if flavor is None:
+            plan.note(
+                "a dry run does not read the model's image: pass --flavor to check it "
+                "against the batch AMIs (the real run reads it)"
+            )
     else:
-        model_name, default_type = (
+        name, default_type = (
             (model, None) if model else deployment_model(clients.sagemaker, deployment)
         )
+        chosen = describe_batch_model(clients.sagemaker, name, default_type)
+        if flavor:
+            chosen = BatchModel(chosen.name, chosen.instance_type, flavor, chosen.environment)
+    instance = instance_type or chosen.instance_type or DEFAULT_CPU_INSTANCE
+    ami, invocation_timeout = batch_settings(instance, chosen)
     request = transform_job_request(
         deployment,
-        model_name,
+        chosen.name,
         input_uri,
         output_uri,
-        instance_type=instance_type or default_type or DEFAULT_CPU_INSTANCE,
+        instance_type=instance,
         instance_count=instance_count,
         content_type=content_type,
         accept=accept,
+        ami_version=ami,
+        invocation_timeout_s=invocation_timeout,
     )
     name = request["TransformJobName"]
 
@@ -126,6 +210,6 @@ def start_transform_job(
     return plan.step(
         f"transform job {name} ({input_uri} -> {output_uri})",
         apply,
-        request=request,
         placeholder=name,
+        calls=[ApiCall("sagemaker", "CreateTransformJob", request)],
     )

@@ -1,5 +1,12 @@
 """A monthly cost budget with an email alert at a share of the limit (actual spend) and at
-the full limit (forecast)."""
+the full limit (forecast), counting only the deployment's own (tagged) spend.
+
+The filter uses the cost-allocation tag gen3d:deployment, which must be activated once in
+Billing (Cost allocation tags) before AWS counts costs under it; until then the budget
+sees nothing. Format from the AWS CLI's create-budget example: CostFilters
+{"TagKeyValue": ["user:KEY$VALUE"]} (user-defined tags carry the `user:` prefix, AWS
+Billing docs, cost-alloc-tags.html).
+"""
 
 from __future__ import annotations
 
@@ -7,12 +14,16 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from gen3d.aws.clients import tag_list
-from gen3d.aws.plan import CREATED, UNCHANGED, UPDATED, Plan
+from gen3d.aws.clients import TAG_KEY, tag_list
+from gen3d.aws.plan import CREATED, UNCHANGED, UPDATED, ApiCall, Plan
 
 
 def budget_name(deployment: str) -> str:
     return f"gen3d-{deployment}"
+
+
+def cost_filters(deployment: str) -> dict[str, list[str]]:
+    return {"TagKeyValue": [f"user:{TAG_KEY}${deployment}"]}
 
 
 def budget_request(
@@ -26,6 +37,7 @@ def budget_request(
             "BudgetLimit": {"Amount": f"{limit_usd:.2f}", "Unit": "USD"},
             "TimeUnit": "MONTHLY",
             "BudgetType": "COST",
+            "CostFilters": cost_filters(deployment),
         },
         "NotificationsWithSubscribers": [
             {
@@ -66,14 +78,26 @@ def ensure_budget(
                 raise
             budgets.create_budget(**req)
             return CREATED, None
-        wanted = req["Budget"]["BudgetLimit"]
-        if float(current["BudgetLimit"]["Amount"]) == float(wanted["Amount"]):
+        wanted = req["Budget"]
+        if (
+            float(current["BudgetLimit"]["Amount"]) == float(wanted["BudgetLimit"]["Amount"])
+            and current.get("CostFilters") == wanted["CostFilters"]
+        ):
             return UNCHANGED, None
-        budgets.update_budget(AccountId=acct, NewBudget={**current, "BudgetLimit": wanted})
+        # (an older budget of this name counted the whole account: the filter fixes that)
+        budgets.update_budget(
+            AccountId=acct,
+            NewBudget={
+                **current,
+                "BudgetLimit": wanted["BudgetLimit"],
+                "CostFilters": wanted["CostFilters"],
+            },
+        )
         return UPDATED, None
 
     plan.step(
-        f"budget {name} ({request['Budget']['BudgetLimit']['Amount']} USD/month, email alert)",
+        f"budget {name} ({request['Budget']['BudgetLimit']['Amount']} USD/month, email alert, "
+        f"only costs tagged {TAG_KEY})",
         apply,
-        request=request,
+        calls=[ApiCall("budgets", "CreateBudget", request)],
     )

@@ -1,4 +1,4 @@
-"""boto3 clients from the normal configuration chain, deployment tags, request validation.
+"""boto3 clients from the normal configuration chain, deployment tags, the service model.
 
 Clients come from `boto3.session.Session(region_name=...)`, so credentials, profiles and
 `AWS_ENDPOINT_URL` (the tests' moto server) are honoured exactly as boto3 itself does.
@@ -11,7 +11,6 @@ from typing import Any
 
 import boto3
 import botocore.session
-from botocore.validate import ParamValidator
 
 from gen3d.aws.errors import AwsCommandError
 
@@ -68,10 +67,6 @@ def _service_model(service: str) -> Any:
     return botocore.session.get_session().get_service_model(service)
 
 
-def validate_request(service: str, operation: str, params: dict[str, Any]) -> None:
-    """Check `params` against botocore's own model of `operation` (the client-side check
-    boto3 runs before sending); raise AwsCommandError listing every problem."""
-    shape = _service_model(service).operation_model(operation).input_shape
-    report = ParamValidator().validate(params, shape)
-    if report.has_errors():
-        raise AwsCommandError(f"invalid {operation} request: {report.generate_report()}")
+def model_enum(service: str, shape: str) -> list[str]:
+    """The values botocore's model of `service` allows for the string shape `shape`."""
+    return list(_service_model(service).shape_for(shape).enum)

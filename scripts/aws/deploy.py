@@ -13,8 +13,8 @@ from gen3d.aws import upload_trigger as trigger
 from gen3d.aws.clients import AwsClients, tag_list
 from gen3d.aws.endpoint_spec import VARIANT, DeploySpec
 from gen3d.aws.errors import AwsCommandError
-from gen3d.aws.logs import endpoint_log_group, ensure_log_group
-from gen3d.aws.plan import CREATED, UNCHANGED, UPDATED, Plan
+from gen3d.aws.logs import endpoint_log_group, ensure_log_group, inference_component_log_group
+from gen3d.aws.plan import CREATED, UNCHANGED, UPDATED, ApiCall, Plan
 from gen3d.aws.waiters import wait_for_endpoint
 
 
@@ -77,6 +77,14 @@ def deploy(
     ensure_log_group(
         plan, clients.logs, endpoint_log_group(spec.name), spec.name, options.log_retention_days
     )
+    if options.scale_to_zero:  # components log to a group of their own
+        ensure_log_group(
+            plan,
+            clients.logs,
+            inference_component_log_group(inference_components.component_name(spec.name)),
+            spec.name,
+            options.log_retention_days,
+        )
     model = endpoint_spec.model_request(spec)
     _ensure_model(plan, clients.sagemaker, model)
     if options.scale_to_zero:
@@ -86,27 +94,30 @@ def deploy(
             spec, model["ModelName"], model_bytes=model_bytes, **async_paths
         )
     _ensure_endpoint_config(plan, clients.sagemaker, config)
-    _ensure_endpoint(plan, clients, spec.name, config["EndpointConfigName"], spec.name)
-    if options.wait and not plan.dry_run:
-        wait_for_endpoint(
-            clients.sagemaker,
-            spec.name,
+    try:
+        _ensure_endpoint(plan, clients, spec, config, options)
+    except BaseException:
+        # Whatever happened to the endpoint (an update that failed or timed out),
+        # autoscaling is put back: an async endpoint without it would stay at its
+        # initial instance count around the clock.
+        if spec.mode == "async":
+            _restore_async_autoscaling(plan, clients, spec)
+        raise
+    if spec.mode == "async":
+        _ensure_async_autoscaling(plan, clients, spec)
+    if options.scale_to_zero:
+        inference_components.ensure(
+            plan,
+            clients,
+            spec,
+            model["ModelName"],
+            model_bytes=model_bytes,
+            wait=options.wait,
             poll_s=options.poll_s,
             timeout_s=options.timeout_s,
             progress=plan.out,
         )
-    if options.scale_to_zero:
-        inference_components.ensure(plan, clients, spec, model["ModelName"])
     if spec.mode == "async":
-        autoscaling.ensure_async_autoscaling(
-            plan,
-            clients.application_autoscaling,
-            clients.cloudwatch,
-            endpoint=spec.name,
-            variant=VARIANT,
-            max_instances=spec.max_instances,
-            deployment=spec.name,
-        )
         if options.upload_trigger_role:
             assert bucket is not None
             arn = trigger.ensure_function(
@@ -137,6 +148,28 @@ def deploy(
     )
 
 
+def _ensure_async_autoscaling(plan: Plan, clients: AwsClients, spec: DeploySpec) -> None:
+    autoscaling.ensure_async_autoscaling(
+        plan,
+        clients.application_autoscaling,
+        clients.cloudwatch,
+        endpoint=spec.name,
+        variant=VARIANT,
+        max_instances=spec.max_instances,
+        deployment=spec.name,
+    )
+
+
+def _restore_async_autoscaling(plan: Plan, clients: AwsClients, spec: DeploySpec) -> None:
+    try:
+        _ensure_async_autoscaling(plan, clients, spec)
+    except Exception as exc:  # the endpoint's own error is the one to report
+        plan.note(
+            f"could not restore autoscaling ({exc}); run the same `gen3d deploy` again "
+            "once the endpoint is InService"
+        )
+
+
 def _model_bytes(plan: Plan, clients: AwsClients, spec: DeploySpec) -> int | None:
     if not spec.model_data:
         return None
@@ -144,6 +177,12 @@ def _model_bytes(plan: Plan, clients: AwsClients, spec: DeploySpec) -> int | Non
     def fetch() -> int:
         bkt, key = storage.parse_s3_uri(spec.model_data or "")
         try:
+            if spec.uncompressed_model:  # every object under the prefix is copied
+                pages = clients.s3.get_paginator("list_objects_v2").paginate(Bucket=bkt, Prefix=key)
+                sizes = [o["Size"] for page in pages for o in page.get("Contents", [])]
+                if not sizes:
+                    raise AwsCommandError(f"--model-data {spec.model_data}: no objects under it")
+                return sum(sizes)
             return int(clients.s3.head_object(Bucket=bkt, Key=key)["ContentLength"])
         except ClientError as exc:
             raise AwsCommandError(
@@ -184,7 +223,7 @@ def _ensure_model(plan: Plan, sagemaker: Any, request: dict[str, Any]) -> None:
         sagemaker.create_model(**request)
         return CREATED, None
 
-    plan.step(f"model {name}", apply, request=request)
+    plan.step(f"model {name}", apply, calls=[ApiCall("sagemaker", "CreateModel", request)])
 
 
 def _ensure_endpoint_config(plan: Plan, sagemaker: Any, request: dict[str, Any]) -> None:
@@ -196,13 +235,48 @@ def _ensure_endpoint_config(plan: Plan, sagemaker: Any, request: dict[str, Any])
         sagemaker.create_endpoint_config(**request)
         return CREATED, None
 
-    plan.step(f"endpoint config {name}", apply, request=request)
+    plan.step(
+        f"endpoint config {name}",
+        apply,
+        calls=[ApiCall("sagemaker", "CreateEndpointConfig", request)],
+    )
+
+
+def _variant_instance_type(sagemaker: Any, config: str) -> str | None:
+    variants = sagemaker.describe_endpoint_config(EndpointConfigName=config)["ProductionVariants"]
+    return variants[0].get("InstanceType") if variants else None
 
 
 def _ensure_endpoint(
-    plan: Plan, clients: AwsClients, endpoint: str, config: str, deployment: str
+    plan: Plan,
+    clients: AwsClients,
+    spec: DeploySpec,
+    config: dict[str, Any],
+    options: DeployOptions,
 ) -> None:
+    """Create the endpoint, or move it to `config`; wait (unless --no-wait) until it is
+    InService on that config."""
     sagemaker = clients.sagemaker
+    endpoint, config_name = spec.name, config["EndpointConfigName"]
+    create = {
+        "EndpointName": endpoint,
+        "EndpointConfigName": config_name,
+        "Tags": tag_list(spec.name),
+    }
+    update = {"EndpointName": endpoint, "EndpointConfigName": config_name}
+    waited = False
+
+    def wait() -> None:
+        nonlocal waited
+        waited = True
+        wait_for_endpoint(
+            sagemaker,
+            endpoint,
+            poll_s=options.poll_s,
+            timeout_s=options.timeout_s,
+            progress=plan.out,
+            config=config_name,
+        )
 
     def apply() -> tuple[str, None]:
         try:
@@ -210,41 +284,52 @@ def _ensure_endpoint(
         except ClientError as exc:
             if not _not_found(exc):
                 raise
-            sagemaker.create_endpoint(
-                EndpointName=endpoint, EndpointConfigName=config, Tags=tag_list(deployment)
-            )
+            sagemaker.create_endpoint(**create)
             return CREATED, None
         if current["EndpointStatus"] == "Failed":
             raise AwsCommandError(
                 f"endpoint {endpoint} is Failed ({current.get('FailureReason', 'no reason')}); "
-                f"run `gen3d teardown --name {deployment}` and deploy again"
+                f"run `gen3d teardown --name {spec.name}` and deploy again"
             )
-        if current["EndpointConfigName"] == config:
+        if current["EndpointConfigName"] == config_name:
             return UNCHANGED, None
-        # AWS refuses to update an endpoint registered for autoscaling: deregister (this
-        # also drops its policies), update, and the autoscaling step registers it again.
+        # AWS refuses an update that changes the instance type of a variant registered for
+        # autoscaling; any other change (a new model, say) updates with autoscaling in
+        # place (docs: endpoint-scaling-update.html). Deregister only then; deploy puts
+        # the target and its policies back afterwards, whatever happens here.
         aas = clients.application_autoscaling
         rid = autoscaling.resource_id(endpoint, VARIANT)
-        if aas.describe_scalable_targets(ServiceNamespace=autoscaling.NAMESPACE, ResourceIds=[rid])[
-            "ScalableTargets"
-        ]:
+        registered = aas.describe_scalable_targets(
+            ServiceNamespace=autoscaling.NAMESPACE, ResourceIds=[rid]
+        )["ScalableTargets"]
+        old_type = _variant_instance_type(sagemaker, current["EndpointConfigName"])
+        new_type = config["ProductionVariants"][0].get("InstanceType")
+        if registered and old_type != new_type:
+            plan.out(
+                f"  note: {old_type} -> {new_type}: autoscaling is deregistered for the "
+                "update (AWS requires it) and registered again after it, so deploy waits"
+            )
             aas.deregister_scalable_target(
                 ServiceNamespace=autoscaling.NAMESPACE,
                 ResourceId=rid,
                 ScalableDimension=autoscaling.DIMENSION,
             )
-        sagemaker.update_endpoint(EndpointName=endpoint, EndpointConfigName=config)
+            sagemaker.update_endpoint(**update)
+            wait()  # the target can be registered again only on the updated variant
+            return UPDATED, None
+        sagemaker.update_endpoint(**update)
         return UPDATED, None
 
     plan.step(
-        f"endpoint {endpoint} -> {config}",
+        f"endpoint {endpoint} -> {config_name}",
         apply,
-        request={
-            "EndpointName": endpoint,
-            "EndpointConfigName": config,
-            "Tags": tag_list(deployment),
-        },
+        calls=[
+            ApiCall("sagemaker", "CreateEndpoint", create),
+            ApiCall("sagemaker", "UpdateEndpoint", update),
+        ],
     )
+    if options.wait and not plan.dry_run and not waited:
+        wait()
 
 
 def _not_found(exc: ClientError) -> bool:

@@ -16,7 +16,8 @@ from gen3d.aws import platform
 from gen3d.aws.clients import tag_list
 from gen3d.aws.errors import AwsCommandError
 from gen3d.aws.platform import is_gpu_instance
-from gen3d.serve.backends import BUILTIN_NAMES, is_gpu_backend
+from gen3d.serve import instances
+from gen3d.serve.backends import BUILTIN_NAMES, batch_capacity, is_gpu_backend
 from gen3d.serve.settings import Settings, SettingsError
 
 MODES = ("serverless", "async", "realtime")
@@ -30,8 +31,25 @@ SERVERLESS_MAX_IMAGE_BYTES = 10 * 1000**3
 SERVERLESS_PAYLOAD_MB = 4
 ASYNC_INVOCATION_TIMEOUT_S = 900  # InvokeEndpointAsync's default InvocationTimeoutSeconds
 ASYNC_MAX_BODY_MB = 100
+# InvokeEndpoint: the container must answer within 60 s (API reference, InvokeEndpoint;
+# the server's own deadline, GEN3D_REQUEST_TIMEOUT_S, defaults to 55 s inside it).
+REALTIME_INVOCATION_LIMIT_S = 60.0
+# Seconds per image where no measurement is given (--seconds-per-image): SAM 3D at the
+# seed plan's 60 s of GPU per image (docs/cost.md).
+EXPECTED_SECONDS_PER_IMAGE = {"sam3d": 60.0}
 
 _NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,39}$")
+
+
+def flavor_of_image(image: str) -> str | None:
+    """The flavor named in an image's repository or tag (`make build` tags
+    gen3d-gpu:..., gen3d-cpu:...); None when it names none."""
+    last = image.rsplit("/", 1)[-1].split("@")[0]
+    tokens = set(re.split(r"[-_.:]", last.lower()))
+    for name in sorted(FLAVORS, key=lambda n: n != "sam3d"):  # sam3d before gpu
+        if name in tokens:
+            return name
+    return "gpu" if "cuda" in tokens else None
 
 
 @dataclass(frozen=True)
@@ -50,19 +68,17 @@ class DeploySpec:
     flavor: str | None = None  # None: inferred from the image tag
     notify_email: str | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
+    seconds_per_image: float | None = None  # measured; None: EXPECTED_SECONDS_PER_IMAGE
+
+    @property
+    def uncompressed_model(self) -> bool:
+        """--model-data names an S3 prefix (gen3d package --uncompressed), not a tarball."""
+        return bool(self.model_data and self.model_data.endswith("/"))
 
     @property
     def image_flavor(self) -> str | None:
-        """--flavor, else the flavor named in the image's repository or tag
-        (`make build` tags gen3d-gpu:..., gen3d-cpu:...); None when neither says."""
-        if self.flavor:
-            return self.flavor
-        last = self.image.rsplit("/", 1)[-1].split("@")[0]
-        tokens = set(re.split(r"[-_.:]", last.lower()))
-        for name in sorted(FLAVORS, key=lambda n: n != "sam3d"):  # sam3d before gpu
-            if name in tokens:
-                return name
-        return "gpu" if "cuda" in tokens else None
+        """--flavor, else the flavor named in the image's repository or tag."""
+        return self.flavor or flavor_of_image(self.image)
 
     @property
     def gpu_image(self) -> bool:
@@ -79,6 +95,11 @@ class DeploySpec:
         elif self.mode == "serverless":
             env["GEN3D_MAX_BODY_MB"] = str(SERVERLESS_PAYLOAD_MB)
             env["GEN3D_DEVICE"] = "cpu"
+        if (
+            self.mode != "serverless"
+            and instances.backend_fit(self.backend, self.instance_type).offload
+        ):
+            env["GEN3D_STAGE_OFFLOAD"] = "1"  # a 24 GB GPU holds one stage at a time
         return {**env, **self.extra_env}
 
     def settings(self) -> Settings:
@@ -116,15 +137,51 @@ def validate(spec: DeploySpec) -> None:
             raise AwsCommandError(f"--instance-type {spec.instance_type!r}: expected ml.*")
         if spec.backend == "sam3d" and not is_gpu_instance(spec.instance_type):
             raise AwsCommandError(
-                f"backend sam3d needs a GPU; {spec.instance_type} has none "
-                "(use ml.g5.xlarge or ml.g4dn.xlarge)"
+                f"backend sam3d needs a GPU; {spec.instance_type} has none. "
+                f"{instances.SAM3D_SUGGESTION}"
             )
         if spec.gpu_image and not is_gpu_instance(spec.instance_type):
             raise AwsCommandError(
                 f"image {spec.image} is the GPU flavor but {spec.instance_type} has no GPU"
             )
+        _validate_gpu(spec)
         if not 1 <= spec.max_instances <= 100:
             raise AwsCommandError("--max-instances must be between 1 and 100")
+    if spec.mode == "realtime":
+        _validate_realtime_time(spec)
+
+
+def _validate_gpu(spec: DeploySpec) -> None:
+    fit = instances.backend_fit(spec.backend, spec.instance_type)
+    if fit.refusal:
+        raise AwsCommandError(fit.refusal)
+    if fit.offload and spec.settings().stage_offload is False:
+        raise AwsCommandError(
+            f"backend sam3d fits {spec.instance_type}'s 24 GB GPU only with stage offload, "
+            f"but --env sets GEN3D_STAGE_OFFLOAD off. {instances.SAM3D_SUGGESTION}"
+        )
+    problem = platform.gpu_problem(spec.instance_type, spec.image_flavor)
+    if problem:
+        raise AwsCommandError(problem)
+
+
+def _validate_realtime_time(spec: DeploySpec) -> None:
+    suggestion = "use --mode async: requests may run 900 s there, and it scales to zero"
+    deadline = spec.settings().request_timeout_s
+    if deadline > REALTIME_INVOCATION_LIMIT_S:
+        raise AwsCommandError(
+            f"GEN3D_REQUEST_TIMEOUT_S={deadline:g}: real-time invocations end after "
+            f"{REALTIME_INVOCATION_LIMIT_S:g} s whatever the server allows; {suggestion}"
+        )
+    seconds = spec.seconds_per_image or EXPECTED_SECONDS_PER_IMAGE.get(spec.backend)
+    if seconds is not None and seconds >= deadline:
+        source = "measured" if spec.seconds_per_image else "expected"
+        raise AwsCommandError(
+            f"backend {spec.backend} takes {seconds:g} s per image ({source}; give a "
+            f"measurement with --seconds-per-image); a real-time request must finish within "
+            f"the server's {deadline:g} s deadline (AWS ends it at "
+            f"{REALTIME_INVOCATION_LIMIT_S:g} s). {suggestion}"
+        )
 
 
 def _validate_serverless(spec: DeploySpec) -> None:
@@ -173,6 +230,14 @@ def ami_version(spec: DeploySpec) -> str | None:
     return platform.inference_ami_version(spec.instance_type, flavor if flavor else None)
 
 
+def async_concurrency(spec: DeploySpec) -> int:
+    """Requests in flight per async instance: what its workers run at once (the batcher
+    groups up to GEN3D_MAX_BATCH_SIZE; sam3d and silhouette run one sample). More would
+    wait inside a busy container while the backlog metric, which scales out, stays low."""
+    settings = spec.settings()
+    return settings.workers * batch_capacity(spec.backend, settings.max_batch_size)
+
+
 def _short_hash(payload: Any) -> str:
     text = json.dumps(payload, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:8]
@@ -180,7 +245,18 @@ def _short_hash(payload: Any) -> str:
 
 def model_request(spec: DeploySpec) -> dict[str, Any]:
     container: dict[str, Any] = {"Image": spec.image, "Environment": spec.model_environment()}
-    if spec.model_data:
+    if spec.uncompressed_model:
+        # Files under a prefix, copied as they are: no download-and-extract of a tarball
+        # at each cold start (CreateModel: ModelDataSource.S3DataSource, CompressionType
+        # None, S3DataType S3Prefix; the URI must end in "/").
+        container["ModelDataSource"] = {
+            "S3DataSource": {
+                "S3Uri": spec.model_data,
+                "S3DataType": "S3Prefix",
+                "CompressionType": "None",
+            }
+        }
+    elif spec.model_data:
         container["ModelDataUrl"] = spec.model_data
     body = {"PrimaryContainer": container, "ExecutionRoleArn": spec.role_arn}
     # Models are immutable: the name carries a hash of the body, so a changed image or
@@ -223,9 +299,7 @@ def endpoint_config_request(
             }
         body["AsyncInferenceConfig"] = {
             "OutputConfig": output,
-            # One batch's worth in flight per instance: the server's dynamic batcher
-            # groups them; more would only queue inside the container.
-            "ClientConfig": {"MaxConcurrentInvocationsPerInstance": spec.settings().max_batch_size},
+            "ClientConfig": {"MaxConcurrentInvocationsPerInstance": async_concurrency(spec)},
         }
     body["ProductionVariants"] = [variant]
     name = f"{spec.name}-{spec.mode}-{_short_hash(body)}"

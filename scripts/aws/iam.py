@@ -1,6 +1,6 @@
 """Least-privilege roles: the SageMaker execution role and the upload-trigger Lambda's role.
 
-Each policy names exactly the deployment's bucket, the ECR repository, its log groups and
+Each policy names exactly the deployment's bucket, the ECR repositories, its log groups and
 SNS topics; only calls that AWS cannot scope (ecr:GetAuthorizationToken,
 cloudwatch:PutMetricData, which is limited by namespace instead) use "*".
 """
@@ -14,7 +14,8 @@ from urllib.parse import unquote
 from botocore.exceptions import ClientError
 
 from gen3d.aws.clients import tag_list
-from gen3d.aws.plan import CREATED, UNCHANGED, UPDATED, Plan
+from gen3d.aws.inference_components import component_name
+from gen3d.aws.plan import CREATED, UNCHANGED, UPDATED, ApiCall, Plan
 
 POLICY_NAME = "gen3d-least-privilege"
 
@@ -42,9 +43,12 @@ def execution_role_policy(
     bucket: str,
     account: str,
     region: str,
-    ecr_repository: str,
+    ecr_repositories: list[str],
     model_data_arns: list[str] | None = None,
+    model_buckets: list[str] | None = None,
 ) -> dict[str, Any]:
+    """SageMaker pulls the image with this role (CreateModel's ExecutionRoleArn), so
+    `ecr_repositories` must hold every repository an image may be deployed from."""
     logs = f"arn:aws:logs:{region}:{account}:log-group:/aws/sagemaker"
     topics = [
         f"arn:aws:sns:{region}:{account}:gen3d-{deployment}-{kind}" for kind in ("success", "error")
@@ -69,7 +73,8 @@ def execution_role_policy(
                 "Sid": "ListForBatchTransform",
                 "Effect": "Allow",
                 "Action": ["s3:ListBucket"],
-                "Resource": [f"arn:aws:s3:::{bucket}"],
+                # (+ the bucket of an uncompressed model prefix, which SageMaker lists)
+                "Resource": sorted({f"arn:aws:s3:::{b}" for b in [bucket, *(model_buckets or [])]}),
             },
             {
                 "Sid": "PullImage",
@@ -79,7 +84,10 @@ def execution_role_policy(
                     "ecr:GetDownloadUrlForLayer",
                     "ecr:BatchCheckLayerAvailability",
                 ],
-                "Resource": [f"arn:aws:ecr:{region}:{account}:repository/{ecr_repository}"],
+                "Resource": [
+                    f"arn:aws:ecr:{region}:{account}:repository/{repository}"
+                    for repository in sorted(set(ecr_repositories))
+                ],
             },
             {
                 "Sid": "EcrLogin",
@@ -96,7 +104,12 @@ def execution_role_policy(
                     "logs:PutLogEvents",
                     "logs:DescribeLogStreams",
                 ],
-                "Resource": [f"{logs}/Endpoints/{deployment}:*", f"{logs}/TransformJobs:*"],
+                # Inference components log to their own group, not the endpoint's.
+                "Resource": [
+                    f"{logs}/Endpoints/{deployment}:*",
+                    f"{logs}/InferenceComponents/{component_name(deployment)}:*",
+                    f"{logs}/TransformJobs:*",
+                ],
             },
             {
                 "Sid": "Metrics",
@@ -127,7 +140,10 @@ def trigger_role_policy(
                 "Sid": "InvokeAsync",
                 "Effect": "Allow",
                 "Action": ["sagemaker:InvokeEndpointAsync"],
-                "Resource": [f"arn:aws:sagemaker:{region}:{account}:endpoint/{deployment}"],
+                # SageMaker lower-cases names in its ARNs (endpoint "MyEndpoint" has the ARN
+                # ...:endpoint/myendpoint; docs: understanding-sagemaker-entries.html), and
+                # IAM compares ARNs case-sensitively.
+                "Resource": [f"arn:aws:sagemaker:{region}:{account}:endpoint/{deployment.lower()}"],
             },
             {
                 "Sid": "ReadUploads",
@@ -157,6 +173,17 @@ def ensure_role(
     plan: Plan, iam: Any, role_name: str, service: str, policy: dict[str, Any], deployment: str
 ) -> str:
     trust = trust_policy(service)
+    create = {
+        "RoleName": role_name,
+        "AssumeRolePolicyDocument": json.dumps(trust),
+        "Description": f"gen3d deployment {deployment}",
+        "Tags": tag_list(deployment),
+    }
+    put_policy = {
+        "RoleName": role_name,
+        "PolicyName": POLICY_NAME,
+        "PolicyDocument": json.dumps(policy),
+    }
 
     def apply() -> tuple[str, str]:
         outcome = UNCHANGED
@@ -165,12 +192,7 @@ def ensure_role(
         except ClientError as exc:
             if exc.response["Error"]["Code"] != "NoSuchEntity":
                 raise
-            role = iam.create_role(
-                RoleName=role_name,
-                AssumeRolePolicyDocument=json.dumps(trust),
-                Description=f"gen3d deployment {deployment}",
-                Tags=tag_list(deployment),
-            )["Role"]
+            role = iam.create_role(**create)["Role"]
             outcome = CREATED
         try:
             current = _as_dict(
@@ -181,9 +203,7 @@ def ensure_role(
                 raise
             current = None
         if current != policy:
-            iam.put_role_policy(
-                RoleName=role_name, PolicyName=POLICY_NAME, PolicyDocument=json.dumps(policy)
-            )
+            iam.put_role_policy(**put_policy)
             outcome = outcome if outcome == CREATED else UPDATED
         return outcome, role["Arn"]
 
@@ -192,6 +212,7 @@ def ensure_role(
         apply,
         request={"AssumeRolePolicyDocument": trust, "PolicyDocument": policy},
         placeholder=f"<arn of role {role_name}>",
+        calls=[ApiCall("iam", "CreateRole", create), ApiCall("iam", "PutRolePolicy", put_policy)],
     )
 
 

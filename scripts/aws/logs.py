@@ -1,15 +1,23 @@
-"""The endpoint's CloudWatch log group, created ahead of SageMaker with a retention."""
+"""The deployment's CloudWatch log groups, created ahead of SageMaker with a retention."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from gen3d.aws.clients import tag_map
-from gen3d.aws.plan import CREATED, UNCHANGED, UPDATED, Plan
+from gen3d.aws.plan import CREATED, UNCHANGED, UPDATED, ApiCall, Plan
+
+LOG_GROUP_ROOT = "/aws/sagemaker"
 
 
 def endpoint_log_group(endpoint: str) -> str:
-    return f"/aws/sagemaker/Endpoints/{endpoint}"
+    return f"{LOG_GROUP_ROOT}/Endpoints/{endpoint}"
+
+
+def inference_component_log_group(component: str) -> str:
+    """Where SageMaker writes an inference component's container logs (not the
+    endpoint's group): /aws/sagemaker/InferenceComponents/<name>."""
+    return f"{LOG_GROUP_ROOT}/InferenceComponents/{component}"
 
 
 def ensure_log_group(
@@ -23,19 +31,20 @@ def ensure_log_group(
         ]
         outcome = UNCHANGED
         if not found:
-            logs.create_log_group(logGroupName=name, tags=tag_map(deployment))
+            logs.create_log_group(**create)
             outcome = CREATED
         if not found or found[0].get("retentionInDays") != retention_days:
-            logs.put_retention_policy(logGroupName=name, retentionInDays=retention_days)
+            logs.put_retention_policy(**retention)
             outcome = outcome if outcome == CREATED else UPDATED
         return outcome, None
 
+    create = {"logGroupName": name, "tags": tag_map(deployment)}
+    retention = {"logGroupName": name, "retentionInDays": retention_days}
     plan.step(
         f"log group {name} (retention {retention_days} d)",
         apply,
-        request={
-            "logGroupName": name,
-            "retentionInDays": retention_days,
-            "tags": tag_map(deployment),
-        },
+        calls=[
+            ApiCall("logs", "CreateLogGroup", create),
+            ApiCall("logs", "PutRetentionPolicy", retention),
+        ],
     )

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from gen3d.aws.clients import tag_list
-from gen3d.aws.plan import CREATED, UNCHANGED, Plan
+from gen3d.aws.plan import CREATED, UNCHANGED, ApiCall, Plan
 
 
 def topic_names(deployment: str) -> tuple[str, str]:
@@ -14,6 +14,8 @@ def topic_names(deployment: str) -> tuple[str, str]:
 
 
 def ensure_topic(plan: Plan, sns: Any, name: str, deployment: str) -> str:
+    request = {"Name": name, "Tags": tag_list(deployment)}
+
     def apply() -> tuple[str, str]:
         existing = {
             t["TopicArn"]
@@ -21,18 +23,20 @@ def ensure_topic(plan: Plan, sns: Any, name: str, deployment: str) -> str:
             for t in page["Topics"]
         }
         # CreateTopic is itself idempotent for the same name and attributes.
-        arn = sns.create_topic(Name=name, Tags=tag_list(deployment))["TopicArn"]
+        arn = sns.create_topic(**request)["TopicArn"]
         return (UNCHANGED if arn in existing else CREATED), arn
 
     return plan.step(
         f"SNS topic {name}",
         apply,
-        request={"Name": name, "Tags": tag_list(deployment)},
         placeholder=f"<arn of SNS topic {name}>",
+        calls=[ApiCall("sns", "CreateTopic", request)],
     )
 
 
 def ensure_email_subscription(plan: Plan, sns: Any, topic_arn: str, email: str) -> None:
+    request = {"TopicArn": topic_arn, "Protocol": "email", "Endpoint": email}
+
     def apply() -> tuple[str, None]:
         subs = [
             s
@@ -43,11 +47,11 @@ def ensure_email_subscription(plan: Plan, sns: Any, topic_arn: str, email: str) 
         ]
         if any(s["Protocol"] == "email" and s["Endpoint"] == email for s in subs):
             return UNCHANGED, None
-        sns.subscribe(TopicArn=topic_arn, Protocol="email", Endpoint=email)
+        sns.subscribe(**request)
         return CREATED, None
 
     plan.step(
         f"email subscription {email} -> {topic_arn.rsplit(':', 1)[-1]}",
         apply,
-        request={"TopicArn": topic_arn, "Protocol": "email", "Endpoint": email},
+        calls=[ApiCall("sns", "Subscribe", request)],
     )

@@ -9,13 +9,29 @@ body as it would be sent, with placeholders for values only AWS can give (ARNs, 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 T = TypeVar("T")
 
 CREATED, UPDATED, UNCHANGED, DELETED = "created", "updated", "unchanged", "deleted"
+
+
+@dataclass(frozen=True)
+class ApiCall:
+    """One request a step sends: the boto3 service name, the API operation (as botocore's
+    model names it, e.g. CreateEndpointConfig) and its parameters."""
+
+    service: str
+    operation: str
+    params: dict[str, Any]
+
+
+def _printable(value: Any) -> str:
+    if isinstance(value, bytes | bytearray):  # a zip, say: its size, not its bytes
+        return f"<{len(value)} bytes>"
+    return str(value)
 
 
 @dataclass
@@ -32,19 +48,26 @@ class Plan:
         *,
         request: Any = None,
         placeholder: T = None,  # type: ignore[assignment]
+        calls: Sequence[ApiCall] = (),
     ) -> T:
         self.steps.append(summary)
         if self.dry_run:
             self.out(f"  would ensure  {summary}")
-            if request is not None:
-                body = json.dumps(request, indent=2, default=str)
-                self.out("\n".join("      " + line for line in body.splitlines()))
+            if request is not None:  # a readable summary (policies as objects, not strings)
+                self._body(request)
+            for call in calls:
+                self.out(f"    would call    {call.service} {call.operation}")
+                self._body(call.params)
             return placeholder
         outcome, value = apply()
         if outcome != UNCHANGED:
             self.changes.append((outcome, summary))
         self.out(f"  {outcome:<9}  {summary}")
         return value
+
+    def _body(self, request: Any) -> None:
+        body = json.dumps(request, indent=2, default=_printable)
+        self.out("\n".join("      " + line for line in body.splitlines()))
 
     def note(self, line: str) -> None:
         self.out(f"  note: {line}")

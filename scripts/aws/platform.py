@@ -12,20 +12,11 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
+from gen3d.serve import instances
+
 PLATFORM_RESOURCE = "platform.json"  # package data of gen3d.aws
 
-GPU_INSTANCE_FAMILIES = (
-    "ml.g4dn",
-    "ml.g5",
-    "ml.g6",
-    "ml.g6e",
-    "ml.p3",
-    "ml.p4d",
-    "ml.p4de",
-    "ml.p5",
-    "ml.p5e",
-    "ml.p5en",
-)
+GPU_INSTANCE_FAMILIES = tuple(instances.GPU_BY_FAMILY)
 
 
 @cache
@@ -47,7 +38,7 @@ def flavor(name: str | None = None) -> dict[str, Any]:
 
 
 def is_gpu_instance(instance_type: str) -> bool:
-    return instance_type.startswith(tuple(f + "." for f in GPU_INSTANCE_FAMILIES))
+    return instances.is_gpu_instance(instance_type)
 
 
 def inference_ami_version(instance_type: str, flavor_name: str | None = None) -> str | None:
@@ -76,6 +67,47 @@ def cuda_runs_on_ami(cuda_version: str, ami: str) -> bool:
     if ami not in amis:
         raise ValueError(f"unknown InferenceAmiVersion {ami!r}: known are {', '.join(amis)}")
     return _major_minor(cuda_version) <= _major_minor(amis[ami]["max_cuda"])
+
+
+def gpu_problem(instance_type: str, flavor_name: str | None) -> str | None:
+    """Why a flavor's CUDA cannot drive `instance_type`'s GPU (None when it can): CUDA 13
+    dropped GPUs below compute capability 7.5 (Volta, ml.p3)."""
+    gpu = instances.gpu_of(instance_type)
+    if gpu is None or flavor_name is None:
+        return None
+    cuda = flavor(flavor_name)["cuda_version"]
+    if cuda is None:
+        return None
+    minimum = platform()["min_compute_capability_by_cuda_major"].get(cuda.split(".")[0])
+    if minimum and gpu.compute_capability < _major_minor(minimum):
+        cc = ".".join(map(str, gpu.compute_capability))
+        return (
+            f"the {flavor_name} image is built for CUDA {cuda}, which supports GPUs of compute "
+            f"capability {minimum} and newer; {instance_type} has a {gpu.model} ({cc}). "
+            "Use ml.g4dn, ml.g5, ml.g6, ml.g6e or ml.p4d/ml.p5"
+        )
+    return None
+
+
+def transform_ami_version(instance_type: str, flavor_name: str | None) -> str | None:
+    """TransformAmiVersion for a batch job on `instance_type` (None on CPU instances).
+
+    Without it, GPU batch jobs get driver 470 (CUDA 11.4), which runs none of our CUDA
+    images; the newest batch AMI is chosen. Raises ValueError (with the reason) when the
+    flavor's CUDA is newer than every batch AMI's driver supports."""
+    if not is_gpu_instance(instance_type):
+        return None
+    amis = platform()["batch_amis"]
+    newest = max(amis, key=lambda name: _major_minor(amis[name]["max_cuda"]))
+    cuda = flavor(flavor_name)["cuda_version"] if flavor_name else None
+    if cuda is not None and _major_minor(cuda) > _major_minor(amis[newest]["max_cuda"]):
+        raise ValueError(
+            f"the {flavor_name} image needs CUDA {cuda}, but batch transform's newest GPU AMI "
+            f"({newest}, driver {amis[newest]['nvidia_driver']}) supports CUDA up to "
+            f"{amis[newest]['max_cuda']}. Run batch on a CPU instance, use the sam3d "
+            f"flavor (CUDA {flavor('sam3d')['cuda_version']}), or an async endpoint"
+        )
+    return newest
 
 
 def pairing_problems() -> list[str]:

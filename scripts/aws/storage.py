@@ -10,7 +10,7 @@ from botocore.exceptions import ClientError
 
 from gen3d.aws.clients import has_tag, tag_list
 from gen3d.aws.errors import AwsCommandError
-from gen3d.aws.plan import CREATED, UNCHANGED, UPDATED, Plan
+from gen3d.aws.plan import CREATED, UNCHANGED, UPDATED, ApiCall, Plan
 
 # Object prefixes inside the bucket. Uploads under INPUT_PREFIX trigger the Lambda;
 # the CLI's own async uploads go elsewhere so they are not invoked twice.
@@ -18,6 +18,10 @@ INPUT_PREFIX = "input/"
 CLI_INPUT_PREFIX = "async/input/"
 OUTPUT_PREFIX = "async/output/"
 FAILURE_PREFIX = "async/failure/"
+# What the lifecycle may archive and expire: request data only. A model artifact in the
+# bucket must stay readable, or every scale-out from zero fails (SageMaker cannot read
+# an object in GLACIER until it is restored).
+ARCHIVED_PREFIXES = (INPUT_PREFIX, "async/")
 
 PUBLIC_ACCESS_BLOCK = {
     "BlockPublicAcls": True,
@@ -44,11 +48,12 @@ class Lifecycle:
             )
 
     def rules(self) -> dict[str, Any]:
+        """One rule per request-data prefix (ARCHIVED_PREFIXES); nothing else is touched."""
         return {
             "Rules": [
                 {
-                    "ID": "gen3d-archive-then-expire",
-                    "Filter": {"Prefix": ""},
+                    "ID": f"gen3d-archive-{prefix.strip('/').replace('/', '-')}",
+                    "Filter": {"Prefix": prefix},
                     "Status": "Enabled",
                     "Transitions": [
                         {"Days": self.infrequent_access_days, "StorageClass": "STANDARD_IA"},
@@ -57,12 +62,16 @@ class Lifecycle:
                     "Expiration": {"Days": self.expire_days},
                     "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 7},
                 }
+                for prefix in ARCHIVED_PREFIXES
             ]
         }
 
 
 def default_bucket_name(deployment: str, account: str, region: str) -> str:
-    return f"gen3d-{deployment}-{account}-{region}".lower()[:63]
+    # S3: 3-63 characters, ending in a letter or digit (bucket naming rules,
+    # docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules.html); a cut at 63
+    # can leave a trailing hyphen.
+    return f"gen3d-{deployment}-{account}-{region}".lower()[:63].rstrip("-")
 
 
 def parse_s3_uri(uri: str) -> tuple[str, str]:
@@ -117,18 +126,22 @@ def ensure_bucket(
                     "pass --bucket with a bucket of this deployment or a new name"
                 )
             return UNCHANGED, bucket
-        kwargs: dict[str, Any] = {"Bucket": bucket}
-        if region != "us-east-1":  # us-east-1 rejects an explicit LocationConstraint
-            kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
-        s3.create_bucket(**kwargs)
-        s3.put_bucket_tagging(Bucket=bucket, Tagging={"TagSet": tag_list(deployment)})
+        s3.create_bucket(**create_request)
+        s3.put_bucket_tagging(**tagging_request)
         return CREATED, bucket
 
+    create_request: dict[str, Any] = {"Bucket": bucket}
+    if region != "us-east-1":  # us-east-1 rejects an explicit LocationConstraint
+        create_request["CreateBucketConfiguration"] = {"LocationConstraint": region}
+    tagging_request = {"Bucket": bucket, "Tagging": {"TagSet": tag_list(deployment)}}
     plan.step(
         f"S3 bucket {bucket}",
         create,
-        request={"Bucket": bucket, "Tags": tag_list(deployment)},
         placeholder=bucket,
+        calls=[
+            ApiCall("s3", "CreateBucket", create_request),
+            ApiCall("s3", "PutBucketTagging", tagging_request),
+        ],
     )
 
     def setting(
@@ -138,16 +151,17 @@ def ensure_bucket(
         extract: Any,
         wanted: Any,
         write: Any,
-        request: Any = None,
+        operation: str,
+        params: dict[str, Any],
     ) -> None:
         def apply() -> tuple[str, None]:
             current = _read(read, missing, Bucket=bucket)
             if current is not None and extract(current) == wanted:
                 return UNCHANGED, None
-            write()
+            write(**params)
             return (CREATED if current is None else UPDATED), None
 
-        plan.step(f"{summary} on {bucket}", apply, request=wanted if request is None else request)
+        plan.step(f"{summary} on {bucket}", apply, calls=[ApiCall("s3", operation, params)])
 
     setting(
         "public access block",
@@ -155,9 +169,9 @@ def ensure_bucket(
         ("NoSuchPublicAccessBlockConfiguration",),
         lambda r: r["PublicAccessBlockConfiguration"],
         PUBLIC_ACCESS_BLOCK,
-        lambda: s3.put_public_access_block(
-            Bucket=bucket, PublicAccessBlockConfiguration=PUBLIC_ACCESS_BLOCK
-        ),
+        s3.put_public_access_block,
+        "PutPublicAccessBlock",
+        {"Bucket": bucket, "PublicAccessBlockConfiguration": PUBLIC_ACCESS_BLOCK},
     )
     setting(
         "default encryption",
@@ -165,10 +179,9 @@ def ensure_bucket(
         ("ServerSideEncryptionConfigurationNotFoundError",),
         lambda r: _encryption_algorithms(r["ServerSideEncryptionConfiguration"]),
         _encryption_algorithms(ENCRYPTION),
-        lambda: s3.put_bucket_encryption(
-            Bucket=bucket, ServerSideEncryptionConfiguration=ENCRYPTION
-        ),
-        request=ENCRYPTION,
+        s3.put_bucket_encryption,
+        "PutBucketEncryption",
+        {"Bucket": bucket, "ServerSideEncryptionConfiguration": ENCRYPTION},
     )
     policy = tls_only_policy(bucket)
     setting(
@@ -177,17 +190,20 @@ def ensure_bucket(
         ("NoSuchBucketPolicy",),
         lambda r: json.loads(r["Policy"]),
         policy,
-        lambda: s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps(policy)),
+        s3.put_bucket_policy,
+        "PutBucketPolicy",
+        {"Bucket": bucket, "Policy": json.dumps(policy)},
     )
     rules = lifecycle.rules()
     setting(
-        "lifecycle (IA/Glacier/expiry)",
+        f"lifecycle (IA/Glacier/expiry of {', '.join(ARCHIVED_PREFIXES)} only)",
         s3.get_bucket_lifecycle_configuration,
         ("NoSuchLifecycleConfiguration",),
         lambda r: _lifecycle_view(r["Rules"]),
         _lifecycle_view(rules["Rules"]),
-        lambda: s3.put_bucket_lifecycle_configuration(Bucket=bucket, LifecycleConfiguration=rules),
-        request=rules,
+        s3.put_bucket_lifecycle_configuration,
+        "PutBucketLifecycleConfiguration",
+        {"Bucket": bucket, "LifecycleConfiguration": rules},
     )
     return bucket
 
@@ -201,6 +217,7 @@ def _lifecycle_view(rules: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
     return sorted(
         (
             r.get("ID"),
+            r.get("Filter", {}).get("Prefix"),
             r.get("Status"),
             tuple((t.get("Days"), t.get("StorageClass")) for t in r.get("Transitions", [])),
             r.get("Expiration", {}).get("Days"),

@@ -8,7 +8,6 @@ tag removed. Budgets are found by name (gen3d-NAME), as not every budgets API li
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -17,18 +16,19 @@ from botocore.exceptions import ClientError
 from gen3d.aws import autoscaling
 from gen3d.aws.budget import budget_name
 from gen3d.aws.clients import TAG_KEY, AwsClients, has_tag
-from gen3d.aws.errors import AwsCommandError
 from gen3d.aws.iam import delete_role
+from gen3d.aws.logs import LOG_GROUP_ROOT
 from gen3d.aws.plan import DELETED, UPDATED, Plan
 from gen3d.aws.storage import empty_and_delete_bucket
 from gen3d.aws.upload_trigger import function_name, remove_bucket_notification
+from gen3d.aws.waiters import wait_until_gone
 
 ORDER = (
     "CloudWatch alarms",
     "autoscaling policies and scalable targets",
     "upload trigger (bucket notification, Lambda)",
-    "inference components",
-    "endpoints",
+    "inference components (and wait until they are gone)",
+    "endpoints (and wait until they are gone)",
     "endpoint configs",
     "models",
     "transform jobs (stop running, untag)",
@@ -64,7 +64,7 @@ def teardown(
         found.alarms(),
         found.scalable_targets(endpoints),
         found.upload_trigger(buckets),
-        found.inference_components(endpoints),
+        found.inference_components(endpoints, poll_s, timeout_s),
         [
             (f"endpoint {e}", _delete_endpoint(clients.sagemaker, e, poll_s, timeout_s))
             for e in endpoints
@@ -99,15 +99,29 @@ def _delete_endpoint(
 ) -> Callable[[], None]:
     def delete() -> None:
         sagemaker.delete_endpoint(EndpointName=endpoint)
-        start = time.monotonic()
         # Its config and model may only go once the endpoint is gone.
-        while time.monotonic() - start < timeout_s:
-            try:
-                sagemaker.describe_endpoint(EndpointName=endpoint)
-            except ClientError:
-                return
-            time.sleep(poll_s)
-        raise AwsCommandError(f"endpoint {endpoint} still deleting after {timeout_s:.0f} s")
+        wait_until_gone(
+            lambda: sagemaker.describe_endpoint(EndpointName=endpoint),
+            f"endpoint {endpoint}",
+            poll_s=poll_s,
+            timeout_s=timeout_s,
+        )
+
+    return delete
+
+
+def _delete_inference_component(
+    sagemaker: Any, component: str, poll_s: float, timeout_s: float
+) -> Callable[[], None]:
+    def delete() -> None:
+        sagemaker.delete_inference_component(InferenceComponentName=component)
+        # The endpoint cannot be deleted while a component on it still exists.
+        wait_until_gone(
+            lambda: sagemaker.describe_inference_component(InferenceComponentName=component),
+            f"inference component {component}",
+            poll_s=poll_s,
+            timeout_s=timeout_s,
+        )
 
     return delete
 
@@ -225,7 +239,9 @@ class _Finder:
             for c in config.get("LambdaFunctionConfigurations", [])
         )
 
-    def inference_components(self, endpoints: list[str]) -> list[Action]:
+    def inference_components(
+        self, endpoints: list[str], poll_s: float, timeout_s: float
+    ) -> list[Action]:
         sm = self.c.sagemaker
         actions: list[Action] = []
         for e in endpoints:
@@ -241,7 +257,7 @@ class _Finder:
                 actions.append(
                     (
                         f"inference component {n}",
-                        lambda n=n: sm.delete_inference_component(InferenceComponentName=n),
+                        _delete_inference_component(sm, n, poll_s, timeout_s),
                     )
                 )
         return actions
@@ -319,12 +335,16 @@ class _Finder:
 
     def log_groups(self) -> list[Action]:
         logs = self.c.logs
-        found = self._paged(
-            logs,
-            "describe_log_groups",
-            "logGroups",
-            logGroupNamePrefix=f"/aws/sagemaker/Endpoints/{self.name}",
-        )
+        found = [
+            group
+            for kind in ("Endpoints", "InferenceComponents")
+            for group in self._paged(
+                logs,
+                "describe_log_groups",
+                "logGroups",
+                logGroupNamePrefix=f"{LOG_GROUP_ROOT}/{kind}/{self.name}",
+            )
+        ]
         names = [
             g["logGroupName"]
             for g in found

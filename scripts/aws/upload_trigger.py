@@ -12,7 +12,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from gen3d.aws.clients import tag_map
-from gen3d.aws.plan import CREATED, UNCHANGED, UPDATED, Plan
+from gen3d.aws.plan import CREATED, UNCHANGED, UPDATED, ApiCall, Plan
 
 HANDLER_FILE = Path(__file__).with_name("lambda_handler.py")
 RUNTIME = "python3.12"
@@ -49,6 +49,18 @@ def ensure_function(
     name = function_name(deployment)
     code = package_handler()
     env = {"Variables": {"GEN3D_ENDPOINT_NAME": endpoint, "GEN3D_INPUT_PREFIX": input_prefix}}
+    create = {
+        "FunctionName": name,
+        "Runtime": RUNTIME,
+        "Role": role_arn,
+        "Handler": "lambda_handler.handler",
+        "Code": {"ZipFile": code},
+        "Timeout": 30,
+        "MemorySize": 128,
+        "Environment": env,
+        "Tags": tag_map(deployment),
+        "Description": f"gen3d {deployment}: S3 upload -> InvokeEndpointAsync",
+    }
 
     def apply() -> tuple[str, str]:
         try:
@@ -56,22 +68,15 @@ def ensure_function(
         except ClientError as exc:
             if exc.response["Error"]["Code"] != "ResourceNotFoundException":
                 raise
-            config = lambda_client.create_function(
-                FunctionName=name,
-                Runtime=RUNTIME,
-                Role=role_arn,
-                Handler="lambda_handler.handler",
-                Code={"ZipFile": code},
-                Timeout=30,
-                MemorySize=128,
-                Environment=env,
-                Tags=tag_map(deployment),
-                Description=f"gen3d {deployment}: S3 upload -> InvokeEndpointAsync",
-            )
+            config = lambda_client.create_function(**create)
             return CREATED, config["FunctionArn"]
         outcome = UNCHANGED
         if config.get("CodeSha256") != code_sha256(code):
             lambda_client.update_function_code(FunctionName=name, ZipFile=code)
+            # Lambda refuses a configuration update while the code update is in
+            # progress (ResourceConflictException; "Lambda function states" in the Lambda
+            # developer guide): wait until LastUpdateStatus is Successful.
+            lambda_client.get_waiter("function_updated").wait(FunctionName=name)
             outcome = UPDATED
         if (
             config.get("Environment", {}).get("Variables") != env["Variables"]
@@ -86,8 +91,8 @@ def ensure_function(
     return plan.step(
         f"Lambda {name} (S3 {input_prefix}* -> InvokeEndpointAsync {endpoint})",
         apply,
-        request={"FunctionName": name, "Runtime": RUNTIME, "Role": role_arn, "Environment": env},
         placeholder=f"<arn of Lambda {name}>",
+        calls=[ApiCall("lambda", "CreateFunction", create)],
     )
 
 
@@ -106,17 +111,22 @@ def ensure_s3_permission(
             policy = ""
         if statement_id in policy:
             return UNCHANGED, None
-        lambda_client.add_permission(
-            FunctionName=name,
-            StatementId=statement_id,
-            Action="lambda:InvokeFunction",
-            Principal="s3.amazonaws.com",
-            SourceArn=f"arn:aws:s3:::{bucket}",
-            SourceAccount=account,
-        )
+        lambda_client.add_permission(**request)
         return CREATED, None
 
-    plan.step(f"permission for s3://{bucket} to invoke {name}", apply)
+    request = {
+        "FunctionName": name,
+        "StatementId": statement_id,
+        "Action": "lambda:InvokeFunction",
+        "Principal": "s3.amazonaws.com",
+        "SourceArn": f"arn:aws:s3:::{bucket}",
+        "SourceAccount": account,
+    }
+    plan.step(
+        f"permission for s3://{bucket} to invoke {name}",
+        apply,
+        calls=[ApiCall("lambda", "AddPermission", request)],
+    )
 
 
 def ensure_bucket_notification(
@@ -143,7 +153,20 @@ def ensure_bucket_notification(
         s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration=current)
         return (UPDATED if ours else CREATED), None
 
-    plan.step(f"bucket notification s3://{bucket}/{input_prefix}* -> Lambda", apply, request=wanted)
+    plan.step(
+        f"bucket notification s3://{bucket}/{input_prefix}* -> Lambda",
+        apply,
+        calls=[
+            ApiCall(
+                "s3",
+                "PutBucketNotificationConfiguration",
+                {
+                    "Bucket": bucket,
+                    "NotificationConfiguration": {"LambdaFunctionConfigurations": [wanted]},
+                },
+            )
+        ],
+    )
 
 
 def _same_notification(a: dict[str, Any], b: dict[str, Any]) -> bool:

@@ -6,6 +6,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from gen3d.aws.errors import AwsCommandError
 
 Progress = Callable[[str], None]
@@ -41,10 +43,20 @@ def _wait(
 
 
 def wait_for_endpoint(
-    sagemaker: Any, endpoint: str, *, poll_s: float, timeout_s: float, progress: Progress
+    sagemaker: Any,
+    endpoint: str,
+    *,
+    poll_s: float,
+    timeout_s: float,
+    progress: Progress,
+    config: str | None = None,
 ) -> dict[str, Any]:
-    """Until InService; a Failed endpoint raises with its FailureReason."""
-    return _wait(
+    """Until InService; a Failed endpoint raises with its FailureReason.
+
+    With `config` (after UpdateEndpoint) only InService *on that endpoint config* counts:
+    a failed update rolls back and leaves the endpoint InService on the old config, which
+    is not success (UpdateEndpoint docs: the status is Updating from the request on)."""
+    desc = _wait(
         lambda: sagemaker.describe_endpoint(EndpointName=endpoint),
         "EndpointStatus",
         f"endpoint {endpoint}",
@@ -55,6 +67,43 @@ def wait_for_endpoint(
         progress=progress,
         timeout_hint=" (raise --timeout, or check the CloudWatch logs)",
     )
+    if config is not None and desc["EndpointConfigName"] != config:
+        reason = desc.get("FailureReason") or "no reason given; see the endpoint's events"
+        raise AwsCommandError(
+            f"endpoint {endpoint} is InService on {desc['EndpointConfigName']}, not on "
+            f"{config}: the update failed and was rolled back ({reason})"
+        )
+    return desc
+
+
+def wait_for_inference_component(
+    sagemaker: Any, component: str, *, poll_s: float, timeout_s: float, progress: Progress
+) -> dict[str, Any]:
+    """Until InService; a Failed component raises with its FailureReason."""
+    return _wait(
+        lambda: sagemaker.describe_inference_component(InferenceComponentName=component),
+        "InferenceComponentStatus",
+        f"inference component {component}",
+        "InService",
+        ("Failed",),
+        poll_s=poll_s,
+        timeout_s=timeout_s,
+        progress=progress,
+    )
+
+
+def wait_until_gone(
+    describe: Callable[[], object], what: str, *, poll_s: float, timeout_s: float
+) -> None:
+    """Until `describe` raises (the resource no longer exists)."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout_s:
+        try:
+            describe()
+        except ClientError:
+            return
+        time.sleep(poll_s)
+    raise AwsCommandError(f"{what} still deleting after {timeout_s:.0f} s")
 
 
 def wait_for_transform_job(

@@ -38,6 +38,7 @@ from gen3d.cost.workload import (
     SERVERLESS_MAX_PAYLOAD_MB,
     Workload,
 )
+from gen3d.serve.instances import backend_fit
 
 MONTH_S = HOURS_PER_MONTH * 3600.0
 SCALING_ALARMS = 3  # target tracking's high and low alarms + the step alarm from zero
@@ -380,8 +381,28 @@ OPTIONS = (
 )
 
 
+def gpu_fit_caveat(w: Workload) -> str | None:
+    """What the instance table (the one `gen3d deploy` checks) says about running the
+    backend on the priced instance's GPU; None when it fits as it is."""
+    fit = backend_fit(w.backend, w.instance_type)
+    if fit.refusal:
+        return f"gen3d deploy refuses this: {fit.refusal}"
+    if fit.offload:
+        return (
+            f"{w.backend} fits {w.instance_type}'s 24 GB GPU only with stage offload "
+            "(deploy sets GEN3D_STAGE_OFFLOAD=1); seconds per image should be measured so"
+        )
+    return None
+
+
 def estimate(w: Workload, prices: PriceTable) -> list[OptionCost]:
-    return [option(w, prices) for option in OPTIONS]
+    options = [option(w, prices) for option in OPTIONS]
+    caveat = gpu_fit_caveat(w)
+    if caveat:
+        for cost in options:
+            if cost.option != "serverless":  # no GPU there at all; its reasons say so
+                cost.caveats.append(caveat)
+    return options
 
 
 def break_even(w: Workload, prices: PriceTable) -> float | None:

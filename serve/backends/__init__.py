@@ -26,6 +26,10 @@ class BackendEntry:
     name: str
     target: str  # "package.module:Class"
     gpu: bool  # needs (or, for proxy, wants) a CUDA device in production
+    # Samples it runs at once whatever GEN3D_MAX_BATCH_SIZE says (None: that setting).
+    # Known without loading the backend, for deploy and /execution-parameters; each
+    # backend's own max_batch_size agrees (tests/serve/test_execution_parameters.py).
+    fixed_batch_size: int | None = None
     # The module is imported by the gunicorn master before it forks the workers: a
     # worker's first seconds otherwise go to importing torch while holding the GIL, and
     # /ping waits. Only for modules that create no CUDA context at import (ours don't).
@@ -36,10 +40,22 @@ BUILTIN: dict[str, BackendEntry] = {
     e.name: e
     for e in (
         BackendEntry(
-            "silhouette", "gen3d.serve.backends.silhouette:SilhouetteBackend", False, True
+            "silhouette",
+            "gen3d.serve.backends.silhouette:SilhouetteBackend",
+            gpu=False,
+            fixed_batch_size=1,
+            preload=True,
         ),
-        BackendEntry("proxy", "gen3d.serve.backends.proxy.backend:ProxyBackend", True, True),
-        BackendEntry("sam3d", "gen3d.serve.backends.sam3d.adapter:Sam3DBackend", True, True),
+        BackendEntry(
+            "proxy", "gen3d.serve.backends.proxy.backend:ProxyBackend", gpu=True, preload=True
+        ),
+        BackendEntry(
+            "sam3d",
+            "gen3d.serve.backends.sam3d.adapter:Sam3DBackend",
+            gpu=True,
+            fixed_batch_size=1,
+            preload=True,
+        ),
     )
 }
 BUILTIN_NAMES = tuple(BUILTIN)
@@ -70,6 +86,13 @@ def lookup(name: str) -> BackendEntry:
     )
 
 
+def batch_capacity(name: str, max_batch_size: int) -> int:
+    """Samples one worker of backend `name` runs at once under GEN3D_MAX_BATCH_SIZE."""
+    entry = BUILTIN.get(name)
+    fixed = entry.fixed_batch_size if entry else None
+    return max(1, min(max_batch_size, fixed or max_batch_size))
+
+
 def is_gpu_backend(name: str) -> bool:
     return name in BUILTIN and BUILTIN[name].gpu
 
@@ -89,6 +112,7 @@ __all__ = [
     "Backend",
     "BackendEntry",
     "Sample",
+    "batch_capacity",
     "create_backend",
     "is_gpu_backend",
     "lookup",

@@ -112,8 +112,14 @@ def test_final_stage_copies_the_venv_and_installs_no_build_tools(
     for packages in installed:
         assert not BUILD_TOOLS.search(packages), packages
     assert "rm -rf /var/lib/apt/lists/*" in runs  # no apt caches left behind
-    user = of(final, "USER")[-1]
-    assert user.split(":")[0].isdigit() and user.split(":")[0] != "0"
+
+
+def test_the_image_runs_as_root_as_sagemaker_expects(parser: DockerfileParser) -> None:
+    # "SageMaker AI expects all containers to run with root users" (AWS: Custom Inference
+    # Code with Hosting Services); a non-root USER can fail on what the platform mounts.
+    users = of(final_stage(parser), "USER")
+    assert users and users[-1].split(":")[0] in ("0", "root")
+    assert "useradd" not in " ".join(of(final_stage(parser), "RUN"))
 
 
 def test_the_builder_is_where_compilers_go(parser: DockerfileParser) -> None:

@@ -40,4 +40,4 @@ def test_cli_prints_fit_table(tiny_dir: Path, capsys) -> None:
     assert "generator_stage1" in out and "ml.g4dn.xlarge" in out
     assert "fp16      yes   stage" in out and "no: no bf16" in out
     assert main(["plan-memory", "--model-dir", str(tiny_dir), "--gpu", "huge"]) == 2
-    assert "use t4, a10g or a size in GiB" in capsys.readouterr().err
+    assert "use t4, a10g, l4, l40s, an instance type" in capsys.readouterr().err

@@ -7,15 +7,15 @@ import socket
 
 import boto3
 import pytest
+from aws_requests import StrictValidationError
+from aws_requests import validate_strictly as validate_request
 
 from gen3d.aws import autoscaling, endpoint_spec, inference_components
-from gen3d.aws.clients import TAG_KEY, validate_request
+from gen3d.aws.clients import TAG_KEY
 from gen3d.aws.endpoint_spec import DeploySpec
-from gen3d.aws.errors import AwsCommandError
 from gen3d.aws.platform import flavor
 from gen3d.aws.scaling_params import ASYNC_SCALING
 from gen3d.cli.main import main
-from gen3d.serve.settings import Settings
 
 ROLE = "arn:aws:iam::123456789012:role/gen3d-t-sagemaker"
 ECR = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
@@ -79,10 +79,8 @@ def test_async_deploy_scales_to_zero_with_alarm_driven_step_policy(model_artifac
         variant["ContainerStartupHealthCheckTimeoutInSeconds"],
     ) == endpoint_spec.startup_timeouts(model_artifact)
     async_config = config["AsyncInferenceConfig"]
-    assert (
-        async_config["ClientConfig"]["MaxConcurrentInvocationsPerInstance"]
-        == Settings().max_batch_size
-    )
+    # silhouette runs one sample at a time: more in flight would wait in the container
+    assert async_config["ClientConfig"]["MaxConcurrentInvocationsPerInstance"] == 1
     output = async_config["OutputConfig"]
     bucket = output["S3OutputPath"].split("/")[2]
     assert output["S3OutputPath"] == f"s3://{bucket}/async/output/"
@@ -352,9 +350,9 @@ def test_dry_run_of_realtime_scale_to_zero_shows_inference_components(unreachabl
     assert "ManagedInstanceScaling" in out and "NoCapacityInvocationFailures" in out
 
 
-def test_g5_endpoint_config_passes_botocore_validation():
-    # moto's own instance-type list lacks ml.g5; botocore's client-side validation (the
-    # check boto3 runs before sending) is what we can run for it.
+def test_g5_endpoint_config_passes_the_service_model():
+    # moto's own instance-type list lacks ml.g5; botocore's service model (ParamValidator
+    # plus enum, max and pattern) is what we can check it against.
     for mode in ("async", "realtime"):
         spec = DeploySpec("t", mode, GPU_IMAGE, MODEL_DATA, ROLE, instance_type="ml.g5.xlarge")
         endpoint_spec.validate(spec)
@@ -364,18 +362,18 @@ def test_g5_endpoint_config_passes_botocore_validation():
             model_bytes=10**10,
             output_path="s3://b/o/",
             failure_path="s3://b/f/",
-            success_topic="arn:aws:sns:us-east-1:1:s",
-            error_topic="arn:aws:sns:us-east-1:1:e",
+            success_topic="arn:aws:sns:us-east-1:123456789012:s",
+            error_topic="arn:aws:sns:us-east-1:123456789012:e",
         )
         validate_request("sagemaker", "CreateEndpointConfig", request)
         assert request["ProductionVariants"][0]["InferenceAmiVersion"]
         assert request["ProductionVariants"][0]["ModelDataDownloadTimeoutInSeconds"] == 320
     broken = {"EndpointConfigName": "x", "ProductionVariants": [{"ModelName": "m"}]}
-    with pytest.raises(AwsCommandError, match="VariantName"):
+    with pytest.raises(StrictValidationError, match="VariantName"):
         validate_request("sagemaker", "CreateEndpointConfig", broken)
 
 
-def test_inference_component_requests_pass_botocore_validation():
+def test_inference_component_requests_pass_the_service_model():
     spec = DeploySpec("t", "realtime", GPU_IMAGE, MODEL_DATA, ROLE, instance_type="ml.g5.xlarge")
     config = inference_components.endpoint_config_request(spec, model_bytes=None)
     validate_request("sagemaker", "CreateEndpointConfig", config)

@@ -46,12 +46,16 @@ def test_setup_bucket_security_reads_back(aws, capsys):
     assert statement["Effect"] == "Deny" and statement["Principal"] == "*"
     assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
     assert set(statement["Resource"]) == {f"arn:aws:s3:::{BUCKET}", f"arn:aws:s3:::{BUCKET}/*"}
-    (lifecycle,) = s3.get_bucket_lifecycle_configuration(Bucket=BUCKET)["Rules"]
-    assert [(t["Days"], t["StorageClass"]) for t in lifecycle["Transitions"]] == [
-        (45, "STANDARD_IA"),
-        (120, "GLACIER"),
-    ]
-    assert lifecycle["Expiration"]["Days"] == 400
+    rules = s3.get_bucket_lifecycle_configuration(Bucket=BUCKET)["Rules"]
+    # request data only (uploads and async inputs/results); never the whole bucket, which
+    # would put a model artifact there into GLACIER, where SageMaker cannot read it
+    assert sorted(r["Filter"]["Prefix"] for r in rules) == ["async/", "input/"]
+    for lifecycle in rules:
+        assert [(t["Days"], t["StorageClass"]) for t in lifecycle["Transitions"]] == [
+            (45, "STANDARD_IA"),
+            (120, "GLACIER"),
+        ]
+        assert lifecycle["Expiration"]["Days"] == 400
     assert s3.get_bucket_tagging(Bucket=BUCKET)["TagSet"] == [{"Key": TAG_KEY, "Value": "t"}]
 
 
@@ -70,7 +74,8 @@ def test_setup_roles_are_scoped_to_the_deployment(aws, capsys):
     # only calls AWS cannot scope to a resource use "*"
     assert unscoped == {"ecr:GetAuthorizationToken", "cloudwatch:PutMetricData"}
     assert f"arn:aws:s3:::{BUCKET}/*" in resources
-    assert "arn:aws:ecr:us-east-1:123456789012:repository/gen3d" in resources
+    for flavor in ("cpu", "gpu", "sam3d"):  # where `make push` pushes each flavor
+        assert f"arn:aws:ecr:us-east-1:123456789012:repository/gen3d-{flavor}" in resources
     assert any(
         r.startswith("arn:aws:logs:us-east-1:123456789012:log-group:/aws/sagemaker/Endpoints/t")
         for r in resources
@@ -101,8 +106,9 @@ def test_setup_budget_alerts_by_email(aws):
 
 
 def test_budget_request_validates():
+    from aws_requests import validate_strictly as validate_request
+
     from gen3d.aws.budget import budget_request
-    from gen3d.aws.clients import validate_request
 
     request = budget_request("t", "123456789012", 40, "ops@example.com")
     validate_request("budgets", "CreateBudget", request)
@@ -206,6 +212,10 @@ def full_deployment(aws) -> None:
                 f"s3://{BUCKET}/batch/in/",
                 "--output",
                 f"s3://{BUCKET}/batch/out/",
+                # the endpoint's ml.g4dn with the CUDA 13 gpu image is refused for batch
+                # (no batch AMI has a driver that new); a CPU instance runs it
+                "--instance-type",
+                "ml.m5.large",
             ]
         )
         == 0

@@ -60,8 +60,9 @@ def test_ping_and_execution_parameters(server) -> None:
     ping = requests.get(server.url + "/ping", timeout=2)
     assert ping.status_code == 200 and ping.content == b""
     params = requests.get(server.url + "/execution-parameters", timeout=2).json()
+    # silhouette runs one sample at a time: one transform in flight per worker
     assert params == {
-        "MaxConcurrentTransforms": 8,
+        "MaxConcurrentTransforms": 1,
         "BatchStrategy": "SINGLE_RECORD",
         "MaxPayloadInMB": 1,
     }

@@ -6,6 +6,7 @@ import argparse
 
 from gen3d.aws.batch import start_transform_job
 from gen3d.aws.clients import AwsClients
+from gen3d.aws.endpoint_spec import FLAVORS
 from gen3d.aws.plan import Plan
 from gen3d.aws.waiters import wait_for_transform_job
 from gen3d.cli.aws_support import add_common_arguments, run_reporting_errors, summarise
@@ -17,7 +18,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="batch-transform every object under an S3 prefix",
         description="Start a SageMaker batch-transform job on the deployment's model, one "
         "request per input object. Concurrency, batch strategy and payload size come from "
-        "the container's /execution-parameters. The same inputs map to the same job, so a "
+        "the container's /execution-parameters. GPU instances get the batch GPU AMI with "
+        "driver 535 (TransformAmiVersion). The same inputs map to the same job, so a "
         "re-run does not start a second one.",
     )
     p.add_argument("--name", required=True, help="deployment name")
@@ -28,6 +30,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--instance-count", type=int, default=1)
     p.add_argument("--content-type", default="image/png", help="input content type")
     p.add_argument("--accept", help="result type, e.g. model/gltf-binary")
+    p.add_argument(
+        "--flavor",
+        choices=FLAVORS,
+        help="image flavor of the model (default: read from its image; a dry run cannot "
+        "read it). GPU jobs need a flavor whose CUDA a batch AMI supports (sam3d)",
+    )
     p.add_argument("--wait", action="store_true", help="wait for the job to finish")
     p.add_argument("--poll", type=float, default=30.0, help="seconds between status polls")
     p.add_argument("--timeout", type=float, default=24 * 3600.0, help="seconds to wait")
@@ -51,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
             content_type=args.content_type,
             accept=args.accept,
             model=args.model,
+            flavor=args.flavor,
         )
         summarise(plan, f"batch {args.name}")
         if args.wait and not plan.dry_run:

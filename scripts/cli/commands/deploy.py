@@ -44,7 +44,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--instance-type",
         default="ml.g4dn.xlarge",
-        help="async/realtime instance type (default ml.g4dn.xlarge)",
+        help="async/realtime instance type (default ml.g4dn.xlarge; sam3d needs 24 GB of GPU "
+        "memory or more: ml.g5/ml.g6 with stage offload, ml.g6e, ml.p5)",
     )
     p.add_argument("--initial-instances", type=int, default=1)
     p.add_argument(
@@ -56,6 +57,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--memory-mb", type=int, default=4096, help="serverless memory (1024-6144)")
     p.add_argument("--max-concurrency", type=int, default=5, help="serverless concurrency")
     p.add_argument("--notify-email", help="async: subscribe this address to success/error")
+    p.add_argument(
+        "--seconds-per-image",
+        type=float,
+        help="measured seconds per image on this instance: realtime is refused when it "
+        "cannot answer within the 60 s invocation limit (default: sam3d 60, others unchecked)",
+    )
     p.add_argument(
         "--env",
         action="append",
@@ -115,6 +122,7 @@ def run(args: argparse.Namespace) -> int:
             flavor=args.flavor,
             notify_email=args.notify_email,
             extra_env=_env(args.env),
+            seconds_per_image=args.seconds_per_image,
         )
         options = DeployOptions(
             bucket=args.bucket,

@@ -21,7 +21,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--backend", choices=("proxy", "sam3d"), default="proxy")
     p.add_argument("--model-dir", type=Path, required=True)
-    p.add_argument("--gpu", default="t4", help="t4, a10g or a GPU memory size in GiB")
+    p.add_argument(
+        "--gpu",
+        default="t4",
+        help="t4, a10g, l4, l40s, a SageMaker instance type (ml.g6e.xlarge) or a GPU "
+        "memory size in GiB (GPUs from the table gen3d deploy checks against)",
+    )
     p.add_argument(
         "--activations-gib",
         type=float,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from gen3d.aws.account import setup_account
+from gen3d.aws.account import project_repositories, setup_account
 from gen3d.aws.clients import AwsClients
 from gen3d.aws.plan import Plan
 from gen3d.aws.storage import Lifecycle
@@ -17,13 +17,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="create the bucket, least-privilege roles and budget for a deployment",
         description="Create (or bring in line) an S3 bucket with public access blocked, "
         "default encryption, a TLS-only policy and a lifecycle; a SageMaker execution role "
-        "and an upload-trigger Lambda role scoped to that bucket, the ECR repository and the "
+        "and an upload-trigger Lambda role scoped to that bucket, the ECR repositories and the "
         "log groups; and optionally a monthly budget with an email alert. --dry-run prints "
         "every policy document.",
     )
     p.add_argument("--name", required=True, help="deployment name (tags everything)")
     p.add_argument("--bucket", help="bucket name (default gen3d-NAME-ACCOUNT-REGION)")
-    p.add_argument("--ecr-repository", default="gen3d", help="ECR repository (default gen3d)")
+    p.add_argument(
+        "--ecr-repository",
+        action="append",
+        metavar="NAME",
+        help="ECR repository the execution role may pull from; repeatable (default: "
+        f"{', '.join(project_repositories())}, where `make push` pushes each flavor)",
+    )
     p.add_argument("--model-data", help="s3:// model artifact outside the bucket to allow")
     p.add_argument("--ia-days", type=int, default=30, help="days to STANDARD_IA (default 30)")
     p.add_argument("--glacier-days", type=int, default=90, help="days to GLACIER (default 90)")
@@ -44,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
             deployment=args.name,
             bucket=args.bucket,
             lifecycle=Lifecycle(args.ia_days, args.glacier_days, args.expire_days),
-            ecr_repository=args.ecr_repository,
+            ecr_repositories=args.ecr_repository or project_repositories(),
             model_data=args.model_data,
             budget_usd=args.budget_usd,
             budget_email=args.budget_email,

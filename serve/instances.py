@@ -1,0 +1,112 @@
+"""GPU per SageMaker instance family: the one table `gen3d deploy` (does the backend fit?),
+`gen3d plan-memory` (--gpu) and `gen3d cost` (can this instance run the backend?) read.
+
+Every instance of a family carries the same GPU model; sizes differ in GPU count and host
+RAM, and a model runs on one GPU, so the per-GPU memory is what decides. Nominal memory is
+NVIDIA's datasheet figure; `usable_gib` is what the driver reports as total (less than
+nominal: ECC and the driver's reservation), rounded down. Sources: the Amazon EC2
+accelerated-computing instance pages (GPU model and memory per family; host RAM of the
+sizes listed in HOST_RAM_GIB), NVIDIA's datasheets (T4, A10G, L4, L40S, V100, A100, H100,
+H200) and CUDA's compute-capability table (bf16 needs compute capability >= 8.0).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class GpuModel:
+    model: str
+    memory_gb: float  # nominal, per GPU
+    usable_gib: float  # what the driver reports as total, per GPU
+    compute_capability: tuple[int, int]
+
+    @property
+    def bf16(self) -> bool:
+        return self.compute_capability >= (8, 0)
+
+
+T4 = GpuModel("NVIDIA T4", 16, 15.0, (7, 5))
+A10G = GpuModel("NVIDIA A10G", 24, 22.0, (8, 6))
+L4 = GpuModel("NVIDIA L4", 24, 22.0, (8, 9))
+L40S = GpuModel("NVIDIA L40S", 48, 44.0, (8, 9))
+V100 = GpuModel("NVIDIA V100", 16, 15.5, (7, 0))
+A100_40 = GpuModel("NVIDIA A100 40GB", 40, 39.0, (8, 0))
+A100_80 = GpuModel("NVIDIA A100 80GB", 80, 79.0, (8, 0))
+H100 = GpuModel("NVIDIA H100", 80, 79.0, (9, 0))
+H200 = GpuModel("NVIDIA H200", 141, 139.0, (9, 0))
+
+GPU_BY_FAMILY: dict[str, GpuModel] = {
+    "ml.g4dn": T4,
+    "ml.g5": A10G,
+    "ml.g6": L4,
+    "ml.g6e": L40S,
+    "ml.p3": V100,
+    "ml.p4d": A100_40,
+    "ml.p4de": A100_80,
+    "ml.p5": H100,
+    "ml.p5e": H200,
+    "ml.p5en": H200,
+}
+
+# Host memory of the sizes the project names (EC2 instance-type pages).
+HOST_RAM_GIB: dict[str, float] = {
+    "ml.g4dn.xlarge": 16,
+    "ml.g4dn.2xlarge": 32,
+    "ml.g5.xlarge": 16,
+    "ml.g5.2xlarge": 32,
+    "ml.g6.xlarge": 16,
+    "ml.g6.2xlarge": 32,
+    "ml.g6e.xlarge": 32,
+    "ml.p3.2xlarge": 61,
+}
+
+
+def family(instance_type: str) -> str:
+    """'ml.g5.xlarge' -> 'ml.g5'."""
+    return instance_type.rsplit(".", 1)[0]
+
+
+def gpu_of(instance_type: str) -> GpuModel | None:
+    """The instance's GPU, or None for CPU instances (and GPU families not listed)."""
+    return GPU_BY_FAMILY.get(family(instance_type))
+
+
+def is_gpu_instance(instance_type: str) -> bool:
+    return gpu_of(instance_type) is not None
+
+
+# SAM 3D Objects: upstream asks for "an NVIDIA GPU with at least 32 GB of VRAM"
+# (facebookresearch/sam-3d-objects doc/setup.md); with GEN3D_STAGE_OFFLOAD only the running
+# stage is on the GPU, which fits a 24 GB card (docs/model_opt.md, gen3d plan-memory).
+SAM3D_FULL_GB = 32
+SAM3D_STAGED_GB = 24
+SAM3D_SUGGESTION = (
+    "Use ml.g6e.xlarge (L40S, 48 GB), ml.p5.4xlarge (H100, 80 GB), or ml.g5.xlarge / "
+    "ml.g6.xlarge (24 GB) with GEN3D_STAGE_OFFLOAD=1"
+)
+
+
+@dataclass(frozen=True)
+class Fit:
+    """Whether `backend` fits `instance_type`'s GPU: `refusal` says why not; `offload` is
+    True when it fits only with stage offload."""
+
+    refusal: str | None = None
+    offload: bool = False
+
+
+def backend_fit(backend: str, instance_type: str) -> Fit:
+    gpu = gpu_of(instance_type)
+    if backend != "sam3d" or gpu is None:
+        return Fit()
+    if gpu.memory_gb >= SAM3D_FULL_GB:
+        return Fit()
+    if gpu.memory_gb >= SAM3D_STAGED_GB:
+        return Fit(offload=True)
+    return Fit(
+        refusal=f"backend sam3d needs a GPU with at least {SAM3D_STAGED_GB} GB "
+        f"({SAM3D_FULL_GB} GB without stage offload); {instance_type} has one "
+        f"{gpu.model} with {gpu.memory_gb:g} GB. {SAM3D_SUGGESTION}"
+    )
