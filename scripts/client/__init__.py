@@ -33,7 +33,7 @@ from gen3d.client.errors import (
     UnsupportedMediaTypeError,
 )
 from gen3d.client.result import Result, metadata_of
-from gen3d.client.transport import Backoff, Limits
+from gen3d.client.transport import Backoff, Limits, Reply
 
 __all__ = [
     "AsyncInferenceError",
@@ -53,6 +53,7 @@ __all__ = [
     "NotAcceptableError",
     "PayloadTooLargeError",
     "QueueFullError",
+    "Reply",
     "Result",
     "ServerDeadlineError",
     "ServerError",

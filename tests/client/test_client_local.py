@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import plyfile
@@ -18,8 +19,10 @@ from gen3d.aws.storage import CLI_INPUT_PREFIX
 from gen3d.client import (
     BadRequestError,
     BatchError,
+    CapacityError,
     Client,
     InputError,
+    InternalServerError,
     NotAcceptableError,
     PayloadTooLargeError,
     QueueFullError,
@@ -36,6 +39,8 @@ from gen3d.client.inputs import FORMAT_MEDIA_TYPE
 from gen3d.serve import codecs
 from gen3d.serve import errors as server_errors
 from gen3d.serve.settings import Settings
+
+PLUGINS = Path(__file__).resolve().parents[1] / "fixtures" / "plugins"
 
 
 def quiet(**options):
@@ -150,6 +155,29 @@ def test_typed_errors_for_each_row_of_the_table(start_gen3d_server) -> None:
         err = caught.value
         assert err.http_status == status and err.code == cls.code
         assert err.request_id and err.request_id in str(err)
+
+
+def test_capacity_and_internal_errors_come_back_typed_and_are_not_retried(
+    start_gen3d_server,
+) -> None:
+    """The 503 capacity and 500 rows, produced for real by a backend that fails on
+    request (tests/fixtures/plugins/gen3d_faulty_backend.py)."""
+    srv = start_gen3d_server(
+        {
+            "GEN3D_BACKEND": "gen3d_faulty_backend:FaultyBackend",
+            "PYTHONPATH": str(PLUGINS),
+        }
+    )
+    lines, options = quiet(max_retries=3)
+    client = Client.local(srv.url, **options)
+    assert client.generate(rgba_png(32)).metadata["backend"] == "faulty"
+    with pytest.raises(CapacityError) as oom:
+        client.generate(rgba_png(32), fail="oom")
+    assert oom.value.http_status == 503 and oom.value.code == "capacity"
+    with pytest.raises(InternalServerError) as bug:
+        client.generate(rgba_png(32), fail="bug")
+    assert bug.value.http_status == 500 and "broadcast" not in bug.value.message
+    assert lines == []  # neither is safe to send again: no retry
 
 
 def test_a_deadline_on_the_server_is_a_typed_504_in_its_slot(start_gen3d_server) -> None:
