@@ -1,72 +1,60 @@
-"""Client side of the container contract: build a request from files, send it, save it."""
+"""A server reached by URL: `gen3d serve`, `make run-local`, any container on a port."""
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
-from pathlib import Path
-
 import requests
 
-from gen3d.serve.codecs import FORMAT_MEDIA_TYPE
-
-SUFFIX = {"glb": ".glb", "ply": ".ply", "obj": ".obj"}
-
-
-@dataclass(frozen=True)
-class EncodedRequest:
-    body: bytes
-    content_type: str
-    accept: str
-    custom_attributes: str
+from gen3d.client.errors import TransportError, from_error_body
+from gen3d.client.inputs import CUSTOM_ATTRIBUTES, Request
+from gen3d.client.transport import Limits, Reply
 
 
-def encode_request(image: Path, mask: Path | None, fmt: str, seed: int) -> EncodedRequest:
-    """One photo + mask as multipart, or an RGBA PNG (alpha = mask) as image/png."""
-    attributes = f"seed={seed},format={fmt}"
-    accept = FORMAT_MEDIA_TYPE[fmt]
-    if mask is None:
-        return EncodedRequest(image.read_bytes(), "image/png", accept, attributes)
-    prepared = requests.Request(
-        "POST",
-        "http://unused/",
-        files={
-            "image": (image.name, image.read_bytes(), "application/octet-stream"),
-            "mask": (mask.name, mask.read_bytes(), "application/octet-stream"),
-        },
-        data={"seed": str(seed), "format": fmt},
-    ).prepare()
-    return EncodedRequest(prepared.body, prepared.headers["Content-Type"], accept, attributes)
+class HttpTransport:
+    def __init__(self, url: str, max_batch_items: int | None = None) -> None:
+        self.url = url.rstrip("/")
+        self.description = self.url
+        self._max_batch_items = max_batch_items
+        self._limits: Limits | None = None
+        self._session = requests.Session()
 
+    def limits(self) -> Limits:
+        """The body limit from /execution-parameters (MaxPayloadInMB); the item limit is
+        not published, so it is the default unless given (a 413 splits further)."""
+        if self._limits is None:
+            limits = Limits()
+            if self._max_batch_items is not None:
+                limits = Limits(self._max_batch_items, limits.max_body_bytes)
+            try:
+                response = self._session.get(self.url + "/execution-parameters", timeout=10)
+                if response.status_code == 200:
+                    mb = int(response.json()["MaxPayloadInMB"])
+                    limits = Limits(limits.max_batch_items, mb * 1024 * 1024)
+            except (requests.RequestException, ValueError, KeyError, TypeError):
+                pass  # an older or foreign server: keep the defaults
+            self._limits = limits
+        return self._limits
 
-class InvokeError(RuntimeError):
-    """The server answered with an error; the message carries its code and text."""
-
-
-def post_invocation(url: str, request: EncodedRequest, timeout_s: float = 120.0) -> bytes:
-    response = requests.post(
-        url.rstrip("/") + "/invocations",
-        data=request.body,
-        headers={
-            "Content-Type": request.content_type,
-            "Accept": request.accept,
-            "X-Amzn-SageMaker-Custom-Attributes": request.custom_attributes,
-        },
-        timeout=timeout_s,
-    )
-    if response.status_code != 200:
+    def send(self, request: Request, timeout_s: float) -> Reply:
+        headers = {"Content-Type": request.content_type, "Accept": request.accept}
+        if request.custom_attributes:
+            headers[CUSTOM_ATTRIBUTES] = request.custom_attributes
         try:
-            error = response.json()["error"]
-            detail = f"{error['code']}: {error['message']}"
-        except (ValueError, KeyError, TypeError):
-            detail = response.text[:500]
-        raise InvokeError(f"HTTP {response.status_code} {detail}")
-    return response.content
-
-
-def metadata_of(data: bytes) -> dict:
-    """The gen3d metadata of a GLB (asset.extras), or {} for other formats."""
-    if data[:4] != b"glTF":
-        return {}
-    length = int.from_bytes(data[12:16], "little")
-    return json.loads(data[20 : 20 + length]).get("asset", {}).get("extras", {})
+            response = self._session.post(
+                self.url + "/invocations", data=request.body, headers=headers, timeout=timeout_s
+            )
+        except requests.Timeout:
+            raise TransportError(f"{self.url} did not answer within {timeout_s:g} s") from None
+        except requests.RequestException as exc:
+            raise TransportError(f"could not reach {self.url}: {exc}") from None
+        if response.status_code != 200:
+            retry_after = response.headers.get("Retry-After")
+            raise from_error_body(
+                response.content,
+                status=response.status_code,
+                retry_after_s=float(retry_after) if retry_after and retry_after.isdigit() else None,
+            )
+        return Reply(
+            response.content,
+            response.headers.get("Content-Type"),
+            response.headers.get("X-Gen3D-Metadata"),
+        )

@@ -1,15 +1,14 @@
-"""Endpoint invocation, the upload-to-result Lambda handler and batch transform, against a
-real moto server. Moto answers invocations from its documented static-result queues
-(/moto-api/static/sagemaker/...) and writes async results to a location of its own choosing
-(it ignores the endpoint's S3OutputPath), so polling is also tested with objects written
-by the test itself."""
+"""`gen3d invoke --endpoint`, the upload-to-result Lambda handler and batch transform,
+against a real moto server. Moto answers invocations from its documented static-result
+queues (/moto-api/static/sagemaker/...). The client behind `gen3d invoke` is tested in
+tests/client/."""
 
 from __future__ import annotations
 
+import base64
+import json
 import subprocess
 import sys
-import threading
-import time
 import zipfile
 from pathlib import Path
 
@@ -18,7 +17,6 @@ import pytest
 import requests
 
 from gen3d.aws import lambda_handler
-from gen3d.aws.invoke import InvokeError, invoke_endpoint, poll_async_result
 from gen3d.aws.upload_trigger import code_sha256, package_handler
 from gen3d.cli.main import main
 
@@ -75,129 +73,6 @@ def queue_async_results(moto: str, *results: dict) -> None:
         json={"results": list(results)},
         timeout=10,
     ).raise_for_status()
-
-
-def test_realtime_invoke_returns_the_body(clients, aws):
-    make_endpoint("rt", asynchronous=False)
-    requests.post(
-        f"{aws}/moto-api/static/sagemaker/endpoint-results",
-        json={
-            "results": [
-                {
-                    "Body": "glb-bytes",
-                    "ContentType": "model/gltf-binary",
-                    "InvokedProductionVariant": "AllTraffic",
-                    "CustomAttributes": "seed=7",
-                }
-            ]
-        },
-        timeout=10,
-    ).raise_for_status()
-    # a JSON request (moto's invoke_endpoint cannot decode a binary body)
-    body = invoke_endpoint(
-        "rt",
-        b'{"image": "aGk="}',
-        "application/json",
-        "model/gltf-binary",
-        custom_attributes="seed=7",
-        progress=lambda _: None,
-        **clients,
-    )
-    assert body == b"glb-bytes"
-
-
-def test_async_invoke_uploads_then_returns_the_result(clients, aws):
-    make_endpoint("as", asynchronous=True)
-    queue_async_results(aws, {"data": "the-3d-result"})
-    lines: list[str] = []
-    body = invoke_endpoint(
-        "as",
-        b"png-bytes",
-        "image/png",
-        None,
-        poll_s=0.01,
-        timeout_s=5,
-        progress=lines.append,
-        **clients,
-    )
-    assert body == b"the-3d-result"
-    uploads = clients["s3"].list_objects_v2(Bucket=IO_BUCKET, Prefix="async/input/")
-    (upload,) = uploads["Contents"]
-    assert upload["Key"].endswith(".png")
-    assert (
-        clients["s3"].get_object(Bucket=IO_BUCKET, Key=upload["Key"])["Body"].read() == b"png-bytes"
-    )
-    assert any("uploaded 9 bytes" in line for line in lines)
-
-
-def test_async_failure_raises_with_the_failure_text(clients, aws):
-    make_endpoint("as", asynchronous=True)
-    queue_async_results(aws, {"is_failure": True, "data": "CUDA out of memory"})
-    with pytest.raises(InvokeError, match=r"async inference failed.*CUDA out of memory"):
-        invoke_endpoint(
-            "as",
-            b"png",
-            "image/png",
-            None,
-            poll_s=0.01,
-            timeout_s=5,
-            progress=lambda _: None,
-            **clients,
-        )
-
-
-def test_mode_async_on_a_realtime_endpoint_is_refused(clients):
-    make_endpoint("rt", asynchronous=False)
-    with pytest.raises(InvokeError, match="is real-time"):
-        invoke_endpoint("rt", b"png", "image/png", None, mode="async", **clients)
-    with pytest.raises(InvokeError, match=r"not find"):
-        invoke_endpoint("absent", b"png", "image/png", None, **clients)
-
-
-def test_polling_waits_for_an_output_written_later(clients):
-    s3 = clients["s3"]
-    output = f"s3://{IO_BUCKET}/async/output/late.out"
-    writer = threading.Timer(
-        0.3,
-        lambda: s3.put_object(Bucket=IO_BUCKET, Key="async/output/late.out", Body=b"late result"),
-    )
-    writer.start()
-    lines: list[str] = []
-    start = time.monotonic()
-    result = poll_async_result(
-        s3,
-        output,
-        f"s3://{IO_BUCKET}/async/failure/late.out",
-        timeout_s=10,
-        poll_s=0.05,
-        progress=lines.append,
-    )
-    writer.join()
-    assert result == b"late result" and time.monotonic() - start >= 0.3
-    assert any(line.startswith("waiting for") for line in lines)
-
-
-def test_polling_reports_a_failure_written_later_and_times_out(clients):
-    s3 = clients["s3"]
-    s3.put_object(Bucket=IO_BUCKET, Key="async/failure/x.out", Body=b'{"error": "bad mask"}')
-    with pytest.raises(InvokeError, match="bad mask"):
-        poll_async_result(
-            s3,
-            f"s3://{IO_BUCKET}/async/output/x.out",
-            f"s3://{IO_BUCKET}/async/failure/x.out",
-            timeout_s=5,
-            poll_s=0.01,
-            progress=lambda _: None,
-        )
-    with pytest.raises(InvokeError, match="no result after 0 s"):
-        poll_async_result(
-            s3,
-            f"s3://{IO_BUCKET}/async/output/never.out",
-            None,
-            timeout_s=0.2,
-            poll_s=0.05,
-            progress=lambda _: None,
-        )
 
 
 # --------------------------------------------------------------------- Lambda handler
@@ -382,10 +257,8 @@ def test_gen3d_invoke_endpoint_writes_the_async_result(clients, aws, tmp_path, c
     assert main(["invoke", "--endpoint", "as", "--image", str(image), "--out", str(out)]) == 0
     assert out.read_bytes() == b"glb-from-async"
     (upload,) = clients["s3"].list_objects_v2(Bucket=IO_BUCKET)["Contents"]
-    assert (
-        clients["s3"].get_object(Bucket=IO_BUCKET, Key=upload["Key"])["Body"].read()
-        == image.read_bytes()
-    )
+    sent = json.loads(clients["s3"].get_object(Bucket=IO_BUCKET, Key=upload["Key"])["Body"].read())
+    assert base64.b64decode(sent["image"]) == image.read_bytes()
     assert "queued as" in capsys.readouterr().err
 
 

@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from gen3d.client.http import encode_request, metadata_of, post_invocation
+from gen3d.client import Client
 from gen3d.client.preview import render_preview
 from gen3d.serve.launcher import start_server
 
@@ -42,13 +42,11 @@ def run(args: argparse.Namespace) -> int:
     try:
         waited = server.wait_ready(timeout_s=120)
         print(f"server ready at {server.url} after {waited:.1f} s", flush=True)
-        request = encode_request(args.image, args.mask, "glb", seed=0)
         started = time.perf_counter()
-        data = post_invocation(server.url, request)
+        result = Client.local(server.url, progress=None).generate(args.image, args.mask)
         took = time.perf_counter() - started
-        glb = args.out / (args.image.stem + ".glb")
-        glb.write_bytes(data)
-        meta = metadata_of(data)
+        glb = result.save(args.out / (args.image.stem + ".glb"))
+        meta = result.metadata
         print(
             f"{args.image.name} + {args.mask.name} -> {meta.get('backend')} mesh with "
             f"{meta.get('faces')} faces in {took * 1000:.0f} ms"
