@@ -42,7 +42,7 @@ from gen3d.serve.backends.sam3d.loading import (
 from gen3d.serve.backends.sam3d.offload import STAGES, StageOffload, lookup
 from gen3d.serve.backends.sam3d.output import output_to_asset
 from gen3d.serve.batching import is_out_of_memory
-from gen3d.serve.errors import Unprocessable
+from gen3d.serve.errors import ArtifactError, Unprocessable
 
 if TYPE_CHECKING:
     from gen3d.serve.settings import Settings
@@ -116,7 +116,7 @@ class Sam3DBackend:
     def _pipeline(self) -> Any:
         pipeline = getattr(self._inference, "_pipeline", None)
         if pipeline is None or not callable(getattr(pipeline, "run", None)):
-            raise RuntimeError("this SAM 3D Objects build has no Inference._pipeline.run")
+            raise ArtifactError("this SAM 3D Objects build has no Inference._pipeline.run")
         return pipeline
 
     def warmup(self) -> None:

@@ -126,8 +126,9 @@ def check_offline_caches(model_dir: Path) -> None:
             "the sam3d model dir lacks the offline DINOv2 cache that SAM 3D Objects loads "
             "through torch.hub: missing "
             + ", ".join(str(model_dir / rel) for rel in missing)
-            + " (package the model with `gen3d package --backend sam3d`, which bundles "
-            "TORCH_HOME)"
+            + " (package the model with `gen3d package --backend sam3d --torch-home DIR`, "
+            "DIR being a TORCH_HOME where torch.hub.load('facebookresearch/dinov2', "
+            "'dinov2_vitl14_reg') has run once)"
         )
 
 
