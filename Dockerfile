@@ -6,7 +6,8 @@
 # flavor's, so a plain `docker build .` gives the gpu image.
 #   cpu    silhouette backend on debian:bookworm-slim, no torch (fits SageMaker Serverless)
 #   gpu    + torch 2.13.0 (CUDA 13.0 from pip) for proxy and optimised models
-#   sam3d  + SAM 3D Objects with upstream's pins (torch 2.5.1+cu121); CUDA extensions are
+#   sam3d  + SAM 3D Objects with upstream's pins (torch 2.5.1, PyPI's CUDA 12.4 build; a
+#          hash-pinned lock); CUDA extensions are
 #          compiled in the devel builder, only their results reach the final stage
 ARG FLAVOR=gpu
 ARG BASE_IMAGE=nvidia/cuda:13.0.2-base-ubuntu22.04
@@ -35,20 +36,31 @@ RUN python3.11 -m venv /opt/venv
 
 WORKDIR /build
 COPY container/requirements-*.txt container/
-RUN pip install -r "container/requirements-${FLAVOR}.txt"
+# cpu / gpu: exact pins. sam3d: a hash-pinned lock of the whole closure (its input and
+# refresh command: container/requirements-sam3d.in), installed without resolving: pip's
+# resolver backtracked for 20+ minutes over the unlocked set. The lock also brings the
+# build tools that step 2's --no-build-isolation installs need.
+RUN if [ "$FLAVOR" = sam3d ]; then \
+      pip install --require-hashes --no-deps -r container/requirements-sam3d.txt; \
+    else \
+      pip install -r "container/requirements-${FLAVOR}.txt"; \
+    fi
 
-# sam3d only: CUDA extensions built against step 1's torch, then SAM 3D Objects itself
+# sam3d only: first fail fast if a build tool is missing (flash_attn's setup.py imports
+# wheel and packaging; upstream builds with hatchling), then the CUDA extensions built
+# against step 1's torch, then SAM 3D Objects itself
 # (its source stays in the venv: the adapter imports notebook/inference.py from it).
 ARG SAM3D_OBJECTS_COMMIT=cf066761706cd02b07e2fc6274570ec8cdafb683
 ARG TORCH_CUDA_ARCH_LIST="7.5;8.0;8.6;8.9;9.0"
 RUN if [ "$FLAVOR" = sam3d ]; then \
-      FORCE_CUDA=1 MAX_JOBS=4 TORCH_CUDA_ARCH_LIST="$TORCH_CUDA_ARCH_LIST" \
-        pip install --no-build-isolation -r container/requirements-sam3d-ext.txt \
+      python -c "import wheel, setuptools, packaging, psutil, ninja, hatchling" \
+      && FORCE_CUDA=1 MAX_JOBS=4 TORCH_CUDA_ARCH_LIST="$TORCH_CUDA_ARCH_LIST" \
+        pip install --no-build-isolation --no-deps -r container/requirements-sam3d-ext.txt \
       && git clone --quiet https://github.com/facebookresearch/sam-3d-objects.git \
            /opt/venv/src/sam-3d-objects \
       && git -C /opt/venv/src/sam-3d-objects checkout --quiet "$SAM3D_OBJECTS_COMMIT" \
       && rm -rf /opt/venv/src/sam-3d-objects/.git \
-      && pip install --no-deps -e /opt/venv/src/sam-3d-objects \
+      && pip install --no-build-isolation --no-deps -e /opt/venv/src/sam-3d-objects \
       && python /opt/venv/src/sam-3d-objects/patching/hydra; \
     fi
 

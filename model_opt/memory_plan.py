@@ -10,6 +10,7 @@ ml.g5.xlarge has 16 GiB of RAM.
 from __future__ import annotations
 
 import json
+import re
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,12 +94,15 @@ class StageWeights:
     matrix_params: int = 0
     other_params: int = 0
     stored_bytes: int = 0
+    fixed_bytes: int = 0  # tensors that are no weights and keep their dtype (index grids)
 
     def bytes_at(self, precision: str, int8: bool) -> int:
         p = PRECISION_BYTES[precision]
         if int8:  # int8 tensors + a scale per row/channel (~1 per 64), the rest at precision
-            return self.matrix_params + (self.matrix_params // 64) * 4 + self.other_params * p
-        return (self.matrix_params + self.other_params) * p
+            weights = self.matrix_params + (self.matrix_params // 64) * 4 + self.other_params * p
+        else:
+            weights = (self.matrix_params + self.other_params) * p
+        return weights + self.fixed_bytes
 
 
 def stage_weights(files: list[Path], stage_of: Any) -> dict[str, StageWeights]:
@@ -121,12 +125,28 @@ def proxy_stages(model_dir: Path) -> dict[str, StageWeights]:
     return stage_weights([model_dir / "proxy.safetensors"], lambda _p, n: n.split(".", 1)[0])
 
 
+def flexicubes_grid_bytes(resolution: int) -> int:
+    """SAM 3D's mesh decoder builds a dense int64 grid at construction, kept in plain
+    attributes (upstream cube2mesh.py:64, utils_cube.construct_dense_grid): (4r)^3 cubes
+    x 8 corner ids and (4r + 1)^3 vertices x 3 coordinates, r = slat_decoder_mesh.yaml's
+    resolution (96 as published: 4.65 GiB)."""
+    res = 4 * resolution
+    return (res**3 * 8 + (res + 1) ** 3 * 3) * 8
+
+
 def sam3d_stages(model_dir: Path) -> dict[str, StageWeights]:
-    """One stage per safetensors checkpoint file (SAM 3D ships one per model)."""
+    """One stage per safetensors checkpoint file (SAM 3D ships one per model), plus the
+    mesh decoder's grid when its config is in the model dir."""
     files = sorted(model_dir.rglob("*.safetensors"))
     if not files:
         raise ValueError(f"no *.safetensors checkpoints under {model_dir}")
-    return stage_weights(files, lambda p, _n: p.stem)
+    stages = stage_weights(files, lambda p, _n: p.stem)
+    for config in sorted(model_dir.rglob("slat_decoder_mesh.yaml"))[:1]:
+        found = re.search(r"^resolution:\s*(\d+)\s*$", config.read_text(), re.MULTILINE)
+        if found:
+            stage = stages.setdefault("slat_decoder_mesh", StageWeights())
+            stage.fixed_bytes += flexicubes_grid_bytes(int(found.group(1)))
+    return stages
 
 
 def parse_gpu(value: str) -> Gpu:

@@ -63,4 +63,10 @@ class InternalError(Gen3DError):
 
 
 class ArtifactError(RuntimeError):
-    """The model artifact is missing, corrupt or does not match its manifest."""
+    """The model artifact is missing, corrupt or does not match its manifest, or the
+    machine cannot run it. The message is for the operator's log (it may name paths);
+    `public`, when given, is a summary without paths that clients may be shown."""
+
+    def __init__(self, message: str, public: str | None = None) -> None:
+        super().__init__(message)
+        self.public = public

@@ -27,7 +27,8 @@ class ModelRuntime:
         self.backend = backend or create_backend(settings.backend)
         self.batcher: Batcher | None = None
         self.state = "loading"  # loading -> warming -> ready | failed
-        self.failure: str | None = None
+        self.failure: str | None = None  # for the log: may name paths
+        self.public_failure: str | None = None  # for clients: ArtifactError.public
         self.timings: dict[str, float] = {}
         self._thread = threading.Thread(target=self._bring_up, name="gen3d-load", daemon=True)
 
@@ -54,7 +55,8 @@ class ModelRuntime:
         if self.state in ("loading", "warming"):
             return NotReady(f"the model is {self.state}", retry_after_s=LOADING_RETRY_AFTER_S)
         if self.state == "failed":
-            return NotReady("the model failed to load; see the server log")
+            why = f": {self.public_failure}" if self.public_failure else ""
+            return NotReady(f"the model failed to load{why}; see the server log")
         return NotReady("the model thread stopped; this instance is unhealthy")
 
     def _bring_up(self) -> None:
@@ -90,4 +92,5 @@ class ModelRuntime:
         except Exception as exc:
             self.state = "failed"
             self.failure = f"{type(exc).__name__}: {exc}"
+            self.public_failure = getattr(exc, "public", None)
             log.exception("model failed to load; /ping will answer 503: %s", self.failure)

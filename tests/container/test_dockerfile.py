@@ -167,3 +167,71 @@ def test_dockerignore_lets_through_exactly_what_the_builder_copies() -> None:
     assert package_dir
     for folder in package_dir.values():
         assert folder.split("/")[0] in allowed, folder
+
+
+# -- the sam3d flavor's install steps ---------------------------------------------------
+
+SAM3D_LOCK = ROOT / "container" / "requirements-sam3d.txt"
+SAM3D_EXT = ROOT / "container" / "requirements-sam3d-ext.txt"
+# flash_attn 2.8.3's setup.py imports wheel and packaging and declares setup_requires
+# psutil and ninja; `pip install -e` of upstream builds with hatchling +
+# hatch-requirements-txt (its pyproject.toml). Without build isolation they must be there.
+BUILD_TOOLS_FOR_NO_ISOLATION = (
+    "wheel",
+    "setuptools",
+    "packaging",
+    "psutil",
+    "ninja",
+    "hatchling",
+    "hatch-requirements-txt",
+)
+
+
+def _lock_entries(text: str) -> dict[str, list[str]]:
+    """name -> its lines (requirement + hashes), from a pip-tools / uv style lock."""
+    entries: dict[str, list[str]] = {}
+    current = None
+    for line in text.splitlines():
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        if not line.startswith((" ", "\t")):
+            current = re.split(r"[=<>!~ ;\\[]", line, maxsplit=1)[0].lower()
+            entries[current] = [line]
+        elif current:
+            entries[current].append(line)
+    return entries
+
+
+def test_sam3d_lock_is_exact_and_hash_pinned() -> None:
+    entries = _lock_entries(SAM3D_LOCK.read_text())
+    assert len(entries) > 300  # the whole closure, not just upstream's top level
+    for name, lines in entries.items():
+        assert re.match(rf"^{re.escape(name)}==\S+ \\$", lines[0], re.I), lines[0]
+        assert any("--hash=sha256:" in line for line in lines[1:]), name
+    assert "imath" not in entries  # unrelated package whose import fails
+    for tool in BUILD_TOOLS_FOR_NO_ISOLATION:
+        assert tool in entries, tool
+
+
+def test_sam3d_ext_requirements_are_pinned() -> None:
+    for line in SAM3D_EXT.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line or line.startswith("--find-links"):
+            continue
+        assert re.search(r"==[\w.]+$", line) or re.search(r"@[0-9a-f]{40}$", line), line
+
+
+def test_sam3d_installs_the_lock_without_resolving_then_build_tools_precede_no_isolation(
+    parser: DockerfileParser,
+) -> None:
+    runs = of(stages(parser)[0], "RUN")
+    lock = next(i for i, r in enumerate(runs) if "requirements-sam3d.txt" in r)
+    assert "--require-hashes" in runs[lock] and "--no-deps" in runs[lock]
+    no_isolation = [i for i, r in enumerate(runs) if "--no-build-isolation" in r]
+    assert no_isolation, "the sam3d CUDA extensions build against the installed torch"
+    assert lock < min(no_isolation)
+    step = runs[min(no_isolation)]
+    check = step.index("import wheel")  # fails the build early if a tool is missing
+    assert check < step.index("--no-build-isolation")
+    for tool in ("wheel", "setuptools", "packaging", "psutil", "ninja", "hatchling"):
+        assert tool in step[check : step.index("--no-build-isolation")], tool

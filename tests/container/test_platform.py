@@ -96,11 +96,13 @@ GIT_PIN = re.compile(r"^[A-Za-z0-9_.\-]+ ?@ ?git\+https://\S+@[0-9a-f]{40}$")
 
 
 def requirement_lines(path: Path) -> list[str]:
+    """Requirements without comments; in a hash-pinned lock each requirement's
+    continuation lines are joined and its --hash options dropped."""
     lines = []
-    for raw in path.read_text().splitlines():
+    for raw in path.read_text().replace("\\\n", " ").splitlines():
         line = raw.split(" #", 1)[0].strip()
         if line and not line.startswith("#"):
-            lines.append(line)
+            lines.append(re.sub(r"\s*--hash=\S+", "", line).strip())
     return lines
 
 
@@ -140,15 +142,22 @@ def test_cpu_flavor_has_no_torch_and_gpu_torch_matches_platform() -> None:
     assert pins(gpu_file)["torch"] == platform.flavor("gpu")["torch"]
 
 
-def test_sam3d_torch_build_matches_its_cuda() -> None:
+def test_sam3d_torch_and_cuda_runtime_match_the_platform() -> None:
+    """The sam3d lock is resolved from PyPI alone: torch 2.5.1 there is the CUDA 12.4
+    build (upstream's +cu121 comes from PyTorch's own index) and brings its CUDA runtime
+    as pip packages; the images and the AMI pairing follow that runtime."""
     sam3d = pins(ROOT / "container" / "requirements-sam3d.txt")
     entry = platform.flavor("sam3d")
-    cuda_tag = "cu" + entry["cuda_version"].replace(".", "")
-    assert sam3d["torch"] == f"{entry['torch']}+{cuda_tag}"
-    assert sam3d["torchvision"].endswith(f"+{cuda_tag}")
+    assert sam3d["torch"] == entry["torch"]
+    runtime = sam3d["nvidia-cuda-runtime-cu12"]
+    assert runtime.split(".")[:2] == entry["cuda_version"].split(".")[:2]
+    assert platform.cuda_runs_on_ami(runtime, entry["inference_ami_version"])
+    for image in (entry["base_image"], entry["builder_image"]):
+        assert f":{entry['cuda_version']}." in image, image  # nvcc = torch's CUDA
     text = (ROOT / "container" / "requirements-sam3d.txt").read_text()
-    assert f"download.pytorch.org/whl/{cuda_tag}" in text
-    assert f"torch-{entry['torch']}_{cuda_tag}.html" in text  # kaolin's wheels for that torch
+    assert "download.pytorch.org" not in text
+    ext_text = (ROOT / "container" / "requirements-sam3d-ext.txt").read_text()
+    assert f"torch-{entry['torch']}_cu121.html" in ext_text  # kaolin's wheels, same torch
     ext = requirement_lines(ROOT / "container" / "requirements-sam3d-ext.txt")
     assert any(line.startswith("pytorch3d @ git+") for line in ext)
     assert any(line.startswith("gsplat @ git+") for line in ext)

@@ -41,3 +41,25 @@ def test_cli_prints_fit_table(tiny_dir: Path, capsys) -> None:
     assert "fp16      yes   stage" in out and "no: no bf16" in out
     assert main(["plan-memory", "--model-dir", str(tiny_dir), "--gpu", "huge"]) == 2
     assert "use t4, a10g, l4, l40s, an instance type" in capsys.readouterr().err
+
+
+def test_sam3d_mesh_stage_counts_the_flexicubes_grid(tmp_path: Path) -> None:
+    import torch
+    from safetensors.torch import save_file
+
+    from gen3d.model_opt.memory_plan import sam3d_stages
+
+    hf = tmp_path / "checkpoints" / "hf"
+    hf.mkdir(parents=True)
+    save_file({"w": torch.zeros(4, 4)}, str(hf / "slat_decoder_mesh.safetensors"))
+    save_file({"w": torch.zeros(4, 4)}, str(hf / "ss_generator.safetensors"))
+    (hf / "slat_decoder_mesh.yaml").write_text("resolution: 2\nmodel_channels: 768\n")
+    stages = sam3d_stages(tmp_path)
+    # the grid upstream builds at resolution 2: 8^3 cubes x 8 ids, 9^3 vertices x 3, int64
+    grid = (8**3 * 8 + 9**3 * 3) * 8
+    assert stages["slat_decoder_mesh"].bytes_at("fp16", False) == 16 * 2 + grid
+    assert stages["slat_decoder_mesh"].bytes_at("fp32", True) == 16 + grid  # int8: no scales
+    assert stages["ss_generator"].bytes_at("fp16", False) == 16 * 2
+    # the published config (resolution 96): the 4.65 GiB the offload moves
+    (hf / "slat_decoder_mesh.yaml").write_text("resolution: 96\n")
+    assert sam3d_stages(tmp_path)["slat_decoder_mesh"].fixed_bytes == 4_993_477_656

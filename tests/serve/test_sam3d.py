@@ -1,75 +1,126 @@
-"""The sam3d adapter against a stand-in of SAM 3D Objects' interface.
+"""The sam3d adapter against a stand-in of SAM 3D Objects.
 
-tests/fixtures/sam3d_standin mimics upstream's notebook/inference.py (`Inference`,
-`_pipeline.run`, the output dict, stage methods). The real model is never run here.
+tests/fixtures/sam3d_standin mimics upstream's interface *and its quirks* at the pinned
+commit (see its README): the import-time GPU probe that fails without CUDA, the
+CONDA_PREFIX / LIDRA_SKIP_INIT environment, a plain-class depth model, plain-attribute
+tensors in the mesh decoder, step counts restored only on success, a y-up GLB next to
+z-up Gaussians. The real model is never run here. Without a GPU, tests that load it
+pretend one through torch.cuda (`fake_gpu`); the stand-in keeps its tensors on the CPU.
 """
 
 from __future__ import annotations
 
+import importlib
 import io
 import logging
+import os
 import shutil
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+import requests
 import torch
+import trimesh
+from plyfile import PlyData
+from scipy.spatial.transform import Rotation
 
 from gen3d.serve.assets import Asset, encode_asset
 from gen3d.serve.backends import create_backend
 from gen3d.serve.backends.base import Backend, Sample, synthetic_sample
 from gen3d.serve.backends.sam3d.adapter import (
     NOTEBOOK_RUN_ARGS,
-    UPSTREAM_MODULE_NAME,
     Sam3DBackend,
     upstream_run_options,
 )
 from gen3d.serve.backends.sam3d.output import read_binary_ply
+from gen3d.serve.batching import is_out_of_memory
 from gen3d.serve.errors import ArtifactError, Unprocessable
 from gen3d.serve.settings import Settings
 
 STANDIN = Path(__file__).resolve().parents[1] / "fixtures" / "sam3d_standin"
-HUB_VARS = (
-    "HF_HUB_OFFLINE",
-    "TRANSFORMERS_OFFLINE",
-    "HF_DATASETS_OFFLINE",
-    "TORCH_HOME",
-    "HF_HOME",
+OOM_SEED = 0xDEAD  # the stand-in's torch.cuda.OutOfMemoryError in stage 2
+RUNTIME_OOM_SEED = 0xBEEF  # the stand-in's RuntimeError("... out of memory") in decoding
+P3D_TO_GL = np.diag([-1.0, 1.0, -1.0])
+# torch.hub's offline layout for dinov2_vitl14_reg (what upstream's Dino embedder loads)
+DINOV2_FILES = (
+    "caches/torch/hub/facebookresearch_dinov2_main/hubconf.py",
+    "caches/torch/hub/checkpoints/dinov2_vitl14_reg4_pretrain.pth",
 )
-OOM_SEED = 0xDEAD
 
 
 def _forget_upstream() -> None:
     for name in list(sys.modules):
-        if name == UPSTREAM_MODULE_NAME or name.split(".")[0] == "sam3d_objects":
+        if name.startswith("gen3d_sam3d") or name.split(".")[0] == "sam3d_objects":
             del sys.modules[name]
 
 
 @pytest.fixture
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Fresh upstream import per test; hub variables restored afterwards."""
-    for var in HUB_VARS:
-        monkeypatch.delenv(var, raising=False)
+def clean_env() -> Iterator[None]:
+    """Fresh upstream import per test; the process environment restored afterwards
+    (the adapter sets hub, CUDA and attention variables for the process)."""
+    saved = dict(os.environ)
+    for var in (
+        "HF_HUB_OFFLINE",
+        "TRANSFORMERS_OFFLINE",
+        "HF_DATASETS_OFFLINE",
+        "TORCH_HOME",
+        "HF_HOME",
+        "CONDA_PREFIX",
+        "CUDA_HOME",
+        "LIDRA_SKIP_INIT",
+        "ATTN_BACKEND",
+        "SPARSE_ATTN_BACKEND",
+    ):
+        os.environ.pop(var, None)
     _forget_upstream()
     yield
     _forget_upstream()
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+@pytest.fixture
+def fake_gpu(monkeypatch: pytest.MonkeyPatch) -> Callable[[str], None]:
+    """Make torch report one CUDA device of the given name (the hardware is not there:
+    the stand-in keeps its tensors on the CPU, as its config says)."""
+
+    def pretend(name: str = "NVIDIA A10G") -> None:
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+        monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: name)
+        monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+
+    return pretend
+
+
+def write_model_dir(root: Path) -> Path:
+    hf = root / "checkpoints" / "hf"
+    hf.mkdir(parents=True)
+    (hf / "pipeline.yaml").write_text(
+        "device: cpu\nss_inference_steps: 25\nslat_inference_steps: 25\n"
+    )
+    for cache in ("caches/torch", "caches/huggingface"):
+        (root / cache).mkdir(parents=True)
+    for rel in DINOV2_FILES:
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(b"stand-in")
+    return root
 
 
 @pytest.fixture
 def model_dir(tmp_path: Path) -> Path:
-    hf = tmp_path / "model" / "checkpoints" / "hf"
-    hf.mkdir(parents=True)
-    (hf / "pipeline.yaml").write_text("ss_inference_steps: 25\nslat_inference_steps: 25\n")
-    for cache in ("caches/torch", "caches/huggingface"):
-        (tmp_path / "model" / cache).mkdir(parents=True)
-    return tmp_path / "model"
+    return write_model_dir(tmp_path / "model")
 
 
 @pytest.fixture
-def standin_on_path(monkeypatch: pytest.MonkeyPatch, clean_env: None) -> None:
+def standin(
+    monkeypatch: pytest.MonkeyPatch, clean_env: None, fake_gpu: Callable[[str], None]
+) -> None:
     monkeypatch.syspath_prepend(str(STANDIN))
+    fake_gpu("NVIDIA A10G")
 
 
 def _loaded(model_dir: Path, **settings: object) -> Sam3DBackend:
@@ -89,9 +140,10 @@ def _pipeline(backend: Sam3DBackend):
     return backend._inference._pipeline
 
 
-def test_load_forces_offline_hubs_before_importing_upstream(
-    model_dir: Path, standin_on_path: None
-) -> None:
+# -- loading --------------------------------------------------------------------------
+
+
+def test_load_forces_offline_hubs_before_importing_upstream(model_dir: Path, standin: None) -> None:
     backend = _loaded(model_dir)
     assert isinstance(backend, Backend) and isinstance(create_backend("sam3d"), Sam3DBackend)
     assert backend.max_batch_size == 1 and backend.needs_mask
@@ -105,49 +157,205 @@ def test_load_forces_offline_hubs_before_importing_upstream(
     assert set(backend.modules()) >= {"ss_generator", "slat_generator", "depth_model"}
 
 
-def test_default_request_uses_the_notebook_call_and_maps_outputs(
-    model_dir: Path, standin_on_path: None
-) -> None:
-    import trimesh
-    from plyfile import PlyData
+def test_without_cuda_load_refuses_clearly(model_dir: Path, clean_env: None, monkeypatch) -> None:
+    monkeypatch.syspath_prepend(str(STANDIN))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    os.environ.update(CONDA_PREFIX="/usr/local/cuda", LIDRA_SKIP_INIT="true")
+    # the stand-in, like upstream, cannot even be imported without CUDA ...
+    with pytest.raises(UnboundLocalError, match="gpu_name"):
+        importlib.import_module("sam3d_objects.pipeline.inference_pipeline")
+    _forget_upstream()
+    # ... so the adapter refuses before importing it, with a reason /ping can show
+    with pytest.raises(ArtifactError, match="needs a CUDA GPU"):
+        _loaded(model_dir)
+    assert "sam3d_objects" not in sys.modules
 
+
+@pytest.mark.skipif(
+    torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA"
+)
+def test_ping_answers_503_with_the_reason_when_there_is_no_gpu(
+    model_dir: Path, start_gen3d_server
+) -> None:
+    server = start_gen3d_server(
+        env={
+            "GEN3D_BACKEND": "sam3d",
+            "GEN3D_MODEL_DIR": str(model_dir),
+            "PYTHONPATH": str(STANDIN),
+        },
+        wait=False,
+    )
+    deadline = time.monotonic() + 60
+    body = None
+    while time.monotonic() < deadline:
+        try:
+            ping = requests.get(server.url + "/ping", timeout=2)
+        except requests.RequestException:
+            time.sleep(0.1)
+            continue
+        if ping.status_code == 503 and "CUDA" in ping.text:
+            body = ping.json()
+            break
+        time.sleep(0.1)
+    assert body is not None, server.log()
+    assert "needs a CUDA GPU" in str(body)
+
+
+def test_import_time_environment_is_set_by_the_adapter(model_dir: Path, standin: None) -> None:
+    notebook = STANDIN / "notebook" / "inference.py"
+    spec = importlib.util.spec_from_file_location("standin_notebook_probe", notebook)
+    with pytest.raises(KeyError, match="CONDA_PREFIX"):  # upstream's import-time KeyError
+        spec.loader.exec_module(importlib.util.module_from_spec(spec))
+    with pytest.raises(ModuleNotFoundError, match=r"sam3d_objects\.init"):
+        importlib.import_module("sam3d_objects")  # without LIDRA_SKIP_INIT
+    _forget_upstream()
+    backend = _loaded(model_dir)  # neither variable set by the test: the adapter does it
+    assert os.environ["CONDA_PREFIX"] == "/usr/local/cuda"
+    assert os.environ["CUDA_HOME"] == "/usr/local/cuda"  # what the notebook derives
+    assert isinstance(backend.predict([_sample()])[0], Asset)
+
+
+@pytest.mark.parametrize(
+    ("gpu", "preset", "expected", "chosen_by"),
+    [
+        ("NVIDIA A10G", None, "xformers", "gen3d"),
+        ("Tesla T4", None, "xformers", "gen3d"),
+        ("NVIDIA L40S", None, "xformers", "gen3d"),
+        ("NVIDIA H100 80GB HBM3", None, "flash_attn", "upstream"),
+        ("NVIDIA A10G", "sdpa", "sdpa", "environment"),
+    ],
+)
+def test_attention_backend_is_memory_efficient_off_the_flash_attn_gpus(
+    model_dir: Path,
+    clean_env: None,
+    fake_gpu: Callable[[str], None],
+    monkeypatch: pytest.MonkeyPatch,
+    gpu: str,
+    preset: str | None,
+    expected: str,
+    chosen_by: str,
+) -> None:
+    monkeypatch.syspath_prepend(str(STANDIN))
+    fake_gpu(gpu)
+    if preset:
+        os.environ["ATTN_BACKEND"] = preset
     backend = _loaded(model_dir)
-    sample = _sample(seed=7)
-    (asset,) = backend.predict([sample])
+    from sam3d_objects.pipeline.inference_pipeline import ATTENTION
+
+    # what upstream's attention modules picked when imported, and what we report
+    assert ATTENTION == {"dense": expected, "sparse": expected}
+    (asset,) = backend.predict([_sample()])
+    assert asset.metadata["attention"] == {
+        "gpu": gpu,
+        "dense": expected,
+        "sparse": expected,
+        "chosen_by": chosen_by,
+    }
+
+
+def test_missing_dinov2_cache_is_an_artifact_error(model_dir: Path, standin: None) -> None:
+    weights = model_dir / DINOV2_FILES[1]
+    weights.unlink()
+    with pytest.raises(ArtifactError, match=r"dinov2_vitl14_reg4_pretrain\.pth"):
+        _loaded(model_dir)
+    assert "sam3d_objects" not in sys.modules  # refused before upstream could go online
+
+
+def test_missing_config_or_upstream_is_an_artifact_error(
+    tmp_path: Path, model_dir: Path, clean_env: None, fake_gpu: Callable[[str], None]
+) -> None:
+    fake_gpu("NVIDIA A10G")
+    with pytest.raises(ArtifactError, match=r"pipeline\.yaml"):
+        _loaded(tmp_path)
+    with pytest.raises(ArtifactError, match="not installed"):
+        _loaded(model_dir)  # stand-in not on sys.path, no checkout in the model dir
+
+
+def test_checkout_inside_the_model_dir_is_found(
+    model_dir: Path, clean_env: None, fake_gpu: Callable[[str], None]
+) -> None:
+    fake_gpu("NVIDIA A10G")
+    shutil.copytree(STANDIN, model_dir / "sam-3d-objects")
+    (model_dir / "pipeline.yaml").write_text(
+        (model_dir / "checkpoints/hf/pipeline.yaml").read_text()
+    )
+    shutil.rmtree(model_dir / "checkpoints")
+    try:
+        backend = _loaded(model_dir)
+        assert backend._inference.config_file == str(model_dir / "pipeline.yaml")
+        assert isinstance(backend.predict([_sample()])[0], Asset)
+    finally:
+        sys.path[:] = [p for p in sys.path if p != str(model_dir / "sam-3d-objects")]
+
+
+# -- requests ---------------------------------------------------------------------------
+
+
+def test_default_request_passes_the_notebook_arguments_and_default_steps(
+    model_dir: Path, standin: None
+) -> None:
+    backend = _loaded(model_dir)
+    (asset,) = backend.predict([_sample(seed=7)])
     assert isinstance(asset, Asset)
     (call,) = _pipeline(backend).calls
-    # Inference.__call__ was used: upstream defaults for steps and decoders.
-    assert call["seed"] == 7 and call["stage1_inference_steps"] is None
-    assert call["decode_formats"] is None and call["use_vertex_color"] is True
+    assert call["seed"] == 7 and call["mask"] is None and call["decode_formats"] is None
+    for key, value in NOTEBOOK_RUN_ARGS.items():
+        assert call[key] == value, key
+    # steps always explicit: pipeline.yaml's, so a leaked value can never apply
+    assert call["stage1_inference_steps"] == 25 and call["stage2_inference_steps"] == 25
     meta = asset.metadata
     assert meta["backend"] == "sam3d" and meta["seed"] == 7
-    assert meta["pose"] == {
-        "rotation": [1.0, 0.0, 0.0, 0.0],
-        "translation": pytest.approx([0.1, -0.2, 2.5]),
-        "scale": [0.75, 0.75, 0.75],
-    }
+    assert meta["stage1_inference_steps"] == 25 and meta["stage2_inference_steps"] == 25
     assert meta["decode_formats"] == ["mesh", "gaussian"]
-    # Mesh: centred, unit extent, the stand-in's colour (mean of the masked pixels).
-    verts = asset.mesh.vertices
-    assert np.isclose(np.ptp(verts, axis=0).max(), 1.0, atol=1e-6)
-    np.testing.assert_allclose((verts.min(0) + verts.max(0)) / 2, 0, atol=1e-6)
-    colour = sample.image[sample.mask].mean(0).astype(np.uint8)
-    np.testing.assert_array_equal(asset.mesh.vertex_colors[:, :3], np.tile(colour, (len(verts), 1)))
-    assert meta["normalization"]["mesh"]["center"] == pytest.approx([0.3, 0.0, 0.0], abs=1e-6)
+
+
+def test_glb_and_ply_share_one_frame_and_the_pose_maps_them_into_the_camera(
+    model_dir: Path, standin: None
+) -> None:
+    backend = _loaded(model_dir)
+    from sam3d_objects.pipeline import inference_pipeline_pointmap as upstream
+
+    sample = _sample(seed=7)
+    (asset,) = backend.predict([sample])
     glb = trimesh.load(io.BytesIO(encode_asset(asset, "glb")), file_type="glb", force="mesh")
-    assert len(glb.faces) == 320 and glb.is_watertight
-    # Splat: read back through upstream-style save_ply, normalised the same way.
     ply = PlyData.read(io.BytesIO(encode_asset(asset, "ply")))["vertex"]
-    assert ply.count == 162
-    xyz = np.stack([ply["x"], ply["y"], ply["z"]], 1)
-    assert np.isclose(np.ptp(xyz, axis=0).max(), 1.0, atol=1e-5)
-    factor = meta["normalization"]["splat"]["factor"]
-    np.testing.assert_allclose(ply["scale_0"], np.log(0.01) + np.log(factor), rtol=1e-5)
+    means = np.stack([ply["x"], ply["y"], ply["z"]], 1)
+    # the stand-in decodes the same points as mesh vertices and as Gaussians, in one
+    # z-up frame; upstream's to_glb turns only the GLB. Ours must coincide again.
+    np.testing.assert_allclose(glb.vertices, means, atol=1e-5)
+    assert np.isclose(np.ptp(glb.vertices, axis=0).max(), 1.0, atol=1e-5)
+    assert len(glb.faces) == 320 and glb.is_watertight
+    # Independently: the camera-frame points by upstream's convention (scipy's rotation
+    # from the quaternion), in OpenGL camera axes, against the pose applied to the GLB.
+    rows, cols = np.nonzero(sample.mask)
+    p_object, _ = upstream.object_points(7, (np.ptp(cols) + 1) / (np.ptp(rows) + 1))
+    w, x, y, z = upstream.POSE_ROTATION
+    rotation = Rotation.from_quat([x, y, z, w]).as_matrix()
+    expected = (upstream.POSE_SCALE * p_object @ rotation + upstream.POSE_TRANSLATION) @ P3D_TO_GL
+    pose = asset.metadata["pose"]
+    assert pose["rotation"] == [1.0, 0.0, 0.0, 0.0]
+    np.testing.assert_allclose(
+        pose["scale"] * glb.vertices + np.array(pose["translation"]), expected, atol=1e-4
+    )
+    assert asset.metadata["upstream_pose"]["scale"] == pytest.approx(upstream.POSE_SCALE)
+    # each Gaussian's orientation turned with its centre: camera (GL) <- local
+    gw, gx, gy, gz = upstream.GAUSSIAN_ROTATION
+    local = Rotation.from_quat([gx, gy, gz, gw]).as_matrix()
+    quats = np.stack([ply[f"rot_{i}"] for i in range(4)], 1)
+    got = Rotation.from_quat(quats[:, [1, 2, 3, 0]]).as_matrix()
+    np.testing.assert_allclose(
+        got, np.broadcast_to(P3D_TO_GL @ rotation.T @ local, got.shape), atol=1e-5
+    )
+    # colours survive: the stand-in's mean colour of the masked pixels
+    colour = sample.image[sample.mask].mean(0)
+    np.testing.assert_array_equal(glb.visual.vertex_colors[0, :3], colour.astype(np.uint8))
     rgb = 0.5 + 0.28209479177387814 * np.stack([ply[f"f_dc_{i}"] for i in range(3)], 1)
-    np.testing.assert_allclose(rgb[0] * 255, sample.image[sample.mask].mean(0), atol=0.01)
+    np.testing.assert_allclose(rgb[0] * 255, colour, atol=0.01)
+    factor = asset.metadata["normalization"]["factor"]
+    np.testing.assert_allclose(ply["scale_0"], np.log(0.01) + np.log(factor), rtol=1e-5)
 
 
-def test_options_go_to_pipeline_run(model_dir: Path, standin_on_path: None) -> None:
+def test_options_go_to_pipeline_run(model_dir: Path, standin: None) -> None:
     backend = _loaded(model_dir)
     options = {
         "stage1_inference_steps": 12,
@@ -159,11 +367,27 @@ def test_options_go_to_pipeline_run(model_dir: Path, standin_on_path: None) -> N
     (call,) = _pipeline(backend).calls
     for key, value in {**options, **NOTEBOOK_RUN_ARGS}.items():
         assert call[key] == value, key
+    assert _pipeline(backend).steps_used == [(12, 7)]
     assert asset.metadata["stage1_inference_steps"] == 12
     assert asset.metadata["stage2_inference_steps"] == 7
 
 
-def test_ply_request_skips_the_mesh_decoder(model_dir: Path, standin_on_path: None) -> None:
+def test_steps_of_a_failed_request_do_not_leak_into_the_next(
+    model_dir: Path, standin: None
+) -> None:
+    backend = _loaded(model_dir)
+    with pytest.raises(torch.cuda.OutOfMemoryError):
+        backend.predict(
+            [_sample(seed=OOM_SEED, stage1_inference_steps=3, stage2_inference_steps=4)]
+        )
+    pipeline = _pipeline(backend)
+    assert pipeline.models["slat_generator"].inference_steps == 25  # put back by the adapter
+    (asset,) = backend.predict([_sample(seed=1)])
+    assert isinstance(asset, Asset)
+    assert pipeline.steps_used == [(25, 25)]
+
+
+def test_ply_request_skips_the_mesh_decoder(model_dir: Path, standin: None) -> None:
     backend = _loaded(model_dir)
     (asset,) = backend.predict([_sample(fmt="ply")])
     assert _pipeline(backend).calls[0]["decode_formats"] == ["gaussian"]
@@ -173,7 +397,7 @@ def test_ply_request_skips_the_mesh_decoder(model_dir: Path, standin_on_path: No
         encode_asset(asset, "glb")
 
 
-def test_bad_options_fail_only_their_sample(model_dir: Path, standin_on_path: None) -> None:
+def test_bad_options_fail_only_their_sample(model_dir: Path, standin: None) -> None:
     backend = _loaded(model_dir)
     empty = Sample(image=_sample().image, mask=np.zeros((64, 64), bool), seed=1)
     batch = [
@@ -192,10 +416,14 @@ def test_bad_options_fail_only_their_sample(model_dir: Path, standin_on_path: No
     assert len(_pipeline(backend).calls) == 1  # only the valid sample reached upstream
 
 
-def test_upstream_out_of_memory_reaches_the_batcher(model_dir: Path, standin_on_path: None) -> None:
+def test_out_of_memory_reaches_the_batcher_in_both_forms(model_dir: Path, standin: None) -> None:
     backend = _loaded(model_dir)
     with pytest.raises(torch.cuda.OutOfMemoryError):
         backend.predict([_sample(seed=OOM_SEED)])
+    # spconv / cumm raise a plain RuntimeError; the batcher counts it as capacity too
+    with pytest.raises(RuntimeError, match="out of memory") as caught:
+        backend.predict([_sample(seed=RUNTIME_OOM_SEED)])
+    assert is_out_of_memory(caught.value)
 
 
 def test_upstream_run_options_table() -> None:
@@ -211,55 +439,43 @@ def test_upstream_run_options_table() -> None:
         upstream_run_options({"stage2_inference_steps": True}, "glb")
 
 
-def test_missing_config_or_upstream_is_an_artifact_error(
-    tmp_path: Path, model_dir: Path, clean_env: None
-) -> None:
-    with pytest.raises(ArtifactError, match=r"pipeline\.yaml"):
-        _loaded(tmp_path)
-    with pytest.raises(ArtifactError, match="not installed"):
-        _loaded(model_dir)  # stand-in not on sys.path, no checkout in the model dir
+# -- stage offload ----------------------------------------------------------------------
 
 
-def test_checkout_inside_the_model_dir_is_found(model_dir: Path, clean_env: None) -> None:
-    shutil.copytree(STANDIN, model_dir / "sam-3d-objects")
-    (model_dir / "pipeline.yaml").write_text(
-        (model_dir / "checkpoints/hf/pipeline.yaml").read_text()
-    )
-    shutil.rmtree(model_dir / "checkpoints")
-    try:
-        backend = _loaded(model_dir)
-        assert backend._inference.config_file == str(model_dir / "pipeline.yaml")
-        assert isinstance(backend.predict([_sample()])[0], Asset)
-    finally:
-        sys.path[:] = [p for p in sys.path if p != str(model_dir / "sam-3d-objects")]
-
-
-def test_stage_offload_wraps_each_stage(
-    model_dir: Path, standin_on_path: None, caplog: pytest.LogCaptureFixture
+def test_stage_offload_covers_the_depth_model_and_the_mesh_grid(
+    model_dir: Path, standin: None, caplog: pytest.LogCaptureFixture
 ) -> None:
     plain = _loaded(model_dir)
     (expected,) = plain.predict([_sample(seed=5)])
     _forget_upstream()
     backend = _loaded(model_dir, stage_offload=True)
-    assert backend.offload is not None
-    assert set(backend.offload.stages) == {
-        "compute_pointmap",
-        "sample_sparse_structure",
-        "sample_slat",
-        "decode_slat",
-    }
-    pipeline = _pipeline(backend)
-    for method in backend.offload.stages:
-        assert hasattr(getattr(pipeline, method), "__wrapped__")
-    (asset,) = backend.predict([_sample(seed=5)])
-    np.testing.assert_array_equal(asset.mesh.vertices, expected.mesh.vertices)
-    assert asset.metadata["stage_offload"] is True
-    assert [stage for stage, _ in pipeline.device_log] == [
+    offload = backend.offload
+    assert offload is not None
+    assert list(offload.stages) == [
         "compute_pointmap",
         "sample_sparse_structure",
         "sample_slat",
         "decode_slat",
     ]
+    pipeline = _pipeline(backend)
+    # the depth model is a plain class: its nn.Module is what moves
+    assert offload.stages["compute_pointmap"].modules == [pipeline.depth_model.model]
+    # the mesh decoder's grid sits in plain attributes that Module.to() never moves
+    mesh = pipeline.models["slat_decoder_mesh"]
+    decode = offload.stages["decode_slat"]
+    assert decode.holders == [mesh.mesh_extractor, mesh.mesh_extractor.mesh_extractor]
+    grid = sum(
+        t.numel() * t.element_size() for t in (mesh.mesh_extractor.reg_c, mesh.mesh_extractor.reg_v)
+    )
+    assert decode.plain_tensor_bytes() >= grid > 0
+    modules = sum(p.numel() * p.element_size() for p in mesh.parameters())
+    assert offload.stage_bytes()["decode_slat"] >= grid + modules
+    for method in offload.stages:
+        assert hasattr(getattr(pipeline, method), "__wrapped__")
+    (asset,) = backend.predict([_sample(seed=5)])
+    np.testing.assert_array_equal(asset.mesh.vertices, expected.mesh.vertices)
+    assert asset.metadata["stage_offload"] is True
+    assert [stage for stage, _ in pipeline.device_log] == list(offload.stages)
     with caplog.at_level(logging.INFO, logger="gen3d.backend"):
         backend.warmup()
     assert any("warm-up sam3d batch=1 took" in r.getMessage() for r in caplog.records)
@@ -267,17 +483,25 @@ def test_stage_offload_wraps_each_stage(
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_stage_offload_keeps_only_the_running_stage_on_the_gpu(
-    model_dir: Path, standin_on_path: None
+    tmp_path: Path, clean_env: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.syspath_prepend(str(STANDIN))
+    model = write_model_dir(tmp_path / "model")
+    yaml = model / "checkpoints/hf/pipeline.yaml"
+    yaml.write_text(yaml.read_text().replace("device: cpu", "device: cuda"))
     backend = Sam3DBackend()
-    backend.load(model_dir, Settings(backend="sam3d", model_dir=model_dir, stage_offload=True))
+    backend.load(model, Settings(backend="sam3d", model_dir=model, stage_offload=True))
     backend.predict([_sample()])
     log = dict(_pipeline(backend).device_log)
+    assert log["compute_pointmap"]["depth_model.model"] == "cuda"
+    assert log["compute_pointmap"]["ss_generator"] == "cpu"
     assert log["sample_sparse_structure"]["ss_generator"] == "cuda"
-    assert log["sample_sparse_structure"]["slat_generator"] == "cpu"
+    assert log["sample_sparse_structure"]["depth_model.model"] == "cpu"
     assert log["sample_slat"]["slat_generator"] == "cuda"
     assert log["sample_slat"]["ss_generator"] == "cpu"
     assert log["decode_slat"]["slat_decoder_mesh"] == "cuda"
+    assert log["decode_slat"]["mesh_extractor.reg_c"] == "cuda"
+    assert log["sample_slat"]["mesh_extractor.reg_c"] == "cpu"
 
 
 def test_ply_reader_rejects_what_it_cannot_read() -> None:

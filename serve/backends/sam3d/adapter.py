@@ -1,35 +1,26 @@
-"""`sam3d`: a thin adapter over SAM 3D Objects (Meta), for the GPU image flavor.
+"""`sam3d`: a thin adapter over SAM 3D Objects (Meta), for the sam3d image flavor.
 
 Upstream's public API is `notebook/inference.py`'s `Inference(config_path, compile=False)`
-and `out = inference(image, mask, seed=...)`. This module imports it lazily, from
-  1. <model_dir>/sam-3d-objects/notebook/inference.py (a source checkout in the artifact), or
-  2. the checkout that the importable `sam3d_objects` package lives in (upstream installs
-     itself editable, `pip install -e .`, so notebook/ sits next to the package).
-Before the import it forces the model hubs offline and points their caches into the
-model dir (upstream fetches DINOv2 via torch.hub and MoGe via Hugging Face at load):
+whose `__call__` runs `inference._pipeline.run(rgba, None, seed, ...)`. This adapter
+loads it through loading.py (CUDA check, import-time environment, attention backend,
+offline caches) and calls `_pipeline.run` itself, with the notebook's arguments plus:
 
-  <model_dir>/checkpoints/hf/pipeline.yaml  (or <model_dir>/pipeline.yaml) + checkpoints
-  <model_dir>/caches/torch                   -> TORCH_HOME
-  <model_dir>/caches/huggingface             -> HF_HOME
+- the inference steps of every stage on every call (the request's, else pipeline.yaml's):
+  upstream overwrites the generators' `inference_steps` and restores them only when a
+  stage succeeds, so after an out-of-memory the next request would inherit the failed
+  one's steps (pipeline/inference_pipeline.py:656-718). They are also put back after
+  each call;
+- decode_formats ("mesh", "gaussian"): a PLY-only request skips the mesh decoder.
 
-Options map to upstream's pipeline.run arguments: stage1_inference_steps,
-stage2_inference_steps, decode_formats ("mesh", "gaussian"). `Inference.__call__` does
-not take them, so when any is given (or the request wants only a PLY, where decoding
-the mesh is wasted work) the adapter calls `inference._pipeline.run` with the same
-arguments the notebook passes plus those. GEN3D_STAGE_OFFLOAD keeps every stage on the
-CPU except the one running (see StageOffload).
+GEN3D_STAGE_OFFLOAD keeps every stage on the CPU except the one running (offload.py).
+Outputs are converted to Gen3D's frame in output.py / frames.py.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import logging
-import os
-import sys
 import time
-from collections.abc import Callable, Iterable
 from pathlib import Path
-from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -38,7 +29,19 @@ import torch
 from gen3d.serve.assets import Asset
 from gen3d.serve.backends.base import Sample, synthetic_sample
 from gen3d.serve.backends.device import resolve_device
+from gen3d.serve.backends.sam3d.loading import (
+    Attention,
+    check_offline_caches,
+    choose_attention,
+    find_pipeline_config,
+    force_offline_hubs,
+    import_upstream,
+    prepare_import_environment,
+    require_cuda,
+)
+from gen3d.serve.backends.sam3d.offload import STAGES, StageOffload, lookup
 from gen3d.serve.backends.sam3d.output import output_to_asset
+from gen3d.serve.batching import is_out_of_memory
 from gen3d.serve.errors import ArtifactError, Unprocessable
 
 if TYPE_CHECKING:
@@ -46,15 +49,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("gen3d.backend")
 
-CONFIG_CANDIDATES = ("checkpoints/hf/pipeline.yaml", "pipeline.yaml")
-SOURCE_DIR = "sam-3d-objects"
-CACHE_DIRS = {"TORCH_HOME": "caches/torch", "HF_HOME": "caches/huggingface"}
-OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
 DECODE_FORMATS = ("mesh", "gaussian")
 MAX_STEPS = 200
-UPSTREAM_MODULE_NAME = "gen3d_sam3d_notebook_inference"
 
-# The arguments notebook/inference.py's Inference.__call__ passes to pipeline.run.
+# The arguments notebook/inference.py's Inference.__call__ passes to pipeline.run
+# (notebook/inference.py:113-124; the contract test compares them).
 NOTEBOOK_RUN_ARGS: dict[str, Any] = {
     "stage1_only": False,
     "with_mesh_postprocess": False,
@@ -62,23 +61,10 @@ NOTEBOOK_RUN_ARGS: dict[str, Any] = {
     "with_layout_postprocess": True,
     "use_vertex_color": True,
 }
-
-# Pipeline method -> the modules it uses ("attr" or "attr.key" on the pipeline object),
-# after upstream's InferencePipeline / InferencePipelinePointMap.
-STAGES: dict[str, tuple[str, ...]] = {
-    "compute_pointmap": ("depth_model",),
-    "sample_sparse_structure": (
-        "models.ss_generator",
-        "models.ss_decoder",
-        "models.ss_encoder",
-        "condition_embedders.ss_condition_embedder",
-    ),
-    "sample_slat": ("models.slat_generator", "condition_embedders.slat_condition_embedder"),
-    "decode_slat": (
-        "models.slat_decoder_mesh",
-        "models.slat_decoder_gs",
-        "models.slat_decoder_gs_4",
-    ),
+# pipeline.run's step argument -> (the pipeline's default attribute, generator key)
+STEP_DEFAULTS = {
+    "stage1_inference_steps": ("ss_inference_steps", "ss_generator"),
+    "stage2_inference_steps": ("slat_inference_steps", "slat_generator"),
 }
 
 
@@ -92,6 +78,8 @@ class Sam3DBackend:
         self._inference: Any = None
         self.offload: StageOffload | None = None
         self.config_path: Path | None = None
+        self.attention: Attention | None = None
+        self.default_steps: dict[str, int] = {}
 
     def load(self, model_dir: Path, settings: Settings) -> None:
         from gen3d.serve.artifact.manifest import verify
@@ -100,24 +88,36 @@ class Sam3DBackend:
         # reads any of it; a plain directory without a manifest loads as before.
         verify(model_dir, self.name)
         self.config_path = find_pipeline_config(model_dir)
+        gpu_name = require_cuda()
         device = resolve_device(settings.device)
-        if device.type != "cuda":
-            log.warning("sam3d: no CUDA device; SAM 3D Objects itself requires one")
         if settings.precision != "auto":
             log.warning(
                 "sam3d: GEN3D_PRECISION=%s is not applied; pipeline.yaml's dtype decides",
                 settings.precision,
             )
+        check_offline_caches(model_dir)
         force_offline_hubs(model_dir)
+        prepare_import_environment()
+        self.attention = choose_attention(gpu_name)
+        log.info("sam3d on %s, attention %s", gpu_name, self.attention)
         inference_cls = import_upstream(model_dir).Inference
         start = time.perf_counter()
         self._inference = inference_cls(str(self.config_path), compile=False)
         log.info("sam3d loaded %s in %.1f s", self.config_path, time.perf_counter() - start)
+        pipeline = self._pipeline()
+        self.default_steps = {
+            arg: int(getattr(pipeline, attr)) for arg, (attr, _) in STEP_DEFAULTS.items()
+        }
         if settings.stage_offload:
-            pipeline = getattr(self._inference, "_pipeline", None)
-            self.offload = StageOffload.attach(pipeline, device) if pipeline else None
+            self.offload = StageOffload.attach(pipeline, device)
             if self.offload is None:
                 log.warning("sam3d: upstream exposes no stages; GEN3D_STAGE_OFFLOAD ignored")
+
+    def _pipeline(self) -> Any:
+        pipeline = getattr(self._inference, "_pipeline", None)
+        if pipeline is None or not callable(getattr(pipeline, "run", None)):
+            raise ArtifactError("this SAM 3D Objects build has no Inference._pipeline.run")
+        return pipeline
 
     def warmup(self) -> None:
         start = time.perf_counter()
@@ -131,9 +131,10 @@ class Sam3DBackend:
         found: dict[str, torch.nn.Module] = {}
         for paths in STAGES.values():
             for path in paths:
-                module = _lookup(pipeline, path)
+                module = lookup(pipeline, path)
                 if isinstance(module, torch.nn.Module):
-                    found[path.split(".")[-1]] = module
+                    # "models.ss_generator" -> ss_generator, "depth_model.model" -> depth_model
+                    found[path.removesuffix(".model").rsplit(".", 1)[-1]] = module
         return found
 
     def predict(self, batch: list[Sample]) -> list[Asset | Exception]:
@@ -141,9 +142,11 @@ class Sam3DBackend:
         for sample in batch:
             try:
                 results.append(self._one(sample))
-            except torch.cuda.OutOfMemoryError:
-                raise  # the batcher splits / answers 503 capacity
             except Exception as exc:
+                # spconv / cumm report CUDA OOM as a plain RuntimeError: both are
+                # capacity, for the batcher to split or answer 503
+                if is_out_of_memory(exc):
+                    raise
                 log.warning("sam3d failed on a sample: %s", exc)
                 results.append(exc)
         return results
@@ -155,30 +158,26 @@ class Sam3DBackend:
             raise Unprocessable("the sam3d backend needs a mask")
         if not sample.mask.any():
             raise Unprocessable("the mask is empty")
-        run_kwargs = upstream_run_options(sample.options, sample.format)
+        run_kwargs = {**self.default_steps, **upstream_run_options(sample.options, sample.format)}
+        pipeline = self._pipeline()
+        rgba = np.concatenate(
+            [sample.image[..., :3], sample.mask.astype(np.uint8)[..., None] * 255], axis=-1
+        )
         start = time.perf_counter()
-        if run_kwargs:
-            pipeline = getattr(self._inference, "_pipeline", None)
-            if pipeline is None or not hasattr(pipeline, "run"):
-                raise Unprocessable(
-                    "this SAM 3D Objects build hides its pipeline; options "
-                    f"{', '.join(sorted(run_kwargs))} are not available"
-                )
-            rgba = np.concatenate(
-                [sample.image[..., :3], sample.mask.astype(np.uint8)[..., None] * 255], axis=-1
-            )
+        try:
             out = pipeline.run(rgba, None, sample.seed, **NOTEBOOK_RUN_ARGS, **run_kwargs)
-        else:
-            out = self._inference(sample.image, sample.mask, seed=sample.seed)
+        finally:
+            self._restore_steps(pipeline)
         elapsed = time.perf_counter() - start
         asset = output_to_asset(out)
         asset.metadata.update(
             backend=self.name,
             seed=sample.seed,
-            stage1_inference_steps=run_kwargs.get("stage1_inference_steps"),
-            stage2_inference_steps=run_kwargs.get("stage2_inference_steps"),
+            stage1_inference_steps=run_kwargs["stage1_inference_steps"],
+            stage2_inference_steps=run_kwargs["stage2_inference_steps"],
             decode_formats=run_kwargs.get("decode_formats", list(DECODE_FORMATS)),
             stage_offload=self.offload is not None,
+            attention=self.attention.as_metadata() if self.attention else None,
             model_seconds=round(elapsed, 3),
         )
         if sample.format in ("glb", "obj") and asset.mesh is None:
@@ -187,12 +186,19 @@ class Sam3DBackend:
             raise Unprocessable("format 'ply' needs a Gaussian splat; SAM 3D returned none")
         return asset
 
+    def _restore_steps(self, pipeline: Any) -> None:
+        """Put the generators' steps back (upstream restores them only on success)."""
+        for arg, (_, key) in STEP_DEFAULTS.items():
+            generator = lookup(pipeline, f"models.{key}")
+            if generator is not None and arg in self.default_steps:
+                generator.inference_steps = self.default_steps[arg]
+
 
 # -- options -----------------------------------------------------------------------------
 
 
 def upstream_run_options(options: Any, fmt: str) -> dict[str, Any]:
-    """Request options -> pipeline.run keyword arguments (empty: use Inference.__call__)."""
+    """Request options -> pipeline.run keyword arguments (steps only when given)."""
     kwargs: dict[str, Any] = {}
     for key in ("stage1_inference_steps", "stage2_inference_steps"):
         value = options.get(key) if options else None
@@ -226,138 +232,3 @@ def upstream_run_options(options: Any, fmt: str) -> dict[str, Any]:
     elif fmt == "ply":
         kwargs["decode_formats"] = ["gaussian"]  # skip the mesh decoder: nobody reads it
     return kwargs
-
-
-# -- loading -----------------------------------------------------------------------------
-
-
-def find_pipeline_config(model_dir: Path) -> Path:
-    for rel in CONFIG_CANDIDATES:
-        if (model_dir / rel).is_file():
-            return model_dir / rel
-    raise ArtifactError(
-        f"no SAM 3D Objects config in {model_dir}: expected "
-        + " or ".join(str(model_dir / rel) for rel in CONFIG_CANDIDATES)
-    )
-
-
-def force_offline_hubs(model_dir: Path) -> dict[str, str]:
-    """Set the hub variables for this process (before upstream is imported)."""
-    env = dict(OFFLINE_ENV)
-    for var, rel in CACHE_DIRS.items():
-        env[var] = str(model_dir / rel)
-        if not (model_dir / rel).is_dir():
-            log.warning("sam3d: %s (%s) is missing; offline loads from it will fail", rel, var)
-    os.environ.update(env)
-    return env
-
-
-def find_upstream_source(model_dir: Path) -> Path:
-    """notebook/inference.py of the SAM 3D Objects checkout to use."""
-    candidates = [model_dir / SOURCE_DIR / "notebook" / "inference.py"]
-    spec = importlib.util.find_spec("sam3d_objects")  # locates, does not import
-    if spec is not None and spec.origin:
-        candidates.append(Path(spec.origin).resolve().parents[1] / "notebook" / "inference.py")
-    for path in candidates:
-        if path.is_file():
-            return path
-    raise ArtifactError(
-        "SAM 3D Objects is not installed: no "
-        + " or ".join(str(p) for p in candidates)
-        + " (the sam3d backend runs only in the GPU image flavor that carries it)"
-    )
-
-
-def import_upstream(model_dir: Path) -> ModuleType:
-    """Import notebook/inference.py (it is a script directory, not a package)."""
-    if UPSTREAM_MODULE_NAME in sys.modules:
-        return sys.modules[UPSTREAM_MODULE_NAME]
-    path = find_upstream_source(model_dir)
-    repo = str(path.parents[1])
-    if repo not in sys.path:  # inference.py does `import sam3d_objects`
-        sys.path.insert(0, repo)
-    spec = importlib.util.spec_from_file_location(UPSTREAM_MODULE_NAME, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[UPSTREAM_MODULE_NAME] = module
-    try:
-        spec.loader.exec_module(module)
-    except Exception:
-        del sys.modules[UPSTREAM_MODULE_NAME]
-        raise
-    if not hasattr(module, "Inference"):
-        raise ArtifactError(f"{path} has no Inference class")
-    return module
-
-
-# -- stage offload -----------------------------------------------------------------------
-
-
-def _lookup(obj: Any, path: str) -> Any:
-    for part in path.split("."):
-        if obj is None:
-            return None
-        if isinstance(obj, dict | torch.nn.ModuleDict):
-            obj = obj[part] if part in obj else None
-        else:
-            obj = getattr(obj, part, None)
-    return obj
-
-
-class StageOffload:
-    """Keep SAM 3D's stage modules on the CPU; move a stage's modules to the GPU only
-    while its pipeline method runs. Peak GPU memory becomes the largest stage plus
-    activations instead of all stages at once (users report 24 GB cards work this way;
-    upstream asks for 32 GB). Costs one host<->device copy of each stage per request.
-    Upstream still loads every checkpoint straight onto the GPU first, so the load
-    itself needs the full amount briefly."""
-
-    def __init__(
-        self, pipeline: Any, device: torch.device, stages: dict[str, list[torch.nn.Module]]
-    ):
-        self.pipeline = pipeline
-        self.device = device
-        self.stages = stages
-
-    @classmethod
-    def attach(cls, pipeline: Any, device: torch.device, park: str = "cpu") -> StageOffload | None:
-        stages: dict[str, list[torch.nn.Module]] = {}
-        for method, paths in STAGES.items():
-            modules = [
-                m for m in (_lookup(pipeline, p) for p in paths) if isinstance(m, torch.nn.Module)
-            ]
-            if modules and callable(getattr(pipeline, method, None)):
-                stages[method] = modules
-        if not stages:
-            return None
-        offload = cls(pipeline, device, stages)
-        for method, modules in stages.items():
-            for module in modules:
-                module.to(park)
-            setattr(pipeline, method, offload._wrap(getattr(pipeline, method), modules, park))
-        _release_cuda()
-        log.info("sam3d stage offload on: %s", ", ".join(stages))
-        return offload
-
-    def _wrap(
-        self, method: Callable[..., Any], modules: Iterable[torch.nn.Module], park: str
-    ) -> Callable[..., Any]:
-        modules = list(modules)
-
-        def run_on_device(*args: Any, **kwargs: Any) -> Any:
-            for module in modules:
-                module.to(self.device)
-            try:
-                return method(*args, **kwargs)
-            finally:
-                for module in modules:
-                    module.to(park)
-                _release_cuda()
-
-        run_on_device.__wrapped__ = method  # type: ignore[attr-defined]
-        return run_on_device
-
-
-def _release_cuda() -> None:
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
