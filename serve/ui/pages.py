@@ -21,6 +21,9 @@ OPENAPI_PATH = "/openapi.yaml"
 DOCS_PATH = "/docs"
 VIEWABLE_PATH = "/ui/viewable.glb"
 _FORMATS = {"application/ply": "ply", "application/octet-stream": None, "model/obj": "obj"}
+# A result the server made can be larger than the request limit (GEN3D_MAX_BODY_MB) that
+# guards /invocations; the page sends it back here for the viewer.
+VIEWABLE_MAX_BYTES = 512 * 1024 * 1024
 
 pages = Blueprint(
     "gen3d_ui",
@@ -51,6 +54,7 @@ def openapi_document() -> Response:
 @pages.post(VIEWABLE_PATH)
 def viewable() -> Response:
     """A PLY or OBJ result (the request body) as a GLB for the viewer."""
+    request.max_content_length = VIEWABLE_MAX_BYTES  # per-request limit (Flask >= 3.1)
     data = request.get_data()
     if not data:
         raise BadRequest("send the PLY or OBJ file as the request body")

@@ -43,8 +43,10 @@ def links_of(html: str) -> list[str]:
 def ui_server(tmp_path_factory):
     from gen3d.serve.launcher import start_server
 
+    # A request limit below the size of a PLY result: the page still gets it converted.
     server = start_server(
-        env={"GEN3D_UI": "1"}, log_path=tmp_path_factory.mktemp("ui") / "server.log"
+        env={"GEN3D_UI": "1", "GEN3D_MAX_BODY_MB": "1"},
+        log_path=tmp_path_factory.mktemp("ui") / "server.log",
     )
     server.wait_ready(60)
     yield server
@@ -92,6 +94,7 @@ def test_a_splat_ply_is_converted_to_one_coloured_marker_per_gaussian(ui_server)
     ply = requests.post(ui_server.url + "/invocations", data=form, files=files, timeout=60)
     assert ply.status_code == 200, ply.text
     splats = PlyData.read(io.BytesIO(ply.content))["vertex"]
+    assert len(ply.content) > 1024 * 1024  # over GEN3D_MAX_BODY_MB, yet converted below
     glb = requests.post(
         ui_server.url + "/ui/viewable.glb",
         data=ply.content,
