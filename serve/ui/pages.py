@@ -54,7 +54,10 @@ def openapi_document() -> Response:
 @pages.post(VIEWABLE_PATH)
 def viewable() -> Response:
     """A PLY or OBJ result (the request body) as a GLB for the viewer."""
-    request.max_content_length = VIEWABLE_MAX_BYTES  # per-request limit (Flask >= 3.1)
+    try:
+        request.max_content_length = VIEWABLE_MAX_BYTES  # a per-request limit: Flask >= 3.1
+    except AttributeError:  # Flask 3.0 (the sam3d image's pin): GEN3D_MAX_BODY_MB applies
+        pass
     data = request.get_data()
     if not data:
         raise BadRequest("send the PLY or OBJ file as the request body")
