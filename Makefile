@@ -5,9 +5,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 GEN3D := $(VENV)/bin/gen3d
 STAMP := $(VENV)/.installed-stamp
+VIEWER_JS := serve/ui/static/vendor/model-viewer.min.js
 OUT ?= out
 
-.PHONY: help setup demo test test-fast lint bench cost build push run-local image-test \
+.PHONY: help setup ui-assets browser demo test test-fast lint bench cost build push run-local image-test \
         deploy-async deploy-serverless teardown clean
 
 help: ## list the targets
@@ -22,12 +23,28 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-setup: $(STAMP) ## create .venv with torch and the project (quick when done already)
+setup: $(STAMP) $(VIEWER_JS) ## create .venv with torch and the project (quick when done already)
+
+# The try-it page's 3D viewer (@google/model-viewer from the npm registry, pinned by version
+# and sha512 in the script), vendored into the package at build time, not committed (docs/ui.md).
+$(VIEWER_JS): tools/vendor-viewer.sh
+	bash tools/vendor-viewer.sh $(dir $(VIEWER_JS))
+
+ui-assets: $(VIEWER_JS) ## vendor the 3D viewer for the try-it page and gen3d view (npm)
+
+# Debian's chromium + chromium-driver for the browser tests (tests/ui): installed with apt when
+# missing and make runs as root; elsewhere those tests skip and say why.
+browser: ## install chromium + chromium-driver (apt) for the browser tests
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    --no-install-recommends chromium chromium-driver; \
+	else echo "browser tests will skip: apt-get install chromium chromium-driver (as root)"; fi
 
 demo: setup ## start the server, turn the sample photo into a GLB + PNG preview, stop
 	$(GEN3D) demo --out $(OUT)/demo
 
-test: setup ## run every test
+test: setup browser ## run every test
 	$(PY) -m pytest -q
 
 test-fast: setup ## every test but the slow ones (image builds, wheel install, compiles, bench smoke)

@@ -134,6 +134,10 @@ def create_app(runtime: ModelRuntime) -> Flask:
         answer = outcome.encode()
         return Response(answer.body, mimetype=answer.media_type, headers=answer.headers)
 
+    if settings.ui:  # local pages: try-it (/), /docs (gen3d.serve.ui)
+        from gen3d.serve.ui.pages import register as register_ui
+
+        register_ui(app)
     return app
 
 

@@ -44,6 +44,7 @@ class Settings:
     stage_offload: bool = False
     torch_threads: int = 0  # 0: torch's default (one per core)
     bind_host: str = "0.0.0.0"  # gunicorn only: `gen3d serve` and the tests bind 127.0.0.1
+    ui: bool = False  # try-it page at / and /docs (gen3d.serve.ui); `gen3d serve` turns it on
 
     @property
     def threads(self) -> int:
@@ -176,6 +177,7 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "GEN3D_STAGE_OFFLOAD": ("stage_offload", _bool),
     "GEN3D_TORCH_THREADS": ("torch_threads", _int(0, 1024)),
     "GEN3D_BIND_HOST": ("bind_host", _host),
+    "GEN3D_UI": ("ui", _bool),
 }
 
 # Other spellings of a variable above: alias -> variable. SageMaker's inference toolkit

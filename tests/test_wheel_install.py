@@ -157,5 +157,8 @@ def test_a_server_starts_from_the_installed_package(installed: Path, tmp_path: P
             timeout=30,
         )
         assert response.status_code == 200 and response.content[:4] == b"glTF"
+        # gen3d serve's pages and the vendored viewer (`make ui-assets`) are package data too
+        for path in ("/", "/ui/static/tryit.js", "/ui/static/vendor/model-viewer.min.js", "/docs/"):
+            assert requests.get(server.url + path, timeout=10).status_code == 200, path
     finally:
         server.stop(10)

@@ -56,4 +56,5 @@ def run(args: argparse.Namespace) -> int:
         server.stop()
     print(f"3D file: {glb.resolve()}")
     print(f"preview: {preview.resolve()}")
+    print(f"to turn it around: gen3d view {glb}")
     return 0

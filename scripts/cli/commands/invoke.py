@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 from gen3d.client import Client, Gen3DClientError, InputError, Result, TransportError
@@ -122,5 +123,7 @@ def run(args: argparse.Namespace) -> int:
     if args.preview:
         from gen3d.client.preview import render_preview
 
-        print(f"wrote {render_preview(out, args.preview)} (preview)")
+        started = time.perf_counter()
+        preview = render_preview(out, args.preview)
+        print(f"wrote {preview} (preview, {time.perf_counter() - started:.2f} s)")
     return 0

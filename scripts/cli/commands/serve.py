@@ -13,12 +13,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "serve",
         help="run the inference server (gunicorn, SageMaker contract)",
         description="Run the server in the foreground. Settings come from GEN3D_* variables; "
-        "the flags below override the common ones.",
+        "the flags below override the common ones. Unlike the image, it also serves the "
+        "try-it page at / and Swagger UI at /docs/ (GEN3D_UI=1; --no-ui turns them off).",
     )
     p.add_argument("--backend", help="silhouette (default), proxy or sam3d")
     p.add_argument("--model-dir", help="model artifacts (default /opt/ml/model)")
     p.add_argument("--port", type=int, help="port to listen on (default 8080)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument(
+        "--no-ui",
+        action="store_true",
+        help="serve only the SageMaker routes: no try-it page at / and no /docs/",
+    )
     p.set_defaults(func=run)
 
 
@@ -31,6 +37,10 @@ def run(args: argparse.Namespace) -> int:
     if args.port:
         env["SAGEMAKER_BIND_TO_PORT"] = str(args.port)
     env["GEN3D_BIND_HOST"] = args.host
+    env["GEN3D_UI"] = "0" if args.no_ui else (env.get("GEN3D_UI") or "1")
+    if env["GEN3D_UI"].strip().lower() in ("1", "true", "yes", "on"):
+        port = args.port or env.get("SAGEMAKER_BIND_TO_PORT", "8080")
+        print(f"gen3d serve: try it at http://{args.host}:{port}/ (API docs: /docs/)", flush=True)
     cmd = gunicorn_command()
     os.execvpe(cmd[0], cmd, env)
     return 0  # not reached
