@@ -14,7 +14,7 @@ import uuid
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from gen3d.serve import codecs
+from gen3d.serve import codecs, request_options
 from gen3d.serve.errors import (
     Gen3DError,
     InternalError,
@@ -105,7 +105,11 @@ def create_app(runtime: ModelRuntime) -> Flask:
     def invocations() -> Response:
         service.ready_batcher()  # 503 before the body is read
         attributes = codecs.parse_custom_attributes(request.headers.get(CUSTOM_ATTRIBUTES))
-        defaults = codecs.Defaults(seed=attributes.get("seed", 0), format=attributes.get("format"))
+        defaults = codecs.Defaults(
+            seed=attributes.get("seed", 0),
+            format=attributes.get("format"),
+            options=request_options.from_custom_attributes(attributes),
+        )
         decoded = decode_request(defaults, service.limits)
         outcome = service.invoke(decoded, request.headers.get("Accept"), g.request_id)
         answer = outcome.encode()

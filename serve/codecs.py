@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import io
 import json
 import re
@@ -21,6 +22,7 @@ from PIL import Image
 from werkzeug.datastructures import MIMEAccept
 from werkzeug.http import parse_accept_header
 
+from gen3d.serve import request_options
 from gen3d.serve.assets import FORMATS, Asset, encode_asset
 from gen3d.serve.backends.base import Sample
 from gen3d.serve.errors import (
@@ -43,6 +45,8 @@ class Limits:
     max_batch_items: int
     needs_mask: bool
     options: frozenset[str]
+    # Makes a mask for a photo-only request: photo -> (mask, source); None: refuse (422).
+    auto_mask: Callable[[np.ndarray], tuple[np.ndarray, str]] | None = None
 
 
 @dataclass(frozen=True)
@@ -154,19 +158,7 @@ def build_sample(
 ) -> Sample:
     image, alpha_mask = decode_photo(photo, limits)
     mask = decode_mask(mask_bytes, limits) if mask_bytes is not None else alpha_mask
-    if mask is None and limits.needs_mask:
-        raise Unprocessable(
-            "a mask is required: send an RGBA PNG whose alpha is the mask, a 'mask' part, "
-            "or a 'mask' field"
-        )
-    if mask is not None:
-        if mask.shape != image.shape[:2]:
-            raise Unprocessable(
-                f"mask is {mask.shape[1]}x{mask.shape[0]} but the image is "
-                f"{image.shape[1]}x{image.shape[0]}"
-            )
-        if not mask.any():
-            raise Unprocessable("the mask is empty: no pixel marks the object")
+    mask_source = "request" if mask_bytes is not None else ("alpha" if mask is not None else None)
     if options is None:
         options = {}
     if not isinstance(options, Mapping):
@@ -175,8 +167,30 @@ def build_sample(
     if unknown:
         allowed = ", ".join(sorted(limits.options)) or "none"
         raise Unprocessable(f"unknown option(s) {', '.join(unknown)}; allowed: {allowed}")
+    policy = request_options.parse(options).mask
+    if mask is None and limits.needs_mask:
+        if policy == "required" or limits.auto_mask is None:
+            raise Unprocessable(
+                "a mask is required: send an RGBA PNG whose alpha is the mask, a 'mask' "
+                "part, or a 'mask' field"
+                + ("" if policy == "required" else " (this server makes no automatic mask)")
+            )
+        mask, mask_source = limits.auto_mask(image)
+    if mask is not None:
+        if mask.shape != image.shape[:2]:
+            raise Unprocessable(
+                f"mask is {mask.shape[1]}x{mask.shape[0]} but the image is "
+                f"{image.shape[1]}x{image.shape[0]}"
+            )
+        if not mask.any():
+            raise Unprocessable("the mask is empty: no pixel marks the object")
     return Sample(
-        image=image, mask=mask, seed=_seed(seed), format=_format(fmt), options=dict(options)
+        image=image,
+        mask=mask,
+        seed=_seed(seed),
+        format=_format(fmt),
+        options=dict(options),
+        mask_source=mask_source,
     )
 
 
@@ -186,6 +200,14 @@ class Defaults:
 
     seed: Any = 0
     format: str | None = None  # None: not asked for; the Accept header may decide
+    options: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # from attributes
+
+
+def _with_defaults(options: Any, defaults: Defaults) -> Any:
+    """A request's options over the custom attributes' (the body wins)."""
+    if not defaults.options or (options is not None and not isinstance(options, Mapping)):
+        return options
+    return {**defaults.options, **(options or {})}
 
 
 def _json_item(item: Any, defaults: Defaults, limits: Limits) -> Sample:
@@ -199,7 +221,7 @@ def _json_item(item: Any, defaults: Defaults, limits: Limits) -> Sample:
         mask,
         seed=item.get("seed", defaults.seed),
         fmt=item.get("format", defaults.format),
-        options=item.get("options"),
+        options=_with_defaults(item.get("options"), defaults),
         limits=limits,
     )
 
@@ -264,7 +286,7 @@ def decode_multipart(
         files.get("mask"),
         seed=fields.get("seed", defaults.seed),
         fmt=fields.get("format", defaults.format),
-        options=options,
+        options=_with_defaults(options, defaults),
         limits=limits,
     )
     return DecodedRequest([sample], False, _explicit(fields.get("format", defaults.format)))
@@ -275,7 +297,12 @@ IMAGE_TYPES = ("image/png", "application/x-image", "image/jpeg", "image/webp")
 
 def decode_image_body(body: bytes, defaults: Defaults, limits: Limits) -> DecodedRequest:
     sample = build_sample(
-        body, None, seed=defaults.seed, fmt=defaults.format, options=None, limits=limits
+        body,
+        None,
+        seed=defaults.seed,
+        fmt=defaults.format,
+        options=_with_defaults(None, defaults),
+        limits=limits,
     )
     return DecodedRequest([sample], False, _explicit(defaults.format))
 
@@ -335,7 +362,16 @@ def encode_item(asset: Asset, fmt: str) -> bytes:
 
 def asset_json(asset: Asset, fmt: str) -> dict[str, Any]:
     data = encode_item(asset, fmt)
-    return {"format": fmt, "data": base64.b64encode(data).decode(), "metadata": asset.metadata}
+    body = {"format": fmt, "data": base64.b64encode(data).decode(), "metadata": asset.metadata}
+    if asset.mask is not None:  # the mask used, so clients can show it (PNG, white = object)
+        body["mask"] = base64.b64encode(mask_png(asset.mask)).decode()
+    return body
+
+
+def mask_png(mask: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(mask.astype(np.uint8) * 255, mode="L").save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def encode_batch(

@@ -13,7 +13,7 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 
-from gen3d.serve import __version__, codecs
+from gen3d.serve import __version__, codecs, finishing
 from gen3d.serve.assets import Asset
 from gen3d.serve.batching import Batcher
 from gen3d.serve.errors import Gen3DError, NotReady
@@ -99,6 +99,10 @@ class InvocationService:
         jobs = batcher.submit(samples, timeout_s, request_id) if samples else []
         outcomes = iter([batcher.wait(job) for job in jobs])
         results = [i if isinstance(i, Gen3DError) else next(outcomes) for i in items]
+        results = [
+            finishing.finish(i, r) if not isinstance(i, Gen3DError) else r
+            for i, r in zip(items, results, strict=True)
+        ]
         for result in results:
             if not isinstance(result, Gen3DError):
                 result.metadata.setdefault("version", __version__)
