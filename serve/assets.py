@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-FORMATS = ("glb", "ply", "obj")
+FORMATS = ("glb", "ply", "obj", "usdz")
 SH_C0 = 0.28209479177387814  # zeroth spherical-harmonic basis: rgb = 0.5 + SH_C0 * f_dc
 
 
@@ -77,7 +77,7 @@ class Asset:
 
 
 def encode_asset(asset: Asset, fmt: str) -> bytes:
-    """Serialise `asset` as `fmt` (glb, ply or obj)."""
+    """Serialise `asset` as `fmt` (glb, ply, obj or usdz)."""
     if fmt == "glb":
         if asset.mesh is None:
             raise ValueError("this result has no mesh to write as GLB")
@@ -86,6 +86,12 @@ def encode_asset(asset: Asset, fmt: str) -> bytes:
         if asset.mesh is None:
             raise ValueError("this result has no mesh to write as OBJ")
         return mesh_to_obj(asset.mesh, asset.metadata)
+    if fmt == "usdz":
+        if asset.mesh is None:
+            raise ValueError("this result has no mesh to write as USDZ")
+        from gen3d.serve.usdz import mesh_to_usdz
+
+        return mesh_to_usdz(asset.mesh, asset.metadata)
     if fmt == "ply":
         if asset.splat is None:
             raise ValueError("this result has no Gaussian splat to write as PLY")

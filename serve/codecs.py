@@ -22,7 +22,7 @@ from PIL import Image
 from werkzeug.datastructures import MIMEAccept
 from werkzeug.http import parse_accept_header
 
-from gen3d.serve import request_options
+from gen3d.serve import request_options, usdz
 from gen3d.serve.assets import FORMATS, Asset, encode_asset
 from gen3d.serve.backends.base import Sample
 from gen3d.serve.errors import (
@@ -144,6 +144,8 @@ def _format(value: Any) -> str:
         return "glb"
     if not isinstance(value, str) or value.lower() not in FORMATS:
         raise Unprocessable(f"format must be one of {', '.join(FORMATS)}")
+    if value.lower() == "usdz" and not usdz.available():
+        raise NotAcceptable(usdz.MISSING)
     return value.lower()
 
 
@@ -313,7 +315,12 @@ def media_type(header: str | None) -> str:
 
 # ---------------------------------------------------------------- responses
 
-FORMAT_MEDIA_TYPE = {"glb": "model/gltf-binary", "ply": "application/ply", "obj": "model/obj"}
+FORMAT_MEDIA_TYPE = {
+    "glb": "model/gltf-binary",
+    "ply": "application/ply",
+    "obj": "model/obj",
+    "usdz": usdz.MEDIA_TYPE,
+}
 MEDIA_TYPE_FORMAT = {media: fmt for fmt, media in FORMAT_MEDIA_TYPE.items()}
 BATCH_MEDIA_TYPES = ("application/json", "application/zip")
 OCTET_STREAM = "application/octet-stream"  # a binary asset; PLY unless a format is asked
@@ -339,8 +346,12 @@ def plan_response(accept: str | None, requested: str | None, is_batch: bool) -> 
             )
         return ResponsePlan("json" if chosen == "application/json" else "zip", chosen, None)
     binary = [FORMAT_MEDIA_TYPE[requested]] if requested else list(FORMAT_MEDIA_TYPE.values())
+    if not usdz.available():  # the optional extra is absent: never offered
+        binary = [media for media in binary if media != usdz.MEDIA_TYPE]
     offered = [*binary, OCTET_STREAM, "application/json"]
     chosen = accepted.best_match(offered)
+    if chosen is None and accepted[usdz.MEDIA_TYPE] and not usdz.available():
+        raise NotAcceptable(usdz.MISSING)
     if chosen is None:
         raise NotAcceptable(
             f"cannot produce {accept!r}; this request can return {', '.join(offered)}"
