@@ -71,6 +71,9 @@ def grabcut_mask(rgb: np.ndarray) -> np.ndarray:
     seeds[:, [0, -1]] = cv2.GC_BGD
     bgd, fgd = np.zeros((1, 65)), np.zeros((1, 65))
     bgr = np.ascontiguousarray(small[:, :, ::-1])
+    # GrabCut seeds its colour models with k-means from OpenCV's per-thread RNG: seed it,
+    # so one photo always gets one mask.
+    cv2.setRNGSeed(0)
     try:
         cv2.grabCut(bgr, seeds, None, bgd, fgd, GRABCUT_ITERATIONS, cv2.GC_INIT_WITH_MASK)
     except cv2.error:

@@ -3,8 +3,8 @@ budget (`options.target_faces`), the texture check, and the mask the request use
 
 Runs on the request's thread after the model thread answered, so it costs the model
 nothing. Decimation is quadric edge collapse from fast-simplification (the library
-trimesh's `simplify_quadric_decimation` calls); vertex colours and UVs follow the
-collapses, each kept vertex taking the mean of the vertices merged into it.
+trimesh's `simplify_quadric_decimation` calls); each kept vertex takes the colour and
+UV of the nearest original vertex.
 """
 
 from __future__ import annotations
@@ -15,6 +15,10 @@ from gen3d.serve import request_options
 from gen3d.serve.assets import Asset, Mesh
 from gen3d.serve.backends.base import Sample
 from gen3d.serve.errors import Gen3DError, Unprocessable
+
+# fast-simplification's `agg` (its default first): higher is faster and coarser; a lower
+# value is tried when a collapse order would open a closed mesh.
+DECIMATION_AGGRESSIVENESS = (7.0, 5.0, 9.0)
 
 
 def finish(sample: Sample, result: Asset | Gen3DError) -> Asset | Gen3DError:
@@ -46,41 +50,40 @@ def finish(sample: Sample, result: Asset | Gen3DError) -> Asset | Gen3DError:
 
 
 def decimate(mesh: Mesh, target_faces: int) -> Mesh:
-    """`mesh` reduced to at most `target_faces` faces by quadric edge collapse."""
+    """`mesh` reduced to at most `target_faces` faces by quadric edge collapse; closed
+    if `mesh` was (a collapse order that opens it is retried with another aggressiveness)."""
     import fast_simplification
+    from scipy.spatial import cKDTree
 
-    _, _, collapses = fast_simplification.simplify(
-        mesh.vertices,
-        mesh.faces.astype(np.int64),
-        target_count=target_faces,
-        return_collapses=True,
-    )
-    # Replaying the collapses gives the old-vertex -> new-vertex map the colours need.
-    points, faces, mapping = fast_simplification.replay_simplification(
-        mesh.vertices.astype(np.float32), mesh.faces.astype(np.int32), collapses
-    )
-    if len(faces) > target_faces:  # the collapse order can leave a few faces over
-        _, _, more = fast_simplification.simplify(
-            points, faces, target_count=target_faces, return_collapses=True, agg=9.0
+    closed = is_closed(mesh.faces)
+    for aggressiveness in DECIMATION_AGGRESSIVENESS:
+        points, faces = fast_simplification.simplify(
+            mesh.vertices,
+            mesh.faces.astype(np.int64),
+            target_count=target_faces,
+            agg=aggressiveness,
         )
-        points, faces, second = fast_simplification.replay_simplification(
-            np.asarray(points, np.float32), np.asarray(faces, np.int32), more
-        )
-        mapping = second[mapping]
-    count = len(points)
-    colors = _mean_by(mapping, mesh.vertex_colors.astype(np.float64), count)
-    uv = _mean_by(mapping, mesh.uv.astype(np.float64), count) if mesh.uv is not None else None
+        if len(faces) <= target_faces and (not closed or is_closed(faces)):
+            break
+    # Collapses move vertices to the quadric optimum, close to where they were: each
+    # kept vertex takes the colour and UV of the nearest original vertex.
+    _, nearest = cKDTree(mesh.vertices).query(points)
+    uv = mesh.uv[nearest] if mesh.uv is not None else None
     return Mesh(
         vertices=points,
         faces=faces,
-        vertex_colors=np.rint(colors).astype(np.uint8),
+        vertex_colors=mesh.vertex_colors[nearest],
         uv=uv,
         texture=mesh.texture,
     )
 
 
-def _mean_by(mapping: np.ndarray, values: np.ndarray, count: int) -> np.ndarray:
-    """Per new vertex, the mean of `values` over the old vertices mapped onto it."""
-    weight = np.bincount(mapping, minlength=count).astype(np.float64)
-    columns = [np.bincount(mapping, values[:, c], minlength=count) for c in range(values.shape[1])]
-    return np.stack(columns, axis=1) / np.maximum(weight, 1)[:, None]
+def is_closed(faces: np.ndarray) -> bool:
+    """Every edge shared by exactly two faces, once in each direction (watertight and
+    consistently wound)."""
+    f = faces.astype(np.int64)
+    directed = np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]])
+    n = int(f.max()) + 1 if len(f) else 1
+    keys = directed[:, 0] * n + directed[:, 1]
+    reverse = directed[:, 1] * n + directed[:, 0]
+    return len(np.unique(keys)) == len(keys) and bool(np.isin(reverse, keys).all())

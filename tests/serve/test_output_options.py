@@ -1,0 +1,213 @@
+"""Issue 15's options through a real gunicorn on 127.0.0.1, in every request form:
+automatic mask, face budget, textured GLB, USDZ. Outputs are read back with trimesh,
+pygltflib, Pillow, USD and (when Node has it) the Khronos glTF validator."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pygltflib
+import pytest
+import requests
+import trimesh
+from gen3d_testing import b64, glb_json, png_bytes
+from PIL import Image
+from skimage import data
+
+ATTRS = "X-Amzn-SageMaker-Custom-Attributes"
+COFFEE_JPEG = png_bytes(data.coffee(), "JPEG")  # scikit-image's CC0 photo, 600x400
+
+
+@pytest.fixture(scope="module")
+def server():
+    from gen3d.serve.launcher import start_server
+
+    srv = start_server(env={"GEN3D_MAX_IMAGE_PIXELS": "1000000"})
+    srv.wait_ready(60)
+    yield srv
+    srv.stop(10)
+
+
+def post(server, body, content_type="image/jpeg", **headers) -> requests.Response:
+    return requests.post(
+        server.url + "/invocations",
+        data=body,
+        headers={"Content-Type": content_type, **headers},
+        timeout=120,
+    )
+
+
+def load_glb(payload: bytes) -> trimesh.Trimesh:
+    return trimesh.load(io.BytesIO(payload), file_type="glb", force="mesh")
+
+
+def test_photo_only_jpeg_gives_a_glb_with_the_mask_source(server) -> None:
+    response = post(server, COFFEE_JPEG)
+    assert response.status_code == 200, response.text
+    assert load_glb(response.content).is_watertight
+    assert glb_json(response.content)["asset"]["extras"]["mask_source"] == "grabcut"
+    assert json.loads(response.headers["X-Gen3D-Metadata"])["mask_source"] == "grabcut"
+
+
+def test_mask_required_keeps_the_old_422(server) -> None:
+    for response in (
+        post(server, COFFEE_JPEG, **{ATTRS: "mask=required"}),
+        post(
+            server,
+            json.dumps({"image": b64(COFFEE_JPEG), "options": {"mask": "required"}}),
+            "application/json",
+        ),
+    ):
+        assert response.status_code == 422
+        assert "mask is required" in response.json()["error"]["message"]
+
+
+def test_blank_photo_is_a_clear_422(server) -> None:
+    response = post(server, png_bytes(np.full((200, 300, 3), 128, np.uint8), "JPEG"))
+    assert response.status_code == 422
+    assert "one flat colour" in response.json()["error"]["message"]
+
+
+def test_json_answer_carries_the_mask_used_as_png(server) -> None:
+    body = json.dumps({"image": b64(COFFEE_JPEG)})
+    response = post(server, body, "application/json", Accept="application/json")
+    assert response.status_code == 200
+    answer = response.json()
+    mask = np.asarray(Image.open(io.BytesIO(base64.b64decode(answer["mask"]))))
+    assert mask.shape == (400, 600) and set(np.unique(mask)) == {0, 255}
+    assert answer["metadata"]["mask_source"] == "grabcut"
+
+
+def _faces_request(server, form: str, value) -> requests.Response:
+    if form == "json":
+        body = {"image": b64(COFFEE_JPEG), "options": {"target_faces": value}}
+        return post(server, json.dumps(body), "application/json", Accept="model/gltf-binary")
+    if form == "multipart":
+        return requests.post(
+            server.url + "/invocations",
+            files={"image": ("c.jpg", COFFEE_JPEG)},
+            data={"options": json.dumps({"target_faces": value})},
+            timeout=120,
+        )
+    return post(server, COFFEE_JPEG, **{ATTRS: f"target_faces={value}"})
+
+
+@pytest.mark.parametrize("form", ["json", "multipart", "attributes"])
+def test_target_faces_caps_faces_and_keeps_the_solid_closed(server, form) -> None:
+    response = _faces_request(server, form, 2000)
+    assert response.status_code == 200, response.text
+    mesh = load_glb(response.content)
+    assert len(mesh.faces) <= 2000 and mesh.is_watertight
+    extras = glb_json(response.content)["asset"]["extras"]
+    assert extras["faces_after"] == len(mesh.faces) < extras["faces_before"]
+
+
+@pytest.mark.parametrize("form", ["json", "multipart", "attributes"])
+@pytest.mark.parametrize("value", [10, 500_000])
+def test_target_faces_out_of_range_is_400_naming_the_field(server, form, value) -> None:
+    response = _faces_request(server, form, value)
+    assert response.status_code == 400
+    assert "target_faces" in response.json()["error"]["message"]
+
+
+def _validator() -> Path | None:
+    """The Khronos glTF validator's npm package, if Node can load it here."""
+    node = shutil.which("node")
+    if node is None:
+        return None
+    found = subprocess.run(
+        [node, "-e", "console.log(require.resolve('gltf-validator'))"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return Path(found.stdout.strip()) if found.returncode == 0 else None
+
+
+VALIDATE_JS = """
+const v = require('gltf-validator');
+const bytes = new Uint8Array(require('fs').readFileSync(process.argv[2]));
+v.validateBytes(bytes).then(r => console.log(JSON.stringify(r.issues)));
+"""
+
+
+@pytest.mark.parametrize("size", [512, 2048])
+def test_texture_image_gives_one_texture_of_the_asked_size(server, size, tmp_path) -> None:
+    options = {"texture": "image", "texture_size": size, "target_faces": 5000}
+    body = json.dumps({"image": b64(COFFEE_JPEG), "options": options})
+    response = post(server, body, "application/json", Accept="model/gltf-binary")
+    assert response.status_code == 200, response.text
+    gltf = pygltflib.GLTF2.load_from_bytes(response.content)
+    assert len(gltf.textures) == 1 and len(gltf.images) == 1
+    material = gltf.materials[gltf.meshes[0].primitives[0].material]
+    assert material.pbrMetallicRoughness.baseColorTexture.index == 0
+    blob = gltf.binary_blob()
+    view = gltf.bufferViews[gltf.images[0].bufferView]
+    picture = Image.open(io.BytesIO(blob[view.byteOffset : view.byteOffset + view.byteLength]))
+    assert picture.size == (size, size) and picture.format == "PNG"
+    accessor = gltf.accessors[gltf.meshes[0].primitives[0].attributes.TEXCOORD_0]
+    uv_view = gltf.bufferViews[accessor.bufferView]
+    uv = np.frombuffer(blob, np.float32, accessor.count * 2, uv_view.byteOffset)
+    assert 0.0 <= uv.min() and uv.max() <= 1.0
+    assert load_glb(response.content).is_watertight
+    validator = _validator()
+    if validator is None:  # structural checks above stand in for the validator
+        return
+    path = tmp_path / "textured.glb"
+    path.write_bytes(response.content)
+    script = tmp_path / "validate.js"
+    script.write_text(VALIDATE_JS)
+    run = subprocess.run(
+        [shutil.which("node"), str(script), str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"NODE_PATH": str(validator.parents[1])},
+    )
+    issues = json.loads(run.stdout)
+    assert issues["numErrors"] == 0, issues["messages"]
+
+
+@pytest.mark.parametrize(("field", "value"), [("texture", "uv"), ("texture_size", 4096)])
+def test_texture_options_out_of_range_are_400(server, field, value) -> None:
+    body = json.dumps({"image": b64(COFFEE_JPEG), "options": {field: value}})
+    response = post(server, body, "application/json")
+    assert response.status_code == 400 and field in response.json()["error"]["message"]
+
+
+def test_usdz_holds_one_mesh_with_the_glb_vertex_count(server, tmp_path) -> None:
+    pytest.importorskip("pxr")
+    from pxr import Usd, UsdGeom
+
+    glb = post(server, COFFEE_JPEG, Accept="model/gltf-binary")
+    response = post(server, COFFEE_JPEG, Accept="model/vnd.usdz+zip")
+    assert response.status_code == 200
+    assert response.headers["Content-Type"] == "model/vnd.usdz+zip"
+    path = tmp_path / "object.usdz"
+    path.write_bytes(response.content)
+    stage = Usd.Stage.Open(str(path))
+    meshes = [UsdGeom.Mesh(p) for p in stage.Traverse() if p.IsA(UsdGeom.Mesh)]
+    assert len(meshes) == 1
+    count = len(meshes[0].GetPointsAttr().Get())
+    gltf = pygltflib.GLTF2.load_from_bytes(glb.content)
+    assert count == gltf.accessors[gltf.meshes[0].primitives[0].attributes.POSITION].count
+
+
+def test_usdz_without_the_extra_is_406_with_the_reason(start_gen3d_server, tmp_path) -> None:
+    # A `pxr` that fails to import shadows usd-core: the server as if the extra were absent.
+    shadow = tmp_path / "shadow" / "pxr"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("raise ImportError('usd-core is not installed')\n")
+    server = start_gen3d_server(env={"PYTHONPATH": str(shadow.parent)})
+    response = post(server, COFFEE_JPEG, Accept="model/vnd.usdz+zip")
+    assert response.status_code == 406
+    assert "gen3d[usd]" in response.json()["error"]["message"]
+    fallback = post(server, COFFEE_JPEG, Accept="model/vnd.usdz+zip, model/gltf-binary;q=0.5")
+    assert fallback.status_code == 200
+    assert fallback.headers["Content-Type"] == "model/gltf-binary"
