@@ -105,7 +105,8 @@ def _pad4(data: bytes, fill: bytes) -> bytes:
 
 def mesh_to_glb(mesh: Mesh, metadata: dict[str, Any]) -> bytes:
     """One-mesh glTF 2.0 binary: POSITION, NORMAL, COLOR_0 (normalised u8), u32 indices;
-    a textured mesh has TEXCOORD_0 and a PNG `baseColorTexture` instead of COLOR_0.
+    a textured mesh has TEXCOORD_0 and a JPEG `baseColorTexture` instead of COLOR_0 (a
+    photo: JPEG is 2-3x faster to encode than PNG at 2048x2048 and a fraction of the size).
 
     Our own writer, kept because it is faster than trimesh's exporter with normals
     (15 ms against 34-50 ms on the 44 k-face sample mesh; trimesh only wins without
@@ -145,7 +146,7 @@ def mesh_to_glb(mesh: Mesh, metadata: dict[str, Any]) -> bytes:
         (indices.tobytes(), 34963, {"componentType": 5125, "count": len(indices), "type": "SCALAR"})
     )
     if textured:
-        parts.append((texture_png(mesh.texture), None, None))
+        parts.append((texture_jpeg(mesh.texture), None, None))
     views, accessors, offset = [], [], 0
     for i, (blob, target, accessor) in enumerate(parts):
         view: dict[str, Any] = {"buffer": 0, "byteOffset": offset, "byteLength": len(blob)}
@@ -169,7 +170,7 @@ def mesh_to_glb(mesh: Mesh, metadata: dict[str, Any]) -> bytes:
     }
     if textured:
         primitive["material"] = 0
-        gltf["images"] = [{"bufferView": len(parts) - 1, "mimeType": "image/png"}]
+        gltf["images"] = [{"bufferView": len(parts) - 1, "mimeType": "image/jpeg"}]
         # Linear filtering, clamped: the photo is not a repeating pattern.
         gltf["samplers"] = [{"magFilter": 9729, "minFilter": 9987, "wrapS": 33071, "wrapT": 33071}]
         gltf["textures"] = [{"sampler": 0, "source": 0}]
@@ -194,11 +195,15 @@ def mesh_to_glb(mesh: Mesh, metadata: dict[str, Any]) -> bytes:
     return out.getvalue()
 
 
-def texture_png(texture: np.ndarray) -> bytes:
+TEXTURE_JPEG_QUALITY = 90
+
+
+def texture_jpeg(texture: np.ndarray) -> bytes:
     from PIL import Image
 
     buffer = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(texture[:, :, :3])).save(buffer, format="PNG")
+    picture = Image.fromarray(np.ascontiguousarray(texture[:, :, :3]))
+    picture.save(buffer, format="JPEG", quality=TEXTURE_JPEG_QUALITY)
     return buffer.getvalue()
 
 

@@ -150,7 +150,7 @@ def test_texture_image_gives_one_texture_of_the_asked_size(server, size, tmp_pat
     blob = gltf.binary_blob()
     view = gltf.bufferViews[gltf.images[0].bufferView]
     picture = Image.open(io.BytesIO(blob[view.byteOffset : view.byteOffset + view.byteLength]))
-    assert picture.size == (size, size) and picture.format == "PNG"
+    assert picture.size == (size, size) and picture.format == "JPEG"
     accessor = gltf.accessors[gltf.meshes[0].primitives[0].attributes.TEXCOORD_0]
     uv_view = gltf.bufferViews[accessor.bufferView]
     uv = np.frombuffer(blob, np.float32, accessor.count * 2, uv_view.byteOffset)
