@@ -170,6 +170,7 @@ def build_sample(
         allowed = ", ".join(sorted(limits.options)) or "none"
         raise Unprocessable(f"unknown option(s) {', '.join(unknown)}; allowed: {allowed}")
     policy = request_options.parse(options).mask
+    seed, fmt = _seed(seed), _format(fmt)  # checked before any mask work
     if mask is None and limits.needs_mask:
         if policy == "required" or limits.auto_mask is None:
             raise Unprocessable(
@@ -189,8 +190,8 @@ def build_sample(
     return Sample(
         image=image,
         mask=mask,
-        seed=_seed(seed),
-        format=_format(fmt),
+        seed=seed,
+        format=fmt,
         options=dict(options),
         mask_source=mask_source,
     )

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from gen3d.serve import request_options
 from gen3d.serve.assets import Asset
 from gen3d.serve.backends.base import Sample, synthetic_sample
 from gen3d.serve.backends.device import resolve_device
@@ -52,6 +53,12 @@ CACHE_DIRS = {"TORCH_HOME": "caches/torch", "HF_HOME": "caches/huggingface"}
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
 DECODE_FORMATS = ("mesh", "gaussian")
 MAX_STEPS = 200
+# Upstream bakes textures (pipeline.run(with_texture_baking=True)) with nvdiffrast, which
+# needs a CUDA build at image-build time and is not in container/requirements-sam3d.txt.
+TEXTURE_REFUSAL = (
+    "option texture=image is not available on backend 'sam3d': upstream's texture baking "
+    "needs nvdiffrast, which this image does not have; use texture=vertex"
+)
 UPSTREAM_MODULE_NAME = "gen3d_sam3d_notebook_inference"
 
 # The arguments notebook/inference.py's Inference.__call__ passes to pipeline.run.
@@ -155,6 +162,8 @@ class Sam3DBackend:
             raise Unprocessable("the sam3d backend needs a mask")
         if not sample.mask.any():
             raise Unprocessable("the mask is empty")
+        if request_options.parse(sample.options).texture == "image":
+            raise Unprocessable(TEXTURE_REFUSAL)  # before the model runs: no GPU time spent
         run_kwargs = upstream_run_options(sample.options, sample.format)
         start = time.perf_counter()
         if run_kwargs:
