@@ -123,8 +123,9 @@ def inflate(
     With `texture_size`, the photo over the mask's bounding box becomes a square
     texture of that side, mapped by planar projection along z: the front shows the
     photo, the back its mirror image, and the rim (where the surface turns edge-on)
-    takes the rim pixels' colour. UVs are a function of (x, y) alone, so the map has
-    no seam to split vertices along."""
+    takes the rim pixels' colour; background pixels in the texture are replaced by the
+    nearest object pixel's colour so none bleeds in at the rim. UVs are a function of
+    (x, y) alone, so the map has no seam to split vertices along."""
     if not mask.any():
         raise Unprocessable("the mask is empty")
     rows, cols = np.nonzero(mask)
@@ -147,7 +148,12 @@ def inflate(
         height, width = crop.shape
         uv = np.stack([(verts_px[:, 0] + 0.5) / width, (verts_px[:, 1] + 0.5) / height], 1)
         uv = np.clip(uv, 0.0, 1.0)
-        photo = Image.fromarray(np.ascontiguousarray(image[top:bottom, left:right, :3]))
+        # Seam-aware rim: pixels outside the mask take the nearest object pixel's colour,
+        # so texels sampled at the rim (and the filter's reach past it) never show
+        # background.
+        nearest = ndimage.distance_transform_edt(~crop, return_distances=False, return_indices=True)
+        cropped = image[top:bottom, left:right, :3][nearest[0], nearest[1]]
+        photo = Image.fromarray(np.ascontiguousarray(cropped))
         texture = np.asarray(photo.resize((texture_size, texture_size), Image.LANCZOS))
     # Flipping y mirrors the solid, which turns every triangle's winding around.
     return Mesh(vertices=xyz, faces=faces[:, ::-1], vertex_colors=colors, uv=uv, texture=texture)

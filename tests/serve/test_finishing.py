@@ -63,3 +63,18 @@ def test_finish_leaves_a_mesh_under_budget_alone() -> None:
 def test_texture_image_on_a_vertex_coloured_backend_is_refused_with_the_reason() -> None:
     result = finish(_sample(texture="image"), Asset(mesh=_sphere(), metadata={"backend": "x"}))
     assert isinstance(result, Unprocessable) and "texture=vertex" in result.message
+
+
+def test_silhouette_texture_has_no_background_at_the_rim() -> None:
+    from gen3d.serve.backends.silhouette import inflate
+
+    # A red disc on a green background: the texture must hold no green.
+    yy, xx = np.mgrid[0:200, 0:200]
+    mask = (yy - 100) ** 2 + (xx - 100) ** 2 < 70**2
+    image = np.zeros((200, 200, 3), np.uint8)
+    image[mask] = [255, 0, 0]
+    image[~mask] = [0, 255, 0]
+    mesh = inflate(image, mask, 64, 0.5, texture_size=512)
+    assert mesh.texture.shape == (512, 512, 3)
+    assert mesh.texture[:, :, 1].max() < 40  # resampling may blur; no background colour
+    assert 0.0 <= mesh.uv.min() and mesh.uv.max() <= 1.0
