@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
-from gen3d_testing import png_bytes
+from gen3d_testing import png_bytes, tiny_onnx_segmenter
 from PIL import Image
 from skimage import data
 
@@ -13,7 +15,7 @@ from gen3d.serve import codecs
 from gen3d.serve.automask import SEGMENTER_FILE, AutoMasker, check_coverage, grabcut_mask
 from gen3d.serve.errors import BadRequest, Unprocessable
 
-REPO_SAMPLES = __import__("pathlib").Path(__file__).resolve().parents[2] / "samples"
+REPO_SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 LIMITS = codecs.Limits(
     max_image_pixels=1024 * 1024,
     max_batch_items=4,
@@ -71,29 +73,10 @@ def test_a_sent_mask_is_used_and_named(tmp_path) -> None:
     assert sample.mask_source == "request" and sample.mask.sum() == 200 * 200
 
 
-def _tiny_segmenter(path, side: int | None) -> None:
-    """A real ONNX graph: foreground probability = mean of the RGB channels."""
-    import onnx
-    from onnx import TensorProto, helper
-
-    dims = [1, 3, side, side] if side else [1, 3, "h", "w"]
-    out_dims = [1, 1, side, side] if side else [1, 1, "h", "w"]
-    graph = helper.make_graph(
-        [helper.make_node("ReduceMean", ["image"], ["probability"], axes=[1], keepdims=1)],
-        "tiny-segmenter",
-        [helper.make_tensor_value_info("image", TensorProto.FLOAT, dims)],
-        [helper.make_tensor_value_info("probability", TensorProto.FLOAT, out_dims)],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))
-
-
 @pytest.mark.parametrize("side", [64, None])
 def test_the_artifacts_onnx_segmenter_is_used_when_present(tmp_path, side) -> None:
     pytest.importorskip("onnxruntime")
-    _tiny_segmenter(tmp_path / SEGMENTER_FILE, side)
+    tiny_onnx_segmenter(tmp_path / SEGMENTER_FILE, side)
     masker = AutoMasker.from_model_dir(tmp_path)
     assert masker.source == "onnx"
     photo = np.zeros((90, 120, 3), np.uint8)

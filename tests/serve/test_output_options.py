@@ -16,7 +16,7 @@ import pygltflib
 import pytest
 import requests
 import trimesh
-from gen3d_testing import b64, glb_json, png_bytes
+from gen3d_testing import b64, glb_json, png_bytes, tiny_onnx_segmenter
 from PIL import Image
 from skimage import data
 
@@ -211,3 +211,19 @@ def test_usdz_without_the_extra_is_406_with_the_reason(start_gen3d_server, tmp_p
     fallback = post(server, COFFEE_JPEG, Accept="model/vnd.usdz+zip, model/gltf-binary;q=0.5")
     assert fallback.status_code == 200
     assert fallback.headers["Content-Type"] == "model/gltf-binary"
+
+
+def test_the_artifacts_segmenter_makes_the_mask(start_gen3d_server, tmp_path) -> None:
+    pytest.importorskip("onnxruntime")
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    tiny_onnx_segmenter(model_dir / "segmenter.onnx", 128)
+    server = start_gen3d_server(env={"GEN3D_MODEL_DIR": str(model_dir)})
+    photo = np.zeros((120, 160, 3), np.uint8)
+    photo[30:90, 50:110] = 255  # white is object for the tiny graph
+    response = post(server, png_bytes(photo), "image/png", Accept="application/json")
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["metadata"]["mask_source"] == "onnx"
+    mask = np.asarray(Image.open(io.BytesIO(base64.b64decode(answer["mask"])))) > 0
+    assert abs(int(mask.sum()) - 60 * 60) < 0.15 * 60 * 60
