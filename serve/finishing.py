@@ -52,8 +52,15 @@ def finish(sample: Sample, result: Asset | Gen3DError) -> Asset | Gen3DError:
 def decimate(mesh: Mesh, target_faces: int) -> Mesh:
     """`mesh` reduced to at most `target_faces` faces by quadric edge collapse; closed
     if `mesh` was (a collapse order that opens it is retried with another aggressiveness)."""
-    import fast_simplification
     from scipy.spatial import cKDTree
+
+    try:
+        import fast_simplification
+    except ImportError:  # the sam3d image keeps upstream's own pins only
+        raise Unprocessable(
+            "option target_faces needs fast-simplification, which this image does not "
+            "have; leave target_faces out"
+        ) from None
 
     closed = is_closed(mesh.faces)
     for aggressiveness in DECIMATION_AGGRESSIVENESS:
