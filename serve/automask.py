@@ -18,8 +18,10 @@ failed segmentation looks like, and inflating it would return a blob.
 
 from __future__ import annotations
 
+import functools
 import logging
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 
@@ -53,9 +55,18 @@ def check_coverage(mask: np.ndarray, source: str) -> None:
         )
 
 
+@functools.cache
+def _opencv() -> ModuleType:
+    import cv2
+
+    # Request threads already run in parallel: OpenCV's own pool would oversubscribe.
+    cv2.setNumThreads(1)
+    return cv2
+
+
 def grabcut_mask(rgb: np.ndarray) -> np.ndarray:
     """GrabCut from border/centre priors; bool (H, W) at the photo's size."""
-    import cv2
+    cv2 = _opencv()
 
     height, width = rgb.shape[:2]
     scale = min(1.0, WORK_SIDE / max(height, width))
