@@ -208,6 +208,8 @@ def test_usdz_without_the_extra_is_406_with_the_reason(start_gen3d_server, tmp_p
     response = post(server, COFFEE_JPEG, Accept="model/vnd.usdz+zip")
     assert response.status_code == 406
     assert "gen3d[usd]" in response.json()["error"]["message"]
+    asked = post(server, COFFEE_JPEG, **{ATTRS: "format=usdz"})
+    assert asked.status_code == 406 and "gen3d[usd]" in asked.json()["error"]["message"]
     fallback = post(server, COFFEE_JPEG, Accept="model/vnd.usdz+zip, model/gltf-binary;q=0.5")
     assert fallback.status_code == 200
     assert fallback.headers["Content-Type"] == "model/gltf-binary"
