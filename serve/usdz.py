@@ -3,7 +3,8 @@
 An optional extra (`pip install 'gen3d[usd]'`): the wheel adds about 210 MB installed,
 a third of the cpu image, so a server without it answers `Accept: model/vnd.usdz+zip`
 with 406 and says how to get it. The mesh keeps our glTF frame (y up, metres),
-with per-vertex colours as `primvars:displayColor` bound through a UsdPreviewSurface.
+with per-vertex colours as `primvars:displayColor`, or the texture on `primvars:st`,
+bound through a UsdPreviewSurface.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from gen3d.serve.assets import Mesh
+from gen3d.serve.assets import Mesh, texture_jpeg
 
 MEDIA_TYPE = "model/vnd.usdz+zip"
+TEXTURE_FILE = "texture.jpg"
 MISSING = (
     "USDZ output needs the optional USD library, which this server does not have "
     "(install the 'usd' extra: pip install 'gen3d[usd]', i.e. usd-core); ask for "
@@ -35,7 +37,8 @@ def available() -> bool:
 
 
 def mesh_to_usdz(mesh: Mesh, metadata: dict) -> bytes:
-    """One-mesh USDZ package: points, triangles, normals, display colours."""
+    """One-mesh USDZ package: points, triangles, normals, and display colours or (with
+    texture=image) the photo texture on `st` coordinates."""
     from pxr import Gf, Sdf, Usd, UsdGeom, UsdShade, UsdUtils, Vt
 
     from gen3d.serve.assets import vertex_normals
@@ -65,15 +68,36 @@ def mesh_to_usdz(mesh: Mesh, metadata: dict) -> bytes:
             "displayColor", Sdf.ValueTypeNames.Color3fArray, UsdGeom.Tokens.vertex
         )
         primvar.Set(Vt.Vec3fArray.FromNumpy(colors))
-        # AR Quick Look shades through a material; the colour comes from the primvar.
         material = UsdShade.Material.Define(stage, "/object/material")
         shader = UsdShade.Shader.Define(stage, "/object/material/surface")
         shader.CreateIdAttr("UsdPreviewSurface")
-        reader = UsdShade.Shader.Define(stage, "/object/material/color")
-        reader.CreateIdAttr("UsdPrimvarReader_float3")
-        reader.CreateInput("varname", Sdf.ValueTypeNames.Token).Set("displayColor")
-        reader_out = reader.CreateOutput("result", Sdf.ValueTypeNames.Float3)
-        shader.CreateInput("diffuseColor", Sdf.ValueTypeNames.Color3f).ConnectToSource(reader_out)
+        diffuse = shader.CreateInput("diffuseColor", Sdf.ValueTypeNames.Color3f)
+        if mesh.uv is not None and mesh.texture is not None:
+            # texture=image: the same JPEG as the GLB's, packaged next to the layer. USD's
+            # st has v up where glTF's uv has v down.
+            (Path(tmp) / TEXTURE_FILE).write_bytes(texture_jpeg(mesh.texture))
+            st = np.stack([mesh.uv[:, 0], 1.0 - mesh.uv[:, 1]], axis=1).astype(np.float32)
+            UsdGeom.PrimvarsAPI(geom).CreatePrimvar(
+                "st", Sdf.ValueTypeNames.TexCoord2fArray, UsdGeom.Tokens.vertex
+            ).Set(Vt.Vec2fArray.FromNumpy(st))
+            st_reader = UsdShade.Shader.Define(stage, "/object/material/st")
+            st_reader.CreateIdAttr("UsdPrimvarReader_float2")
+            st_reader.CreateInput("varname", Sdf.ValueTypeNames.String).Set("st")
+            st_out = st_reader.CreateOutput("result", Sdf.ValueTypeNames.Float2)
+            texture = UsdShade.Shader.Define(stage, "/object/material/texture")
+            texture.CreateIdAttr("UsdUVTexture")
+            texture.CreateInput("file", Sdf.ValueTypeNames.Asset).Set(TEXTURE_FILE)
+            texture.CreateInput("st", Sdf.ValueTypeNames.Float2).ConnectToSource(st_out)
+            texture.CreateInput("wrapS", Sdf.ValueTypeNames.Token).Set("clamp")
+            texture.CreateInput("wrapT", Sdf.ValueTypeNames.Token).Set("clamp")
+            diffuse.ConnectToSource(texture.CreateOutput("rgb", Sdf.ValueTypeNames.Float3))
+        else:
+            # Vertex colours through a primvar reader (some viewers, AR Quick Look among
+            # them, may show vertex colours flat or not at all: texture=image is safer).
+            reader = UsdShade.Shader.Define(stage, "/object/material/color")
+            reader.CreateIdAttr("UsdPrimvarReader_float3")
+            reader.CreateInput("varname", Sdf.ValueTypeNames.String).Set("displayColor")
+            diffuse.ConnectToSource(reader.CreateOutput("result", Sdf.ValueTypeNames.Float3))
         shader.CreateInput("roughness", Sdf.ValueTypeNames.Float).Set(1.0)
         material.CreateSurfaceOutput().ConnectToSource(shader.ConnectableAPI(), "surface")
         UsdShade.MaterialBindingAPI.Apply(geom.GetPrim()).Bind(material)

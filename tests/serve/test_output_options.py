@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import subprocess
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -188,13 +189,24 @@ def test_texture_options_out_of_range_are_400(server, field, value) -> None:
     assert response.status_code == 400 and field in response.json()["error"]["message"]
 
 
-def test_usdz_holds_one_mesh_with_the_glb_vertex_count(server, tmp_path) -> None:
+def _usd_validation_errors(stage) -> list[str]:
+    """Every Error from USD's own registered validators (usdz packaging, shading, ...)."""
+    from pxr import UsdValidation
+
+    validators = UsdValidation.ValidationRegistry().GetOrLoadAllValidators()
+    found = UsdValidation.ValidationContext(validators).Validate(stage)
+    return [e.GetMessage() for e in found if e.GetType() == UsdValidation.ValidationErrorType.Error]
+
+
+@pytest.mark.parametrize("options", [{}, {"texture": "image", "texture_size": 512}])
+def test_usdz_holds_one_mesh_with_the_glb_vertex_count(server, tmp_path, options) -> None:
     pytest.importorskip("pxr")
     from pxr import Usd, UsdGeom
 
-    glb = post(server, COFFEE_JPEG, Accept="model/gltf-binary")
-    response = post(server, COFFEE_JPEG, Accept="model/vnd.usdz+zip")
-    assert response.status_code == 200
+    body = {"image": b64(COFFEE_JPEG), "options": options}
+    glb = post(server, json.dumps(body), "application/json", Accept="model/gltf-binary")
+    response = post(server, json.dumps(body), "application/json", Accept="model/vnd.usdz+zip")
+    assert response.status_code == 200, response.text
     assert response.headers["Content-Type"] == "model/vnd.usdz+zip"
     path = tmp_path / "object.usdz"
     path.write_bytes(response.content)
@@ -204,6 +216,14 @@ def test_usdz_holds_one_mesh_with_the_glb_vertex_count(server, tmp_path) -> None
     count = len(meshes[0].GetPointsAttr().Get())
     gltf = pygltflib.GLTF2.load_from_bytes(glb.content)
     assert count == gltf.accessors[gltf.meshes[0].primitives[0].attributes.POSITION].count
+    assert _usd_validation_errors(stage) == []
+    packaged = zipfile.ZipFile(io.BytesIO(response.content)).namelist()
+    if options:  # the photo texture travels inside the package, on st coordinates
+        assert any(name.endswith(".jpg") for name in packaged)
+        st = UsdGeom.PrimvarsAPI(meshes[0]).GetPrimvar("st").Get()
+        assert len(st) == count and 0.0 <= min(min(v) for v in st) <= max(max(v) for v in st) <= 1
+    else:
+        assert packaged == ["object.usdc"]
 
 
 def test_usdz_without_the_extra_is_406_with_the_reason(start_gen3d_server, tmp_path) -> None:
