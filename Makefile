@@ -21,6 +21,9 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/pip install --quiet --upgrade pip
 	$(VENV)/bin/pip install --quiet torch==2.13.0
 	$(VENV)/bin/pip install --quiet -e '.[dev]'
+	# The Khronos glTF validator for the textured-GLB test (the test falls back without it)
+	-command -v npm >/dev/null && npm install --silent --no-audit --no-fund \
+		--prefix $(VENV)/node gltf-validator@2.0.0-dev.3.10
 	touch $(STAMP)
 
 setup: $(STAMP) $(VIEWER_JS) ## create .venv with torch and the project (quick when done already)

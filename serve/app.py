@@ -15,7 +15,7 @@ from typing import Any
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from gen3d.serve import codecs, request_body
+from gen3d.serve import codecs, request_body, request_options
 from gen3d.serve.backends import batch_capacity
 from gen3d.serve.errors import (
     Gen3DError,
@@ -120,7 +120,11 @@ def create_app(runtime: ModelRuntime) -> Flask:
     def invocations() -> Response:
         content_type = supported_content_type()  # 415 before anything else
         attributes = codecs.parse_custom_attributes(request.headers.get(CUSTOM_ATTRIBUTES))
-        defaults = codecs.Defaults(seed=attributes.get("seed", 0), format=attributes.get("format"))
+        defaults = codecs.Defaults(
+            seed=attributes.get("seed", 0),
+            format=attributes.get("format"),
+            options=request_options.from_custom_attributes(attributes),
+        )
         # A queue slot (or 503) before the body is read; a bounded number of decodes.
         with service.admit() as admission:
             # the whole body, read outside the decode limit (slow clients hold no slot)

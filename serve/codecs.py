@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import io
 import json
 import re
@@ -21,6 +22,7 @@ from PIL import Image, ImageOps
 from werkzeug.datastructures import MIMEAccept
 from werkzeug.http import parse_accept_header
 
+from gen3d.serve import request_options, usdz
 from gen3d.serve.assets import FORMATS, Asset, encode_asset
 from gen3d.serve.backends.base import Sample
 from gen3d.serve.errors import (
@@ -58,6 +60,8 @@ class Limits:
     needs_mask: bool
     options: frozenset[str]
     max_side: int = 0  # larger images are reduced to this long side while decoding; 0: never
+    # Makes a mask for a photo-only request: photo -> (mask, source); None: refuse (422).
+    auto_mask: Callable[[np.ndarray], tuple[np.ndarray, str]] | None = None
 
 
 @dataclass(frozen=True)
@@ -188,6 +192,8 @@ def _format(value: Any) -> str:
         return "glb"
     if not isinstance(value, str) or value.lower() not in FORMATS:
         raise Unprocessable(f"format must be one of {', '.join(FORMATS)}")
+    if value.lower() == "usdz" and not usdz.available():
+        raise NotAcceptable(usdz.MISSING)
     return value.lower()
 
 
@@ -202,26 +208,15 @@ def build_sample(
     formats: tuple[str, ...] = WEB_FORMATS,
 ) -> Sample:
     image, mask, photo_size = decode_photo(photo, limits, formats)
+    mask_source = "alpha" if mask is not None else None
     if mask_bytes is not None:
         mask, mask_size = decode_mask(mask_bytes, limits, image.shape[:2])
+        mask_source = "request"
         if mask_size != photo_size:
             raise Unprocessable(
                 f"mask is {mask_size[0]}x{mask_size[1]} but the image is "
                 f"{photo_size[0]}x{photo_size[1]} (as displayed, EXIF orientation applied)"
             )
-    if mask is None and limits.needs_mask:
-        raise Unprocessable(
-            "a mask is required: send an RGBA PNG whose alpha is the mask, a 'mask' part, "
-            "or a 'mask' field"
-        )
-    if mask is not None:
-        if mask.shape != image.shape[:2]:
-            raise Unprocessable(
-                f"mask is {mask.shape[1]}x{mask.shape[0]} but the image is "
-                f"{image.shape[1]}x{image.shape[0]}"
-            )
-        if not mask.any():
-            raise Unprocessable("the mask is empty: no pixel marks the object")
     if options is None:
         options = {}
     if not isinstance(options, Mapping):
@@ -230,8 +225,31 @@ def build_sample(
     if unknown:
         allowed = ", ".join(sorted(limits.options)) or "none"
         raise Unprocessable(f"unknown option(s) {', '.join(unknown)}; allowed: {allowed}")
+    policy = request_options.parse(options).mask
+    seed, fmt = _seed(seed), _format(fmt)  # checked before any mask work
+    if mask is None and limits.needs_mask:
+        if policy == "required" or limits.auto_mask is None:
+            raise Unprocessable(
+                "a mask is required: send an RGBA PNG whose alpha is the mask, a 'mask' "
+                "part, or a 'mask' field"
+                + ("" if policy == "required" else " (this server makes no automatic mask)")
+            )
+        mask, mask_source = limits.auto_mask(image)
+    if mask is not None:
+        if mask.shape != image.shape[:2]:
+            raise Unprocessable(
+                f"mask is {mask.shape[1]}x{mask.shape[0]} but the image is "
+                f"{image.shape[1]}x{image.shape[0]}"
+            )
+        if not mask.any():
+            raise Unprocessable("the mask is empty: no pixel marks the object")
     return Sample(
-        image=image, mask=mask, seed=_seed(seed), format=_format(fmt), options=dict(options)
+        image=image,
+        mask=mask,
+        seed=seed,
+        format=fmt,
+        options=dict(options),
+        mask_source=mask_source,
     )
 
 
@@ -241,6 +259,14 @@ class Defaults:
 
     seed: Any = 0
     format: str | None = None  # None: not asked for; the Accept header may decide
+    options: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # from attributes
+
+
+def _with_defaults(options: Any, defaults: Defaults) -> Any:
+    """A request's options over the custom attributes' (the body wins)."""
+    if not defaults.options or (options is not None and not isinstance(options, Mapping)):
+        return options
+    return {**defaults.options, **(options or {})}
 
 
 def _json_item(item: Any, defaults: Defaults, limits: Limits) -> Sample:
@@ -254,7 +280,7 @@ def _json_item(item: Any, defaults: Defaults, limits: Limits) -> Sample:
         mask,
         seed=item.get("seed", defaults.seed),
         fmt=item.get("format", defaults.format),
-        options=item.get("options"),
+        options=_with_defaults(item.get("options"), defaults),
         limits=limits,
     )
 
@@ -329,7 +355,7 @@ def decode_multipart(
         files.get("mask"),
         seed=fields.get("seed", defaults.seed),
         fmt=fields.get("format", defaults.format),
-        options=options,
+        options=_with_defaults(options, defaults),
         limits=limits,
     )
     return DecodedRequest([sample], False, _explicit(fields.get("format", defaults.format)))
@@ -346,7 +372,7 @@ def decode_image_body(
         None,
         seed=defaults.seed,
         fmt=defaults.format,
-        options=None,
+        options=_with_defaults(None, defaults),
         limits=limits,
         formats=FORMATS_BY_TYPE.get(content_type, WEB_FORMATS),
     )
@@ -359,7 +385,12 @@ def media_type(header: str | None) -> str:
 
 # ---------------------------------------------------------------- responses
 
-FORMAT_MEDIA_TYPE = {"glb": "model/gltf-binary", "ply": "application/ply", "obj": "model/obj"}
+FORMAT_MEDIA_TYPE = {
+    "glb": "model/gltf-binary",
+    "ply": "application/ply",
+    "obj": "model/obj",
+    "usdz": usdz.MEDIA_TYPE,
+}
 MEDIA_TYPE_FORMAT = {media: fmt for fmt, media in FORMAT_MEDIA_TYPE.items()}
 BATCH_MEDIA_TYPES = ("application/json", "application/zip")
 OCTET_STREAM = "application/octet-stream"  # a binary asset; PLY unless a format is asked
@@ -385,8 +416,12 @@ def plan_response(accept: str | None, requested: str | None, is_batch: bool) -> 
             )
         return ResponsePlan("json" if chosen == "application/json" else "zip", chosen, None)
     binary = [FORMAT_MEDIA_TYPE[requested]] if requested else list(FORMAT_MEDIA_TYPE.values())
+    if not usdz.available():  # the optional extra is absent: never offered
+        binary = [media for media in binary if media != usdz.MEDIA_TYPE]
     offered = [*binary, OCTET_STREAM, "application/json"]
     chosen = accepted.best_match(offered)
+    if chosen is None and accepted[usdz.MEDIA_TYPE] and not usdz.available():
+        raise NotAcceptable(usdz.MISSING)
     if chosen is None:
         raise NotAcceptable(
             f"cannot produce {accept!r}; this request can return {', '.join(offered)}"
@@ -408,7 +443,16 @@ def encode_item(asset: Asset, fmt: str) -> bytes:
 
 def asset_json(asset: Asset, fmt: str) -> dict[str, Any]:
     data = encode_item(asset, fmt)
-    return {"format": fmt, "data": base64.b64encode(data).decode(), "metadata": asset.metadata}
+    body = {"format": fmt, "data": base64.b64encode(data).decode(), "metadata": asset.metadata}
+    if asset.mask is not None:  # the mask used, so clients can show it (PNG, white = object)
+        body["mask"] = base64.b64encode(mask_png(asset.mask)).decode()
+    return body
+
+
+def mask_png(mask: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(mask.astype(np.uint8) * 255, mode="L").save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def encode_batch(

@@ -11,6 +11,8 @@ import sys
 import threading
 import time
 
+from gen3d.serve import request_options
+from gen3d.serve.automask import AutoMasker
 from gen3d.serve.backends import Backend, create_backend
 from gen3d.serve.batching import Batcher
 from gen3d.serve.codecs import Limits
@@ -30,6 +32,7 @@ class ModelRuntime:
         self.failure: str | None = None  # for the log: may name paths
         self.public_failure: str | None = None  # for clients: ArtifactError.public
         self.timings: dict[str, float] = {}
+        self.auto_mask = AutoMasker()  # the artifact's segmenter replaces GrabCut at load
         self._thread = threading.Thread(target=self._bring_up, name="gen3d-load", daemon=True)
 
     def start(self) -> None:
@@ -45,8 +48,9 @@ class ModelRuntime:
             max_image_pixels=self.settings.max_image_pixels,
             max_batch_items=self.settings.max_batch_items,
             needs_mask=self.backend.needs_mask,
-            options=self.backend.options,
+            options=self.backend.options | request_options.COMMON,
             max_side=self.settings.max_image_side,
+            auto_mask=self.auto_mask,
         )
 
     def not_ready(self) -> NotReady:
@@ -69,6 +73,8 @@ class ModelRuntime:
         try:
             started = time.perf_counter()
             self.backend.load(settings.model_dir, settings)
+            if self.backend.needs_mask:
+                self.auto_mask = AutoMasker.from_model_dir(settings.model_dir)
             self.timings["load_s"] = time.perf_counter() - started
             log.info("loaded backend %s in %.2f s", self.backend.name, self.timings["load_s"])
             if settings.warmup:

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from gen3d.serve import __version__, codecs
+from gen3d.serve import __version__, codecs, finishing
 from gen3d.serve.assets import Asset
 from gen3d.serve.batching import Batcher
 from gen3d.serve.errors import Gen3DError
@@ -138,6 +138,10 @@ class InvocationService:
             admission.used = True
         outcomes = iter([batcher.wait(job) for job in jobs])
         results = [i if isinstance(i, Gen3DError) else next(outcomes) for i in items]
+        results = [
+            finishing.finish(i, r) if not isinstance(i, Gen3DError) else r
+            for i, r in zip(items, results, strict=True)
+        ]
         for result in results:
             if not isinstance(result, Gen3DError):
                 result.metadata.setdefault("version", __version__)

@@ -48,3 +48,23 @@ def glb_json(data: bytes) -> dict:
 
     gltf = pygltflib.GLTF2.load_from_bytes(data)
     return json.loads(gltf.to_json())
+
+
+def tiny_onnx_segmenter(path: Path, side: int | None) -> None:
+    """A real ONNX graph in the artifact's segmenter contract (gen3d.serve.automask):
+    foreground probability = the mean of the RGB channels, so white is object."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    dims: list = [1, 3, side, side] if side else [1, 3, "h", "w"]
+    out_dims: list = [1, 1, side, side] if side else [1, 1, "h", "w"]
+    graph = helper.make_graph(
+        [helper.make_node("ReduceMean", ["image"], ["probability"], axes=[1], keepdims=1)],
+        "tiny-segmenter",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, dims)],
+        [helper.make_tensor_value_info("probability", TensorProto.FLOAT, out_dims)],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8  # readable by every onnxruntime the extra admits
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))

@@ -28,6 +28,9 @@ class Sample:
     seed: int = 0
     format: str = "glb"
     options: Mapping[str, Any] = field(default_factory=dict)
+    # Where the mask came from: "request" (mask part/field), "alpha" (the PNG's alpha),
+    # or the automatic mask's source ("grabcut", "onnx"); None without a mask.
+    mask_source: str | None = None
 
 
 @runtime_checkable

@@ -18,9 +18,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from PIL import Image
 from scipy import ndimage
 from skimage import measure
 
+from gen3d.serve import request_options
 from gen3d.serve.assets import Asset, GaussianSplat, Mesh
 from gen3d.serve.backends.base import Sample, synthetic_sample
 from gen3d.serve.errors import Unprocessable
@@ -77,7 +79,9 @@ class SilhouetteBackend:
         n_points = _int_option(opts, "splat_points", SPLAT_POINTS, 0, 200_000)
         if sample.mask is None:
             raise Unprocessable("the silhouette backend needs a mask")
-        mesh = inflate(sample.image, sample.mask, resolution, thickness)
+        common = request_options.parse(sample.options)
+        texture_size = common.texture_size if common.texture == "image" else None
+        mesh = inflate(sample.image, sample.mask, resolution, thickness, texture_size)
         # The splat is only worth sampling when it is what the client asked for.
         wants_splat = sample.format == "ply" and n_points > 0
         splat = sample_splat(mesh, n_points, sample.seed) if wants_splat else None
@@ -88,6 +92,8 @@ class SilhouetteBackend:
             "vertices": len(mesh.vertices),
             "faces": len(mesh.faces),
         }
+        if texture_size is not None:
+            metadata["texture_size"] = texture_size
         return Asset(mesh=mesh, splat=splat, metadata=metadata)
 
 
@@ -105,8 +111,21 @@ def _float_option(opts: Any, key: str, default: float, low: float, high: float) 
     return float(value)
 
 
-def inflate(image: np.ndarray, mask: np.ndarray, resolution: int, thickness: float) -> Mesh:
-    """Closed vertex-coloured mesh of the inflated silhouette (at most MAX_FACES faces)."""
+def inflate(
+    image: np.ndarray,
+    mask: np.ndarray,
+    resolution: int,
+    thickness: float,
+    texture_size: int | None = None,
+) -> Mesh:
+    """Closed vertex-coloured mesh of the inflated silhouette (at most MAX_FACES faces).
+
+    With `texture_size`, the photo over the mask's bounding box becomes a square
+    texture of that side, mapped by planar projection along z: the front shows the
+    photo, the back its mirror image, and the rim (where the surface turns edge-on)
+    takes the rim pixels' colour; background pixels in the texture are replaced by the
+    nearest object pixel's colour so none bleeds in at the rim. UVs are a function of
+    (x, y) alone, so the map has no seam to split vertices along."""
     if not mask.any():
         raise Unprocessable("the mask is empty")
     rows, cols = np.nonzero(mask)
@@ -123,8 +142,21 @@ def inflate(image: np.ndarray, mask: np.ndarray, resolution: int, thickness: flo
     py = np.clip(np.rint(verts_px[:, 1]).astype(int) + top, 0, image.shape[0] - 1)
     colors = image[py, px, :3]
     xyz = to_unit_box(image_axes_to_gltf(verts_px[:, 0], verts_px[:, 1], verts_px[:, 2]))
+    uv = texture = None
+    if texture_size is not None:
+        # Texel centres span the crop: u = (x + 0.5) / width with x in crop pixels.
+        height, width = crop.shape
+        uv = np.stack([(verts_px[:, 0] + 0.5) / width, (verts_px[:, 1] + 0.5) / height], 1)
+        uv = np.clip(uv, 0.0, 1.0)
+        # Seam-aware rim: pixels outside the mask take the nearest object pixel's colour,
+        # so texels sampled at the rim (and the filter's reach past it) never show
+        # background.
+        nearest = ndimage.distance_transform_edt(~crop, return_distances=False, return_indices=True)
+        cropped = image[top:bottom, left:right, :3][nearest[0], nearest[1]]
+        photo = Image.fromarray(np.ascontiguousarray(cropped))
+        texture = np.asarray(photo.resize((texture_size, texture_size), Image.LANCZOS))
     # Flipping y mirrors the solid, which turns every triangle's winding around.
-    return Mesh(vertices=xyz, faces=faces[:, ::-1], vertex_colors=colors)
+    return Mesh(vertices=xyz, faces=faces[:, ::-1], vertex_colors=colors, uv=uv, texture=texture)
 
 
 def _surface(crop: np.ndarray, resolution: int, thickness: float) -> tuple[np.ndarray, np.ndarray]:

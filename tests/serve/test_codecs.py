@@ -86,7 +86,7 @@ def test_seed_era_batch_form() -> None:
         (json.dumps({"image": b64(b"definitely not an image")}).encode(), BadRequest),
         (json.dumps({"instances": []}).encode(), Unprocessable),
         (json.dumps({"instances": [json_instance(8)] * 5}).encode(), PayloadTooLarge),
-        (json.dumps(json_instance(16, format="usdz")).encode(), Unprocessable),
+        (json.dumps(json_instance(16, format="fbx")).encode(), Unprocessable),
         (json.dumps({**json_instance(16), "seed": -1}).encode(), Unprocessable),
         (json.dumps(json_instance(16, options={"colour": 1})).encode(), Unprocessable),
     ],

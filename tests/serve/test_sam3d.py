@@ -416,6 +416,15 @@ def test_bad_options_fail_only_their_sample(model_dir: Path, standin: None) -> N
     assert len(_pipeline(backend).calls) == 1  # only the valid sample reached upstream
 
 
+def test_texture_image_is_refused_with_the_reason_before_upstream_runs(
+    model_dir: Path, standin: None
+) -> None:
+    backend = _loaded(model_dir)
+    (result,) = backend.predict([_sample(texture="image")])
+    assert isinstance(result, Unprocessable) and "nvdiffrast" in str(result)
+    assert _pipeline(backend).calls == []
+
+
 def test_out_of_memory_reaches_the_batcher_in_both_forms(model_dir: Path, standin: None) -> None:
     backend = _loaded(model_dir)
     with pytest.raises(torch.cuda.OutOfMemoryError):

@@ -188,7 +188,13 @@ ERROR_ROWS = [
         {},
     ),
     (415, "unsupported_media_type", b"hello", "text/plain", {}),
-    (422, "unprocessable", png_bytes(photo_and_mask(32)[0], "JPEG"), "image/jpeg", {}),
+    (
+        422,
+        "unprocessable",
+        png_bytes(photo_and_mask(32)[0], "JPEG"),
+        "image/jpeg",
+        {ATTRS: "mask=required"},
+    ),
     (
         422,
         "unprocessable",

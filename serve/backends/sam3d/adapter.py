@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from gen3d.serve import request_options
 from gen3d.serve.assets import Asset
 from gen3d.serve.backends.base import Sample, synthetic_sample
 from gen3d.serve.backends.device import resolve_device
@@ -51,6 +52,12 @@ log = logging.getLogger("gen3d.backend")
 
 DECODE_FORMATS = ("mesh", "gaussian")
 MAX_STEPS = 200
+# Upstream bakes textures (pipeline.run(with_texture_baking=True)) with nvdiffrast, which
+# needs a CUDA build at image-build time and is not in container/requirements-sam3d.txt.
+TEXTURE_REFUSAL = (
+    "option texture=image is not available on backend 'sam3d': upstream's texture baking "
+    "needs nvdiffrast, which this image does not have; use texture=vertex"
+)
 
 # The arguments notebook/inference.py's Inference.__call__ passes to pipeline.run
 # (notebook/inference.py:113-124; the contract test compares them).
@@ -158,6 +165,8 @@ class Sam3DBackend:
             raise Unprocessable("the sam3d backend needs a mask")
         if not sample.mask.any():
             raise Unprocessable("the mask is empty")
+        if request_options.parse(sample.options).texture == "image":
+            raise Unprocessable(TEXTURE_REFUSAL)  # before the model runs: no GPU time spent
         run_kwargs = {**self.default_steps, **upstream_run_options(sample.options, sample.format)}
         pipeline = self._pipeline()
         rgba = np.concatenate(
