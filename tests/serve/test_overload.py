@@ -64,9 +64,9 @@ def test_a_full_queue_refuses_before_reading_the_body(start_gen3d_server) -> Non
 
     with ThreadPoolExecutor(2) as pool:
         busy = []
-        for _ in range(2):  # the first runs (0.5 s), then the second waits in the queue
+        for _ in range(2):  # the first runs (2 s), then the second waits in the queue
             busy.append(pool.submit(send, rgba_png(32)))
-            time.sleep(0.15)
+            time.sleep(0.7)
         # Undecodable: were it decoded, this would be a 400. Admission answers first.
         refused = send(b"\x89PNG not really")
         assert [f.result().status_code for f in busy] == [200, 200]
