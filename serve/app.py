@@ -14,7 +14,7 @@ import uuid
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from gen3d.serve import codecs
+from gen3d.serve import codecs, metrics, request_log
 from gen3d.serve.errors import (
     Gen3DError,
     InternalError,
@@ -108,9 +108,12 @@ def create_app(runtime: ModelRuntime) -> Flask:
         defaults = codecs.Defaults(seed=attributes.get("seed", 0), format=attributes.get("format"))
         decoded = decode_request(defaults, service.limits)
         outcome = service.invoke(decoded, request.headers.get("Accept"), g.request_id)
+        g.outcome, encode_started = outcome, time.perf_counter()  # for gen3d.serve.request_log
         answer = outcome.encode()
+        g.encode_ms = round(1000 * (time.perf_counter() - encode_started), 3)
         return Response(answer.body, mimetype=answer.media_type, headers=answer.headers)
 
+    request_log.install(app, metrics.current())  # request id in logs, access line, metrics
     return app
 
 

@@ -8,6 +8,7 @@ CUDA context does not survive fork.
 import os
 import sys
 
+from gen3d.serve import logging_setup, metrics
 from gen3d.serve.settings import Settings, SettingsError
 
 try:
@@ -33,3 +34,10 @@ if os.path.isdir("/dev/shm"):
 # gunicorn >= 24 opens a control socket in $HOME; several servers on one host (tests,
 # benchmarks) would contend for it and the image never uses it.
 control_socket_disable = True
+# JSON (or text) lines for gunicorn's own loggers too; Prometheus' per-worker files.
+logconfig_dict = logging_setup.logging_config(_settings)
+metrics.prepare_multiprocess(_settings)
+
+
+def child_exit(server: object, worker: object) -> None:
+    metrics.worker_exited(worker.pid)  # type: ignore[attr-defined]
