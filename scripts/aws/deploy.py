@@ -14,6 +14,7 @@ from gen3d.aws.clients import AwsClients, tag_list
 from gen3d.aws.endpoint_spec import VARIANT, DeploySpec
 from gen3d.aws.errors import AwsCommandError
 from gen3d.aws.logs import endpoint_log_group, ensure_log_group
+from gen3d.aws.monitoring import ensure_monitoring
 from gen3d.aws.plan import CREATED, UNCHANGED, UPDATED, Plan
 from gen3d.aws.waiters import wait_for_endpoint
 
@@ -86,7 +87,17 @@ def deploy(
             spec, model["ModelName"], model_bytes=model_bytes, **async_paths
         )
     _ensure_endpoint_config(plan, clients.sagemaker, config)
-    _ensure_endpoint(plan, clients, spec.name, config["EndpointConfigName"], spec.name)
+    # issue 17: SNS error topic, alarms, dashboard; blue/green rollback for realtime
+    rollout = ensure_monitoring(
+        plan,
+        clients,
+        spec,
+        error_topic=async_paths.get("error_topic"),
+        inference_components=options.scale_to_zero,
+    )
+    _ensure_endpoint(
+        plan, clients, spec.name, config["EndpointConfigName"], spec.name, deployment_config=rollout
+    )
     if options.wait and not plan.dry_run:
         wait_for_endpoint(
             clients.sagemaker,
@@ -200,9 +211,15 @@ def _ensure_endpoint_config(plan: Plan, sagemaker: Any, request: dict[str, Any])
 
 
 def _ensure_endpoint(
-    plan: Plan, clients: AwsClients, endpoint: str, config: str, deployment: str
+    plan: Plan,
+    clients: AwsClients,
+    endpoint: str,
+    config: str,
+    deployment: str,
+    deployment_config: dict[str, Any] | None = None,
 ) -> None:
     sagemaker = clients.sagemaker
+    rollout = {"DeploymentConfig": deployment_config} if deployment_config else {}
 
     def apply() -> tuple[str, None]:
         try:
@@ -211,7 +228,10 @@ def _ensure_endpoint(
             if not _not_found(exc):
                 raise
             sagemaker.create_endpoint(
-                EndpointName=endpoint, EndpointConfigName=config, Tags=tag_list(deployment)
+                EndpointName=endpoint,
+                EndpointConfigName=config,
+                Tags=tag_list(deployment),
+                **rollout,
             )
             return CREATED, None
         if current["EndpointStatus"] == "Failed":
@@ -233,7 +253,7 @@ def _ensure_endpoint(
                 ResourceId=rid,
                 ScalableDimension=autoscaling.DIMENSION,
             )
-        sagemaker.update_endpoint(EndpointName=endpoint, EndpointConfigName=config)
+        sagemaker.update_endpoint(EndpointName=endpoint, EndpointConfigName=config, **rollout)
         return UPDATED, None
 
     plan.step(
@@ -243,6 +263,7 @@ def _ensure_endpoint(
             "EndpointName": endpoint,
             "EndpointConfigName": config,
             "Tags": tag_list(deployment),
+            **rollout,
         },
     )
 
