@@ -14,9 +14,12 @@ EMF object.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import logging.config
+import queue
 from contextvars import ContextVar
+from logging.handlers import QueueHandler, QueueListener
 from typing import Any
 
 from pythonjsonlogger.json import JsonFormatter
@@ -93,6 +96,52 @@ def logging_config(settings: Settings) -> dict[str, Any]:
     }
 
 
-def configure(settings: Settings) -> None:
-    """Configure this process's logging (idempotent: dictConfig replaces handlers)."""
+def configure(settings: Settings, background: bool = True) -> None:
+    """Configure this process's logging (dictConfig replaces earlier handlers). With
+    `background`, records are formatted and written by a thread of their own (a
+    QueueListener per output), so a request thread only stamps the request id and
+    enqueues: JSON formatting and the write leave the request path."""
     logging.config.dictConfig(logging_config(settings))
+    if background:
+        _move_writes_to_background()
+
+
+class _RecordQueueHandler(QueueHandler):
+    """Enqueue the record as it is: the listener's handler formats it (traceback into
+    `exc_info`, extras as fields), instead of QueueHandler's pre-formatting here."""
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        return record
+
+
+_listeners: list[QueueListener] = []
+
+
+def _move_writes_to_background() -> None:
+    for listener in _listeners:
+        listener.stop()
+    _listeners.clear()
+    queues: dict[int, _RecordQueueHandler] = {}
+    for name in (None, "gunicorn.error", "gunicorn.access", EMF_LOGGER):
+        logger = logging.getLogger(name)
+        for handler in list(logger.handlers):
+            if id(handler) not in queues:
+                records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+                front = _RecordQueueHandler(records)
+                for f in handler.filters:  # the request id is read in the caller's thread
+                    front.addFilter(f)
+                listener = QueueListener(records, handler)
+                listener.start()
+                _listeners.append(listener)
+                queues[id(handler)] = front
+            logger.removeHandler(handler)
+            logger.addHandler(queues[id(handler)])
+    atexit.unregister(_flush)  # once, however often configure runs
+    atexit.register(_flush)
+
+
+def _flush() -> None:
+    """Write what is queued before the process exits (gunicorn's workers exit normally)."""
+    for listener in _listeners:
+        listener.stop()
+    _listeners.clear()
