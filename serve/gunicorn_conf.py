@@ -35,7 +35,7 @@ if os.path.isdir("/dev/shm"):
 # benchmarks) would contend for it and the image never uses it.
 control_socket_disable = True
 # JSON (or text) lines for gunicorn's own loggers too; Prometheus' per-worker files.
-logconfig_dict = logging_setup.logging_config(_settings)
+logger_class = logging_setup.GunicornLogger
 metrics.prepare_multiprocess(_settings)
 
 

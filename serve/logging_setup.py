@@ -22,6 +22,7 @@ from contextvars import ContextVar
 from logging.handlers import QueueHandler, QueueListener
 from typing import Any
 
+from gunicorn import glogging
 from pythonjsonlogger.json import JsonFormatter
 
 from gen3d.serve.settings import Settings
@@ -94,6 +95,19 @@ def logging_config(settings: Settings) -> dict[str, Any]:
             EMF_LOGGER: {"handlers": ["emf"], "level": "INFO", "propagate": False},
         },
     }
+
+
+class GunicornLogger(glogging.Logger):
+    """gunicorn's logger (its `logger_class` setting) with our handlers and formats.
+
+    Used instead of gunicorn's `logconfig_dict`, which would also switch on gunicorn's
+    access logging and so build its access-log fields for every request even when the
+    lines are filtered out; here they are built only when GEN3D_LOG_LEVEL=debug asks for
+    them (gunicorn's `accesslog`)."""
+
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        logging.config.dictConfig(logging_config(Settings.from_env()))
 
 
 def configure(settings: Settings, background: bool = True) -> None:
