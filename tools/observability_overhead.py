@@ -1,15 +1,19 @@
 """Request-path overhead of logging and metrics (issue 17): before vs after, one run.
 
-"before" is the server at a base commit (default: the parent of the first observability
-commit), exported with `git archive` and served from that copy; "after" is this checkout,
+"before" is the server at `--base` (for issue 17: 01f9d5e, the commit its branch starts
+from), exported with `git archive` and served from that copy; "after" is this checkout,
 in three set-ups: defaults (JSON logs, no EMF), as deployed (JSON logs + EMF lines,
-GEN3D_DEPLOYMENT set), and everything (+ Prometheus). All four run the same trivial
-backend (tests/fixtures/plugins: a unit cube, no model time), so what differs is the
-request path itself. Rounds are interleaved (A B C D, A B C D, ...) on one keep-alive
-connection each, so drift on a shared machine hits every set-up alike.
+GEN3D_DEPLOYMENT set), and everything (+ Prometheus). With `--backend cube` all four run
+a trivial backend (tests/fixtures/plugins: a unit cube, no model time), so what differs
+is the request path itself; `--backend silhouette` repeats it with a real (small) model
+call, to see the overhead against a whole request. Rounds are interleaved (A B C D,
+A B C D, ...) on one keep-alive connection each, so drift on a shared machine hits every
+set-up alike.
 
     .venv/bin/python tools/observability_overhead.py --base 01f9d5e \\
-        --out benchmarks/results/observability_overhead.json
+        --out benchmarks/results/observability_overhead_cube.json
+    .venv/bin/python tools/observability_overhead.py --base 01f9d5e --backend silhouette \\
+        --rounds 4 --requests 40 --out benchmarks/results/observability_overhead_silhouette.json
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import numpy as np
 from PIL import Image
 
 from gen3d.serve.launcher import ManagedProcess, free_port, gunicorn_command
+from gen3d.serve.synthetic import photo_and_mask
 
 REPO = Path(__file__).resolve().parents[1]
 PLUGINS = REPO / "tests" / "fixtures" / "plugins"
@@ -51,10 +56,28 @@ def export_base(commit: str, into: Path) -> Path:
     return into / "pkg"
 
 
-def start(name: str, env: dict[str, str], log_dir: Path, cwd_path: str | None) -> ManagedProcess:
+BACKENDS = {"cube": "gen3d_example_backend:CubeBackend", "silhouette": "silhouette"}
+
+
+def request_body(backend: str) -> bytes:
+    """cube: a 32x32 grey PNG (the cube ignores it); silhouette: a 64x64 synthetic photo
+    with its mask as alpha (a real, if small, model call)."""
+    if backend == "cube":
+        image = np.full((32, 32, 3), 128, np.uint8)
+    else:
+        photo, mask = photo_and_mask(64, 0)
+        image = np.dstack([photo, mask.astype(np.uint8) * 255])
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def start(
+    name: str, env: dict[str, str], log_dir: Path, cwd_path: str | None, backend: str
+) -> ManagedProcess:
     port = free_port()
     full = {
-        "GEN3D_BACKEND": "gen3d_example_backend:CubeBackend",
+        "GEN3D_BACKEND": BACKENDS[backend],
         "SAGEMAKER_BIND_TO_PORT": str(port),
         "GEN3D_BIND_HOST": "127.0.0.1",
         "PYTHONPATH": os.pathsep.join(p for p in (cwd_path, str(PLUGINS)) if p),
@@ -102,11 +125,10 @@ def main() -> int:
     parser.add_argument("--base", required=True, help="commit for 'before'")
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--requests", type=int, default=300, help="per round and set-up")
+    parser.add_argument("--backend", choices=sorted(BACKENDS), default="cube")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
-    buffer = io.BytesIO()
-    Image.fromarray(np.full((32, 32, 3), 128, np.uint8)).save(buffer, "PNG")
-    body = buffer.getvalue()
+    body = request_body(args.backend)
     with tempfile.TemporaryDirectory(prefix="gen3d-overhead-") as tmp:
         work = Path(tmp)
         base_path = export_base(args.base, work)
@@ -116,7 +138,9 @@ def main() -> int:
             "after_deployed_emf": ({"GEN3D_DEPLOYMENT": "bench"}, None),
             "after_all": ({"GEN3D_DEPLOYMENT": "bench", "GEN3D_PROMETHEUS": "1"}, None),
         }
-        servers = {name: start(name, env, work, path) for name, (env, path) in setups.items()}
+        servers = {
+            name: start(name, env, work, path, args.backend) for name, (env, path) in setups.items()
+        }
         try:
             # "before" really is the base commit: no JSON log lines, no request log
             before_log = servers["before"].log_path.read_text()
@@ -147,8 +171,10 @@ def main() -> int:
     for r in results.values():
         r["median_delta_vs_before_ms"] = round(r["median_ms"] - base, 4)
     report = {
-        "what": "client-side latency of POST /invocations (32x32 PNG, cube backend: no model "
-        "time), one keep-alive connection, sequential; rounds interleaved across set-ups",
+        "what": "client-side latency of POST /invocations, one keep-alive connection, "
+        "sequential; rounds interleaved across set-ups",
+        "backend": args.backend,
+        "request": request_body.__doc__,
         "base_commit": subprocess.run(
             ["git", "-C", str(REPO), "rev-parse", args.base], capture_output=True, text=True
         ).stdout.strip(),
