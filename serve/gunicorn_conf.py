@@ -41,3 +41,7 @@ metrics.prepare_multiprocess(_settings)
 
 def child_exit(server: object, worker: object) -> None:
     metrics.worker_exited(worker.pid)  # type: ignore[attr-defined]
+
+
+def on_exit(server: object) -> None:
+    metrics.remove_multiprocess_dir()

@@ -14,6 +14,9 @@ load and warm-up time).
   format is one small JSON object whose specification is public.
   Spec: https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/CloudWatch_Embedded_Metric_Format_Specification.html
   (at most 100 metrics and 30 dimensions per object; Timestamp in epoch milliseconds).
+  CloudWatch Logs extracts EMF from any log event; the `x-amzn-logs-format: json/emf`
+  header is optional (CloudWatch_Embedded_Metric_Format_Generation_PutLogEvents.html),
+  so the lines SageMaker ships from the container's stdout qualify.
 - **Prometheus** (`prometheus_client`), GEN3D_PROMETHEUS=1, off by default (SageMaker
   only routes /ping and /invocations). With several gunicorn workers the numbers are
   summed across them through prometheus_client's multiprocess mode
@@ -25,6 +28,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Callable
@@ -244,6 +248,13 @@ def prepare_multiprocess(settings: Settings) -> None:
     if settings.prometheus and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         parent = "/dev/shm" if os.path.isdir("/dev/shm") else None
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="gen3d-prom-", dir=parent)
+
+
+def remove_multiprocess_dir() -> None:
+    """gunicorn's on_exit hook: remove the workers' metric files if we made the folder."""
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
+    if os.path.basename(folder).startswith("gen3d-prom-"):
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def worker_exited(pid: int) -> None:

@@ -19,6 +19,7 @@ from gen3d.serve.logging_setup import REQUEST_ID
 from gen3d.serve.metrics import Metrics, RequestRecord, prometheus_text
 
 access_log = logging.getLogger("gen3d.access")
+log = logging.getLogger("gen3d.request_log")
 
 
 def install(app: Flask, metrics: Metrics) -> None:
@@ -32,26 +33,10 @@ def install(app: Flask, metrics: Metrics) -> None:
     def _record(response: Response) -> Response:
         if request.path == "/ping" and response.status_code == 200:
             return response
-        record = request_record(response)
-        route = request.url_rule.rule if request.url_rule else request.path
-        access_log.info(
-            "%s %s %d %.1f ms",
-            request.method,
-            route,
-            record.status,
-            record.duration_ms,
-            extra={
-                "method": request.method,
-                "route": route,
-                "status": record.status,
-                "duration_ms": record.duration_ms,
-                "items": record.items,
-                "batch_size": record.batch_size,
-                "error_code": record.error_code,
-            },
-        )
-        if request.path == "/invocations":
-            metrics.request(record)
+        try:
+            _log_and_measure(response, metrics)
+        except Exception:  # observability must never turn an answer into an error
+            log.exception("request log or metrics failed")
         return response
 
     @app.teardown_request
@@ -64,6 +49,30 @@ def install(app: Flask, metrics: Metrics) -> None:
         def prometheus_metrics() -> Response:
             body, content_type = prometheus_text()
             return Response(body, content_type=content_type)
+
+
+def _log_and_measure(response: Response, metrics: Metrics) -> None:
+    """The request's structured line, and its metrics for /invocations."""
+    record = request_record(response)
+    route = request.url_rule.rule if request.url_rule else request.path
+    access_log.info(
+        "%s %s %d %.1f ms",
+        request.method,
+        route,
+        record.status,
+        record.duration_ms,
+        extra={
+            "method": request.method,
+            "route": route,
+            "status": record.status,
+            "duration_ms": record.duration_ms,
+            "items": record.items,
+            "batch_size": record.batch_size,
+            "error_code": record.error_code,
+        },
+    )
+    if request.path == "/invocations":
+        metrics.request(record)
 
 
 def request_record(response: Response) -> RequestRecord:
