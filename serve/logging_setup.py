@@ -18,6 +18,7 @@ import atexit
 import logging
 import logging.config
 import queue
+import threading
 from contextvars import ContextVar
 from logging.handlers import QueueHandler, QueueListener
 from typing import Any
@@ -116,8 +117,24 @@ def configure(settings: Settings, background: bool = True) -> None:
     QueueListener per output), so a request thread only stamps the request id and
     enqueues: JSON formatting and the write leave the request path."""
     logging.config.dictConfig(logging_config(settings))
+    # Python warnings and exceptions nobody caught become log lines too (JSON in JSON
+    # mode), instead of bare text on stderr.
+    logging.captureWarnings(True)
+    threading.excepthook = _log_thread_exception
     if background:
         _move_writes_to_background()
+
+
+def _log_thread_exception(args: threading.ExceptHookArgs) -> None:
+    if args.exc_type is SystemExit:
+        return
+    exc_info = (args.exc_type, args.exc_value, args.exc_traceback)
+    thread = args.thread.name if args.thread else "?"
+    logging.getLogger("gen3d.uncaught").critical(
+        "thread %s ended by an uncaught exception",
+        thread,
+        exc_info=exc_info,  # type: ignore[arg-type]
+    )
 
 
 class _RecordQueueHandler(QueueHandler):

@@ -136,6 +136,30 @@ def test_a_500_logs_request_id_and_traceback_only_in_the_log(
     assert (access["status"], access["error_code"]) == (500, "internal_error")
 
 
+def test_a_dying_model_thread_and_warnings_still_log_json(
+    start_gen3d_server, tmp_path: Path
+) -> None:
+    (tmp_path / "fatal_backend.py").write_text(
+        "import warnings\n"
+        "from gen3d.serve.backends.silhouette import SilhouetteBackend\n"
+        "class Fatal(BaseException):\n"
+        "    pass\n"
+        "class Dying(SilhouetteBackend):\n"
+        "    def predict(self, batch):\n"
+        "        warnings.warn('a library warning 1234')\n"
+        "        raise Fatal('the model thread ends here')\n"
+    )
+    server = start_gen3d_server(
+        {"GEN3D_BACKEND": "fatal_backend:Dying", "PYTHONPATH": str(tmp_path), "GEN3D_WARMUP": "0"}
+    )
+    assert post_png(server.url, "req-fatal").status_code == 500
+    server.stop(10)
+    docs = [json.loads(line) for line in lines_of(server.log_path)]  # all JSON
+    uncaught = [d for d in docs if d.get("logger") == "gen3d.uncaught"]
+    assert uncaught and "Fatal: the model thread ends here" in uncaught[0]["exc_info"]
+    assert any("a library warning 1234" in d.get("message", "") for d in docs)
+
+
 def test_text_format_for_humans(start_gen3d_server) -> None:
     server = start_gen3d_server({"GEN3D_LOG_FORMAT": "text", "GEN3D_EMF": "off"})
     assert post_png(server.url, "req-text").status_code == 200
