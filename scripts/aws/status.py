@@ -181,7 +181,8 @@ def _read_metrics(cloudwatch: Any, status: Status, now: dt.datetime) -> None:
 
     month_start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     status.month_start = month_start
-    day_start = (now - dt.timedelta(hours=24)).replace(minute=0, second=0, microsecond=0)
+    this_hour = now.replace(minute=0, second=0, microsecond=0)
+    day_start = this_hour - dt.timedelta(hours=23)  # 24 buckets, the current one partial
     if status.mode == "serverless":
         # billed duration ~ model latency summed (ms granularity); memory from the config
         usage = _values(
@@ -197,9 +198,13 @@ def _read_metrics(cloudwatch: Any, status: Status, now: dt.datetime) -> None:
     samples = [_query("cpu_samples", INSTANCE, "CPUUtilization", endpoint, "SampleCount", HOUR_S)]
     month = _values(cloudwatch, samples, min(month_start, day_start), now)["cpu_samples"]
     by_hour = {t.replace(tzinfo=dt.UTC) if t.tzinfo is None else t: v for t, v in month}
-    status.instances_by_hour = [
-        (by_hour[h] / 60 if h in by_hour else None)
-        for h in (day_start + dt.timedelta(hours=i) for i in range(24))
-    ]
+    status.instances_by_hour = []
+    for i in range(24):
+        hour = day_start + dt.timedelta(hours=i)
+        minutes = min(60.0, (now - hour).total_seconds() / 60)  # the current hour: so far
+        samples = by_hour.get(hour)
+        status.instances_by_hour.append(
+            None if samples is None or minutes <= 0 else samples / max(1.0, minutes)
+        )
     in_month = [v for t, v in by_hour.items() if t >= month_start]
     status.instance_hours_mtd = sum(in_month) / 60 if in_month else None

@@ -100,6 +100,10 @@ def test_numbers_read_back_from_cloudwatch(deployed, capsys) -> None:
     )
     sections = status_lines(capsys)
     assert "invocations 8, 4xx no data, 5xx 2 (25.0 %)" in sections["last hour"]
+    hourly = sections["instances"].splitlines()[1].split(": ")[1].split()
+    assert len(hourly) == 24
+    if now.minute >= 5:  # the current hour so far: one sample a minute = one instance
+        assert 0.8 <= float(hourly[-1]) <= 1.05
     assert "backlog 3 request(s)" in sections["async"]
     price = load_prices().value("sagemaker.async.ml.g4dn.xlarge")
     month = sections["this month"]
