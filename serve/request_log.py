@@ -3,8 +3,9 @@ request, one structured line per request (`gen3d.access`), the request's metrics
 Prometheus' /metrics when enabled. Installed by gen3d.serve.app with one call, so the
 app itself stays about HTTP.
 
-Healthy /ping answers are not logged: SageMaker pings every few seconds, and a line per
-ping would bury the requests; a failing /ping is logged like any request.
+/ping lines are DEBUG (shown with GEN3D_LOG_LEVEL=debug): SageMaker and load balancers
+ping every few seconds, and a line per ping would bury the requests; why a worker is not
+ready is logged by gen3d.serve.runtime once, when it happens.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ def install(app: Flask, metrics: Metrics) -> None:
 
     @app.after_request
     def _record(response: Response) -> Response:
-        if request.path == "/ping" and response.status_code == 200:
+        if request.path == "/ping" and not access_log.isEnabledFor(logging.DEBUG):
             return response
         try:
             _log_and_measure(response, metrics)
@@ -55,7 +56,8 @@ def _log_and_measure(response: Response, metrics: Metrics) -> None:
     """The request's structured line, and its metrics for /invocations."""
     record = request_record(response)
     route = request.url_rule.rule if request.url_rule else request.path
-    access_log.info(
+    access_log.log(
+        logging.DEBUG if request.path == "/ping" else logging.INFO,
         "%s %s %d %.1f ms",
         request.method,
         route,
