@@ -11,7 +11,10 @@ the blue/green DeploymentConfig that rolls a real-time endpoint back on the 5xx 
 Names start with the deployment name and carry its tag, so `gen3d teardown` (which finds
 alarms by that prefix and tag) removes them. Each alarm's description ends with a hash of
 its request: a re-run compares hashes and sends nothing when they match.
-Metric names: docs.aws.amazon.com/sagemaker/latest/dg/monitoring-cloudwatch.html.
+Metric names: docs.aws.amazon.com/sagemaker/latest/dg/monitoring-cloudwatch.html. Its
+GPUMemoryUtilization runs 0-100 % times the instance's GPU count; the 90 % threshold is
+for the one-GPU instances platform.json pairs (ml.g4dn.xlarge, ml.g5.xlarge): a multi-GPU
+instance would need 90 x GPUs.
 DeploymentConfig limits (botocore's sagemaker model): WaitIntervalInSeconds 0-3600,
 TerminationWaitInSeconds 0-3600, MaximumExecutionTimeoutInSeconds 600-28800.
 """
