@@ -195,9 +195,14 @@ def test_prometheus_counts_requests_across_two_workers(start_gen3d_server) -> No
     assert sum(ready) == 2  # both workers' gauges, summed
 
 
-def test_metrics_route_is_off_by_default(start_gen3d_server) -> None:
-    server = start_gen3d_server({})
+def test_metrics_route_and_emf_are_off_by_default(start_gen3d_server) -> None:
+    server = start_gen3d_server({})  # no GEN3D_DEPLOYMENT: a local run
     assert requests.get(server.url + "/metrics", timeout=10).status_code == 404
+    assert post_png(server.url, "req-local").status_code == 200
+    server.stop(10)
+    docs = [json.loads(line) for line in lines_of(server.log_path)]
+    assert not any("_aws" in d for d in docs)
+    assert any(d.get("request_id") == "req-local" for d in docs)  # still the request line
 
 
 class OutOfMemoryAboveOne(SilhouetteBackend):
