@@ -15,7 +15,7 @@ from typing import Any
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from gen3d.serve import codecs, request_body, request_options
+from gen3d.serve import codecs, metrics, request_body, request_log, request_options
 from gen3d.serve.backends import batch_capacity
 from gen3d.serve.errors import (
     Gen3DError,
@@ -135,13 +135,16 @@ def create_app(runtime: ModelRuntime) -> Flask:
                 decoded = decode_request(body, content_type, defaults, service.limits)
             accept = request.headers.get("Accept")
             outcome = service.invoke(decoded, accept, g.request_id, admission)
+        g.outcome, encode_started = outcome, time.perf_counter()  # for gen3d.serve.request_log
         answer = outcome.encode()
+        g.encode_ms = round(1000 * (time.perf_counter() - encode_started), 3)
         return Response(answer.body, mimetype=answer.media_type, headers=answer.headers)
 
     if settings.ui:  # local pages: try-it (/), /docs (gen3d.serve.ui)
         from gen3d.serve.ui.pages import register as register_ui
 
         register_ui(app)
+    request_log.install(app, metrics.current())  # request id in logs, access line, metrics
     return app
 
 

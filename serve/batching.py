@@ -232,11 +232,13 @@ class Batcher:
                 self._run(jobs[:half])
                 self._run(jobs[half:])
                 return
+            ids = ",".join(sorted({j.request_id for j in jobs}))
             log.error(
                 "requests %s: the backend failed on a batch of %d",
-                ",".join(sorted({j.request_id for j in jobs})),
+                ids,
                 len(jobs),
                 exc_info=exc,
+                extra={"request_id": ids},  # a field of its own in JSON logs
             )
             for job in jobs:
                 job.future.set_exception(exc)
@@ -249,6 +251,7 @@ class Batcher:
                         "request %s: the backend failed on one sample",
                         job.request_id,
                         exc_info=result,
+                        extra={"request_id": job.request_id},
                     )
                 job.future.set_exception(result)
                 continue

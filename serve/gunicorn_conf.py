@@ -9,6 +9,7 @@ import importlib
 import os
 import sys
 
+from gen3d.serve import logging_setup, metrics
 from gen3d.serve.backends import lookup
 from gen3d.serve.settings import Settings, SettingsError
 
@@ -41,3 +42,14 @@ if os.path.isdir("/dev/shm"):
 # gunicorn >= 24 opens a control socket in $HOME; several servers on one host (tests,
 # benchmarks) would contend for it and the image never uses it.
 control_socket_disable = True
+# JSON (or text) lines for gunicorn's own loggers too; Prometheus' per-worker files.
+logger_class = logging_setup.GunicornLogger
+metrics.prepare_multiprocess(_settings)
+
+
+def child_exit(server: object, worker: object) -> None:
+    metrics.worker_exited(worker.pid)  # type: ignore[attr-defined]
+
+
+def on_exit(server: object) -> None:
+    metrics.remove_multiprocess_dir()

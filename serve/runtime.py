@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 
-from gen3d.serve import request_options
+from gen3d.serve import metrics, request_options
 from gen3d.serve.automask import AutoMasker
 from gen3d.serve.backends import Backend, create_backend
 from gen3d.serve.batching import Batcher
@@ -84,7 +84,7 @@ class ModelRuntime:
                 self.timings["warmup_s"] = time.perf_counter() - started
                 log.info("warm-up done in %.2f s", self.timings["warmup_s"])
             batcher = Batcher(
-                self.backend,
+                metrics.ObservedBackend(self.backend, metrics.current()),  # batch sizes, OOM
                 max_batch_size=settings.max_batch_size,
                 max_delay_s=settings.max_batch_delay_ms / 1000,
                 max_queue=settings.max_queue,
@@ -92,6 +92,7 @@ class ModelRuntime:
             batcher.start()
             self.batcher = batcher
             self.state = "ready"
+            metrics.current().model_state(self.state, self.timings)
             log.info(
                 "ready: backend=%s max_batch_size=%d", self.backend.name, batcher.max_batch_size
             )
@@ -99,4 +100,5 @@ class ModelRuntime:
             self.state = "failed"
             self.failure = f"{type(exc).__name__}: {exc}"
             self.public_failure = getattr(exc, "public", None)
+            metrics.current().model_state(self.state, self.timings)
             log.exception("model failed to load; /ping will answer 503: %s", self.failure)

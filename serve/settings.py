@@ -14,6 +14,8 @@ from typing import Any
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("json", "text")  # observability (issue 17): gen3d.serve.logging_setup
+EMF_MODES = ("auto", "on", "off")  # auto: on when GEN3D_DEPLOYMENT is set (gen3d deploy sets it)
 
 
 class SettingsError(ValueError):
@@ -45,6 +47,11 @@ class Settings:
     torch_threads: int = 0  # 0: torch's default (one per core)
     bind_host: str = "0.0.0.0"  # gunicorn only: `gen3d serve` and the tests bind 127.0.0.1
     ui: bool = False  # try-it page at / and /docs (gen3d.serve.ui); `gen3d serve` turns it on
+    # observability (issue 17): gen3d.serve.logging_setup, gen3d.serve.metrics
+    log_format: str = "json"
+    deployment: str = ""  # the endpoint's deployment name: a metric dimension
+    emf_metrics: str = "auto"
+    prometheus: bool = False  # /metrics in Prometheus text format
 
     @property
     def threads(self) -> int:
@@ -153,6 +160,12 @@ def _host(raw: str) -> str:
     return raw
 
 
+def _label(raw: str) -> str:
+    if not all(c.isalnum() or c in "-_." for c in raw) or len(raw) > 63:
+        raise ValueError("must be up to 63 letters, digits, '-', '_' or '.'")
+    return raw
+
+
 # variable -> (Settings field, parser)
 _VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "GEN3D_BACKEND": ("backend", _backend),
@@ -178,6 +191,10 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "GEN3D_TORCH_THREADS": ("torch_threads", _int(0, 1024)),
     "GEN3D_BIND_HOST": ("bind_host", _host),
     "GEN3D_UI": ("ui", _bool),
+    "GEN3D_LOG_FORMAT": ("log_format", _choice(LOG_FORMATS)),
+    "GEN3D_DEPLOYMENT": ("deployment", _label),
+    "GEN3D_EMF": ("emf_metrics", _choice(EMF_MODES)),
+    "GEN3D_PROMETHEUS": ("prometheus", _bool),
 }
 
 # Other spellings of a variable above: alias -> variable. SageMaker's inference toolkit

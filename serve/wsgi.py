@@ -3,17 +3,14 @@ off), so the model and its CUDA context are created in the worker, never the mas
 
 from __future__ import annotations
 
-import logging
-
+from gen3d.serve import logging_setup, metrics
 from gen3d.serve.app import create_app
 from gen3d.serve.runtime import ModelRuntime
 from gen3d.serve.settings import Settings
 
 settings = Settings.from_env()  # validated already by gunicorn.conf.py in the master
-logging.basicConfig(
-    level=settings.log_level.upper(),
-    format="%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s",
-)
+logging_setup.configure(settings)  # JSON lines or text (GEN3D_LOG_FORMAT)
+metrics.install(metrics.Metrics(settings))  # EMF / Prometheus (GEN3D_EMF, GEN3D_PROMETHEUS)
 runtime = ModelRuntime(settings)
 runtime.start()
 app = create_app(runtime)

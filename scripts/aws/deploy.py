@@ -14,6 +14,7 @@ from gen3d.aws.clients import AwsClients, tag_list
 from gen3d.aws.endpoint_spec import VARIANT, DeploySpec
 from gen3d.aws.errors import AwsCommandError
 from gen3d.aws.logs import endpoint_log_group, ensure_log_group, inference_component_log_group
+from gen3d.aws.monitoring import ensure_monitoring
 from gen3d.aws.plan import CREATED, UNCHANGED, UPDATED, ApiCall, Plan
 from gen3d.aws.waiters import wait_for_endpoint
 
@@ -94,8 +95,16 @@ def deploy(
             spec, model["ModelName"], model_bytes=model_bytes, **async_paths
         )
     _ensure_endpoint_config(plan, clients.sagemaker, config)
+    # SNS error topic, alarms, dashboard; the blue/green rollout for real-time endpoints
+    rollout = ensure_monitoring(
+        plan,
+        clients,
+        spec,
+        error_topic=async_paths.get("error_topic"),
+        inference_components=options.scale_to_zero,
+    )
     try:
-        _ensure_endpoint(plan, clients, spec, config, options)
+        _ensure_endpoint(plan, clients, spec, config, options, deployment_config=rollout)
     except BaseException:
         # Whatever happened to the endpoint (an update that failed or timed out),
         # autoscaling is put back: an async endpoint without it would stay at its
@@ -253,17 +262,20 @@ def _ensure_endpoint(
     spec: DeploySpec,
     config: dict[str, Any],
     options: DeployOptions,
+    deployment_config: dict[str, Any] | None = None,
 ) -> None:
-    """Create the endpoint, or move it to `config`; wait (unless --no-wait) until it is
-    InService on that config."""
+    """Create the endpoint, or move it to `config` (with `deployment_config`'s rollout and
+    rollback, when given); wait (unless --no-wait) until it is InService on that config."""
     sagemaker = clients.sagemaker
     endpoint, config_name = spec.name, config["EndpointConfigName"]
+    rollout = {"DeploymentConfig": deployment_config} if deployment_config else {}
     create = {
         "EndpointName": endpoint,
         "EndpointConfigName": config_name,
         "Tags": tag_list(spec.name),
+        **rollout,
     }
-    update = {"EndpointName": endpoint, "EndpointConfigName": config_name}
+    update = {"EndpointName": endpoint, "EndpointConfigName": config_name, **rollout}
     waited = False
 
     def wait() -> None:

@@ -87,6 +87,7 @@ class DeploySpec:
 
     def model_environment(self) -> dict[str, str]:
         env = {"GEN3D_BACKEND": self.backend}
+        env["GEN3D_DEPLOYMENT"] = self.name  # the container's metric dimension (issue 17)
         if self.mode == "async":
             # Async calls may run for minutes and carry large inputs from S3.
             env["GEN3D_REQUEST_TIMEOUT_S"] = str(ASYNC_INVOCATION_TIMEOUT_S)

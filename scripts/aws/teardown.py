@@ -13,7 +13,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from gen3d.aws import autoscaling
+from gen3d.aws import autoscaling, dashboard
 from gen3d.aws.budget import budget_name
 from gen3d.aws.clients import TAG_KEY, AwsClients, has_tag
 from gen3d.aws.iam import delete_role
@@ -25,6 +25,7 @@ from gen3d.aws.waiters import wait_until_gone
 
 ORDER = (
     "CloudWatch alarms",
+    "CloudWatch dashboard",
     "autoscaling policies and scalable targets",
     "upload trigger (bucket notification, Lambda)",
     "inference components (and wait until they are gone)",
@@ -62,6 +63,7 @@ def teardown(
     buckets = found.buckets()
     groups: list[list[Action]] = [
         found.alarms(),
+        dashboard.teardown_actions(clients.cloudwatch, deployment),  # found by name + marker
         found.scalable_targets(endpoints),
         found.upload_trigger(buckets),
         found.inference_components(endpoints, poll_s, timeout_s),

@@ -22,8 +22,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "tagged gen3d:deployment=NAME, and wait until InService. async adds an S3 bucket, "
         "SNS topics and autoscaling with minimum 0 (target tracking on "
         "ApproximateBacklogSizePerInstance + a step policy fired by HasBacklogWithoutCapacity). "
-        "serverless refuses GPU backends and images (no GPU there). Re-running changes "
-        "nothing unless the inputs changed.",
+        "serverless refuses GPU backends and images (no GPU there). Every mode gets a "
+        "CloudWatch dashboard (gen3d-NAME) and alarms to the SNS error topic; realtime a "
+        "blue/green DeploymentConfig that rolls back on the 5xx alarm (docs/deploy.md). "
+        "Re-running changes nothing unless the inputs changed.",
     )
     p.add_argument("--name", required=True, help="deployment and endpoint name")
     p.add_argument("--mode", required=True, choices=MODES)

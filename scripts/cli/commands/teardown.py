@@ -14,7 +14,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "teardown",
         help="delete every resource tagged gen3d:deployment=NAME",
-        description=f"Find resources tagged {TAG_KEY}=NAME (alarms, autoscaling, upload "
+        description=f"Find resources tagged {TAG_KEY}=NAME (alarms, dashboard, autoscaling, upload "
         "trigger, endpoint, configs, models, topics, log groups, bucket, roles, budget) and "
         "delete them in dependency order. Safe to re-run: a second run finds nothing.",
     )
