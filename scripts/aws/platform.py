@@ -58,15 +58,24 @@ def _major_minor(version: str) -> tuple[int, int]:
     return int(parts[0]), int(parts[1]) if len(parts) > 1 else 0
 
 
-def cuda_runs_on_ami(cuda_version: str, ami: str) -> bool:
-    """True when a CUDA `cuda_version` runtime runs on `ami`'s driver.
+def runs_on_driver(cuda_version: str, driver_cuda: str) -> bool:
+    """True when a CUDA `cuda_version` runtime runs on a driver whose CUDA is `driver_cuda`.
 
-    The AMIs disable CUDA-compat mounting, so forward compatibility is not available:
-    the runtime must be no newer than the driver's CUDA version."""
+    Within one major version, CUDA's minor version compatibility lets a newer-minor runtime
+    run on an older-minor driver (12.4 on a 12.2 driver) for code compiled to the GPU's
+    own architecture, which our images ship (NVIDIA, "CUDA Compatibility", minor version
+    compatibility, from CUDA 11.1). Across major versions it needs the forward-compat
+    package, which the SageMaker AMIs do not mount: refused."""
+    runtime, driver = _major_minor(cuda_version), _major_minor(driver_cuda)
+    return runtime <= driver or runtime[0] == driver[0]
+
+
+def cuda_runs_on_ami(cuda_version: str, ami: str) -> bool:
+    """True when a CUDA `cuda_version` runtime runs on `ami`'s driver (runs_on_driver)."""
     amis = platform()["amis"]
     if ami not in amis:
         raise ValueError(f"unknown InferenceAmiVersion {ami!r}: known are {', '.join(amis)}")
-    return _major_minor(cuda_version) <= _major_minor(amis[ami]["max_cuda"])
+    return runs_on_driver(cuda_version, amis[ami]["max_cuda"])
 
 
 def gpu_problem(instance_type: str, flavor_name: str | None) -> str | None:
@@ -100,12 +109,19 @@ def transform_ami_version(instance_type: str, flavor_name: str | None) -> str | 
     amis = platform()["batch_amis"]
     newest = max(amis, key=lambda name: _major_minor(amis[name]["max_cuda"]))
     cuda = flavor(flavor_name)["cuda_version"] if flavor_name else None
-    if cuda is not None and _major_minor(cuda) > _major_minor(amis[newest]["max_cuda"]):
+    if cuda is not None and not runs_on_driver(cuda, amis[newest]["max_cuda"]):
+        usable = [
+            name
+            for name, entry in platform()["flavors"].items()
+            if entry["cuda_version"]
+            and runs_on_driver(entry["cuda_version"], amis[newest]["max_cuda"])
+        ]
         raise ValueError(
             f"the {flavor_name} image needs CUDA {cuda}, but batch transform's newest GPU AMI "
-            f"({newest}, driver {amis[newest]['nvidia_driver']}) supports CUDA up to "
-            f"{amis[newest]['max_cuda']}. Run batch on a CPU instance, use the sam3d "
-            f"flavor (CUDA {flavor('sam3d')['cuda_version']}), or an async endpoint"
+            f"({newest}, driver {amis[newest]['nvidia_driver']}) supports CUDA "
+            f"{amis[newest]['max_cuda'].split('.')[0]}.x at most. Run batch on a CPU instance, "
+            + (f"use the {' or '.join(usable)} flavor, " if usable else "")
+            + "or use an async endpoint"
         )
     return newest
 

@@ -50,7 +50,11 @@ def test_every_gpu_flavor_pairs_with_its_ami() -> None:
         ("12.1", "al2023-ami-sagemaker-inference-gpu-4-1", True),
         ("13.0", "al2-ami-sagemaker-inference-gpu-3-1", False),
         ("12.4.1", "al2-ami-sagemaker-inference-gpu-3-1", True),
-        ("12.4", "al2-ami-sagemaker-inference-gpu-2", False),
+        # CUDA minor version compatibility: 12.x runtimes run on any 12.x driver (>= 525)
+        # without the compat package (docs.nvidia.com/deploy/cuda-compatibility,
+        # "Minor Version Compatibility"); only a new major needs a newer driver.
+        ("12.4", "al2-ami-sagemaker-inference-gpu-2", True),
+        ("13.0", "al2-ami-sagemaker-inference-gpu-2", False),
         ("12.2", "al2-ami-sagemaker-inference-gpu-2-1", True),
     ],
 )

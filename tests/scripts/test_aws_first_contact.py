@@ -10,7 +10,7 @@ import boto3
 import pytest
 from aws_requests import dry_run_calls
 
-from gen3d.aws import endpoint_spec, inference_components, storage
+from gen3d.aws import autoscaling, endpoint_spec, inference_components, storage
 from gen3d.aws.clients import AwsClients
 from gen3d.aws.endpoint_spec import DeploySpec
 from gen3d.aws.errors import AwsCommandError
@@ -128,7 +128,7 @@ def test_gpu_batch_dry_run_sets_the_batch_ami(aws, capsys):
 @pytest.mark.parametrize(
     ("extra", "reason"),
     [
-        (["--instance-type", "ml.g5.xlarge", "--flavor", "gpu"], "supports CUDA up to 12.2"),
+        (["--instance-type", "ml.g5.xlarge", "--flavor", "gpu"], "supports CUDA 12.x at most"),
         (["--instance-type", "ml.p4d.24xlarge"], "batch transform does not offer it"),
     ],
 )
@@ -159,7 +159,9 @@ def _autoscaling() -> tuple[list[dict], list[dict], list[dict]]:
     targets = aas.describe_scalable_targets(ServiceNamespace="sagemaker")["ScalableTargets"]
     policies = aas.describe_scaling_policies(ServiceNamespace="sagemaker")["ScalingPolicies"]
     alarms = boto3.client("cloudwatch").describe_alarms()["MetricAlarms"]
-    return targets, policies, alarms
+    # the scale-from-zero alarm only (deploy also creates monitoring alarms)
+    ours = [a for a in alarms if a["AlarmName"] == autoscaling.alarm_name("t")]
+    return targets, policies, ours
 
 
 def test_a_failed_instance_type_update_keeps_autoscaling(model_artifact, capsys):

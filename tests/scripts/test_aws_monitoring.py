@@ -6,9 +6,10 @@ import json
 
 import boto3
 import pytest
+from aws_requests import validate_strictly as validate_request
 
 from gen3d.aws import alarms
-from gen3d.aws.clients import TAG_KEY, AwsClients, validate_request
+from gen3d.aws.clients import TAG_KEY, AwsClients
 from gen3d.aws.dashboard import dashboard_body, dashboard_name
 from gen3d.aws.deploy import DeployOptions, deploy
 from gen3d.aws.endpoint_spec import DeploySpec
