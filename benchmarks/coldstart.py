@@ -135,7 +135,8 @@ def run_coldstart_suite(
     if config.backend == "silhouette":
         model_dir.mkdir(parents=True, exist_ok=True)
     settings = settings_for(config.backend, model_dir, config.device, config.precision, 8)
-    server_settings = server_env(settings)
+    # text logs: their asctime stamps (ms) are what parse_log reads the load/warm-up times from
+    server_settings = {**server_env(settings), "GEN3D_LOG_FORMAT": "text"}
     with tempfile.TemporaryDirectory(prefix="gen3d-coldstart-") as tmp_name:
         tmp = Path(tmp_name)
         plain = [

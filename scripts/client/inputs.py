@@ -17,10 +17,15 @@ from urllib3 import encode_multipart_formdata
 
 from gen3d.client.errors import InputError
 
-FORMATS = ("glb", "ply", "obj")
+FORMATS = ("glb", "ply", "obj", "usdz")
 # The container's Accept table for one sample (gen3d.serve.codecs.FORMAT_MEDIA_TYPE; a
 # test keeps the two equal).
-FORMAT_MEDIA_TYPE = {"glb": "model/gltf-binary", "ply": "application/ply", "obj": "model/obj"}
+FORMAT_MEDIA_TYPE = {
+    "glb": "model/gltf-binary",
+    "ply": "application/ply",
+    "obj": "model/obj",
+    "usdz": "model/vnd.usdz+zip",  # servers with the `usd` extra; 406 elsewhere
+}
 SUFFIX = {fmt: "." + fmt for fmt in FORMATS}
 MAX_SEED = 2**32 - 1
 CUSTOM_ATTRIBUTES = "X-Amzn-SageMaker-Custom-Attributes"

@@ -47,6 +47,8 @@ class Result:
         PLY (its splat centres and colours)."""
         import trimesh
 
+        if self.format == "usdz":
+            raise ValueError("trimesh cannot read USDZ; save() it, or ask for format='glb'")
         if self.format == "ply":
             return _splat_points(self.data)
         loaded = trimesh.load(io.BytesIO(self.data), file_type=self.format, force="mesh")

@@ -88,7 +88,9 @@ def test_a_full_queue_answers_503_with_retry_after(start_gen3d_server, proxy_dir
     with ThreadPoolExecutor(16) as pool:
         responses = list(pool.map(lambda i: invoke(srv.url, body, i), range(16)))
     counts = Counter(r.status_code for r in responses)
-    assert set(counts) == {200, 503} and counts[200] >= 3, counts
+    # the queue holds a request from admission (before its body is decoded): with 16 at
+    # once, at least the 2 admitted first are served, the others refused before any work
+    assert set(counts) == {200, 503} and counts[200] >= 2, counts
     refused = [r for r in responses if r.status_code == 503]
     assert all(r.json()["error"]["code"] == "queue_full" for r in refused)
     assert all(int(r.headers["Retry-After"]) >= 1 for r in refused)

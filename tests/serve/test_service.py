@@ -135,7 +135,10 @@ def test_internal_value_error_through_a_real_server_is_500_and_logged(
         "message": "the model failed on this input; see the server log",
         "request_id": "req-real-500",
     }
-    log = server.log()
+    deadline = time.monotonic() + 10  # log lines are written by a background thread
+    while "req-real-500: the backend" not in server.log(100_000) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    log = server.log(100_000)
     assert "request req-real-500: the backend failed on one sample" in log
     assert "Traceback" in log and "cannot reshape" in log
     assert requests.get(server.url + "/ping", timeout=5).status_code == 200

@@ -96,13 +96,17 @@ def keep(image: Image.Image, name: str) -> None:
         image.save(Path(folder) / name)
 
 
-def submit(driver, url: str, image: Path, mask: Path | None, fmt: str = "glb") -> str:
+def submit(
+    driver, url: str, image: Path, mask: Path | None, fmt: str = "glb", options: str = ""
+) -> str:
     from selenium.webdriver.common.by import By
 
     driver.get(url + "/")
     driver.find_element(By.ID, "image").send_keys(str(image))
     if mask is not None:
         driver.find_element(By.ID, "mask").send_keys(str(mask))
+    if options:
+        driver.find_element(By.ID, "options").send_keys(options)
     driver.execute_script(f"document.getElementById('format').value = '{fmt}'")
     driver.find_element(By.ID, "submit").click()
     return wait_for(
@@ -159,8 +163,11 @@ def test_a_splat_result_is_shown_as_coloured_markers(browser, ui_server) -> None
 def test_the_server_message_is_shown_when_the_mask_is_missing(browser, ui_server) -> None:
     from selenium.webdriver.common.by import By
 
-    # coffee.png is RGB: no alpha to stand in for the mask, and silhouette needs one.
-    state = submit(browser, ui_server.url, SAMPLES / "coffee.png", None)
+    # coffee.png is RGB: no alpha to stand in for the mask; mask=required turns the
+    # server's automatic mask off, so the server refuses it.
+    state = submit(
+        browser, ui_server.url, SAMPLES / "coffee.png", None, options='{"mask": "required"}'
+    )
     assert state == "error"
     error = browser.find_element(By.ID, "error").text
     assert error.startswith("a mask is required") and "[unprocessable, HTTP 422]" in error
