@@ -38,13 +38,16 @@ def prepare_model_dir(
         return (cache or default_cache()) / "silhouette-empty"
     if backend == "sam3d":
         raise ValueError("the sam3d backend needs --model-dir (SAM 3D Objects checkpoints)")
+    from gen3d.model_opt.proxy_model import init_proxy_model
+    from gen3d.serve.artifact.manifest import MANIFEST_FILE
     from gen3d.serve.backends.proxy.model import config_for
-    from gen3d.serve.backends.proxy.weights import WEIGHTS_FILE, write_weights
+    from gen3d.serve.backends.proxy.weights import WEIGHTS_FILE
 
     target = (cache or default_cache()) / f"proxy-{size}-seed0"
-    if not (target / WEIGHTS_FILE).is_file() or not (target / "config.json").is_file():
+    files = (WEIGHTS_FILE, "config.json", MANIFEST_FILE)
+    if not all((target / name).is_file() for name in files):
         print(f"writing proxy {size} weights to {target} (once; reused after)", flush=True)
-        write_weights(config_for(size), 0, target)
+        init_proxy_model(config_for(size), 0, target)
     return target
 
 

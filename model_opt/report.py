@@ -76,7 +76,9 @@ def weights_file(model_dir: Path) -> Path:
     from gen3d.serve.artifact.manifest import read_manifest
 
     manifest = read_manifest(model_dir)
-    return model_dir / (manifest["applied"]["weights"] if manifest else "proxy.safetensors")
+    # an optimised artifact names its weights file; an initialised proxy model has the plain one
+    weights = (manifest or {}).get("applied", {}).get("weights", "proxy.safetensors")
+    return model_dir / weights
 
 
 def weight_bytes(model_dir: Path) -> int:

@@ -35,6 +35,7 @@ class Settings:
     request_timeout_s: float = 55.0
     max_body_mb: float = 6.0
     max_image_pixels: int = 4096 * 4096
+    allow_unverified_model: bool = False  # load a model dir without (or beyond) its manifest
     max_image_side: int = 2048  # larger photos and masks are reduced while decoding; 0: never
     decode_concurrency: int = 2  # bodies decoded at once per worker (bounds peak memory)
     max_batch_items: int = 16
@@ -180,6 +181,7 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "GEN3D_MAX_BODY_MB": ("max_body_mb", _float(0.001, 1024)),
     "GEN3D_MAX_IMAGE_PIXELS": ("max_image_pixels", _int(1, 1 << 30)),
     "GEN3D_MAX_IMAGE_SIDE": ("max_image_side", _int(0, 1 << 15)),
+    "GEN3D_ALLOW_UNVERIFIED_MODEL": ("allow_unverified_model", _bool),
     "GEN3D_DECODE_CONCURRENCY": ("decode_concurrency", _int(1, 256)),
     "GEN3D_MAX_BATCH_ITEMS": ("max_batch_items", _int(1, 1024)),
     "GEN3D_WARMUP": ("warmup", _bool),

@@ -54,12 +54,36 @@ def read_manifest(model_dir: Path) -> dict[str, Any] | None:
     return manifest
 
 
-def verify(model_dir: Path, backend: str) -> dict[str, Any] | None:
-    """Check the manifest (if any) against the directory: backend, then the size and
-    sha256 of every listed file. Raises ArtifactError naming the first problem."""
+def verify(model_dir: Path, backend: str, *, strict: bool = False) -> dict[str, Any] | None:
+    """Check the manifest against the directory: backend, then the size and sha256 of
+    every listed file. Raises ArtifactError naming the first problem.
+
+    `strict` (what the server does unless GEN3D_ALLOW_UNVERIFIED_MODEL=1): the manifest
+    must exist and list every file in the directory, so nothing the server loads or
+    executes (weights, configs, the compile cache's code) escapes the check. Without it
+    (packaging a plain source directory) a missing manifest returns None."""
     manifest = read_manifest(model_dir)
     if manifest is None:
+        if strict:
+            raise ArtifactError(
+                f"{model_dir} has no {MANIFEST_FILE}: the server loads only files whose "
+                "sha256 a manifest lists. Write one with `gen3d package` (or `gen3d proxy "
+                "init` for a proxy model), or set GEN3D_ALLOW_UNVERIFIED_MODEL=1 to load "
+                "the directory unchecked",
+                public=f"the model directory has no {MANIFEST_FILE}",
+            )
         return None
+    if strict:
+        unlisted = sorted(set(artifact_files(model_dir)) - set(manifest["files"]))
+        if unlisted:
+            shown = ", ".join(unlisted[:3]) + (
+                f" and {len(unlisted) - 3} more" if len(unlisted) > 3 else ""
+            )
+            raise ArtifactError(
+                f"{model_dir}: {shown} not listed in {MANIFEST_FILE}; the server loads no "
+                "unverified file (rebuild the manifest with `gen3d package`)",
+                public="the model directory holds files its manifest does not list",
+            )
     if manifest.get("backend") != backend:
         raise ArtifactError(
             f"{model_dir}: artifact was optimised for backend {manifest.get('backend')!r}, "

@@ -18,8 +18,8 @@ from gen3d.benchmarks.peers import PeersConfig, run_peers_suite
 from gen3d.benchmarks.report import build_report
 from gen3d.benchmarks.server import ServerSuiteConfig, run_server_suite
 from gen3d.cost.bench import read_entries
+from gen3d.model_opt.proxy_model import init_proxy_model
 from gen3d.serve.backends.proxy.model import config_for
-from gen3d.serve.backends.proxy.weights import write_weights
 
 FINGERPRINT_KEYS = {
     "cpu_model",
@@ -40,7 +40,7 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path
     out = tmp_path_factory.mktemp("bench-results")
     # model directories of our own, so the tests never touch ~/.cache
     proxy_dir, empty_dir = tmp_path_factory.mktemp("proxy-tiny"), tmp_path_factory.mktemp("e")
-    write_weights(config_for("tiny"), 0, proxy_dir)
+    init_proxy_model(config_for("tiny"), 0, proxy_dir)
     saved_cache = os.environ.get("GEN3D_BENCH_CACHE")
     os.environ["GEN3D_BENCH_CACHE"] = str(tmp_path_factory.mktemp("cache"))  # int8 builds
     try:

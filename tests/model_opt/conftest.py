@@ -9,14 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from gen3d.model_opt.proxy_model import init_proxy_model
 from gen3d.serve.backends.proxy.model import config_for
-from gen3d.serve.backends.proxy.weights import write_weights
 
 
 @pytest.fixture(scope="session")
 def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("proxy-tiny")
-    write_weights(config_for("tiny"), 0, out)
+    init_proxy_model(config_for("tiny"), 0, out)
     return out
 
 

@@ -4,6 +4,7 @@ model dir the backend loads after verifying every checksum."""
 from __future__ import annotations
 
 import json
+import shutil
 import tarfile
 from pathlib import Path
 
@@ -56,8 +57,11 @@ def test_tar_gz_round_trip(artifact: Path, tmp_path: Path, capsys) -> None:
 
 
 def test_plain_model_dir_gets_a_manifest(tiny_dir: Path, tmp_path: Path) -> None:
+    plain = tmp_path / "plain"  # weights and config only, as a hand-made model dir has
+    shutil.copytree(tiny_dir, plain)
+    (plain / MANIFEST_FILE).unlink()
     archive = tmp_path / "plain.tar.gz"
-    assert main(["package", "--model-dir", str(tiny_dir), "--out", str(archive)]) == 0
+    assert main(["package", "--model-dir", str(plain), "--out", str(archive)]) == 0
     with tarfile.open(archive) as tar:
         tar.extractall(tmp_path / "x", filter="data")
     manifest = json.loads((tmp_path / "x" / MANIFEST_FILE).read_text())

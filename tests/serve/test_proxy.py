@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 import torch
 
+from gen3d.model_opt.proxy_model import init_proxy_model
 from gen3d.serve.assets import Asset, encode_asset
 from gen3d.serve.backends import create_backend
 from gen3d.serve.backends.base import Backend, Sample, synthetic_sample
 from gen3d.serve.backends.device import resolve_dtype
 from gen3d.serve.backends.proxy.backend import ProxyBackend, batch_buckets, parse_steps
 from gen3d.serve.backends.proxy.model import config_for
-from gen3d.serve.backends.proxy.weights import write_weights
 from gen3d.serve.errors import ArtifactError, Unprocessable
 from gen3d.serve.settings import Settings, SettingsError
 from gen3d.serve.synthetic import photo_and_mask
@@ -32,7 +32,7 @@ VERTEX_ATOL = 1e-4
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("proxy-tiny")
-    write_weights(config_for("tiny"), 0, out)
+    init_proxy_model(config_for("tiny"), 0, out)
     return out
 
 
@@ -160,10 +160,14 @@ def test_load_refuses_missing_or_mismatched_artifacts(tmp_path: Path, model_dir:
     settings = Settings(backend="proxy", model_dir=tmp_path)
     with pytest.raises(ArtifactError, match="gen3d proxy init"):
         ProxyBackend().load(tmp_path, settings)
+    # past the manifest check (GEN3D_ALLOW_UNVERIFIED_MODEL=1), the loader's own checks
+    settings = Settings(backend="proxy", model_dir=tmp_path, allow_unverified_model=True)
+    with pytest.raises(ArtifactError, match="gen3d proxy init"):
+        ProxyBackend().load(tmp_path, settings)
     # config says one shape, weights another
     (tmp_path / "config.json").write_text((model_dir / "config.json").read_text())
     other = tmp_path / "other"
-    write_weights(config_for("tiny", stage1_depth=3), 0, other)
+    init_proxy_model(config_for("tiny", stage1_depth=3), 0, other)
     (tmp_path / "proxy.safetensors").write_bytes((other / "proxy.safetensors").read_bytes())
     with pytest.raises(ArtifactError, match="does not match"):
         ProxyBackend().load(tmp_path, settings)

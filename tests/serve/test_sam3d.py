@@ -28,6 +28,7 @@ import trimesh
 from plyfile import PlyData
 from scipy.spatial.transform import Rotation
 
+from gen3d.model_opt.manifest import write_manifest
 from gen3d.serve.assets import Asset, encode_asset
 from gen3d.serve.backends import create_backend
 from gen3d.serve.backends.base import Backend, Sample, synthetic_sample
@@ -107,6 +108,13 @@ def write_model_dir(root: Path) -> Path:
     for rel in DINOV2_FILES:
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_bytes(b"stand-in")
+    return seal(root)
+
+
+def seal(root: Path) -> Path:
+    """(Re)write the manifest the server requires, after a test changed the directory."""
+    root.mkdir(parents=True, exist_ok=True)
+    write_manifest(root, "sam3d", {"test": "stand-in model directory"})
     return root
 
 
@@ -256,6 +264,7 @@ def test_attention_backend_is_memory_efficient_off_the_flash_attn_gpus(
 def test_missing_dinov2_cache_is_an_artifact_error(model_dir: Path, standin: None) -> None:
     weights = model_dir / DINOV2_FILES[1]
     weights.unlink()
+    seal(model_dir)
     with pytest.raises(ArtifactError, match=r"dinov2_vitl14_reg4_pretrain\.pth"):
         _loaded(model_dir)
     assert "sam3d_objects" not in sys.modules  # refused before upstream could go online
@@ -265,8 +274,9 @@ def test_missing_config_or_upstream_is_an_artifact_error(
     tmp_path: Path, model_dir: Path, clean_env: None, fake_gpu: Callable[[str], None]
 ) -> None:
     fake_gpu("NVIDIA A10G")
+    empty = seal(tmp_path / "empty")
     with pytest.raises(ArtifactError, match=r"pipeline\.yaml"):
-        _loaded(tmp_path)
+        _loaded(empty)
     with pytest.raises(ArtifactError, match="not installed"):
         _loaded(model_dir)  # stand-in not on sys.path, no checkout in the model dir
 
@@ -280,6 +290,7 @@ def test_checkout_inside_the_model_dir_is_found(
         (model_dir / "checkpoints/hf/pipeline.yaml").read_text()
     )
     shutil.rmtree(model_dir / "checkpoints")
+    seal(model_dir)
     try:
         backend = _loaded(model_dir)
         assert backend._inference.config_file == str(model_dir / "pipeline.yaml")
@@ -498,6 +509,7 @@ def test_stage_offload_keeps_only_the_running_stage_on_the_gpu(
     model = write_model_dir(tmp_path / "model")
     yaml = model / "checkpoints/hf/pipeline.yaml"
     yaml.write_text(yaml.read_text().replace("device: cpu", "device: cuda"))
+    seal(model)
     backend = Sam3DBackend()
     backend.load(model, Settings(backend="sam3d", model_dir=model, stage_offload=True))
     backend.predict([_sample()])

@@ -67,8 +67,8 @@ def _usage(parser: argparse.ArgumentParser) -> int:
 
 
 def run_init(args: argparse.Namespace) -> int:
+    from gen3d.model_opt.proxy_model import init_proxy_model
     from gen3d.serve.backends.proxy.model import config_for, parameter_counts
-    from gen3d.serve.backends.proxy.weights import write_weights
 
     if args.seed < 0:
         print("gen3d proxy init: --seed must be >= 0", file=sys.stderr)
@@ -93,7 +93,7 @@ def run_init(args: argparse.Namespace) -> int:
             print(f"  {pct:3d}%  {done / 1e9:.2f} / {size / 1e9:.2f} GB", flush=True)
 
     try:
-        config_path, weights_path = write_weights(config, args.seed, args.out, progress)
+        config_path, weights_path = init_proxy_model(config, args.seed, args.out, progress)
     except OSError as exc:
         print(f"gen3d proxy init: cannot write to {args.out}: {exc.strerror}", file=sys.stderr)
         return 1

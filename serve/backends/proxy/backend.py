@@ -64,7 +64,7 @@ class ProxyBackend:
 
         self.max_batch_size = settings.max_batch_size
         self.device = resolve_device(settings.device)
-        manifest = verify(model_dir, self.name)
+        manifest = verify(model_dir, self.name, strict=not settings.allow_unverified_model)
         config, _ = read_config(model_dir)
         start = time.perf_counter()
         if manifest is not None and manifest["applied"].get("variant") is not None:

@@ -91,9 +91,9 @@ class Sam3DBackend:
     def load(self, model_dir: Path, settings: Settings) -> None:
         from gen3d.serve.artifact.manifest import verify
 
-        # A packaged artifact (gen3d package) is checked file by file before upstream
-        # reads any of it; a plain directory without a manifest loads as before.
-        verify(model_dir, self.name)
+        # The artifact (gen3d package) is checked file by file before upstream reads any
+        # of it; a directory without a manifest only with GEN3D_ALLOW_UNVERIFIED_MODEL=1.
+        verify(model_dir, self.name, strict=not settings.allow_unverified_model)
         self.config_path = find_pipeline_config(model_dir)
         gpu_name = require_cuda()
         device = resolve_device(settings.device)
