@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -172,6 +173,11 @@ def test_text_format_for_humans(start_gen3d_server) -> None:
 
 def test_prometheus_counts_requests_across_two_workers(start_gen3d_server) -> None:
     server = start_gen3d_server({"GEN3D_PROMETHEUS": "1", "MODEL_SERVER_WORKERS": "2"})
+    # /ping 200 means one worker is ready; wait for the other too, or it answers 503
+    deadline = time.monotonic() + 60
+    while server.log(200_000).count("ready: backend=") < 2:
+        assert time.monotonic() < deadline, server.log()
+        time.sleep(0.05)
     n = 6
     threads = [threading.Thread(target=post_png, args=(server.url, f"req-p{i}")) for i in range(n)]
     for t in threads:
