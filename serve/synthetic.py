@@ -16,14 +16,16 @@ def photo_and_mask(
     *,
     width: int | None = None,
     ellipse: tuple[float, float, float, float] = DEFAULT_ELLIPSE,
+    noise: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """A gradient photo with seeded noise in blue, (size, width, 3) uint8, and an
-    elliptical object mask, (size, width) bool."""
+    elliptical object mask, (size, width) bool. `noise=False`: a flat blue, so a large
+    photo compresses to a small PNG (memory tests send 4096^2 images in under 1 MB)."""
     height, width = size, width or size
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:height, 0:width]
-    noise = rng.integers(0, 256, (height, width))
-    image = np.stack([xx * 255 // width, yy * 255 // height, noise], -1).astype(np.uint8)
+    blue = rng.integers(0, 256, (height, width)) if noise else np.full((height, width), 128)
+    image = np.stack([xx * 255 // width, yy * 255 // height, blue], -1).astype(np.uint8)
     cx, cy, rx, ry = ellipse
     mask = ((xx - cx * width) / (rx * width)) ** 2 + ((yy - cy * height) / (ry * height)) ** 2
     return image, mask <= 1

@@ -68,3 +68,43 @@ def tiny_onnx_segmenter(path: Path, side: int | None) -> None:
     model.ir_version = 8  # readable by every onnxruntime the extra admits
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
+
+
+EMULATED_ROLE = "arn:aws:iam::123456789012:role/gen3d-sagemaker"
+
+
+def make_endpoint(
+    name: str, io_bucket: str, *, asynchronous: bool = False, env: dict | None = None
+) -> None:
+    """A SageMaker model, endpoint config and endpoint `name` on the emulator (ml.m5.large;
+    async ones write to `io_bucket`)."""
+    import boto3
+
+    sm = boto3.client("sagemaker")
+    container: dict = {"Image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/g:1"}
+    if env:
+        container["Environment"] = env
+    sm.create_model(
+        ModelName=f"{name}-m", ExecutionRoleArn=EMULATED_ROLE, PrimaryContainer=container
+    )
+    extra = {}
+    if asynchronous:
+        extra["AsyncInferenceConfig"] = {
+            "OutputConfig": {
+                "S3OutputPath": f"s3://{io_bucket}/async/output/",
+                "S3FailurePath": f"s3://{io_bucket}/async/failure/",
+            }
+        }
+    sm.create_endpoint_config(
+        EndpointConfigName=f"{name}-c",
+        ProductionVariants=[
+            {
+                "VariantName": "AllTraffic",
+                "ModelName": f"{name}-m",
+                "InstanceType": "ml.m5.large",
+                "InitialInstanceCount": 1,
+            }
+        ],
+        **extra,
+    )
+    sm.create_endpoint(EndpointName=name, EndpointConfigName=f"{name}-c")

@@ -21,7 +21,7 @@ import trimesh
 from botocore.response import StreamingBody
 from botocore.serialize import create_serializer
 from botocore.stub import Stubber
-from gen3d_testing import rgba_png
+from gen3d_testing import EMULATED_ROLE, make_endpoint, rgba_png
 
 from gen3d.client import (
     AsyncInferenceError,
@@ -37,7 +37,7 @@ from gen3d.client import (
 )
 from gen3d.serve.assets import Mesh, mesh_to_glb, mesh_to_obj
 
-ROLE = "arn:aws:iam::123456789012:role/gen3d-sagemaker"
+ROLE = EMULATED_ROLE
 IO_BUCKET = "gen3d-client-io"
 FAST = Backoff(first_s=0.01, factor=2, max_s=0.05)
 
@@ -50,35 +50,6 @@ def box_mesh() -> Mesh:
 
 def glb_answer(**metadata) -> bytes:
     return mesh_to_glb(box_mesh(), {"backend": "silhouette", **metadata})
-
-
-def make_endpoint(name: str, *, asynchronous: bool = False, env: dict | None = None) -> None:
-    sm = boto3.client("sagemaker")
-    container = {"Image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/g:1"}
-    if env:
-        container["Environment"] = env
-    sm.create_model(ModelName=f"{name}-m", ExecutionRoleArn=ROLE, PrimaryContainer=container)
-    extra = {}
-    if asynchronous:
-        extra["AsyncInferenceConfig"] = {
-            "OutputConfig": {
-                "S3OutputPath": f"s3://{IO_BUCKET}/async/output/",
-                "S3FailurePath": f"s3://{IO_BUCKET}/async/failure/",
-            }
-        }
-    sm.create_endpoint_config(
-        EndpointConfigName=f"{name}-c",
-        ProductionVariants=[
-            {
-                "VariantName": "AllTraffic",
-                "ModelName": f"{name}-m",
-                "InstanceType": "ml.m5.large",
-                "InitialInstanceCount": 1,
-            }
-        ],
-        **extra,
-    )
-    sm.create_endpoint(EndpointName=name, EndpointConfigName=f"{name}-c")
 
 
 @pytest.fixture
@@ -140,7 +111,7 @@ def multipart_parts(body: bytes, content_type: str) -> dict[str, bytes]:
 
 
 def test_realtime_sends_the_photo_and_reads_the_glb(aws) -> None:
-    make_endpoint("rt", env={"GEN3D_MAX_BATCH_ITEMS": "2", "GEN3D_MAX_BODY_MB": "4"})
+    make_endpoint("rt", IO_BUCKET, env={"GEN3D_MAX_BATCH_ITEMS": "2", "GEN3D_MAX_BODY_MB": "4"})
     runtime = Runtime()
     runtime.answer(glb_answer(seed=7, request_id="r-1"))
     client = Client.endpoint("rt", runtime=runtime.client, progress=None)
@@ -391,7 +362,7 @@ def test_endpoint_status_decides_what_is_refused(aws) -> None:
 def test_a_missing_endpoint_is_an_aws_error(aws) -> None:
     with pytest.raises(AwsError, match="endpoint absent: ValidationException"):
         Client.endpoint("absent")
-    make_endpoint("as", asynchronous=True)
+    make_endpoint("as", IO_BUCKET, asynchronous=True)
     with pytest.raises(InputError, match=r"is async: use Client\.async_endpoint"):
         Client.endpoint("as")
 
@@ -408,7 +379,7 @@ def queue_async(moto: str, *results: dict) -> None:
 
 
 def test_async_uploads_invokes_and_waits_for_the_output(aws, s3) -> None:
-    make_endpoint("as", asynchronous=True)
+    make_endpoint("as", IO_BUCKET, asynchronous=True)
     obj = mesh_to_obj(box_mesh(), {"backend": "silhouette"})
     queue_async(aws, {"data": obj.decode()})
     lines: list[str] = []
@@ -427,7 +398,7 @@ def test_async_uploads_invokes_and_waits_for_the_output(aws, s3) -> None:
 
 
 def test_async_failures_are_typed(aws, s3) -> None:
-    make_endpoint("as", asynchronous=True)
+    make_endpoint("as", IO_BUCKET, asynchronous=True)
     ours = {"error": {"code": "unprocessable", "message": "the mask is empty", "request_id": "x"}}
     queue_async(
         aws,
@@ -442,7 +413,7 @@ def test_async_failures_are_typed(aws, s3) -> None:
 
 
 def test_async_deadline_returns_a_handle_to_wait_on_later(aws, s3) -> None:
-    make_endpoint("as", asynchronous=True)
+    make_endpoint("as", IO_BUCKET, asynchronous=True)
     obj = mesh_to_obj(box_mesh(), {})
     queue_async(aws, {"data": obj.decode()})
     client = Client.async_endpoint("as", poll_s=0.01, timeout_s=0.3, progress=None)
@@ -460,7 +431,7 @@ def test_async_deadline_returns_a_handle_to_wait_on_later(aws, s3) -> None:
 
 
 def test_async_generate_many_queues_every_batch_first(aws, s3) -> None:
-    make_endpoint("as", asynchronous=True, env={"GEN3D_MAX_BATCH_ITEMS": "2"})
+    make_endpoint("as", IO_BUCKET, asynchronous=True, env={"GEN3D_MAX_BATCH_ITEMS": "2"})
 
     def prediction(i: int) -> dict:
         data = mesh_to_obj(box_mesh(), {"i": i})
@@ -483,7 +454,7 @@ def test_async_generate_many_queues_every_batch_first(aws, s3) -> None:
 
 def test_every_runtime_request_the_client_builds_is_valid(aws, s3) -> None:
     """InvokeEndpointAsync bodies too; and the strict check does reject bad values."""
-    make_endpoint("as", asynchronous=True)
+    make_endpoint("as", IO_BUCKET, asynchronous=True)
     seen: list[dict] = []
     runtime = boto3.client("sagemaker-runtime")
     runtime.meta.events.register(

@@ -15,46 +15,17 @@ from pathlib import Path
 import boto3
 import pytest
 import requests
+from gen3d_testing import EMULATED_ROLE, make_endpoint
 
 from gen3d.aws import lambda_handler
 from gen3d.aws.upload_trigger import code_sha256, package_handler
 from gen3d.cli.main import main
 
-ROLE = "arn:aws:iam::123456789012:role/gen3d-sagemaker"
+ROLE = EMULATED_ROLE
 # A bucket without the deployment's TLS-only policy: moto evaluates any conditional Deny
 # statement as matching (it has no aws:SecureTransport context), so it would refuse the
 # test's own writes over plain HTTP to a `gen3d setup` bucket.
 IO_BUCKET = "gen3d-invoke-io"
-
-
-def make_endpoint(name: str, *, asynchronous: bool) -> None:
-    sm = boto3.client("sagemaker")
-    sm.create_model(
-        ModelName=f"{name}-m",
-        ExecutionRoleArn=ROLE,
-        PrimaryContainer={"Image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/g:1"},
-    )
-    extra = {}
-    if asynchronous:
-        extra["AsyncInferenceConfig"] = {
-            "OutputConfig": {
-                "S3OutputPath": f"s3://{IO_BUCKET}/async/output/",
-                "S3FailurePath": f"s3://{IO_BUCKET}/async/failure/",
-            }
-        }
-    sm.create_endpoint_config(
-        EndpointConfigName=f"{name}-c",
-        ProductionVariants=[
-            {
-                "VariantName": "AllTraffic",
-                "ModelName": f"{name}-m",
-                "InstanceType": "ml.m5.large",
-                "InitialInstanceCount": 1,
-            }
-        ],
-        **extra,
-    )
-    sm.create_endpoint(EndpointName=name, EndpointConfigName=f"{name}-c")
 
 
 @pytest.fixture
@@ -87,7 +58,7 @@ def s3_event(bucket: str, key: str, event: str = "ObjectCreated:Put") -> dict:
 
 
 def test_handler_invokes_the_endpoint_with_the_uploaded_object(clients):
-    make_endpoint("as", asynchronous=True)
+    make_endpoint("as", IO_BUCKET, asynchronous=True)
     runtime = clients["runtime"]
     # S3 events carry URL-encoded keys: "input/photo one.png" arrives as below
     (call,) = lambda_handler.handle(
@@ -105,7 +76,7 @@ def test_handler_invokes_the_endpoint_with_the_uploaded_object(clients):
 
 
 def test_handler_skips_other_prefixes_events_and_types(clients):
-    make_endpoint("as", asynchronous=True)
+    make_endpoint("as", IO_BUCKET, asynchronous=True)
     runtime = clients["runtime"]
     assert (
         lambda_handler.handle(s3_event(IO_BUCKET, "async/output/a.png"), runtime, endpoint="as")
@@ -188,7 +159,7 @@ def test_deploy_wires_the_upload_notification(aws):
 
 
 def test_batch_runs_on_the_deployments_model_and_is_idempotent(aws, capsys):
-    make_endpoint("b", asynchronous=False)
+    make_endpoint("b", IO_BUCKET, asynchronous=False)
     args = [
         "batch",
         "--name",
@@ -247,9 +218,9 @@ def test_batch_dry_run_calls_nothing(aws, capsys):
 
 
 def test_gen3d_invoke_endpoint_writes_the_async_result(clients, aws, tmp_path, capsys):
-    from gen3d_testing import rgba_png
+    from gen3d_testing import make_endpoint, rgba_png
 
-    make_endpoint("as", asynchronous=True)
+    make_endpoint("as", IO_BUCKET, asynchronous=True)
     queue_async_results(aws, {"data": "glb-from-async"})
     image = tmp_path / "photo.png"
     image.write_bytes(rgba_png())
