@@ -16,18 +16,11 @@ from typing import Any
 from urllib3 import encode_multipart_formdata
 
 from gen3d.client.errors import InputError
+from gen3d.serve.assets import FORMATS
+from gen3d.serve.codecs import FORMAT_MEDIA_TYPE, MAX_SEED
 
-FORMATS = ("glb", "ply", "obj", "usdz")
-# The container's Accept table for one sample (gen3d.serve.codecs.FORMAT_MEDIA_TYPE; a
-# test keeps the two equal).
-FORMAT_MEDIA_TYPE = {
-    "glb": "model/gltf-binary",
-    "ply": "application/ply",
-    "obj": "model/obj",
-    "usdz": "model/vnd.usdz+zip",  # servers with the `usd` extra; 406 elsewhere
-}
+# The container's own tables (usdz only from servers with the `usd` extra; 406 elsewhere)
 SUFFIX = {fmt: "." + fmt for fmt in FORMATS}
-MAX_SEED = 2**32 - 1
 CUSTOM_ATTRIBUTES = "X-Amzn-SageMaker-Custom-Attributes"
 
 ImageLike = Any  # str | os.PathLike | bytes | PIL.Image.Image | numpy.ndarray
