@@ -55,6 +55,7 @@ def execution_parameters_for(settings: Settings) -> dict[str, Any]:
 
 
 def error_response(err: Gen3DError) -> Response:
+    g.error_code = err.code  # for the request's log line and metrics (gen3d.serve.request_log)
     body = err.to_dict(g.get("request_id"))
     response = Response(json.dumps(body), status=err.status, mimetype="application/json")
     if err.retry_after_s is not None:

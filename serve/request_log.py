@@ -10,7 +10,6 @@ ready is logged by gen3d.serve.runtime once, when it happens.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 
@@ -94,7 +93,7 @@ def request_record(response: Response) -> RequestRecord:
         request_id=g.get("request_id") or "",
         status=response.status_code,
         duration_ms=duration_ms,
-        error_code=_error_code(response),
+        error_code=g.get("error_code"),  # set by gen3d.serve.app.error_response
         items=len(outcome.results) if outcome else 0,
         batch_size=int(batch_size) if batch_size is not None else None,
         queue_ms=largest("queue_ms"),
@@ -102,13 +101,3 @@ def request_record(response: Response) -> RequestRecord:
         encode_ms=g.get("encode_ms"),
         bytes_out=response.content_length or 0,
     )
-
-
-def _error_code(response: Response) -> str | None:
-    """The `error.code` of our JSON error body (gen3d.serve.errors), if this is one."""
-    if response.status_code < 400 or response.mimetype != "application/json":
-        return None
-    try:
-        return str(json.loads(response.get_data())["error"]["code"])
-    except (ValueError, KeyError, TypeError):
-        return None
