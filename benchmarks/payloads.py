@@ -36,6 +36,13 @@ def rgba_png(size: int = IMAGE_SIZE) -> bytes:
     return _png(np.dstack([image, mask.astype(np.uint8) * 255]))
 
 
+def large_rgba_png(side: int = 4096) -> bytes:
+    """A side x side RGBA PNG of a smooth photo whose alpha is a disc: large in pixels,
+    small on the wire (about 90 kB at 4096), for memory measurements."""
+    image, mask = synthetic.photo_and_mask(side, ellipse=(0.5, 0.5, 1 / 3, 1 / 3), noise=False)
+    return _png(np.dstack([image, mask.astype(np.uint8) * 255]))
+
+
 def json_body(size: int = IMAGE_SIZE, seed: int = 0, options: dict | None = None) -> bytes:
     """The JSON form, which both our server and the LitServe peer accept."""
     image, mask = photo_and_mask(size)

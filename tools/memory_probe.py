@@ -10,7 +10,6 @@ CONCURRENCY parallel requests of one 4096 x 4096 RGBA PNG (a gradient and a disc
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import platform
@@ -18,21 +17,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import numpy as np
 import requests
-from PIL import Image
 
+from gen3d.benchmarks.payloads import large_rgba_png
 from gen3d.serve.launcher import start_server
-from gen3d.serve.synthetic import photo_and_mask
-
-
-def big_rgba_png(side: int = 4096) -> bytes:
-    """A side x side RGBA PNG of a smooth photo whose alpha is a disc: large in pixels,
-    small on the wire (about 90 kB at 4096)."""
-    image, mask = photo_and_mask(side, ellipse=(0.5, 0.5, 1 / 3, 1 / 3), noise=False)
-    buffer = io.BytesIO()
-    Image.fromarray(np.dstack([image, mask.astype(np.uint8) * 255])).save(buffer, "PNG")
-    return buffer.getvalue()
 
 
 def status_mb(pid: int, field: str) -> float:
@@ -50,7 +38,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, help="append the result to this JSON file")
     parser.add_argument("--env", action="append", default=[], help="KEY=VALUE for the server")
     args = parser.parse_args()
-    body = big_rgba_png(args.side)
+    body = large_rgba_png(args.side)
     env = {"GEN3D_WARMUP": "0", "GEN3D_MAX_QUEUE": str(max(64, args.concurrency))}
     env.update(dict(item.split("=", 1) for item in args.env))
     server = start_server(env, log_path=Path(f"/tmp/gen3d-memory-probe-{os.getpid()}.log"))

@@ -19,7 +19,6 @@ same settings, in turn, one level at a time.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import platform
@@ -29,22 +28,13 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
 import requests
-from PIL import Image
 
+from gen3d.benchmarks.payloads import rgba_png
 from gen3d.serve.launcher import ManagedProcess, free_port, gunicorn_command
-from gen3d.serve.synthetic import photo_and_mask
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from observability_overhead import export_base
-
-
-def body_png(side: int = 256) -> bytes:
-    photo, mask = photo_and_mask(side, 0)
-    buffer = io.BytesIO()
-    Image.fromarray(np.dstack([photo, mask.astype(np.uint8) * 255])).save(buffer, "PNG")
-    return buffer.getvalue()
 
 
 def start(name: str, env: dict[str, str], pythonpath: str | None, log_dir: Path) -> ManagedProcess:
@@ -111,7 +101,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
-    body = body_png()
+    body = rgba_png(256)
     with tempfile.TemporaryDirectory(prefix="gen3d-overload-") as tmp_name:
         tmp = Path(tmp_name)
         env = {"GEN3D_BACKEND": args.backend, "GEN3D_MAX_QUEUE": str(args.max_queue)}

@@ -4,18 +4,15 @@ memory the settings allow (GEN3D_DECODE_CONCURRENCY, GEN3D_MAX_IMAGE_SIDE)."""
 
 from __future__ import annotations
 
-import io
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import numpy as np
 import pytest
 import requests
 from gen3d_testing import rgba_png
-from PIL import Image
 
-from gen3d.serve.synthetic import photo_and_mask
+from gen3d.benchmarks.payloads import large_rgba_png
 
 PLUGINS = Path(__file__).resolve().parents[1] / "fixtures" / "plugins"
 MB = 1 << 20
@@ -32,15 +29,6 @@ def peak_rss_mb(pid: int) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     raise AssertionError("no VmHWM")
-
-
-def big_rgba_png(side: int = 4096) -> bytes:
-    """A side x side RGBA PNG of a smooth photo whose alpha is a disc: large in pixels,
-    small on the wire (about 90 kB at 4096)."""
-    image, mask = photo_and_mask(side, ellipse=(0.5, 0.5, 1 / 3, 1 / 3), noise=False)
-    buffer = io.BytesIO()
-    Image.fromarray(np.dstack([image, mask.astype(np.uint8) * 255])).save(buffer, "PNG")
-    return buffer.getvalue()
 
 
 def test_a_full_queue_refuses_before_reading_the_body(start_gen3d_server) -> None:
@@ -79,7 +67,7 @@ def test_a_full_queue_refuses_before_reading_the_body(start_gen3d_server) -> Non
 def test_many_large_images_at_once_keep_the_worker_within_its_memory_bound(
     start_gen3d_server,
 ) -> None:
-    body = big_rgba_png()
+    body = large_rgba_png()
     assert len(body) < 1 * MB
     server = start_gen3d_server(
         {"GEN3D_WARMUP": "0", "GEN3D_DECODE_CONCURRENCY": "2", "GEN3D_MAX_QUEUE": "64"}
