@@ -33,6 +33,7 @@ class ModelRuntime:
         self.public_failure: str | None = None  # for clients: ArtifactError.public
         self.timings: dict[str, float] = {}
         self.auto_mask = AutoMasker()  # the artifact's segmenter replaces GrabCut at load
+        self.limits = self._limits()
         self._thread = threading.Thread(target=self._bring_up, name="gen3d-load", daemon=True)
 
     def start(self) -> None:
@@ -42,8 +43,8 @@ class ModelRuntime:
     def ready(self) -> bool:
         return self.state == "ready" and self.batcher is not None and self.batcher.alive
 
-    @property
-    def limits(self) -> Limits:
+    def _limits(self) -> Limits:
+        """What decoding checks requests against; fixed once the backend is loaded."""
         return Limits(
             max_image_pixels=self.settings.max_image_pixels,
             max_batch_items=self.settings.max_batch_items,
@@ -75,6 +76,7 @@ class ModelRuntime:
             self.backend.load(settings.model_dir, settings)
             if self.backend.needs_mask:
                 self.auto_mask = AutoMasker.from_model_dir(settings.model_dir)
+            self.limits = self._limits()  # the backend's options and mask maker, as loaded
             self.timings["load_s"] = time.perf_counter() - started
             log.info("loaded backend %s in %.2f s", self.backend.name, self.timings["load_s"])
             if settings.warmup:

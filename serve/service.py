@@ -137,14 +137,15 @@ class InvocationService:
         if admission:
             admission.used = True
         outcomes = iter([batcher.wait(job) for job in jobs])
-        results = [i if isinstance(i, Gen3DError) else next(outcomes) for i in items]
-        results = [
-            finishing.finish(i, r) if not isinstance(i, Gen3DError) else r
-            for i, r in zip(items, results, strict=True)
-        ]
-        for result in results:
+        results: list[Asset | Gen3DError] = []
+        for item in items:
+            if isinstance(item, Gen3DError):
+                results.append(item)
+                continue
+            result = finishing.finish(item, next(outcomes))
             if not isinstance(result, Gen3DError):
                 result.metadata.setdefault("version", __version__)
                 result.metadata["request_id"] = request_id
+            results.append(result)
         formats = [getattr(i, "format", "glb") for i in items]
         return Outcome(results, formats, plan, decoded.is_batch, request_id)
