@@ -5,6 +5,7 @@ computes. The app is not preloaded: each worker loads the model after fork, beca
 CUDA context does not survive fork.
 """
 
+import ctypes
 import importlib
 import os
 import sys
@@ -45,6 +46,23 @@ control_socket_disable = True
 # JSON (or text) lines for gunicorn's own loggers too; Prometheus' per-worker files.
 logger_class = logging_setup.GunicornLogger
 metrics.prepare_multiprocess(_settings)
+
+
+# glibc gives every thread that allocates its own malloc arena and keeps freed pages there;
+# with dozens of request threads decoding images that held 3x the memory in use (16
+# parallel 4096^2 PNGs peaked at 1.0 GB with the default arenas, 0.6 GB with two). Set in
+# each worker before its threads start, so every way of starting the server gets it; an
+# explicit MALLOC_ARENA_MAX in the environment wins.
+MALLOC_ARENAS = 2
+M_ARENA_MAX = -8  # glibc's mallopt parameter (malloc.h)
+
+
+def post_fork(server: object, worker: object) -> None:
+    if "MALLOC_ARENA_MAX" not in os.environ:
+        try:
+            ctypes.CDLL("libc.so.6").mallopt(M_ARENA_MAX, MALLOC_ARENAS)
+        except OSError:  # not glibc: nothing to cap
+            pass
 
 
 def child_exit(server: object, worker: object) -> None:

@@ -20,16 +20,6 @@ import requests
 
 GUNICORN_CONFIG = "python:gen3d.serve.gunicorn_conf"
 WSGI_APP = "gen3d.serve.wsgi:app"
-# Process environment the server starts with unless told otherwise. glibc gives every
-# thread that allocates its own malloc arena and keeps freed pages there; with dozens of
-# request threads decoding images that held 3x the memory in use (measured: 16 parallel
-# 4096^2 PNGs peaked at 1.0 GB with the default arenas, 0.6 GB with two).
-SERVER_ENV_DEFAULTS = {"MALLOC_ARENA_MAX": "2"}
-
-
-def process_env(overrides: Mapping[str, str] | None = None) -> dict[str, str]:
-    """os.environ with the server's defaults under it and `overrides` over it."""
-    return {**SERVER_ENV_DEFAULTS, **os.environ, **(overrides or {})}
 
 
 def gunicorn_command(python: str = sys.executable) -> list[str]:
@@ -126,7 +116,6 @@ def start_server(
     """Start the image's gunicorn set-up on 127.0.0.1 (not yet ready: see wait_ready)."""
     port = port or free_port()
     full_env = {
-        **SERVER_ENV_DEFAULTS,
         **(env or {}),
         "SAGEMAKER_BIND_TO_PORT": str(port),
         "GEN3D_BIND_HOST": "127.0.0.1",

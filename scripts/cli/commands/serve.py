@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from gen3d.serve.launcher import gunicorn_command, process_env
+from gen3d.serve.launcher import gunicorn_command
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -29,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    env = process_env()
+    env = dict(os.environ)
     if args.backend:
         env["GEN3D_BACKEND"] = args.backend
     if args.model_dir:
