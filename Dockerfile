@@ -84,11 +84,13 @@ LABEL com.amazonaws.sagemaker.capabilities.accept-bind-to-port=true \
       org.opencontainers.image.description="Gen3D image-to-3D SageMaker serving image" \
       org.opencontainers.image.licenses="Apache-2.0"
 
-# The interpreter the venv points at, plus the GL/GLib/OpenMP libraries the sam3d stack's
-# wheels (opencv, open3d, pyrender) load; no compilers, no -dev packages, no apt lists.
+# The interpreter the venv points at; nginx-light, the buffering front `serve` runs before
+# gunicorn (gen3d.serve.front: slow and idle clients never hold a request thread); plus the
+# GL/GLib/OpenMP libraries the sam3d stack's wheels (opencv, open3d, pyrender) load; no
+# compilers, no -dev packages, no apt lists.
 # hadolint ignore=DL3008
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends python3.11 \
+    && apt-get install -y --no-install-recommends python3.11 nginx-light \
     && if [ "$FLAVOR" = sam3d ]; then \
          apt-get install -y --no-install-recommends libegl1 libgl1 libglib2.0-0 libgomp1; \
        fi \

@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 VIEWER_JS := serve/ui/static/vendor/model-viewer.min.js
 OUT ?= out
 
-.PHONY: help setup ui-assets browser demo test test-fast lint bench cost build push run-local image-test \
+.PHONY: help setup ui-assets browser front demo test test-fast lint bench cost build push run-local image-test \
         deploy-async deploy-serverless teardown clean
 
 help: ## list the targets
@@ -44,13 +44,23 @@ browser: ## install chromium + chromium-driver (apt) for the browser tests
 	    --no-install-recommends chromium chromium-driver; \
 	else echo "browser tests will skip: apt-get install chromium chromium-driver (as root)"; fi
 
-demo: setup ## start the server, turn the sample photo into a GLB + PNG preview, stop
+# nginx, the buffering front the image runs before gunicorn (gen3d.serve.front): installed
+# with apt when missing and make runs as root; without it the server runs gunicorn alone and
+# the slow-client tests skip.
+front: ## install nginx-light (apt): the server's front, as in the image
+	@if command -v nginx >/dev/null || [ -x /usr/sbin/nginx ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    --no-install-recommends nginx-light; \
+	else echo "no nginx: apt-get install nginx-light (as root); slow-client tests will skip"; fi
+
+demo: setup front ## start the server, turn the sample photo into a GLB + PNG preview, stop
 	$(GEN3D) demo --out $(OUT)/demo
 
-test: setup browser ## run every test
+test: setup browser front ## run every test
 	$(PY) -m pytest -q
 
-test-fast: setup ## every test but the slow ones (image builds, wheel install, compiles, bench smoke)
+test-fast: setup front ## every test but the slow ones (image builds, wheel install, compiles, bench smoke)
 	$(PY) -m pytest -q -m "not slow"
 
 lint: setup ## ruff + hadolint

@@ -77,6 +77,11 @@ def create_app(runtime: ModelRuntime) -> Flask:
             or uuid.uuid4().hex
         )
         g.started = time.perf_counter()
+        runtime.liveness.request_started()
+
+    @app.teardown_request
+    def _done(_exc: BaseException | None) -> None:
+        runtime.liveness.request_finished()
 
     @app.after_request
     def _finish(response: Response) -> Response:

@@ -5,6 +5,9 @@
   never run.
 - The queue is bounded: a request whose samples do not all fit is refused as a whole
   (503 + Retry-After), so nothing is accepted that cannot be served.
+- Before that refusal a request may wait for slots (`reserve(wait_s=...)`), its body still
+  unread, in a bounded waiting room: a waiting request costs no CPU and no decoded
+  memory, so clients that retry at once no longer turn overload into work.
 - Out of accelerator memory: the batch is split in halves and retried down to one
   sample, then that sample fails with 503 `capacity`. The model thread survives.
 - If the model thread ever dies, `alive` turns False and /ping reports 503.
@@ -32,6 +35,7 @@ from gen3d.serve.errors import (
     InternalError,
     QueueFull,
 )
+from gen3d.serve.liveness import Liveness
 
 log = logging.getLogger("gen3d.batching")
 
@@ -75,14 +79,20 @@ class Batcher:
         max_batch_size: int,
         max_delay_s: float,
         max_queue: int,
+        max_waiting: int = 0,
+        liveness: Liveness | None = None,
     ) -> None:
         self.backend = backend
         self.max_batch_size = max(1, min(max_batch_size, backend.max_batch_size))
         self.max_delay_s = max_delay_s
         self.max_queue = max_queue
+        self.max_waiting = max_waiting
         self._queue: queue.Queue[Job] = queue.Queue()
         self._pending = 0  # queued, not yet taken by the model thread
+        self._waiting = 0  # requests in reserve() waiting for slots
         self._lock = threading.Lock()
+        self._slots_freed = threading.Condition(self._lock)
+        self._liveness = liveness
         self._batch_seconds = 0.0  # moving average, for Retry-After
         self._thread = threading.Thread(target=self._loop, name="gen3d-model", daemon=True)
 
@@ -95,16 +105,45 @@ class Batcher:
     def alive(self) -> bool:
         return self._thread.is_alive()
 
-    def reserve(self, count: int) -> None:
-        """Hold `count` queue slots for a request whose body is not decoded yet, or refuse
-        it now (QueueFull), before any work is spent on it. `submit(reserved=count)` uses
-        the slots; `release` gives them back if the request never gets there."""
+    def reserve(self, count: int, wait_s: float = 0.0) -> float:
+        """Hold `count` queue slots for a request whose body is not read yet, or refuse it
+        (QueueFull) before any work is spent on it. When the queue is full the request
+        waits up to `wait_s` for slots, in arrival order, if the waiting room has a place;
+        returns the seconds waited. `submit(reserved=count)` uses the slots; `release`
+        gives them back if the request never gets there."""
         with self._lock:
-            self._admit(count)
+            if self._waiting == 0 and self._fits(count):  # nobody ahead: no barging
+                self._pending += count
+                return 0.0
+            if wait_s <= 0 or self._waiting >= self.max_waiting or count > self.max_queue:
+                raise self._queue_full()
+            started = time.monotonic()
+            self._waiting += 1
+            try:
+                admitted = self._slots_freed.wait_for(lambda: self._fits(count), wait_s)
+            finally:
+                self._waiting -= 1
+            if not admitted:
+                raise self._queue_full()
+            self._pending += count
+            return time.monotonic() - started
 
     def release(self, count: int) -> None:
         with self._lock:
-            self._pending -= count
+            self._free(count)
+
+    @property
+    def waiting(self) -> int:
+        return self._waiting
+
+    def _fits(self, count: int) -> bool:
+        return self._pending + count <= self.max_queue
+
+    def _free(self, count: int) -> None:
+        """Give back `count` slots (lock held) and wake as many waiters."""
+        self._pending -= count
+        if count > 0 and self._waiting:
+            self._slots_freed.notify(count)
 
     def submit(
         self, samples: list[Sample], timeout_s: float, request_id: str = "-", reserved: int = 0
@@ -119,21 +158,25 @@ class Batcher:
             if extra > 0:
                 self._admit(extra)
             else:
-                self._pending += extra  # unused reserved slots
+                self._free(-extra)  # unused reserved slots
             for job in jobs:
                 self._queue.put(job)
         return jobs
 
     def _admit(self, count: int) -> None:
-        if self._pending + count > self.max_queue:
-            raise QueueFull(
-                f"the queue is full ({self._pending} of {self.max_queue} waiting); retry later",
-                retry_after_s=self.retry_after_s(),
-            )
+        if not self._fits(count):
+            raise self._queue_full()
         self._pending += count
 
+    def _queue_full(self) -> QueueFull:
+        return QueueFull(
+            f"the queue is full ({self._pending} of {self.max_queue} queued, "
+            f"{self._waiting} waiting); retry later",
+            retry_after_s=self.retry_after_s(),
+        )
+
     def retry_after_s(self) -> int:
-        batches_ahead = math.ceil(self._pending / self.max_batch_size) or 1
+        batches_ahead = math.ceil((self._pending + self._waiting) / self.max_batch_size) or 1
         return max(1, math.ceil(batches_ahead * max(self._batch_seconds, 0.1)))
 
     def wait(self, job: Job) -> Asset | Gen3DError:
@@ -175,7 +218,7 @@ class Batcher:
                 break
             batch.append(job)
         with self._lock:
-            self._pending -= len(batch)
+            self._free(len(batch))
         return batch
 
     def _loop(self) -> None:
@@ -206,7 +249,13 @@ class Batcher:
                 runnable.append(job)
         if runnable:
             started = time.perf_counter()
-            self._run(runnable)
+            if self._liveness:
+                self._liveness.batch_started()
+            try:
+                self._run(runnable)
+            finally:
+                if self._liveness:
+                    self._liveness.batch_finished()
             elapsed = time.perf_counter() - started
             previous = self._batch_seconds
             self._batch_seconds = 0.8 * previous + 0.2 * elapsed if previous else elapsed

@@ -1,8 +1,11 @@
 """gunicorn configuration for the image and for local runs (values from gen3d.serve.settings).
 
-gthread workers: request threads wait on the worker's batcher while one model thread
-computes. The app is not preloaded: each worker loads the model after fork, because a
-CUDA context does not survive fork.
+gthread workers (gen3d.serve.worker: a heartbeat that stops when the worker is wedged):
+request threads wait on the worker's batcher while one model thread computes. The app is
+not preloaded: each worker loads the model after fork, because a CUDA context does not
+survive fork. Worker count, torch threads and each worker's GPU come from
+gen3d.serve.hardware. Behind the front (gen3d.serve.supervisor) gunicorn binds a unix
+socket given on the command line, which overrides `bind` here.
 """
 
 import ctypes
@@ -12,6 +15,7 @@ import sys
 
 from gen3d.serve import logging_setup, metrics
 from gen3d.serve.backends import lookup
+from gen3d.serve.hardware import plan_workers
 from gen3d.serve.settings import Settings, SettingsError
 
 try:
@@ -26,9 +30,20 @@ _backend = lookup(_settings.backend)
 if _backend.preload:
     importlib.import_module(_backend.target.split(":")[0])
 
+_plan = plan_workers(_settings)
+# The workers read the resolved count (GET /execution-parameters reports it).
+os.environ["MODEL_SERVER_WORKERS"] = str(_plan.workers)
+if "SAGEMAKER_MODEL_SERVER_WORKERS" in os.environ:
+    os.environ["SAGEMAKER_MODEL_SERVER_WORKERS"] = str(_plan.workers)
+print(
+    f"gen3d: {_plan.workers} worker(s) ({_plan.reason}), torch threads "
+    f"{_plan.torch_threads or 'default'}, {_settings.threads} request threads each",
+    file=sys.stderr,
+)
+
 bind = f"{_settings.bind_host}:{_settings.port}"
-workers = _settings.workers
-worker_class = "gthread"
+workers = _plan.workers
+worker_class = "gen3d.serve.worker.Gen3DWorker"
 threads = _settings.threads
 preload_app = False
 timeout = _settings.server_timeout_s
@@ -57,7 +72,18 @@ MALLOC_ARENAS = 2
 M_ARENA_MAX = -8  # glibc's mallopt parameter (malloc.h)
 
 
+def pre_fork(server: object, worker: object) -> None:
+    """Give the new worker the lowest slot no live worker holds (its GPU, if pinned)."""
+    taken = {getattr(w, "gen3d_slot", None) for w in server.WORKERS.values()}  # type: ignore[attr-defined]
+    worker.gen3d_slot = next(i for i in range(len(taken) + 1) if i not in taken)  # type: ignore[attr-defined]
+
+
 def post_fork(server: object, worker: object) -> None:
+    slot = getattr(worker, "gen3d_slot", 0)
+    if _plan.gpus:  # before anything in the worker touches CUDA
+        os.environ["CUDA_VISIBLE_DEVICES"] = _plan.gpus[slot % len(_plan.gpus)]
+    if _plan.torch_threads:
+        os.environ["GEN3D_TORCH_THREADS"] = str(_plan.torch_threads)
     if "MALLOC_ARENA_MAX" not in os.environ:
         try:
             ctypes.CDLL("libc.so.6").mallopt(M_ARENA_MAX, MALLOC_ARENAS)

@@ -1,4 +1,4 @@
-"""Start and stop a real server process (gunicorn, the image's configuration) on loopback.
+"""Start and stop a real server process (the image's `serve`: nginx + gunicorn) on loopback.
 
 Used by `make demo`, the integration tests and the server benchmarks, so all three
 exercise the same process the container runs. `ManagedProcess` is the general part (own
@@ -18,13 +18,14 @@ from pathlib import Path
 
 import requests
 
-GUNICORN_CONFIG = "python:gen3d.serve.gunicorn_conf"
-WSGI_APP = "gen3d.serve.wsgi:app"
+from gen3d.serve.supervisor import gunicorn_command
+
+__all__ = ["ManagedProcess", "free_port", "gunicorn_command", "server_command", "start_server"]
 
 
-def gunicorn_command(python: str = sys.executable) -> list[str]:
-    """The command the image's `serve` runs: gunicorn with our config module and app."""
-    return [python, "-m", "gunicorn", "--config", GUNICORN_CONFIG, WSGI_APP]
+def server_command(python: str = sys.executable) -> list[str]:
+    """The command the image's `serve` runs: nginx and gunicorn (gen3d.serve.supervisor)."""
+    return [python, "-m", "gen3d.serve.supervisor"]
 
 
 def free_port() -> int:
@@ -122,4 +123,4 @@ def start_server(
     }
     if log_path is None:
         log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"gen3d-server-{port}.log"
-    return ManagedProcess(gunicorn_command(), port, log_path, env=full_env, name="server")
+    return ManagedProcess(server_command(), port, log_path, env=full_env, name="server")

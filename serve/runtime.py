@@ -17,6 +17,7 @@ from gen3d.serve.backends import Backend, create_backend
 from gen3d.serve.batching import Batcher
 from gen3d.serve.codecs import Limits
 from gen3d.serve.errors import NotReady
+from gen3d.serve.liveness import Liveness
 from gen3d.serve.settings import Settings
 
 log = logging.getLogger("gen3d.runtime")
@@ -34,6 +35,7 @@ class ModelRuntime:
         self.timings: dict[str, float] = {}
         self.auto_mask = AutoMasker()  # the artifact's segmenter replaces GrabCut at load
         self.limits = self._limits()
+        self.liveness = Liveness(settings.server_timeout_s)
         self._thread = threading.Thread(target=self._bring_up, name="gen3d-load", daemon=True)
 
     def start(self) -> None:
@@ -41,7 +43,12 @@ class ModelRuntime:
 
     @property
     def ready(self) -> bool:
-        return self.state == "ready" and self.batcher is not None and self.batcher.alive
+        return (
+            self.state == "ready"
+            and self.batcher is not None
+            and self.batcher.alive
+            and self.liveness.wedged() is None
+        )
 
     def _limits(self) -> Limits:
         """What decoding checks requests against; fixed once the backend is loaded."""
@@ -62,6 +69,8 @@ class ModelRuntime:
         if self.state == "failed":
             why = f": {self.public_failure}" if self.public_failure else ""
             return NotReady(f"the model failed to load{why}; see the server log")
+        if self.liveness.wedged():
+            return NotReady("this worker is stuck and is being replaced")
         return NotReady("the model thread stopped; this instance is unhealthy")
 
     def _bring_up(self) -> None:
@@ -90,6 +99,8 @@ class ModelRuntime:
                 max_batch_size=settings.max_batch_size,
                 max_delay_s=settings.max_batch_delay_ms / 1000,
                 max_queue=settings.max_queue,
+                max_waiting=settings.max_waiting,
+                liveness=self.liveness,
             )
             batcher.start()
             self.batcher = batcher

@@ -69,15 +69,17 @@ class Admission:
 
     batcher: Batcher
     slots: int
+    waited_s: float = 0.0  # in the waiting room; it counts against the request's deadline
     used: bool = False
 
 
 class InvocationService:
     """Runs decoded requests on one worker's model runtime.
 
-    Admission comes first: `admit()` holds a queue slot (or answers 503 with Retry-After)
-    before the body is read, so an overloaded worker spends nothing on requests it cannot
-    serve; `decoding()` bounds how many bodies are decoded at once, which bounds memory.
+    Admission comes first: `admit()` holds a queue slot before the body is read, waiting
+    for one up to GEN3D_ADMISSION_WAIT_S in a bounded waiting room (or answers 503 with
+    Retry-After), so an overloaded worker spends nothing on requests it cannot serve;
+    `decoding()` bounds how many bodies are decoded at once, which bounds memory.
     """
 
     def __init__(self, runtime: ModelRuntime) -> None:
@@ -100,8 +102,9 @@ class InvocationService:
         """Hold `slots` queue slots for the body about to be decoded; they are given back
         unless `invoke` used them."""
         batcher = self.ready_batcher()
-        batcher.reserve(slots)
-        admission = Admission(batcher, slots)
+        settings = self.runtime.settings
+        wait_s = min(settings.admission_wait_s, settings.request_timeout_s)
+        admission = Admission(batcher, slots, batcher.reserve(slots, wait_s))
         try:
             yield admission
         finally:
@@ -132,6 +135,7 @@ class InvocationService:
             ]
         samples = [i for i in items if not isinstance(i, Gen3DError)]
         timeout_s = self.runtime.settings.request_timeout_s
+        timeout_s -= admission.waited_s if admission else 0.0
         reserved = admission.slots if admission else 0
         jobs = batcher.submit(samples, timeout_s, request_id, reserved)
         if admission:

@@ -16,6 +16,11 @@ PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("json", "text")  # observability (issue 17): gen3d.serve.logging_setup
 EMF_MODES = ("auto", "on", "off")  # auto: on when GEN3D_DEPLOYMENT is set (gen3d deploy sets it)
+FRONTS = ("auto", "nginx", "none")  # auto: nginx when its binary is on PATH (gen3d.serve.front)
+
+
+# request threads (and front connections) per worker kept free of /invocations for /ping
+PING_HEADROOM = 8
 
 
 class SettingsError(ValueError):
@@ -32,6 +37,10 @@ class Settings:
     max_batch_size: int = 8
     max_batch_delay_ms: float = 10.0
     max_queue: int = 64
+    # Requests per worker that wait, body unread, for a queue slot (no CPU, no decoded
+    # memory) up to admission_wait_s before a 503: retrying clients then cost nothing.
+    max_waiting: int = 256
+    admission_wait_s: float = 5.0
     request_timeout_s: float = 55.0
     max_body_mb: float = 6.0
     max_image_pixels: int = 4096 * 4096
@@ -40,8 +49,8 @@ class Settings:
     decode_concurrency: int = 2  # bodies decoded at once per worker (bounds peak memory)
     max_batch_items: int = 16
     warmup: bool = True
-    workers: int = 1
-    worker_threads: int = 0  # 0: derived from max_queue (see threads)
+    workers: int = 0  # 0: from the hardware (gen3d.serve.hardware.default_workers)
+    worker_threads: int = 0  # 0: derived from max_queue and max_waiting (see threads)
     server_timeout_s: int = 120
     log_level: str = "info"
     stage_offload: bool = False
@@ -53,11 +62,26 @@ class Settings:
     deployment: str = ""  # the endpoint's deployment name: a metric dimension
     emf_metrics: str = "auto"
     prometheus: bool = False  # /metrics in Prometheus text format
+    # the buffering front (gen3d.serve.front): slow and idle clients meet nginx, not threads
+    front: str = "auto"
+    header_timeout_s: float = 10.0  # the whole request header
+    body_timeout_s: float = 10.0  # between two reads of the body
+    keepalive_s: int = 75  # idle keep-alive: longer than SageMaker's reuse, so no resets
+    max_connections: int = 4096  # client connections; idle keep-alives are closed first
+
+    @property
+    def invocation_slots(self) -> int:
+        """/invocations one worker holds at once: a running batch, a full queue and a full
+        waiting room (the front lets no more through)."""
+        if self.worker_threads:
+            return max(1, self.worker_threads - PING_HEADROOM)
+        return self.max_batch_size + self.max_queue + self.max_waiting
 
     @property
     def threads(self) -> int:
-        """Request threads per worker: enough for a full queue plus headroom for /ping."""
-        return self.worker_threads or self.max_queue + 8
+        """Request threads per worker: every invocation slot, and headroom so /ping always
+        finds a thread."""
+        return self.worker_threads or self.invocation_slots + PING_HEADROOM
 
     @property
     def max_body_bytes(self) -> int:
@@ -177,6 +201,8 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "GEN3D_MAX_BATCH_SIZE": ("max_batch_size", _int(1, 256)),
     "GEN3D_MAX_BATCH_DELAY_MS": ("max_batch_delay_ms", _float(0, 10_000)),
     "GEN3D_MAX_QUEUE": ("max_queue", _int(1, 10_000)),
+    "GEN3D_MAX_WAITING": ("max_waiting", _int(0, 10_000)),
+    "GEN3D_ADMISSION_WAIT_S": ("admission_wait_s", _float(0, 3600)),
     "GEN3D_REQUEST_TIMEOUT_S": ("request_timeout_s", _float(0.001, 3600)),
     "GEN3D_MAX_BODY_MB": ("max_body_mb", _float(0.001, 1024)),
     "GEN3D_MAX_IMAGE_PIXELS": ("max_image_pixels", _int(1, 1 << 30)),
@@ -185,8 +211,8 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "GEN3D_DECODE_CONCURRENCY": ("decode_concurrency", _int(1, 256)),
     "GEN3D_MAX_BATCH_ITEMS": ("max_batch_items", _int(1, 1024)),
     "GEN3D_WARMUP": ("warmup", _bool),
-    "MODEL_SERVER_WORKERS": ("workers", _int(1, 64)),
-    "GEN3D_WORKER_THREADS": ("worker_threads", _int(0, 4096)),  # 0: max_queue + 8
+    "MODEL_SERVER_WORKERS": ("workers", _int(0, 256)),  # 0: from the hardware
+    "GEN3D_WORKER_THREADS": ("worker_threads", _int(0, 20_000)),  # 0: see Settings.threads
     "MODEL_SERVER_TIMEOUT": ("server_timeout_s", _int(1, 3600)),
     "GEN3D_LOG_LEVEL": ("log_level", _choice(LOG_LEVELS)),
     "GEN3D_STAGE_OFFLOAD": ("stage_offload", _bool),
@@ -197,6 +223,11 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "GEN3D_DEPLOYMENT": ("deployment", _label),
     "GEN3D_EMF": ("emf_metrics", _choice(EMF_MODES)),
     "GEN3D_PROMETHEUS": ("prometheus", _bool),
+    "GEN3D_FRONT": ("front", _choice(FRONTS)),
+    "GEN3D_HEADER_TIMEOUT_S": ("header_timeout_s", _float(0.1, 3600)),
+    "GEN3D_BODY_TIMEOUT_S": ("body_timeout_s", _float(0.1, 3600)),
+    "GEN3D_KEEPALIVE_S": ("keepalive_s", _int(0, 3600)),
+    "GEN3D_MAX_CONNECTIONS": ("max_connections", _int(64, 1_000_000)),
 }
 
 # Other spellings of a variable above: alias -> variable. SageMaker's inference toolkit

@@ -306,6 +306,10 @@ def serve_and_query(
             time.sleep(0.5)
         result["ready_s"] = round(time.monotonic() - started, 1)
         result["ping_status"] = ping.status_code
+        # the image's serve puts nginx before gunicorn (gen3d.serve.front)
+        result["front"] = ping.headers.get("Server", "")
+        if result["front"] != "nginx":
+            raise ImageTestError(f"/ping not answered through nginx (Server: {result['front']!r})")
         start = time.monotonic()
         reply = requests.post(
             f"{base}/invocations",

@@ -13,7 +13,7 @@ import time
 import numpy as np
 import pytest
 import requests
-from gen3d_testing import json_instance, png_bytes, rgba_png
+from gen3d_testing import gunicorn_workers, json_instance, png_bytes, rgba_png
 from PIL import Image
 
 from gen3d.serve.synthetic import photo_and_mask
@@ -31,9 +31,7 @@ def server(tmp_path_factory):
 
 
 def worker_pids(server) -> set[int]:
-    path = f"/proc/{server.process.pid}/task/{server.process.pid}/children"
-    with open(path) as fh:
-        return {int(p) for p in fh.read().split()}
+    return gunicorn_workers(server)
 
 
 def assert_client_error(response: requests.Response, status: int | tuple[int, ...]) -> dict:

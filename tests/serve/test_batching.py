@@ -76,6 +76,7 @@ def make(backend: RecordingBackend, **kw: float) -> Batcher:
         max_batch_size=int(kw.get("size", 8)),
         max_delay_s=kw.get("delay", 0.05),
         max_queue=int(kw.get("queue", 64)),
+        max_waiting=int(kw.get("waiting", 0)),
     )
     batcher.start()
     return batcher
@@ -199,3 +200,47 @@ def test_concurrency_stress_gives_each_seed_its_own_result() -> None:
         for s, r in zip(seeds, results, strict=True):
             assert r.metadata["value"] == np.random.default_rng(s).random(4).tolist()
     assert max(len(b) for b in backend.batches) > 1
+
+
+def test_the_waiting_room_admits_in_turn_when_slots_free_and_refuses_when_full() -> None:
+    batcher = Batcher(RecordingBackend(), 8, 0.05, max_queue=1, max_waiting=2)  # not started
+    assert batcher.reserve(1, wait_s=1.0) == 0.0  # a free slot: no wait
+    admitted: list[float] = []
+
+    def wait_for_slot() -> None:
+        admitted.append(batcher.reserve(1, wait_s=5.0))
+
+    waiters = [threading.Thread(target=wait_for_slot) for _ in range(2)]
+    for thread in waiters:
+        thread.start()
+    deadline = time.monotonic() + 5
+    while batcher.waiting < 2:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    with pytest.raises(QueueFull) as refused:  # a full waiting room refuses at once
+        batcher.reserve(1, wait_s=5.0)
+    assert refused.value.retry_after_s >= 1
+    assert not admitted
+    batcher.release(1)  # a slot frees: exactly one waiter gets it
+    deadline = time.monotonic() + 5
+    while len(admitted) < 1:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    time.sleep(0.1)
+    assert len(admitted) == 1 and batcher.waiting == 1
+    batcher.release(1)
+    for thread in waiters:
+        thread.join(5)
+    assert len(admitted) == 2 and all(w > 0 for w in admitted)
+
+
+def test_a_waiter_is_refused_when_its_wait_ends_without_a_slot() -> None:
+    batcher = Batcher(RecordingBackend(), 8, 0.05, max_queue=1, max_waiting=4)
+    batcher.reserve(1)
+    started = time.monotonic()
+    with pytest.raises(QueueFull):
+        batcher.reserve(1, wait_s=0.3)
+    assert 0.25 <= time.monotonic() - started < 2.0
+    assert batcher.waiting == 0
+    with pytest.raises(QueueFull):  # no waiting room at all: refused at once
+        Batcher(RecordingBackend(), 8, 0.05, max_queue=0).reserve(1, wait_s=1.0)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from gen3d_testing import rgba_png
+from gen3d_testing import gunicorn_workers, rgba_png
 
 from gen3d.benchmarks.payloads import large_rgba_png
 
@@ -19,8 +19,7 @@ MB = 1 << 20
 
 
 def worker_pid(server) -> int:
-    path = f"/proc/{server.process.pid}/task/{server.process.pid}/children"
-    (pid,) = (int(p) for p in Path(path).read_text().split())
+    (pid,) = gunicorn_workers(server)
     return pid
 
 
@@ -37,6 +36,8 @@ def test_a_full_queue_refuses_before_reading_the_body(start_gen3d_server) -> Non
             "GEN3D_BACKEND": "gen3d_slow_backend:SlowCubeBackend",
             "PYTHONPATH": str(PLUGINS),
             "GEN3D_MAX_QUEUE": "1",
+            "GEN3D_MAX_WAITING": "0",  # refuse at once rather than wait for the slot
+            "MODEL_SERVER_WORKERS": "1",
             "GEN3D_WARMUP": "0",
         }
     )
@@ -70,7 +71,12 @@ def test_many_large_images_at_once_keep_the_worker_within_its_memory_bound(
     body = large_rgba_png()
     assert len(body) < 1 * MB
     server = start_gen3d_server(
-        {"GEN3D_WARMUP": "0", "GEN3D_DECODE_CONCURRENCY": "2", "GEN3D_MAX_QUEUE": "64"}
+        {
+            "GEN3D_WARMUP": "0",
+            "GEN3D_DECODE_CONCURRENCY": "2",
+            "GEN3D_MAX_QUEUE": "64",
+            "MODEL_SERVER_WORKERS": "1",
+        }
     )
     pid = worker_pid(server)
     baseline = peak_rss_mb(pid)

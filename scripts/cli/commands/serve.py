@@ -1,17 +1,17 @@
-"""`gen3d serve`: run the inference server locally (the same gunicorn set-up as the image)."""
+"""`gen3d serve`: run the inference server locally (the image's nginx + gunicorn set-up)."""
 
 from __future__ import annotations
 
 import argparse
 import os
 
-from gen3d.serve.launcher import gunicorn_command
+from gen3d.serve.launcher import server_command
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "serve",
-        help="run the inference server (gunicorn, SageMaker contract)",
+        help="run the inference server (nginx + gunicorn, SageMaker contract)",
         description="Run the server in the foreground. Settings come from GEN3D_* variables; "
         "the flags below override the common ones. Unlike the image, it also serves the "
         "try-it page at / and Swagger UI at /docs/ (GEN3D_UI=1; --no-ui turns them off).",
@@ -41,6 +41,6 @@ def run(args: argparse.Namespace) -> int:
     if env["GEN3D_UI"].strip().lower() in ("1", "true", "yes", "on"):
         port = args.port or env.get("SAGEMAKER_BIND_TO_PORT", "8080")
         print(f"gen3d serve: try it at http://{args.host}:{port}/ (API docs: /docs/)", flush=True)
-    cmd = gunicorn_command()
+    cmd = server_command()
     os.execvpe(cmd[0], cmd, env)
     return 0  # not reached

@@ -1,0 +1,63 @@
+"""Is this worker still doing its job? The answer gates gunicorn's heartbeat.
+
+gunicorn kills a worker that stops notifying for `timeout` seconds, but a gthread
+worker's main loop notifies whether or not its request threads and model thread move:
+a worker whose threads are all stuck looks alive forever. Here each request records when
+it started and the model thread records when its batch started; anything older than
+MODEL_SERVER_TIMEOUT means the worker is wedged (a request's deadline is shorter). Then
+/ping answers 503 and gen3d.serve.worker stops the heartbeat, so gunicorn's master
+replaces the worker within another MODEL_SERVER_TIMEOUT.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+
+class Liveness:
+    def __init__(self, limit_s: float) -> None:
+        self.limit_s = limit_s
+        self._requests: dict[int, float] = {}  # thread id -> when its request started
+        self._batch_started: float | None = None
+        self._lock = threading.Lock()
+
+    def request_started(self) -> None:
+        with self._lock:
+            self._requests[threading.get_ident()] = time.monotonic()
+
+    def request_finished(self) -> None:
+        with self._lock:
+            self._requests.pop(threading.get_ident(), None)
+
+    def batch_started(self) -> None:
+        self._batch_started = time.monotonic()
+
+    def batch_finished(self) -> None:
+        self._batch_started = None
+
+    def wedged(self, now: float | None = None) -> str | None:
+        """Why this worker is stuck, or None."""
+        now = time.monotonic() if now is None else now
+        batch = self._batch_started
+        if batch is not None and now - batch > self.limit_s:
+            return f"the model has run one batch for {now - batch:.0f} s"
+        with self._lock:
+            oldest = min(self._requests.values(), default=None)
+        if oldest is not None and now - oldest > self.limit_s:
+            return f"a request has held its thread for {now - oldest:.0f} s"
+        return None
+
+
+_current: Liveness | None = None
+
+
+def install(record: Liveness) -> Liveness:
+    """Make `record` this worker's (one per process, like the metrics registry)."""
+    global _current
+    _current = record
+    return record
+
+
+def current() -> Liveness | None:
+    return _current

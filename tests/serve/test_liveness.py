@@ -1,0 +1,69 @@
+"""A wedged worker is noticed and replaced (real server on 127.0.0.1, bounded to ~20 s).
+
+The backend's predict never returns. The request gets its 504 at its deadline, but the
+model thread stays stuck; gunicorn's own heartbeat would call that worker alive forever.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import requests
+from gen3d_testing import gunicorn_workers, rgba_png
+
+from gen3d.serve.liveness import Liveness
+
+PLUGINS = Path(__file__).resolve().parents[1] / "fixtures" / "plugins"
+
+
+def test_a_stuck_model_thread_gets_the_worker_replaced(start_gen3d_server) -> None:
+    server = start_gen3d_server(
+        {
+            "GEN3D_BACKEND": "gen3d_slow_backend:HangingCubeBackend",
+            "PYTHONPATH": str(PLUGINS),
+            "GEN3D_WARMUP": "0",
+            "MODEL_SERVER_WORKERS": "1",
+            "MODEL_SERVER_TIMEOUT": "3",
+            "GEN3D_REQUEST_TIMEOUT_S": "1",
+        }
+    )
+    (stuck,) = gunicorn_workers(server)
+    with ThreadPoolExecutor(1) as pool:
+        hung = pool.submit(
+            requests.post,
+            server.url + "/invocations",
+            data=rgba_png(32),
+            headers={"Content-Type": "image/png"},
+            timeout=30,
+        )
+        saw_unhealthy = False
+        deadline = time.monotonic() + 20
+        while True:
+            assert time.monotonic() < deadline, server.log()
+            ping = requests.get(server.url + "/ping", timeout=5)
+            saw_unhealthy |= ping.status_code == 503
+            workers = gunicorn_workers(server)
+            if ping.status_code == 200 and workers and stuck not in workers:
+                break
+            time.sleep(0.2)
+        # 504 at the front's read timeout, or 503 when the worker is killed first
+        assert hung.result().status_code in (503, 504), hung.result().text
+    assert saw_unhealthy  # /ping said so while the stuck worker waited for its replacement
+    assert "is wedged" in server.log(100_000)
+
+
+def test_wedged_means_older_than_the_limit() -> None:
+    record = Liveness(limit_s=10)
+    assert record.wedged() is None
+    record.request_started()
+    now = time.monotonic()
+    assert record.wedged(now + 5) is None
+    assert "request" in (record.wedged(now + 11) or "")
+    record.request_finished()
+    assert record.wedged(now + 11) is None
+    record.batch_started()
+    assert "batch" in (record.wedged(time.monotonic() + 11) or "")
+    record.batch_finished()
+    assert record.wedged(time.monotonic() + 11) is None

@@ -1,0 +1,174 @@
+"""Slow and idle clients against the real server (nginx front + gunicorn) on 127.0.0.1.
+
+Each attack would take gunicorn alone down (measured: 72 slow-header connections, one
+per request thread, stopped /ping; idle keep-alives stopped accepting). The worker here
+has only 28 request threads, so a few dozen attackers would be enough if they reached it.
+Bounded: at most 600 sockets, each test a few seconds.
+"""
+
+from __future__ import annotations
+
+import resource
+import socket
+import statistics
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+
+import pytest
+import requests
+from gen3d_testing import gunicorn_workers, rgba_png
+
+from gen3d.serve.front import nginx_binary
+
+pytestmark = pytest.mark.skipif(
+    nginx_binary() is None, reason="needs nginx (make front, part of make test, installs it)"
+)
+
+HEADER_TIMEOUT_S = 2
+SETTINGS = {
+    "GEN3D_WARMUP": "0",
+    "MODEL_SERVER_WORKERS": "1",
+    "GEN3D_MAX_QUEUE": "8",
+    "GEN3D_MAX_WAITING": "4",
+    "GEN3D_MAX_BATCH_SIZE": "8",  # 8 + 8 + 4 invocation slots + 8 for /ping: 28 threads
+    "GEN3D_HEADER_TIMEOUT_S": str(HEADER_TIMEOUT_S),
+    "GEN3D_BODY_TIMEOUT_S": "3",
+    "GEN3D_MAX_CONNECTIONS": "300",
+}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    from gen3d.serve.launcher import start_server
+
+    log = tmp_path_factory.mktemp("slow") / "server.log"
+    srv = start_server(SETTINGS, log_path=log)
+    srv.wait_ready(60)
+    yield srv
+    srv.stop(10)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def enough_descriptors() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1400:
+        pytest.skip(f"needs 1400 open files for the sockets; the hard limit is {hard}")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1400), hard))
+
+
+def ping_times(server, count: int = 15) -> list[float]:
+    """Seconds per /ping on fresh connections (a new client each time)."""
+    times = []
+    for _ in range(count):
+        started = time.perf_counter()
+        response = requests.get(server.url + "/ping", timeout=5)
+        times.append(time.perf_counter() - started)
+        assert response.status_code == 200, response.text
+        time.sleep(0.02)
+    return times
+
+
+def assert_ping_fast(server) -> None:
+    times = ping_times(server)
+    # the issue's bound is 100 ms; the median must meet it, and no single one may
+    # be more than a scheduling hiccup on a shared 2-core machine away from it
+    assert statistics.median(times) < 0.1, times
+    assert max(times) < 0.5, times
+
+
+@contextmanager
+def sockets(server, count: int, first_bytes: bytes) -> Iterator[list[socket.socket]]:
+    with ExitStack() as stack:
+        opened = []
+        for _ in range(count):
+            s = stack.enter_context(socket.create_connection(("127.0.0.1", server.port), 5))
+            if first_bytes:
+                s.sendall(first_bytes)
+            opened.append(s)
+        yield opened
+
+
+def trickle(opened: list[socket.socket], stop: threading.Event, byte: bytes = b"X") -> None:
+    """One byte per socket every half second, the way a slowloris client keeps alive."""
+    while not stop.wait(0.5):
+        for s in opened:
+            try:
+                s.send(byte)
+            except OSError:
+                pass
+
+
+def test_slow_headers_never_reach_a_thread_and_are_cut_at_the_header_timeout(server) -> None:
+    before = gunicorn_workers(server)
+    start = b"POST /invocations HTTP/1.1\r\nHost: x\r\nX-Slow: "
+    with sockets(server, 200, start) as opened:
+        stop = threading.Event()
+        dripper = threading.Thread(target=trickle, args=(opened, stop), daemon=True)
+        dripper.start()
+        try:
+            assert_ping_fast(server)
+            ok = requests.post(
+                server.url + "/invocations",
+                data=rgba_png(64),
+                headers={"Content-Type": "image/png"},
+                timeout=30,
+            )
+            assert ok.status_code == 200, ok.text
+            # still dripping, yet cut: the timeout is for the whole header, not per read
+            time.sleep(HEADER_TIMEOUT_S + 1.5)
+            probe = opened[0]
+            probe.settimeout(2)
+            try:
+                closed = probe.recv(1024) == b""  # nginx closes without an answer
+            except ConnectionResetError:
+                closed = True
+            assert closed
+        finally:
+            stop.set()
+            dripper.join()
+    assert gunicorn_workers(server) == before
+
+
+def test_slow_bodies_wait_in_the_front_not_in_request_threads(server) -> None:
+    head = (
+        b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+        b"Content-Length: 100000\r\n\r\n"
+    )
+    with sockets(server, 100, head) as opened:
+        stop = threading.Event()
+        dripper = threading.Thread(target=trickle, args=(opened, stop, b"\x89"), daemon=True)
+        dripper.start()
+        try:
+            assert_ping_fast(server)
+            ok = requests.post(
+                server.url + "/invocations",
+                data=rgba_png(64),
+                headers={"Content-Type": "image/png"},
+                timeout=30,
+            )
+            assert ok.status_code == 200, ok.text
+        finally:
+            stop.set()
+            dripper.join()
+
+
+def test_idle_keep_alive_connections_never_stop_new_ones_being_accepted(server) -> None:
+    # twice the front's connection cap (300), each kept alive after one answered /ping
+    request = b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n"
+    with sockets(server, 600, request) as opened:
+        for s in opened[:50]:  # answered (the rest are answered too, or closed for room)
+            s.settimeout(5)
+            assert s.recv(1024).startswith(b"HTTP/1.1 200")
+        started = time.perf_counter()
+        assert requests.get(server.url + "/ping", timeout=5).status_code == 200
+        assert time.perf_counter() - started < 1.0
+        assert_ping_fast(server)
+
+
+def test_connection_close_clients_that_never_close_stall_nobody(server) -> None:
+    request = b"GET /ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    with sockets(server, 30, request):
+        time.sleep(0.5)
+        assert_ping_fast(server)
