@@ -1,10 +1,14 @@
-"""Peers suite: our server vs LitServe on the same backend, same model dir, same run.
+"""Peers suite: our server vs two peers on the same backend, same model dir, same run.
 
-Both servers are up at once (each idles while the other is loaded) and every
-concurrency level runs on ours, then on the peer, so drift in the machine's load hits
-both alike. Both receive the same JSON request and return the same JSON asset; the peer
-gets our max_batch_size and its batch_timeout = our GEN3D_MAX_BATCH_DELAY_MS.
-Ratios: ours / peer for throughput (>= 1 is better) and for p99 (<= 1 is better).
+The peers: LitServe (its own dynamic batching, given our max_batch_size and, as its
+batch_timeout, our GEN3D_MAX_BATCH_DELAY_MS) and the AWS-BYOC-style server
+(gen3d.benchmarks.byoc_peer: Flask under gunicorn sync workers, one request at a time
+per worker, no batching, no queue). All three are up at once (each idles while another
+is loaded) and every concurrency level runs on ours, then LitServe, then the BYOC peer,
+so drift in the machine's load hits all alike. All receive the same JSON request and
+return the same JSON asset. Ratios: ours / peer for throughput (>= 1 is better) and for
+p99 (<= 1 is better); `throughput_ratio`/`p99_ratio` are vs LitServe (as before the
+BYOC peer was added), `byoc_throughput_ratio`/`byoc_p99_ratio` vs the BYOC peer.
 """
 
 from __future__ import annotations
@@ -12,27 +16,32 @@ from __future__ import annotations
 import sys
 import tempfile
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from gen3d.benchmarks import payloads
 from gen3d.benchmarks.backends import prepare_model_dir, server_env, settings_for
+from gen3d.benchmarks.byoc_peer import byoc_workers, start_byoc
 from gen3d.benchmarks.environment import fingerprint
 from gen3d.benchmarks.loadgen import Target, run_load
 from gen3d.benchmarks.results_io import Recorder
-from gen3d.benchmarks.suite_config import ServedSuiteConfig
+from gen3d.benchmarks.suite_config import PeerSuiteConfig
 from gen3d.serve.launcher import ManagedProcess, free_port, start_server
 
 JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
+PEERS = ("litserve", "byoc")  # run in this order after ours at each level
+LEVELS = [1, 4, 16, 64]  # 64: past what any server here turns around within a second
 
 
 @dataclass(kw_only=True)
-class PeersConfig(ServedSuiteConfig):
-    """Both servers get the same settings; torch_threads is OMP_NUM_THREADS of both."""
+class PeersConfig(PeerSuiteConfig):
+    """All servers get the same settings; torch_threads is OMP_NUM_THREADS of all."""
+
+    levels: list[int] = field(default_factory=lambda: list(LEVELS))
 
 
-def start_litserve(config: PeersConfig, model_dir: Path, log_path: Path) -> ManagedProcess:
+def start_litserve(config: PeerSuiteConfig, model_dir: Path, log_path: Path) -> ManagedProcess:
     """gen3d.benchmarks.litserve_peer as a managed process (its own session, /health)."""
     port = free_port()
     cmd = [
@@ -104,57 +113,94 @@ def run_peers_suite(
         max_queue=max(64, 2 * max(config.levels)),
     )
     body = payloads.json_body()
+    recorder.config["byoc_workers"] = byoc_workers(config)
     with tempfile.TemporaryDirectory(prefix="gen3d-peers-") as tmp:
         ours_env = server_env(settings)
         if config.torch_threads:
             ours_env["OMP_NUM_THREADS"] = str(config.torch_threads)
-        ours = start_server(ours_env, log_path=Path(tmp) / "ours.log")
-        peer = start_litserve(config, model_dir, Path(tmp) / "litserve.log")
+        servers = start_servers(config, model_dir, ours_env, Path(tmp), PEERS)
         try:
-            ours.wait_ready(config.ready_timeout_s)
-            peer.wait_ready(config.ready_timeout_s)
-            bound = {"ours": listening_address(ours.port), "litserve": listening_address(peer.port)}
-            recorder.config["bound_to"] = bound
-            for server, address in bound.items():
-                if address != "127.0.0.1":
-                    raise RuntimeError(f"{server} listens on {address}, not 127.0.0.1")
+            recorder.config["bound_to"] = bound_addresses(servers)
             targets = {
-                "ours": Target(ours.url, "/invocations", body, JSON_HEADERS, "/ping", None),
-                "litserve": Target(peer.url, "/invocations", body, JSON_HEADERS, "/health", None),
+                name: Target(s.url, "/invocations", body, JSON_HEADERS, s.health_path, None)
+                for name, s in servers.items()
             }
             for level in config.levels:
                 row: dict[str, Any] = {"backend": config.backend, "concurrency": level}
-                for server, target in targets.items():
-                    row[server] = run_load(
+                for name, target in targets.items():  # ours, LitServe, BYOC: in turn
+                    row[name] = run_load(
                         target, level, config.duration_s, config.max_requests, config.warmup_s, 0.05
                     )
                 row.update(ratios(row["ours"], row["litserve"]))
+                row.update(ratios(row["ours"], row["byoc"], prefix="byoc_"))
                 recorder.add(row)
                 progress(_line(config.name, row))
         finally:
-            ours.stop()
-            peer.stop()
+            for server in servers.values():
+                server.stop()
     return recorder.write(out_root)
 
 
-def ratios(ours: dict[str, Any], peer: dict[str, Any]) -> dict[str, float | None]:
+def start_servers(
+    config: PeerSuiteConfig,
+    model_dir: Path,
+    ours_env: dict[str, str],
+    log_dir: Path,
+    peers: tuple[str, ...],
+) -> dict[str, ManagedProcess]:
+    """Ours and the named peers ("litserve", "byoc"), in that order, all ready and each
+    checked (from the kernel's table) to listen on 127.0.0.1 only: benchmarks never open
+    a port to the network. On any failure the ones already started are stopped."""
+    starters = {"litserve": start_litserve, "byoc": start_byoc}
+    servers: dict[str, ManagedProcess] = {}
+    try:
+        servers["ours"] = start_server(ours_env, log_path=log_dir / "ours.log")
+        for name in peers:  # all start at once: each loads its model while the others do
+            servers[name] = starters[name](config, model_dir, log_dir / f"{name}.log")
+        for server in servers.values():
+            server.wait_ready(config.ready_timeout_s)
+        for name, address in bound_addresses(servers).items():
+            if address != "127.0.0.1":
+                raise RuntimeError(f"{name} listens on {address}, not 127.0.0.1")
+    except BaseException:
+        for server in servers.values():
+            server.stop()
+        raise
+    return servers
+
+
+def bound_addresses(servers: dict[str, ManagedProcess]) -> dict[str, str | None]:
+    """Where each server listens, read from the kernel (recorded with the results)."""
+    return {name: listening_address(server.port) for name, server in servers.items()}
+
+
+def ratios(ours: dict[str, Any], peer: dict[str, Any], prefix: str = "") -> dict[str, float | None]:
+    """ours / peer: throughput (>= 1 is better) and p99 (<= 1 is better)."""
+
     def ratio(a: float | None, b: float | None) -> float | None:
         return a / b if a is not None and b else None
 
     return {
-        "throughput_ratio": ratio(ours.get("throughput_per_s"), peer.get("throughput_per_s")),
-        "p99_ratio": ratio(ours["latency_ms"].get("p99"), peer["latency_ms"].get("p99")),
+        f"{prefix}throughput_ratio": ratio(
+            ours.get("throughput_per_s"), peer.get("throughput_per_s")
+        ),
+        f"{prefix}p99_ratio": ratio(ours["latency_ms"].get("p99"), peer["latency_ms"].get("p99")),
     }
 
 
 def _line(name: str, row: dict[str, Any]) -> str:
-    o, p = row["ours"], row["litserve"]
-    tr, pr = row["throughput_ratio"], row["p99_ratio"]
+    parts = [f"  {name} c={row['concurrency']:>2}:"]
+    for server, label in (("ours", "ours"), ("litserve", "LitServe"), ("byoc", "BYOC")):
+        r = row[server]
+        parts.append(
+            f"{label} {r['throughput_per_s']:.2f}/s p99 "
+            f"{r['latency_ms'].get('p99', float('nan')):.0f} ms"
+        )
     return (
-        f"  {name} c={row['concurrency']:>2}: ours {o['throughput_per_s']:.2f}/s "
-        f"p99 {o['latency_ms'].get('p99', float('nan')):.0f} ms | LitServe "
-        f"{p['throughput_per_s']:.2f}/s p99 {p['latency_ms'].get('p99', float('nan')):.0f} ms"
-        f" | ratio thr {_round(tr)} p99 {_round(pr)}"
+        " | ".join(parts)
+        + f" | ours/LitServe thr {_round(row['throughput_ratio'])} p99 {_round(row['p99_ratio'])}"
+        + f" | ours/BYOC thr {_round(row['byoc_throughput_ratio'])}"
+        + f" p99 {_round(row['byoc_p99_ratio'])}"
     )
 
 

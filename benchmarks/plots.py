@@ -40,8 +40,9 @@ def _save(fig: Any, path: Path) -> Path:
 
 
 def throughput_vs_concurrency(docs: list[Doc], path: Path) -> Path | None:
-    """Served throughput per level (server suite), with LitServe from the peers suite,
-    and the in-process ceiling each level is judged against (serving efficiency)."""
+    """Served throughput per level (server suite), with LitServe and the BYOC peer from
+    the peers suite, and the in-process ceiling each level is judged against (serving
+    efficiency)."""
     servers, peers = _suite(docs, "server"), _suite(docs, "peers")
     if not servers and not peers:
         return None
@@ -79,6 +80,16 @@ def throughput_vs_concurrency(docs: list[Doc], path: Path) -> Path | None:
             "s--",
             label=f"{doc['name']} LitServe (peers run)",
         )
+        byoc = [
+            (r["concurrency"], r["byoc"]["throughput_per_s"]) for r in doc["results"] if "byoc" in r
+        ]
+        if byoc:
+            ax.plot(
+                [x for x, _ in byoc],
+                [y for _, y in byoc],
+                "D--",
+                label=f"{doc['name']} BYOC peer (peers run)",
+            )
         ax.plot(
             xs,
             [r["ours"]["throughput_per_s"] for r in doc["results"]],
@@ -245,6 +256,51 @@ def coldstart_breakdown(docs: list[Doc], path: Path) -> Path | None:
     return _save(fig, path)
 
 
+OVERLOAD_SERVERS = {
+    "ours": ("ours", "o-"),
+    "litserve": ("LitServe", "s--"),
+    "byoc": ("BYOC", "D--"),
+}
+
+
+def overload_goodput(docs: list[Doc], path: Path) -> Path | None:
+    """Goodput vs clients that retry every refusal at once, per server; /ping p99 there."""
+    overload = _suite(docs, "overload")
+    if not overload:
+        return None
+    fig, (ax, ping) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for doc in overload:
+        for server, (label, style) in OVERLOAD_SERVERS.items():
+            rows = [r for r in doc["results"] if server in r]
+            if not rows:
+                continue
+            xs = [r["clients"] for r in rows]
+            name = f"{doc['name']} {label}"
+            ax.plot(xs, [r[server]["goodput_per_s"] for r in rows], style, label=name)
+            ping.plot(
+                xs, [r[server].get("ping_ms", {}).get("p99") for r in rows], style, label=name
+            )
+    ax.set(
+        xlabel="clients (each retries a 503 at once)",
+        ylabel="completed (200) requests / s",
+        title="Goodput under overload",
+        ylim=(0, None),
+    )
+    ping.axhline(targets.PING_P99_MAX_MS, color="red", ls="--", label="/ping target 50 ms")
+    ping.set(
+        xlabel="clients",
+        ylabel="health check p99 (ms)",
+        title="/ping p99 under overload (LitServe: /health)",
+        yscale="log",
+    )
+    for axis in (ax, ping):
+        axis.set_xscale("log", base=2)
+        _plain_log_axis(axis)
+        _legend(axis)
+        axis.grid(alpha=0.3)
+    return _save(fig, path)
+
+
 def make_plots(docs: list[Doc], folder: Path, prefix: str) -> dict[str, Path]:
     folder.mkdir(parents=True, exist_ok=True)
     makers = {
@@ -253,6 +309,7 @@ def make_plots(docs: list[Doc], folder: Path, prefix: str) -> dict[str, Path]:
         "batch_scaling": batch_scaling,
         "precision": precision_comparison,
         "coldstart": coldstart_breakdown,
+        "overload": overload_goodput,
     }
     made = {}
     for key, maker in makers.items():

@@ -287,6 +287,7 @@ def _peers_section(docs: list[Doc]) -> list[str]:
     for doc in docs:
         for r in doc["results"]:
             o, p = r["ours"], r["litserve"]
+            b = r.get("byoc") or {}  # documents from before the BYOC peer have none
             rows.append(
                 [
                     doc["name"],
@@ -297,9 +298,14 @@ def _peers_section(docs: list[Doc]) -> list[str]:
                     p["throughput_per_s"],
                     _med(p["latency_ms"]),
                     _med(p["latency_ms"], "p99"),
+                    b.get("throughput_per_s"),
+                    _med(b.get("latency_ms")),
+                    _med(b.get("latency_ms"), "p99"),
                     r["throughput_ratio"],
                     r["p99_ratio"],
-                    sum(o["errors"].values()) + sum(p["errors"].values()),
+                    r.get("byoc_throughput_ratio"),
+                    r.get("byoc_p99_ratio"),
+                    sum(sum(s.get("errors", {}).values()) for s in (o, p, b)),
                 ]
             )
     out = table(
@@ -312,18 +318,117 @@ def _peers_section(docs: list[Doc]) -> list[str]:
             "LitServe req/s",
             "LitServe p50",
             "LitServe p99",
-            "throughput ours/peer",
-            "p99 ours/peer",
+            "BYOC req/s",
+            "BYOC p50",
+            "BYOC p99",
+            "throughput ours/LitServe",
+            "p99 ours/LitServe",
+            "throughput ours/BYOC",
+            "p99 ours/BYOC",
             "errors",
         ],
         rows,
     )
     for doc in docs:
         bound = doc["config"].get("bound_to")
+        workers = doc["config"].get("byoc_workers")
+        byoc = (
+            f"; BYOC peer: {workers} gunicorn sync worker(s)" if workers else "; no BYOC peer run"
+        )
         out.append(
             f"- {doc['name']}: LitServe {doc['environment'].get('litserve')}, "
             f"max_batch_size {doc['config']['max_batch_size']}, batch_timeout "
-            f"{doc['config']['max_batch_delay_ms'] / 1000:g} s; listening on {bound}."
+            f"{doc['config']['max_batch_delay_ms'] / 1000:g} s{byoc}; listening on {bound}."
+        )
+    return [*out, ""]
+
+
+SERVER_LABELS = {"ours": "ours", "litserve": "LitServe", "byoc": "BYOC peer"}
+
+
+def _overload_section(docs: list[Doc]) -> list[str]:
+    rows = []
+    for doc in docs:
+        for r in doc["results"]:
+            for server, label in SERVER_LABELS.items():
+                m = r.get(server)
+                if not m:
+                    continue
+                other = sum(m.get("other_statuses", {}).values())
+                rows.append(
+                    [
+                        doc["name"],
+                        label,
+                        r["clients"],
+                        m["goodput_per_s"],
+                        m["refused_per_s"],
+                        other,
+                        m["connection_errors"],
+                        _med(m["latency_ms"]),
+                        _med(m["latency_ms"], "p99"),
+                        _med(m["attempt_latency_ms"], "p99"),
+                        _med(m["attempts_per_success"], "mean"),
+                        _med(m.get("ping_ms")),
+                        _med(m.get("ping_ms"), "p99"),
+                        _med(m.get("ping_ms"), "max"),
+                    ]
+                )
+    out = table(
+        [
+            "backend",
+            "server",
+            "clients",
+            "goodput /s",
+            "refused (503) /s",
+            "other answers",
+            "connection errors",
+            "p50 ms (with retries)",
+            "p99 ms (with retries)",
+            "attempt p99 ms",
+            "attempts per success",
+            "/ping p50 ms",
+            "/ping p99 ms",
+            "/ping max ms",
+        ],
+        rows,
+    )
+    summary_rows = []
+    for doc in docs:
+        for server, figures in doc.get("summary", {}).items():
+            if figures:
+                summary_rows.append(
+                    [
+                        doc["name"],
+                        SERVER_LABELS.get(server, server),
+                        figures["peak_goodput_per_s"],
+                        figures["peak_at_clients"],
+                        figures["largest_level"],
+                        figures["goodput_at_largest_per_s"],
+                        figures["ratio_to_peak"],
+                    ]
+                )
+    out += table(
+        [
+            "backend",
+            "server",
+            "peak goodput /s",
+            "at clients",
+            "largest level",
+            "goodput there /s",
+            "ratio to peak",
+        ],
+        summary_rows,
+    )
+    for doc in docs:
+        config = doc["config"]
+        extra = config.get("extra_env") or {}
+        workers = config.get("byoc_workers")
+        out.append(
+            f"- {doc['name']}: our GEN3D_MAX_QUEUE {config.get('ours_max_queue')}"
+            + (f", extra environment {extra}" if extra else "")
+            + (f"; BYOC peer: {workers} gunicorn sync worker(s)" if workers else "")
+            + f"; window {config['duration_s']:g} s per level; health routes "
+            f"{config.get('health_paths')}; listening on {config.get('bound_to')}."
         )
     return [*out, ""]
 
@@ -409,13 +514,32 @@ def device_section(device: str, docs: list[Doc], plot_dir: Path, readme_dir: Pat
         out += _latency_section(by_suite["latency"])
     if by_suite["peers"]:
         out += [
-            "### Peer: LitServe on the same backend (`gen3d bench peers`)",
+            "### Peers: LitServe and an AWS-BYOC-style server on the same backend "
+            "(`gen3d bench peers`)",
             "",
-            "Both servers up at once, each level run on ours then on LitServe; JSON in "
-            "and out on both (our codecs), so the work around the model is the same.",
+            "All servers up at once, each level run on ours, then LitServe, then the BYOC "
+            "peer (AWS's scikit-learn BYOC example's way: Flask under gunicorn sync workers, "
+            "one per core, each with its own model, one request at a time; no batching, "
+            "queue or admission control). JSON in and out on all (our codecs), so the "
+            "work around the model is the same.",
             "",
         ]
         out += _peers_section(by_suite["peers"])
+    if by_suite["overload"]:
+        out += [
+            "### Overload: goodput with clients that retry every 503 at once "
+            "(`gen3d bench overload`)",
+            "",
+            "N client threads post the JSON request in a loop; a 503 or a connection error "
+            "is retried at once (Retry-After ignored), any other answer ends the request. "
+            "Goodput = 200s per second in the window after a warm-up; latency of a success "
+            "counts from its first attempt (retries included); attempt p99 is the "
+            "successful attempt alone. /ping is probed during the window (LitServe: "
+            "/health). Ratio to peak = goodput at the largest level / peak goodput "
+            "(1: no collapse).",
+            "",
+        ]
+        out += _overload_section(by_suite["overload"])
     out += ["### Skipped, not measured, notes", "", *_skipped(docs)]
     if made:
         out += ["### Plots", ""]

@@ -1,5 +1,7 @@
 """The fixed text of benchmarks/README.md: how to run the suites, here and on a GPU."""
 
+# ruff: noqa: E501  (markdown table rows are one line each)
+
 HOW_TO_RUN = """\
 ## How to run
 
@@ -7,8 +9,36 @@ HOW_TO_RUN = """\
 |---|---|---|
 | CPU suite + this report | `make bench` | <= 10 min on 2 cores |
 | GPU suite (any CUDA GPU) | `benchmarks/gpu_check.sh OUTDIR` | <= 8 min; no GPU: exit 2 |
-| one suite | `gen3d bench SUITE --help` (model, server, coldstart, peers, latency) | per level |
+| one suite | `gen3d bench SUITE --help` (model, server, coldstart, peers, overload, latency) | per level |
 | report only | `gen3d bench report` | seconds |
+
+The peer and overload suites, each on its own:
+
+```bash
+gen3d bench peers --backend silhouette      # ours, LitServe, BYOC at 1,4,16,64 (~1.5 min)
+gen3d bench overload --backend silhouette   # ours at 4,16,64,100 clients, 8 s each (~1 min)
+gen3d bench overload --backend silhouette --peers          # and both peers, in turn (~3 min)
+gen3d bench overload --max-queue 16 --env GEN3D_WORKERS=2  # other settings of ours (--env: ours)
+```
+
+`make bench` (`gen3d bench all`) runs the overload suite on our server alone, with
+silhouette, as its last step (about 40 s); the run with the peers is left out of it
+because it triples that, so run it on its own.
+
+**The peers.** LitServe serves our backend with its own dynamic batching (our max batch
+size and delay). The AWS-BYOC-style peer (`gen3d.benchmarks.byoc_peer`) serves it the
+way AWS's scikit-learn bring-your-own-container example does: a minimal Flask app under
+gunicorn sync workers, one per core (`--byoc-workers`), each with its own model, one
+request at a time; no batching, no queue, no admission control (requests beyond the
+workers wait in the kernel's accept queue). All speak the same JSON (our codecs) on
+127.0.0.1 only, and each level runs on ours, then LitServe, then the BYOC peer.
+
+**Overload.** N client threads post the JSON request in a loop and retry every 503 (or
+connection error) at once, as an impatient client does. Per level: goodput (200s per
+second in the window), refusals per second, other answers, p50/p99 of successes from
+the first attempt (retries included) and of the successful attempt alone, attempts per
+success, and `/ping` latency from a prober during the window (p50/p99/max). Summary per
+server: peak goodput and goodput at the largest level / peak (1: no collapse).
 
 Every suite writes `results/<device>/<suite>_<name>.json` (device `cpu`, or `cuda-<gpu name>`),
 each with an environment fingerprint (CPU model and cores, load average at start and end,

@@ -27,6 +27,9 @@ class Recorder:
         self.results: list[dict[str, Any]] = []
         self.notes: list[str] = []
         self.skipped: list[dict[str, str]] = []
+        # figures across all results (e.g. overload's peak goodput); written only when set,
+        # so the documents of suites without one keep their shape
+        self.summary: dict[str, Any] = {}
         self._started = time.monotonic()
 
     def add(self, result: dict[str, Any]) -> None:
@@ -36,7 +39,7 @@ class Recorder:
         self.skipped.append({"what": what, "why": why})
 
     def document(self) -> dict[str, Any]:
-        return {
+        doc = {
             "schema": SCHEMA,
             "suite": self.suite,
             "name": self.name,
@@ -48,6 +51,9 @@ class Recorder:
             "duration_s": round(time.monotonic() - self._started, 2),
             "load_average_end": load_average(),
         }
+        if self.summary:
+            doc["summary"] = self.summary
+        return doc
 
     def write(self, out_root: Path) -> Path:
         folder = out_root / device_slug(self.environment)

@@ -1,6 +1,9 @@
 """`gen3d bench all`: the CPU suite (make bench) or the GPU suite (gpu_check.sh), bounded.
 
-CPU (here, <= 10 min on 2 cores): silhouette and proxy tiny through every suite.
+CPU (here, <= 10 min on 2 cores): silhouette and proxy tiny through every suite, then
+the overload suite on our server alone with silhouette (about 40 s: 4 levels of 6 s;
+its peers run, with LitServe and the BYOC peer at every level, would take minutes more:
+run it on its own with `gen3d bench overload --peers`).
 GPU (<= 8 min on any CUDA GPU): proxy full at fp32/fp16/bf16/int8, batch 1-8, with a
 reduced step count, then a server run; configurations that would not fit the remaining
 time are recorded as skipped, not run.
@@ -15,6 +18,7 @@ from pathlib import Path
 
 from gen3d.benchmarks.coldstart import ColdstartConfig, run_coldstart_suite
 from gen3d.benchmarks.model import ModelSuiteConfig, run_model_suite
+from gen3d.benchmarks.overload import OverloadConfig, run_overload_suite
 from gen3d.benchmarks.peers import PeersConfig, run_peers_suite
 from gen3d.benchmarks.server import ServerSuiteConfig, run_server_suite
 
@@ -129,6 +133,19 @@ def run_cpu_suite(
                     backend="proxy",
                     size="tiny",
                     duration_s=4.0,
+                    instance_type=instance_type,
+                    torch_threads=CPU_SERVER_THREADS,
+                ),
+                out,
+                progress,
+            ),
+        ),
+        (  # last: the step the deadline drops first if the machine is slow today
+            "overload silhouette",
+            lambda: run_overload_suite(
+                OverloadConfig(
+                    backend="silhouette",
+                    duration_s=6.0,
                     instance_type=instance_type,
                     torch_threads=CPU_SERVER_THREADS,
                 ),

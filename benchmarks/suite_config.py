@@ -39,3 +39,12 @@ class ServedSuiteConfig(SuiteConfig):
     # both compute alike). The load generator shares this machine's cores; torch's
     # spinning OpenMP threads collapse when a core is taken from them, so leave it one.
     torch_threads: int | None = None
+
+
+@dataclass(kw_only=True)
+class PeerSuiteConfig(ServedSuiteConfig):
+    """A suite that also serves the backend with the peer servers (LitServe, AWS BYOC)."""
+
+    # sync workers of the BYOC peer, each with its own model; 0: one per core, which is
+    # what AWS's example (and the SageMaker toolkit's MODEL_SERVER_WORKERS) defaults to
+    byoc_workers: int = 0

@@ -145,13 +145,24 @@ def test_coldstart_splits_ready_time_into_parts(results) -> None:
     assert run["import_s"] > 0 and run["warmup_s"] > 0
 
 
-def test_peers_runs_litserve_on_loopback_with_our_batch_settings(results) -> None:
+def test_peers_runs_litserve_and_byoc_on_loopback_with_our_batch_settings(results) -> None:
     doc = _doc(results["peers"])
-    assert doc["config"]["bound_to"] == {"ours": "127.0.0.1", "litserve": "127.0.0.1"}
+    assert doc["config"]["bound_to"] == {
+        "ours": "127.0.0.1",
+        "litserve": "127.0.0.1",
+        "byoc": "127.0.0.1",
+    }
+    assert doc["config"]["byoc_workers"] == (os.cpu_count() or 1)
     (row,) = doc["results"]
-    assert row["ours"]["ok"] > 0 and row["litserve"]["ok"] > 0
+    assert row["ours"]["ok"] > 0 and row["litserve"]["ok"] > 0 and row["byoc"]["ok"] > 0
     assert row["throughput_ratio"] == pytest.approx(
         row["ours"]["throughput_per_s"] / row["litserve"]["throughput_per_s"]
+    )
+    assert row["byoc_throughput_ratio"] == pytest.approx(
+        row["ours"]["throughput_per_s"] / row["byoc"]["throughput_per_s"]
+    )
+    assert row["byoc_p99_ratio"] == pytest.approx(
+        row["ours"]["latency_ms"]["p99"] / row["byoc"]["latency_ms"]["p99"]
     )
 
 
@@ -165,9 +176,10 @@ def test_report_from_real_results(results, tmp_path: Path) -> None:
         "Model, in-process",
         "Server: real gunicorn",
         "Cold start",
-        "Peer: LitServe",
+        "Peers: LitServe and an AWS-BYOC-style server",
     ):
         assert heading in text
+    assert "| BYOC req/s |" in text
     assert "not measured here: this machine has no GPU" in text
     images = sorted(plots.glob("*.png"))
     assert {p.stem for p in images} == {

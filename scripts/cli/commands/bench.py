@@ -1,4 +1,4 @@
-"""`gen3d bench`: model, server, cold-start and peer benchmarks, and their report.
+"""`gen3d bench`: model, server, cold-start, peer and overload benchmarks, and their report.
 
 gen3d bench all --device cpu --out benchmarks/results   # what `make bench` runs
 gen3d bench report                                      # -> benchmarks/README.md + plots
@@ -53,6 +53,33 @@ def _positive(text: str) -> float:
     return value
 
 
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return value
+
+
+def _env_pair(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip() or key != key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key, value
+
+
+def _byoc_workers(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--byoc-workers",
+        type=_count,
+        default=None,
+        help="gunicorn sync workers of the AWS-BYOC-style peer, each with its own model "
+        "(default: one per core, as AWS's example)",
+    )
+
+
 def _common(p: argparse.ArgumentParser, backends: tuple[str, ...]) -> None:
     p.add_argument("--backend", choices=backends, default=backends[0], help="backend to measure")
     p.add_argument(
@@ -82,25 +109,32 @@ def _common(p: argparse.ArgumentParser, backends: tuple[str, ...]) -> None:
     )
 
 
-def _load_args(p: argparse.ArgumentParser, levels: str, duration: float) -> None:
+def _load_args(
+    p: argparse.ArgumentParser,
+    levels: str,
+    duration: float,
+    max_requests: int = 400,
+    closed_loop: bool = True,
+) -> None:
     p.add_argument(
         "--levels",
         type=_ints,
         default=_ints(levels),
-        help=f"closed-loop client counts (default {levels})",
+        help=f"{'closed-loop ' if closed_loop else ''}client counts (default {levels})",
     )
     p.add_argument(
-        "--duration-s",
+        *(("--duration-s",) if closed_loop else ("--duration-s", "--duration")),
         type=_positive,
         default=duration,
         help=f"measurement window per level, seconds (default {duration:g}; "
-        "extended to 2 answers per client, cut at 3x)",
+        + ("extended to 2 answers per client, cut at 3x)" if closed_loop else "after warm-up)"),
     )
     p.add_argument(
         "--max-requests",
-        type=int,
-        default=400,
-        help="answers after which a level stops early (default 400)",
+        type=_count,
+        default=max_requests,
+        help=f"answers {'' if closed_loop else '(of any status) '}after which a level stops "
+        f"early (default {max_requests})",
     )
     p.add_argument("--max-batch-size", type=int, default=8, help="GEN3D_MAX_BATCH_SIZE (8)")
     p.add_argument(
@@ -112,9 +146,10 @@ def _load_args(p: argparse.ArgumentParser, levels: str, duration: float) -> None
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "bench",
-        help="benchmarks: model, server, cold start, peer server, report",
-        description="Measure the model in-process, the real server under load, cold start "
-        "and a peer server (LitServe); every result is JSON with an environment fingerprint "
+        help="benchmarks: model, server, cold start, peer servers, overload, report",
+        description="Measure the model in-process, the real server under load, cold start, "
+        "peer servers (LitServe, an AWS-BYOC-style Flask app under gunicorn sync workers) and "
+        "goodput under overload; every result is JSON with an environment fingerprint "
         "under benchmarks/results/<device>/. `report` turns them into benchmarks/README.md.",
     )
     sub = p.add_subparsers(dest="bench_command", metavar="SUITE")
@@ -177,14 +212,53 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     r = sub.add_parser(
         "peers",
-        help="ours vs LitServe on the same backend, same run",
-        description="Serve the same backend with our server and with LitServe "
-        "(max_batch_size and batch_timeout set to ours, 127.0.0.1 only) and "
-        "load both at each level; ratios ours/peer of throughput and p99.",
+        help="ours vs LitServe and an AWS-BYOC-style server on the same backend, same run",
+        description="Serve the same backend with our server, with LitServe "
+        "(max_batch_size and batch_timeout set to ours) and with the AWS-BYOC-style peer "
+        "(Flask under gunicorn sync workers, one per core, one request at a time each; "
+        "no batching, queue or admission control), all on 127.0.0.1 only; load each in "
+        "turn at each level; ratios ours/peer of throughput and p99.",
     )
     _common(r, ("silhouette", "proxy"))
-    _load_args(r, "1,4,16", 5.0)
+    _load_args(r, "1,4,16,64", 5.0)
+    _byoc_workers(r)
     r.set_defaults(func=run_peers)
+
+    o = sub.add_parser(
+        "overload",
+        help="goodput vs clients that retry every 503 at once (ours; --peers: the peers too)",
+        description="At each level, N client threads on 127.0.0.1 post the benchmarks' "
+        "JSON request in a loop; a 503 or a connection error is retried at once, any other "
+        "answer ends the request. After a warm-up, a window bounded by --duration-s and "
+        "--max-requests counts 200s per second (goodput), refusals per second and other "
+        "answers; latency of successes from first attempt (retries included) and per "
+        "attempt; /ping latency from a prober (p50/p99/max). Summary: peak goodput and "
+        "goodput at the largest level / peak. Writes OUT/<device>/overload_<backend>.json.",
+    )
+    _common(o, ("silhouette", "proxy"))
+    _load_args(o, "4,16,64,100", 8.0, max_requests=20_000, closed_loop=False)
+    o.add_argument(
+        "--max-queue",
+        type=_count,
+        default=None,
+        help="GEN3D_MAX_QUEUE of our server (default: the server's own, 64)",
+    )
+    o.add_argument(
+        "--env",
+        type=_env_pair,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="more environment for our server, applied last (repeatable), e.g. "
+        "--env GEN3D_WORKERS=2 to compare settings",
+    )
+    o.add_argument(
+        "--peers",
+        action="store_true",
+        help="also load LitServe and the AWS-BYOC-style peer, in turn at each level",
+    )
+    _byoc_workers(o)
+    o.set_defaults(func=run_overload)
 
     lat = sub.add_parser(
         "latency",
@@ -202,7 +276,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "all",
         help="the whole bounded suite: CPU (make bench) or GPU",
         description="--device cpu: silhouette and proxy tiny through every "
-        "suite (<= 10 min on 2 cores). --device cuda: proxy full at "
+        "suite, then overload on our server with silhouette (<= 10 min on 2 cores; "
+        "overload's --peers run is left out). --device cuda: proxy full at "
         "fp32/fp16/bf16/int8, batch 1-8, and a server run (<= 8 min).",
     )
     a.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
@@ -263,6 +338,8 @@ def _suite_config(cls: type, args: argparse.Namespace, **overrides: object) -> o
     """A suite's config dataclass from the parsed flags of the same names, plus overrides."""
     values = {f.name: getattr(args, f.name) for f in fields(cls) if hasattr(args, f.name)}
     values["instance_type"] = _instance(args)
+    if getattr(args, "byoc_workers", None) is None:
+        values.pop("byoc_workers", None)  # not given: the config's default (one per core)
     values.update(overrides)
     return cls(**values)
 
@@ -310,6 +387,15 @@ def run_peers(args: argparse.Namespace) -> int:
     if error := _guard(args):
         return _fail(error)
     return _run_suite(args, run_peers_suite, _suite_config(PeersConfig, args))
+
+
+def run_overload(args: argparse.Namespace) -> int:
+    from gen3d.benchmarks.overload import OverloadConfig, run_overload_suite
+
+    if error := _guard(args):
+        return _fail(error)
+    config = _suite_config(OverloadConfig, args, extra_env=dict(args.env))
+    return _run_suite(args, run_overload_suite, config)
 
 
 def run_all(args: argparse.Namespace) -> int:
