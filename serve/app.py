@@ -23,6 +23,7 @@ from gen3d.serve.errors import (
     PayloadTooLarge,
     UnsupportedMediaType,
 )
+from gen3d.serve.hardware import plan_workers
 from gen3d.serve.runtime import ModelRuntime
 from gen3d.serve.service import InvocationService
 from gen3d.serve.settings import Settings
@@ -44,7 +45,8 @@ def execution_parameters_for(settings: Settings) -> dict[str, Any]:
     sam3d and silhouette), so no record waits in the container and each one's time is its
     own processing time (the request deadline bounds it). The payload limit shares the
     100 MB budget with that concurrency."""
-    concurrent = settings.workers * batch_capacity(settings.backend, settings.max_batch_size)
+    workers = plan_workers(settings).workers  # MODEL_SERVER_WORKERS, or the hardware's count
+    concurrent = workers * batch_capacity(settings.backend, settings.max_batch_size)
     concurrent = min(concurrent, TRANSFORM_PAYLOAD_BUDGET_MB)
     payload = min(int(settings.max_body_mb), TRANSFORM_PAYLOAD_BUDGET_MB // concurrent)
     return {

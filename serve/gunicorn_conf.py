@@ -17,6 +17,7 @@ from gen3d.serve import logging_setup, metrics
 from gen3d.serve.backends import lookup
 from gen3d.serve.hardware import plan_workers
 from gen3d.serve.settings import Settings, SettingsError
+from gen3d.serve.worker import ReadyBoard
 
 try:
     _settings = Settings.from_env()
@@ -35,11 +36,6 @@ _plan = plan_workers(_settings)
 os.environ["MODEL_SERVER_WORKERS"] = str(_plan.workers)
 if "SAGEMAKER_MODEL_SERVER_WORKERS" in os.environ:
     os.environ["SAGEMAKER_MODEL_SERVER_WORKERS"] = str(_plan.workers)
-print(
-    f"gen3d: {_plan.workers} worker(s) ({_plan.reason}), torch threads "
-    f"{_plan.torch_threads or 'default'}, {_settings.threads} request threads each",
-    file=sys.stderr,
-)
 
 bind = f"{_settings.bind_host}:{_settings.port}"
 workers = _plan.workers
@@ -72,10 +68,25 @@ MALLOC_ARENAS = 2
 M_ARENA_MAX = -8  # glibc's mallopt parameter (malloc.h)
 
 
+def when_ready(server: object) -> None:
+    server.log.info(  # type: ignore[attr-defined]
+        "gen3d: %d worker(s) (%s), torch threads %s, %d request threads each",
+        _plan.workers,
+        _plan.reason,
+        _plan.torch_threads or "default",
+        _settings.threads,
+    )
+
+
+# which worker slots are ready (gen3d.serve.worker): made here, before any fork
+_ready_board = ReadyBoard(_plan.workers + 1)
+
+
 def pre_fork(server: object, worker: object) -> None:
     """Give the new worker the lowest slot no live worker holds (its GPU, if pinned)."""
     taken = {getattr(w, "gen3d_slot", None) for w in server.WORKERS.values()}  # type: ignore[attr-defined]
     worker.gen3d_slot = next(i for i in range(len(taken) + 1) if i not in taken)  # type: ignore[attr-defined]
+    worker.gen3d_board = _ready_board  # type: ignore[attr-defined]
 
 
 def post_fork(server: object, worker: object) -> None:
@@ -92,6 +103,7 @@ def post_fork(server: object, worker: object) -> None:
 
 
 def child_exit(server: object, worker: object) -> None:
+    _ready_board.mark(getattr(worker, "gen3d_slot", -1), False)
     metrics.worker_exited(worker.pid)  # type: ignore[attr-defined]
 
 

@@ -7,17 +7,22 @@ it started and the model thread records when its batch started; anything older t
 MODEL_SERVER_TIMEOUT means the worker is wedged (a request's deadline is shorter). Then
 /ping answers 503 and gen3d.serve.worker stops the heartbeat, so gunicorn's master
 replaces the worker within another MODEL_SERVER_TIMEOUT.
+
+`ready` also tells gen3d.serve.worker whether to take connections: a worker still loading
+(or failed, or wedged) leaves them to the workers that are ready, if any are.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 
 class Liveness:
-    def __init__(self, limit_s: float) -> None:
+    def __init__(self, limit_s: float, ready: Callable[[], bool] = lambda: True) -> None:
         self.limit_s = limit_s
+        self.ready = ready  # the runtime's: loaded, warmed up, model thread alive, not wedged
         self._requests: dict[int, float] = {}  # thread id -> when its request started
         self._batch_started: float | None = None
         self._lock = threading.Lock()

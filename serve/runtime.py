@@ -35,7 +35,7 @@ class ModelRuntime:
         self.timings: dict[str, float] = {}
         self.auto_mask = AutoMasker()  # the artifact's segmenter replaces GrabCut at load
         self.limits = self._limits()
-        self.liveness = Liveness(settings.server_timeout_s)
+        self.liveness = Liveness(settings.server_timeout_s, ready=lambda: self.ready)
         self._thread = threading.Thread(target=self._bring_up, name="gen3d-load", daemon=True)
 
     def start(self) -> None:

@@ -12,17 +12,23 @@ Without a front (GEN3D_FRONT=none, or nginx not installed) it becomes gunicorn i
 
 from __future__ import annotations
 
+import logging
+import logging.config
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
+from typing import IO
 
 from gen3d.serve.front import FrontError, FrontLayout, chosen_front, render_config
 from gen3d.serve.hardware import plan_workers
+from gen3d.serve.logging_setup import logging_config
 from gen3d.serve.settings import Settings, SettingsError
 
 GUNICORN_CONFIG = "python:gen3d.serve.gunicorn_conf"
@@ -49,8 +55,38 @@ def behind_front(settings: Settings, socket: Path) -> list[str]:
     ]
 
 
+log = logging.getLogger("gen3d.supervisor")
+# nginx's error-log line: "2026/11/30 09:12:04 [error] 24368#24368: *3 message"
+_NGINX_LINE = re.compile(r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d \[(\w+)\] [\d#]+: (?:\*\d+ )?(.*)$")
+_NGINX_LEVELS = {
+    "emerg": logging.CRITICAL,
+    "alert": logging.CRITICAL,
+    "crit": logging.CRITICAL,
+    "error": logging.ERROR,
+    "warn": logging.WARNING,
+    "notice": logging.INFO,
+    "info": logging.INFO,
+    "debug": logging.DEBUG,
+}
+
+
 def _log(message: str) -> None:
-    print(f"gen3d serve: {message}", file=sys.stderr, flush=True)
+    print(f"gen3d: {message}", file=sys.stderr, flush=True)
+
+
+def relay_nginx_log(stream: IO[bytes]) -> None:
+    """nginx writes plain text to stderr; re-log each line through our logging, so the
+    container's log stays one JSON object a line (GEN3D_LOG_FORMAT)."""
+    nginx_log = logging.getLogger("nginx")
+    for raw in stream:
+        line = raw.decode(errors="replace").rstrip()
+        if not line:
+            continue
+        match = _NGINX_LINE.match(line)
+        if match:
+            nginx_log.log(_NGINX_LEVELS.get(match[1], logging.INFO), "%s", match[2])
+        else:
+            nginx_log.error("%s", line)
 
 
 def _exit_code(status: int) -> int:
@@ -80,7 +116,8 @@ class Supervisor:
         if self.stopping:  # a signal came while gunicorn started
             return
         nginx = [self.nginx, "-p", f"{self.layout.run_dir}/", "-c", str(self.layout.config)]
-        self._spawn("nginx", nginx, signal.SIGQUIT)
+        process = self._spawn("nginx", nginx, signal.SIGQUIT, stderr=subprocess.PIPE)
+        threading.Thread(target=relay_nginx_log, args=(process.stderr,), daemon=True).start()
 
     def _wait_for_socket(self, timeout_s: float = 300.0) -> None:
         """nginx starts once gunicorn listens (its master binds before loading any model),
@@ -91,13 +128,16 @@ class Supervisor:
                 return  # gunicorn failed: wait() reports it
             time.sleep(0.02)
 
-    def _spawn(self, name: str, cmd: list[str], stop_signal: int) -> None:
-        process = subprocess.Popen(cmd)  # stdout/stderr: ours (the container's log)
+    def _spawn(
+        self, name: str, cmd: list[str], stop_signal: int, stderr: int | None = None
+    ) -> subprocess.Popen[bytes]:
+        process = subprocess.Popen(cmd, stderr=stderr)  # else ours: the container's log
         self.children[process.pid] = (name, process, stop_signal)
+        return process
 
     def stop(self, signum: int | None = None, _frame: object = None) -> None:
         if not self.stopping and signum is not None:
-            _log(f"signal {signal.Signals(signum).name}: stopping nginx and gunicorn")
+            log.info("signal %s: stopping nginx and gunicorn", signal.Signals(signum).name)
         self.stopping = True
         for _name, process, stop_signal in self.children.values():
             if process.poll() is None:
@@ -122,7 +162,7 @@ class Supervisor:
             name, process, _sig = entry
             process.returncode = _exit_code(status)
             if not self.stopping:
-                _log(f"{name} exited with {process.returncode}; stopping the other")
+                log.error("%s exited with %s; stopping the other", name, process.returncode)
                 code = process.returncode or 1
             self.stop()
             deadline = deadline or time.monotonic() + STOP_GRACE_S
@@ -137,9 +177,10 @@ def main() -> int:
     except (SettingsError, FrontError) as exc:
         _log(f"invalid setting {exc}")
         return 2
+    logging.config.dictConfig(logging_config(settings))
     if nginx is None:
         if settings.front == "auto":
-            _log("nginx not installed: gunicorn alone, without slow-client protection")
+            log.warning("nginx not installed: gunicorn alone, without slow-client protection")
         command = gunicorn_command()
         os.execv(command[0], command)
     supervisor = Supervisor(settings, nginx)

@@ -236,7 +236,10 @@ def async_concurrency(spec: DeploySpec) -> int:
     groups up to GEN3D_MAX_BATCH_SIZE; sam3d and silhouette run one sample). More would
     wait inside a busy container while the backlog metric, which scales out, stays low."""
     settings = spec.settings()
-    return settings.workers * batch_capacity(spec.backend, settings.max_batch_size)
+    # MODEL_SERVER_WORKERS=0 (from the instance's hardware) counts as one: the least any
+    # instance runs, so nothing waits in a container; set it to use a multi-GPU instance.
+    workers = settings.workers or 1
+    return workers * batch_capacity(spec.backend, settings.max_batch_size)
 
 
 def _short_hash(payload: Any) -> str:

@@ -236,7 +236,14 @@ def test_a_model_that_failed_to_load_is_not_retried(start_gen3d_server, tmp_path
 
 
 def test_queue_full_is_retried_until_served(start_gen3d_server) -> None:
-    srv = start_gen3d_server({"GEN3D_MAX_QUEUE": "1", "GEN3D_MAX_BATCH_SIZE": "1"})
+    srv = start_gen3d_server(
+        {
+            "GEN3D_MAX_QUEUE": "1",
+            "GEN3D_MAX_BATCH_SIZE": "1",
+            "GEN3D_MAX_WAITING": "0",  # refused at once, so the client's retry is exercised
+            "MODEL_SERVER_WORKERS": "1",
+        }
+    )
     lines: list[str] = []
     client = Client.local(srv.url, max_retries=20, max_retry_wait_s=30, progress=lines.append)
     photo = rgba_png(384)

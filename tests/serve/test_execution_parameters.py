@@ -13,9 +13,9 @@ from gen3d.serve.settings import Settings
     ("env", "concurrent", "payload"),
     [
         # an async model of sam3d: 100 MB bodies, one sample at a time
-        ({"GEN3D_BACKEND": "sam3d", "GEN3D_MAX_BODY_MB": "100"}, 1, 100),
+        ({"GEN3D_BACKEND": "sam3d", "GEN3D_MAX_BODY_MB": "100", "MODEL_SERVER_WORKERS": "1"}, 1, 100),
         # proxy batches 8: 8 in flight, the 100 MB budget shared between them
-        ({"GEN3D_BACKEND": "proxy", "GEN3D_MAX_BODY_MB": "100"}, 8, 12),
+        ({"GEN3D_BACKEND": "proxy", "GEN3D_MAX_BODY_MB": "100", "MODEL_SERVER_WORKERS": "1"}, 8, 12),
         ({"GEN3D_BACKEND": "proxy", "MODEL_SERVER_WORKERS": "4"}, 32, 3),
         ({"GEN3D_BACKEND": "silhouette", "MODEL_SERVER_WORKERS": "2"}, 2, 6),
         # past 100 concurrent requests no payload of 1 MB would fit the budget

@@ -67,3 +67,30 @@ def test_wedged_means_older_than_the_limit() -> None:
     assert "batch" in (record.wedged(time.monotonic() + 11) or "")
     record.batch_finished()
     assert record.wedged(time.monotonic() + 11) is None
+
+
+def test_requests_go_to_the_ready_worker_while_another_still_loads(
+    start_gen3d_server, tmp_path
+) -> None:
+    server = start_gen3d_server(
+        {
+            "GEN3D_BACKEND": "gen3d_slow_backend:OneSlowLoaderCubeBackend",
+            "PYTHONPATH": str(PLUGINS),
+            "GEN3D_TEST_LOCK": str(tmp_path / "slow-loader"),
+            "GEN3D_WARMUP": "0",
+            "MODEL_SERVER_WORKERS": "2",
+        }
+    )
+    time.sleep(1.5)  # the loading worker sees the ready one within a poll (1 s)
+    statuses = []
+    for _ in range(16):  # each on a new connection, so each is a fresh accept
+        statuses.append(
+            requests.post(
+                server.url + "/invocations",
+                data=rgba_png(32),
+                headers={"Content-Type": "image/png"},
+                timeout=30,
+            ).status_code
+        )
+    assert server.log(100_000).count('"ready: backend') == 1  # the other was still loading
+    assert statuses == [200] * 16

@@ -35,6 +35,7 @@ def server():
             "GEN3D_MAX_BODY_MB": "1",
             "GEN3D_MAX_IMAGE_PIXELS": "250000",
             "GEN3D_MAX_BATCH_ITEMS": "4",
+            "MODEL_SERVER_WORKERS": "1",
         }
     )
     srv.wait_ready(60)
