@@ -8,14 +8,16 @@ from gen3d.serve.app import execution_parameters_for
 from gen3d.serve.backends import BUILTIN, create_backend
 from gen3d.serve.settings import Settings
 
+ONE_WORKER = {"MODEL_SERVER_WORKERS": "1"}  # else one per core of the machine running this
+
 
 @pytest.mark.parametrize(
     ("env", "concurrent", "payload"),
     [
         # an async model of sam3d: 100 MB bodies, one sample at a time
-        ({"GEN3D_BACKEND": "sam3d", "GEN3D_MAX_BODY_MB": "100", "MODEL_SERVER_WORKERS": "1"}, 1, 100),
+        ({"GEN3D_BACKEND": "sam3d", "GEN3D_MAX_BODY_MB": "100", **ONE_WORKER}, 1, 100),
         # proxy batches 8: 8 in flight, the 100 MB budget shared between them
-        ({"GEN3D_BACKEND": "proxy", "GEN3D_MAX_BODY_MB": "100", "MODEL_SERVER_WORKERS": "1"}, 8, 12),
+        ({"GEN3D_BACKEND": "proxy", "GEN3D_MAX_BODY_MB": "100", **ONE_WORKER}, 8, 12),
         ({"GEN3D_BACKEND": "proxy", "MODEL_SERVER_WORKERS": "4"}, 32, 3),
         ({"GEN3D_BACKEND": "silhouette", "MODEL_SERVER_WORKERS": "2"}, 2, 6),
         # past 100 concurrent requests no payload of 1 MB would fit the budget
