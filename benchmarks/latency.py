@@ -18,7 +18,7 @@ from gen3d.benchmarks.environment import fingerprint
 from gen3d.benchmarks.inprocess import peak_rss_mb
 from gen3d.benchmarks.results_io import Recorder
 from gen3d.benchmarks.stats import summarize
-from gen3d.serve.launcher import start_server
+from gen3d.serve.launcher import gunicorn_master, gunicorn_workers, start_server
 
 
 @dataclass
@@ -26,14 +26,6 @@ class LatencyConfig:
     image_size: int = 512
     requests: int = 30
     backend: str = "silhouette"
-
-
-def _children(pid: int) -> list[int]:
-    try:
-        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
-    except OSError:
-        return []
-    return [int(p) for p in text.split()]
 
 
 def run_latency_suite(config: LatencyConfig, out_root: Path) -> Path:
@@ -52,7 +44,8 @@ def run_latency_suite(config: LatencyConfig, out_root: Path) -> Path:
             response = requests.post(url, data=body, headers=headers, timeout=60)
             response.raise_for_status()
             seconds.append(time.perf_counter() - t0)
-        pids = [server.process.pid, *_children(server.process.pid)]
+        master = gunicorn_master(server)
+        pids = [*([master] if master else []), *sorted(gunicorn_workers(server))]
         recorder.add(
             {
                 "start_to_ready_s": round(ready_s, 3),

@@ -18,7 +18,7 @@ The peer and overload suites, each on its own:
 gen3d bench peers --backend silhouette      # ours, LitServe, BYOC at 1,4,16,64 (~1.5 min)
 gen3d bench overload --backend silhouette   # ours at 4,16,64,100 clients, 8 s each (~1 min)
 gen3d bench overload --backend silhouette --peers          # and both peers, in turn (~3 min)
-gen3d bench overload --max-queue 16 --env GEN3D_WORKERS=2  # other settings of ours (--env: ours)
+gen3d bench overload --max-queue 16 --env MODEL_SERVER_WORKERS=2  # other settings of ours (--env: ours)
 ```
 
 `make bench` (`gen3d bench all`) runs the overload suite on our server alone, with

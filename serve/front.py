@@ -88,6 +88,20 @@ def _error_json(code: str, message: str) -> str:
     return "'" + quoted.replace('"RID"', '"$request_id"') + "'"
 
 
+def _ui_locations(settings: Settings) -> str:
+    """The try-it page sends a result back to be made viewable: it may exceed the request
+    limit (gen3d.serve.ui.pages has its own)."""
+    if not settings.ui:
+        return ""
+    from gen3d.serve.ui.pages import VIEWABLE_MAX_BYTES, VIEWABLE_PATH
+
+    return f"""
+        location = {VIEWABLE_PATH} {{
+            client_max_body_size {VIEWABLE_MAX_BYTES};
+            proxy_pass http://gen3d_control;
+        }}"""
+
+
 def _host(address: str) -> str:
     return f"[{address}]" if ":" in address else address
 
@@ -188,7 +202,7 @@ http {{
         }}
         location / {{
             proxy_pass http://gen3d_control;
-        }}
+        }}{_ui_locations(settings)}
         location @too_large {{
             default_type application/json;
             add_header X-Request-Id $request_id always;

@@ -20,7 +20,15 @@ import requests
 
 from gen3d.serve.supervisor import gunicorn_command
 
-__all__ = ["ManagedProcess", "free_port", "gunicorn_command", "server_command", "start_server"]
+__all__ = [
+    "ManagedProcess",
+    "free_port",
+    "gunicorn_command",
+    "gunicorn_master",
+    "gunicorn_workers",
+    "server_command",
+    "start_server",
+]
 
 
 def server_command(python: str = sys.executable) -> list[str]:
@@ -124,3 +132,31 @@ def start_server(
     if log_path is None:
         log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"gen3d-server-{port}.log"
     return ManagedProcess(server_command(), port, log_path, env=full_env, name="server")
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(p) for p in text.split()]
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def gunicorn_master(server: ManagedProcess) -> int | None:
+    """The gunicorn master's pid: the server process itself (no front) or its child."""
+    root = server.process.pid
+    candidates = [root, *_children(root)]
+    return next((pid for pid in candidates if "gunicorn" in _cmdline(pid)), None)
+
+
+def gunicorn_workers(server: ManagedProcess) -> set[int]:
+    """The pids of a started server's gunicorn workers, behind the front or not."""
+    master = gunicorn_master(server)
+    return set(_children(master)) if master is not None else set()

@@ -108,27 +108,3 @@ def make_endpoint(
         **extra,
     )
     sm.create_endpoint(EndpointName=name, EndpointConfigName=f"{name}-c")
-
-
-def _children(pid: int) -> list[int]:
-    try:
-        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
-    except OSError:
-        return []
-    return [int(p) for p in text.split()]
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except OSError:
-        return ""
-
-
-def gunicorn_workers(server) -> set[int]:
-    """The pids of a started server's gunicorn workers, behind the front or not: the
-    children of the gunicorn master, which is the server process or its child."""
-    root = server.process.pid
-    masters = [root] if "gunicorn" in _cmdline(root) else []
-    masters += [c for c in _children(root) if "gunicorn" in _cmdline(c)]
-    return {w for m in masters for w in _children(m)}

@@ -20,7 +20,7 @@ from pathlib import Path
 import requests
 
 from gen3d.benchmarks.payloads import large_rgba_png
-from gen3d.serve.launcher import start_server
+from gen3d.serve.launcher import gunicorn_workers, start_server
 
 
 def status_mb(pid: int, field: str) -> float:
@@ -39,13 +39,16 @@ def main() -> int:
     parser.add_argument("--env", action="append", default=[], help="KEY=VALUE for the server")
     args = parser.parse_args()
     body = large_rgba_png(args.side)
-    env = {"GEN3D_WARMUP": "0", "GEN3D_MAX_QUEUE": str(max(64, args.concurrency))}
+    env = {
+        "GEN3D_WARMUP": "0",
+        "GEN3D_MAX_QUEUE": str(max(64, args.concurrency)),
+        "MODEL_SERVER_WORKERS": "1",  # one worker: its peak is the figure
+    }
     env.update(dict(item.split("=", 1) for item in args.env))
     server = start_server(env, log_path=Path(f"/tmp/gen3d-memory-probe-{os.getpid()}.log"))
     try:
         server.wait_ready(120)
-        children = Path(f"/proc/{server.process.pid}/task/{server.process.pid}/children")
-        (pid,) = (int(p) for p in children.read_text().split())
+        (pid,) = gunicorn_workers(server)  # MODEL_SERVER_WORKERS=1 below
         baseline = status_mb(pid, "VmHWM")
         started = time.monotonic()
         with ThreadPoolExecutor(args.concurrency) as pool:

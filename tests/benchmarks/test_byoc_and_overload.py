@@ -62,10 +62,10 @@ def test_byoc_peer_serves_our_json_form_with_sync_workers(tmp_path: Path) -> Non
 
 def test_ours_env_applies_the_queue_then_extra_env(tmp_path: Path) -> None:
     config = OverloadConfig(
-        backend="silhouette", max_queue=2, extra_env={"GEN3D_WORKERS": "2"}, torch_threads=1
+        backend="silhouette", max_queue=2, extra_env={"MODEL_SERVER_WORKERS": "2"}, torch_threads=1
     )
     env = ours_env(config, tmp_path)
-    assert env["GEN3D_MAX_QUEUE"] == "2" and env["GEN3D_WORKERS"] == "2"
+    assert env["GEN3D_MAX_QUEUE"] == "2" and env["MODEL_SERVER_WORKERS"] == "2"
     assert env["OMP_NUM_THREADS"] == "1"
     overridden = ours_env(
         OverloadConfig(backend="silhouette", max_queue=2, extra_env={"GEN3D_MAX_QUEUE": "9"}),
@@ -81,6 +81,8 @@ def test_overload_counts_goodput_and_refusals(tmp_path: Path) -> None:
         duration_s=1.5,
         warmup_s=0.3,
         max_queue=2,
+        # refused at once (no waiting room), by one worker, so 8 clients overflow it
+        extra_env={"GEN3D_MAX_WAITING": "0", "MODEL_SERVER_WORKERS": "1"},
         model_dir=tmp_path / "model",
     )
     (tmp_path / "model").mkdir()

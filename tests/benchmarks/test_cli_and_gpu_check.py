@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[2]
         ["bench", "model", "--precision", "fp8"],
         ["bench", "server", "--levels", "a,b"],
         ["bench", "server", "--duration-s", "-1"],
-        ["bench", "overload", "--env", "GEN3D_WORKERS"],
+        ["bench", "overload", "--env", "MODEL_SERVER_WORKERS"],
         ["bench", "overload", "--max-queue", "0"],
         ["bench", "overload", "--duration", "0"],
         ["bench", "peers", "--byoc-workers", "0"],
@@ -91,12 +91,12 @@ def test_overload_flags_make_its_config(monkeypatch, tmp_path: Path, capsys) -> 
 
     monkeypatch.setattr(overload, "run_overload_suite", fake_suite)
     argv = ["bench", "overload", "--levels", "2,8", "--duration", "1.5", "--max-queue", "2"]
-    argv += ["--env", "GEN3D_WORKERS=2", "--env", "A=b=c", "--peers", "--out", str(tmp_path)]
+    argv += ["--env", "MODEL_SERVER_WORKERS=2", "--env", "A=b=c", "--peers", "--out", str(tmp_path)]
     assert main(argv) == 0
     ((config, out),) = seen
     assert out == tmp_path and config.levels == [2, 8] and config.duration_s == 1.5
     assert config.max_queue == 2 and config.peers and config.max_requests == 20_000
-    assert config.extra_env == {"GEN3D_WORKERS": "2", "A": "b=c"}
+    assert config.extra_env == {"MODEL_SERVER_WORKERS": "2", "A": "b=c"}
     assert config.byoc_workers == 0  # not given: one per core, decided when it starts
     # the defaults the issue asks for
     assert main(["bench", "overload", "--out", str(tmp_path)]) == 0

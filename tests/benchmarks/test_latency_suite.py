@@ -15,4 +15,4 @@ def test_latency_suite_records_ready_time_latency_and_rss(tmp_path: Path) -> Non
     assert result["latency_s"]["n"] == 3 and result["latency_s"]["median"] > 0
     assert result["glb_bytes"] > 1000
     rss = list(result["peak_rss_mb"].values())
-    assert len(rss) == 2 and all(v > 5 for v in rss)  # gunicorn master and its worker
+    assert len(rss) >= 2 and all(v > 5 for v in rss)  # gunicorn master and its workers

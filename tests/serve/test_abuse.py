@@ -13,9 +13,10 @@ import time
 import numpy as np
 import pytest
 import requests
-from gen3d_testing import gunicorn_workers, json_instance, png_bytes, rgba_png
+from gen3d_testing import json_instance, png_bytes, rgba_png
 from PIL import Image
 
+from gen3d.serve.launcher import gunicorn_workers
 from gen3d.serve.synthetic import photo_and_mask
 
 

@@ -11,8 +11,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import requests
-from gen3d_testing import gunicorn_workers, rgba_png
+from gen3d_testing import rgba_png
 
+from gen3d.serve.launcher import gunicorn_workers
 from gen3d.serve.liveness import Liveness
 
 PLUGINS = Path(__file__).resolve().parents[1] / "fixtures" / "plugins"

@@ -18,9 +18,10 @@ from contextlib import ExitStack, contextmanager
 
 import pytest
 import requests
-from gen3d_testing import gunicorn_workers, rgba_png
+from gen3d_testing import rgba_png
 
 from gen3d.serve.front import nginx_binary
+from gen3d.serve.launcher import gunicorn_workers
 
 pytestmark = pytest.mark.skipif(
     nginx_binary() is None, reason="needs nginx (make front, part of make test, installs it)"

@@ -250,7 +250,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=[],
         metavar="KEY=VALUE",
         help="more environment for our server, applied last (repeatable), e.g. "
-        "--env GEN3D_WORKERS=2 to compare settings",
+        "--env MODEL_SERVER_WORKERS=2 to compare settings",
     )
     o.add_argument(
         "--peers",
