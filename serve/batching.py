@@ -1,6 +1,8 @@
 """Dynamic batcher: request threads enqueue samples, one model thread runs batches.
 
-- A batch closes at `max_batch_size` samples or `max_delay_s` after its first sample.
+- A batch closes at `max_batch_size` samples or `max_delay_s` after its first sample, or
+  at once when no other request is queued or admitted (being read or decoded): a lone
+  request never waits for company that is not coming.
 - Every sample has a deadline; one that expires while queued is failed with 504 and
   never run.
 - The queue is bounded: a request whose samples do not all fit is refused as a whole
@@ -207,6 +209,10 @@ class Batcher:
         batch = [first]
         close_at = time.monotonic() + self.max_delay_s
         while len(batch) < self.max_batch_size:
+            if self._queue.empty() and self._pending <= len(batch):
+                # nothing queued and nothing admitted being read or decoded: waiting for
+                # the delay would only add it to this batch's latency (one client at a time)
+                break
             remaining = close_at - time.monotonic()
             try:
                 job = (

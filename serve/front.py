@@ -70,7 +70,13 @@ class FrontLayout:
 
     @property
     def upstream_socket(self) -> Path:
+        """gunicorn's socket for /invocations (taken by the least loaded ready worker)."""
         return self.run_dir / "gunicorn.sock"
+
+    @property
+    def control_socket(self) -> Path:
+        """gunicorn's socket for everything else (/ping first): every ready worker takes it."""
+        return self.run_dir / "gunicorn-control.sock"
 
 
 def connection_limit(settings: Settings, nofile: int | None = None) -> int:
@@ -181,7 +187,7 @@ http {{
         server {upstream} max_conns={in_flight};
     }}
     upstream gen3d_control {{
-        server {upstream};
+        server unix:{layout.control_socket};
     }}
     # nginx names the upstream group (not a socket) when max_conns refused the request
     map $upstream_addr $gen3d_unavailable {{

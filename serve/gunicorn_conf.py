@@ -17,7 +17,7 @@ from gen3d.serve import logging_setup, metrics
 from gen3d.serve.backends import lookup
 from gen3d.serve.hardware import plan_workers
 from gen3d.serve.settings import Settings, SettingsError
-from gen3d.serve.worker import ReadyBoard
+from gen3d.serve.worker import WorkerBoard
 
 try:
     _settings = Settings.from_env()
@@ -78,15 +78,15 @@ def when_ready(server: object) -> None:
     )
 
 
-# which worker slots are ready (gen3d.serve.worker): made here, before any fork
-_ready_board = ReadyBoard(_plan.workers + 1)
+# each worker slot's readiness and load (gen3d.serve.worker): made here, before any fork
+_board = WorkerBoard(_plan.workers + 1)
 
 
 def pre_fork(server: object, worker: object) -> None:
     """Give the new worker the lowest slot no live worker holds (its GPU, if pinned)."""
     taken = {getattr(w, "gen3d_slot", None) for w in server.WORKERS.values()}  # type: ignore[attr-defined]
     worker.gen3d_slot = next(i for i in range(len(taken) + 1) if i not in taken)  # type: ignore[attr-defined]
-    worker.gen3d_board = _ready_board  # type: ignore[attr-defined]
+    worker.gen3d_board = _board  # type: ignore[attr-defined]
 
 
 def post_fork(server: object, worker: object) -> None:
@@ -103,7 +103,7 @@ def post_fork(server: object, worker: object) -> None:
 
 
 def child_exit(server: object, worker: object) -> None:
-    _ready_board.mark(getattr(worker, "gen3d_slot", -1), False)
+    _board.mark(getattr(worker, "gen3d_slot", -1), False)
     metrics.worker_exited(worker.pid)  # type: ignore[attr-defined]
 
 

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from gen3d.serve.backends import is_gpu_backend
+from gen3d.serve.backends import batch_capacity, is_gpu_backend
 from gen3d.serve.settings import Settings
 
 _NVIDIA_DEVICE = re.compile(r"nvidia(\d+)$")
@@ -65,9 +65,11 @@ def plan_workers(
     """Workers from the backend and the hardware unless MODEL_SERVER_WORKERS says.
 
     GPU backends on a GPU machine: one worker (one model) per visible GPU, each worker
-    pinned to its own. Otherwise one worker per core, each with an equal share of the cores
-    for torch (one worker per core measured best for the CPU backends here:
-    benchmarks/results/cpu/peers_*.json)."""
+    pinned to its own. On CPU, a backend that batches (proxy) gets one worker whose torch
+    uses every core: its batches are parallel inside torch, and two workers of one thread
+    each were 0.66x as fast for one client and no faster for 64; one that cannot batch
+    (silhouette: numpy under the GIL) gets one worker per core. Measured on 2 cores:
+    benchmarks/results/cpu/peers_*.json."""
     cores = cpu_cores() if cores is None else cores
     gpus = visible_gpus() if gpus is None else gpus
     on_gpu = settings.device == "cuda" or (
@@ -78,7 +80,11 @@ def plan_workers(
         pinned = tuple(gpus) if workers == len(gpus) else ()
         reason = f"{len(gpus)} GPU(s): one model each" if not settings.workers else "set"
         return WorkerPlan(workers, settings.torch_threads, pinned, reason)
-    workers = settings.workers or cores
+    if settings.workers:
+        workers, reason = settings.workers, "set"
+    elif batch_capacity(settings.backend, settings.max_batch_size) > 1:
+        workers, reason = 1, f"a batching backend: one worker, {cores} core(s) for torch"
+    else:
+        workers, reason = cores, f"{cores} core(s): one worker each"
     threads = settings.torch_threads or max(1, cores // workers)
-    reason = f"{cores} core(s): one worker each" if not settings.workers else "set"
     return WorkerPlan(workers, threads, (), reason)

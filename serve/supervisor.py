@@ -30,6 +30,7 @@ from gen3d.serve.front import FrontError, FrontLayout, chosen_front, render_conf
 from gen3d.serve.hardware import plan_workers
 from gen3d.serve.logging_setup import logging_config
 from gen3d.serve.settings import Settings, SettingsError
+from gen3d.serve.worker import CONTROL_SOCKET_ENV
 
 GUNICORN_CONFIG = "python:gen3d.serve.gunicorn_conf"
 WSGI_APP = "gen3d.serve.wsgi:app"
@@ -41,13 +42,16 @@ def gunicorn_command(python: str = sys.executable, *extra: str) -> list[str]:
     return [python, "-m", "gunicorn", "--config", GUNICORN_CONFIG, *extra, WSGI_APP]
 
 
-def behind_front(settings: Settings, socket: Path) -> list[str]:
-    """gunicorn's flags behind nginx: the unix socket; one request per connection (nginx
-    keeps the clients' keep-alives); no more connections per worker than it has threads,
-    so the rest wait in the socket's backlog for whichever worker frees a thread first."""
+def behind_front(settings: Settings, layout: FrontLayout) -> list[str]:
+    """gunicorn's flags behind nginx: two unix sockets (/invocations, the rest: see
+    gen3d.serve.worker); one request per connection (nginx keeps the clients'
+    keep-alives); no more connections per worker than it has threads, so the rest wait in
+    the sockets' backlogs for whichever worker frees a thread first."""
     return [
         "--bind",
-        f"unix:{socket}",
+        f"unix:{layout.upstream_socket}",
+        "--bind",
+        f"unix:{layout.control_socket}",
         "--keep-alive",
         "0",
         "--worker-connections",
@@ -108,10 +112,9 @@ class Supervisor:
     def start(self) -> None:
         workers = plan_workers(self.settings).workers
         self.layout.config.write_text(render_config(self.settings, self.layout, workers))
-        gunicorn = gunicorn_command(
-            sys.executable, *behind_front(self.settings, self.layout.upstream_socket)
-        )
-        self._spawn("gunicorn", gunicorn, signal.SIGTERM)
+        gunicorn = gunicorn_command(sys.executable, *behind_front(self.settings, self.layout))
+        control = {CONTROL_SOCKET_ENV: str(self.layout.control_socket)}
+        self._spawn("gunicorn", gunicorn, signal.SIGTERM, env={**os.environ, **control})
         self._wait_for_socket()
         if self.stopping:  # a signal came while gunicorn started
             return
@@ -123,15 +126,21 @@ class Supervisor:
         """nginx starts once gunicorn listens (its master binds before loading any model),
         so it never answers for an upstream that is not there yet."""
         deadline = time.monotonic() + timeout_s
-        while not self.layout.upstream_socket.exists() and time.monotonic() < deadline:
+        sockets = (self.layout.upstream_socket, self.layout.control_socket)
+        while not all(p.exists() for p in sockets) and time.monotonic() < deadline:
             if self.stopping or any(p.poll() is not None for _n, p, _s in self.children.values()):
                 return  # gunicorn failed: wait() reports it
             time.sleep(0.02)
 
     def _spawn(
-        self, name: str, cmd: list[str], stop_signal: int, stderr: int | None = None
+        self,
+        name: str,
+        cmd: list[str],
+        stop_signal: int,
+        stderr: int | None = None,
+        env: dict[str, str] | None = None,
     ) -> subprocess.Popen[bytes]:
-        process = subprocess.Popen(cmd, stderr=stderr)  # else ours: the container's log
+        process = subprocess.Popen(cmd, stderr=stderr, env=env)  # stderr None: the container's log
         self.children[process.pid] = (name, process, stop_signal)
         return process
 

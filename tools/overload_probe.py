@@ -11,9 +11,9 @@ does the same); "after" is this checkout. Both run the image's gunicorn set-up w
 same settings, in turn, one level at a time.
 
     .venv/bin/python tools/overload_probe.py --base 01f9d5e --backend silhouette \\
-        --out benchmarks/results/cpu/overload_silhouette.json
+        --out benchmarks/results/cpu/overload_probe_silhouette.json
     .venv/bin/python tools/overload_probe.py --base 01f9d5e --backend proxy --max-queue 4 \\
-        --out benchmarks/results/cpu/overload_proxy-tiny.json
+        --out benchmarks/results/cpu/overload_probe_proxy-tiny.json
 """
 
 from __future__ import annotations

@@ -93,6 +93,7 @@ def test_results_return_in_request_order_and_batches_close_at_max_size() -> None
 def test_a_partial_batch_flushes_after_the_max_delay() -> None:
     backend = RecordingBackend()
     batcher = make(backend, size=8, delay=0.2)
+    batcher.reserve(1)  # another request admitted, never submitted: worth waiting for
     started = time.monotonic()
     results = run_all(batcher, [1, 2, 3])
     waited = time.monotonic() - started
@@ -244,3 +245,29 @@ def test_a_waiter_is_refused_when_its_wait_ends_without_a_slot() -> None:
     assert batcher.waiting == 0
     with pytest.raises(QueueFull):  # no waiting room at all: refused at once
         Batcher(RecordingBackend(), 8, 0.05, max_queue=0).reserve(1, wait_s=1.0)
+
+
+def test_a_lone_request_does_not_wait_for_the_batch_delay() -> None:
+    backend = RecordingBackend()
+    batcher = make(backend, size=8, delay=1.0)
+    started = time.monotonic()
+    (result,) = run_all(batcher, [7])
+    assert time.monotonic() - started < 0.5  # not the 1 s delay: nobody else was admitted
+    assert result.metadata["batch_size"] == 1
+
+
+def test_the_batch_waits_for_requests_admitted_but_still_decoding() -> None:
+    backend = RecordingBackend()
+    batcher = make(backend, size=8, delay=0.3)
+    batcher.reserve(1)  # a second request holds a slot while its body is read
+    first = batcher.submit([sample(1)], 5.0)
+
+    def second() -> None:
+        time.sleep(0.1)
+        batcher.wait(batcher.submit([sample(2)], 5.0, reserved=1)[0])
+
+    thread = threading.Thread(target=second)
+    thread.start()
+    batcher.wait(first[0])
+    thread.join(5)
+    assert backend.batches == [[1, 2]]  # the first waited for it
