@@ -25,6 +25,7 @@ import queue
 import sys
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
@@ -83,6 +84,7 @@ class Batcher:
         max_queue: int,
         max_waiting: int = 0,
         liveness: Liveness | None = None,
+        before_batch: Callable[[], None] | None = None,
     ) -> None:
         self.backend = backend
         self.max_batch_size = max(1, min(max_batch_size, backend.max_batch_size))
@@ -95,6 +97,7 @@ class Batcher:
         self._lock = threading.Lock()
         self._slots_freed = threading.Condition(self._lock)
         self._liveness = liveness
+        self._before_batch = before_batch  # e.g. fit torch's threads to the machine's load
         self._batch_seconds = 0.0  # moving average, for Retry-After
         self._thread = threading.Thread(target=self._loop, name="gen3d-model", daemon=True)
 
@@ -257,6 +260,8 @@ class Batcher:
             started = time.perf_counter()
             if self._liveness:
                 self._liveness.batch_started()
+            if self._before_batch:
+                self._before_batch()
             try:
                 self._run(runnable)
             finally:

@@ -93,8 +93,6 @@ def post_fork(server: object, worker: object) -> None:
     slot = getattr(worker, "gen3d_slot", 0)
     if _plan.gpus:  # before anything in the worker touches CUDA
         os.environ["CUDA_VISIBLE_DEVICES"] = _plan.gpus[slot % len(_plan.gpus)]
-    if _plan.torch_threads:
-        os.environ["GEN3D_TORCH_THREADS"] = str(_plan.torch_threads)
     if "MALLOC_ARENA_MAX" not in os.environ:
         try:
             ctypes.CDLL("libc.so.6").mallopt(M_ARENA_MAX, MALLOC_ARENAS)

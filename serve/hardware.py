@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from gen3d.serve.backends import batch_capacity, is_gpu_backend
+from gen3d.serve.backends import is_gpu_backend
 from gen3d.serve.settings import Settings
 
 _NVIDIA_DEVICE = re.compile(r"nvidia(\d+)$")
@@ -65,11 +65,10 @@ def plan_workers(
     """Workers from the backend and the hardware unless MODEL_SERVER_WORKERS says.
 
     GPU backends on a GPU machine: one worker (one model) per visible GPU, each worker
-    pinned to its own. On CPU, a backend that batches (proxy) gets one worker whose torch
-    uses every core: its batches are parallel inside torch, and two workers of one thread
-    each were 0.66x as fast for one client and no faster for 64; one that cannot batch
-    (silhouette: numpy under the GIL) gets one worker per core. Measured on 2 cores:
-    benchmarks/results/cpu/peers_*.json."""
+    pinned to its own. On CPU one worker per core, each with an equal share of the cores
+    for torch while others compute (`cpu_threads_now`). Measured on 2 cores for proxy
+    tiny: one worker on both cores was 0.79x as fast as two workers on one core each at 4
+    clients and 0.70x at 16 (benchmarks/results/cpu/peers_*.json)."""
     cores = cpu_cores() if cores is None else cores
     gpus = visible_gpus() if gpus is None else gpus
     on_gpu = settings.device == "cuda" or (
@@ -80,11 +79,28 @@ def plan_workers(
         pinned = tuple(gpus) if workers == len(gpus) else ()
         reason = f"{len(gpus)} GPU(s): one model each" if not settings.workers else "set"
         return WorkerPlan(workers, settings.torch_threads, pinned, reason)
-    if settings.workers:
-        workers, reason = settings.workers, "set"
-    elif batch_capacity(settings.backend, settings.max_batch_size) > 1:
-        workers, reason = 1, f"a batching backend: one worker, {cores} core(s) for torch"
-    else:
-        workers, reason = cores, f"{cores} core(s): one worker each"
+    workers = settings.workers or cores
     threads = settings.torch_threads or max(1, cores // workers)
+    reason = f"{cores} core(s): one worker each" if not settings.workers else "set"
     return WorkerPlan(workers, threads, (), reason)
+
+
+# How many other workers of this server have requests in flight right now; installed by
+# gen3d.serve.worker (it reads the shared WorkerBoard), zero outside gunicorn.
+_busy_peers: Callable[[], int] = lambda: 0  # noqa: E731
+
+
+def install_busy_peers(count: Callable[[], int]) -> None:
+    global _busy_peers
+    _busy_peers = count
+
+
+def busy_peers() -> int:
+    return _busy_peers()
+
+
+def cpu_threads_now(plan: WorkerPlan, cores: int) -> int:
+    """torch threads for the next batch on CPU: every core while the other workers are
+    idle (one client: measured 1.2x faster than one core each), an equal share while they
+    compute (more would oversubscribe the cores: 2 workers x 2 threads fell to 8 req/s)."""
+    return cores if busy_peers() == 0 else plan.torch_threads

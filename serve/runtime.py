@@ -10,8 +10,9 @@ import logging
 import sys
 import threading
 import time
+from collections.abc import Callable
 
-from gen3d.serve import metrics, request_options
+from gen3d.serve import hardware, metrics, request_options
 from gen3d.serve.automask import AutoMasker
 from gen3d.serve.backends import Backend, create_backend
 from gen3d.serve.batching import Batcher
@@ -73,12 +74,29 @@ class ModelRuntime:
             return NotReady("this worker is stuck and is being replaced")
         return NotReady("the model thread stopped; this instance is unhealthy")
 
+    def _fit_torch_threads(self) -> Callable[[], None] | None:
+        """On CPU with GEN3D_TORCH_THREADS unset: before each batch, torch gets every core
+        while the other workers are idle and its share while they compute
+        (gen3d.serve.hardware.cpu_threads_now)."""
+        torch = sys.modules.get("torch")
+        device = getattr(self.backend, "device", None)
+        if torch is None or self.settings.torch_threads or getattr(device, "type", "") != "cpu":
+            return None
+        plan, cores = hardware.plan_workers(self.settings), hardware.cpu_cores()
+        current = [0]
+
+        def fit() -> None:
+            wanted = hardware.cpu_threads_now(plan, cores)
+            if wanted != current[0]:
+                torch.set_num_threads(wanted)
+                current[0] = wanted
+
+        return fit
+
     def _bring_up(self) -> None:
         settings = self.settings
         torch = sys.modules.get("torch")  # imported by torch backends only
         if torch is not None and settings.torch_threads:
-            # On CPU, request threads decode and encode while the model thread computes:
-            # leaving them a core avoids oversubscription collapsing torch's throughput.
             torch.set_num_threads(settings.torch_threads)
         try:
             started = time.perf_counter()
@@ -101,6 +119,7 @@ class ModelRuntime:
                 max_queue=settings.max_queue,
                 max_waiting=settings.max_waiting,
                 liveness=self.liveness,
+                before_batch=self._fit_torch_threads(),
             )
             batcher.start()
             self.batcher = batcher

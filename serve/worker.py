@@ -32,7 +32,7 @@ from typing import Any
 
 from gunicorn.workers.gthread import ThreadWorker
 
-from gen3d.serve import liveness
+from gen3d.serve import hardware, liveness
 
 log = logging.getLogger("gen3d.worker")
 CONTROL_SOCKET_ENV = "GEN3D_CONTROL_SOCKET"  # set by gen3d.serve.supervisor for gunicorn
@@ -63,6 +63,9 @@ class Gen3DWorker(ThreadWorker):
     def init_process(self) -> None:
         self._registered: set[int] = set()
         self._control_path = os.environ.get(CONTROL_SOCKET_ENV)
+        board, slot = self.gen3d_board, self.gen3d_slot
+        if board is not None:  # how many other workers compute now (torch threads on CPU)
+            hardware.install_busy_peers(lambda: sum(1 for v in board.others(slot) if v > 0))
         super().init_process()
 
     # ------------------------------------------------------------ which sockets to take

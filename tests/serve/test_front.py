@@ -57,9 +57,7 @@ def test_nginx_accepts_the_config(tmp_path: Path) -> None:
 def test_workers_follow_the_hardware() -> None:
     cpu = Settings(backend="silhouette")
     assert plan_workers(cpu, cores=8, gpus=[]) == WorkerPlan(8, 1, (), "8 core(s): one worker each")
-    # a batching backend on CPU: one worker, its torch on every core
-    assert plan_workers(Settings(backend="proxy"), cores=8, gpus=[]).workers == 1
-    assert plan_workers(Settings(backend="proxy"), cores=8, gpus=[]).torch_threads == 8
+    assert plan_workers(Settings(backend="proxy"), cores=8, gpus=[]).workers == 8
     # a GPU backend on a 4-GPU machine: one model per GPU, each pinned to its own
     gpu = plan_workers(Settings(backend="proxy"), cores=48, gpus=["0", "1", "2", "3"])
     assert (gpu.workers, gpu.gpus) == (4, ("0", "1", "2", "3"))
