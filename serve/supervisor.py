@@ -108,6 +108,7 @@ class Supervisor:
         self.layout.run_dir.chmod(0o755)
         self.children: dict[int, tuple[str, subprocess.Popen[bytes], int]] = {}
         self.stopping = False
+        self.relay: threading.Thread | None = None
 
     def start(self) -> None:
         workers = plan_workers(self.settings).workers
@@ -120,7 +121,8 @@ class Supervisor:
             return
         nginx = [self.nginx, "-p", f"{self.layout.run_dir}/", "-c", str(self.layout.config)]
         process = self._spawn("nginx", nginx, signal.SIGQUIT, stderr=subprocess.PIPE)
-        threading.Thread(target=relay_nginx_log, args=(process.stderr,), daemon=True).start()
+        self.relay = threading.Thread(target=relay_nginx_log, args=(process.stderr,), daemon=True)
+        self.relay.start()
 
     def _wait_for_socket(self, timeout_s: float = 300.0) -> None:
         """nginx starts once gunicorn listens (its master binds before loading any model),
@@ -175,6 +177,8 @@ class Supervisor:
                 code = process.returncode or 1
             self.stop()
             deadline = deadline or time.monotonic() + STOP_GRACE_S
+        if self.relay is not None:
+            self.relay.join(2)  # nginx's last lines (why it stopped) reach the log
         shutil.rmtree(self.layout.run_dir, ignore_errors=True)
         return code or 0
 
