@@ -12,6 +12,7 @@ Without a front (GEN3D_FRONT=none, or nginx not installed) it becomes gunicorn i
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import logging.config
 import os
@@ -34,7 +35,8 @@ from gen3d.serve.worker import CONTROL_SOCKET_ENV
 
 GUNICORN_CONFIG = "python:gen3d.serve.gunicorn_conf"
 WSGI_APP = "gen3d.serve.wsgi:app"
-STOP_GRACE_S = 28.0  # within SageMaker's 30 s between SIGTERM and SIGKILL
+STOP_GRACE_S = 28.0
+PR_SET_CHILD_SUBREAPER = 36  # linux/prctl.h  # within SageMaker's 30 s between SIGTERM and SIGKILL
 
 
 def gunicorn_command(python: str = sys.executable, *extra: str) -> list[str]:
@@ -124,6 +126,21 @@ class Supervisor:
         self.relay = threading.Thread(target=relay_nginx_log, args=(process.stderr,), daemon=True)
         self.relay.start()
 
+    def _kill_orphans(self) -> None:
+        """A child's own children outlive it (nginx's worker keeps the port when its master
+        is killed); as their subreaper we inherit them: stop them all, reap them."""
+        me = os.getpid()
+        try:
+            left = Path(f"/proc/{me}/task/{me}/children").read_text().split()
+        except OSError:
+            return
+        for pid in map(int, left):
+            try:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+            except (ProcessLookupError, ChildProcessError):
+                pass
+
     def _wait_for_socket(self, timeout_s: float = 300.0) -> None:
         """nginx starts once gunicorn listens (its master binds before loading any model),
         so it never answers for an upstream that is not there yet."""
@@ -177,10 +194,20 @@ class Supervisor:
                 code = process.returncode or 1
             self.stop()
             deadline = deadline or time.monotonic() + STOP_GRACE_S
+        self._kill_orphans()
         if self.relay is not None:
             self.relay.join(2)  # nginx's last lines (why it stopped) reach the log
         shutil.rmtree(self.layout.run_dir, ignore_errors=True)
         return code or 0
+
+
+def _become_subreaper() -> None:
+    """Orphaned grandchildren (nginx's worker, gunicorn's workers) are re-parented to us,
+    not to init, so we can stop them when their parent dies (Linux prctl)."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
 
 
 def main() -> int:
@@ -196,6 +223,7 @@ def main() -> int:
             log.warning("nginx not installed: gunicorn alone, without slow-client protection")
         command = gunicorn_command()
         os.execv(command[0], command)
+    _become_subreaper()
     supervisor = Supervisor(settings, nginx)
     signal.signal(signal.SIGTERM, supervisor.stop)
     signal.signal(signal.SIGINT, supervisor.stop)

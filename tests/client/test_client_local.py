@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import plyfile
 import pytest
+import requests
 import trimesh
 from gen3d_testing import glb_json, photo_and_mask, png_bytes, rgba_png
 from PIL import Image
@@ -192,6 +193,15 @@ def test_a_deadline_on_the_server_is_a_typed_504_in_its_slot(start_gen3d_server)
     assert not late[0].retryable
 
 
+def answers(url: str) -> bool:
+    """The server takes connections (whatever it answers)."""
+    try:
+        requests.get(url, timeout=2)
+    except requests.ConnectionError:
+        return False
+    return True
+
+
 def test_not_ready_is_retried_after_retry_after_and_bounded(start_gen3d_server) -> None:
     """A model still loading: /invocations answers 503 not_ready with Retry-After: 5."""
     srv = start_gen3d_server(
@@ -202,7 +212,7 @@ def test_not_ready_is_retried_after_retry_after_and_bounded(start_gen3d_server) 
         wait=False,
     )
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and "Booting worker" not in srv.log():
+    while time.monotonic() < deadline and not answers(srv.url + "/ping"):  # 503 while loading
         time.sleep(0.1)
     lines, options = quiet(max_retries=1, max_retry_wait_s=10)
     started = time.monotonic()
