@@ -37,9 +37,11 @@ class Liveness:
 
     def batch_started(self) -> None:
         self._batch_started = time.monotonic()
+        _activity(True)
 
     def batch_finished(self) -> None:
         self._batch_started = None
+        _activity(False)
 
     def wedged(self, now: float | None = None) -> str | None:
         """Why this worker is stuck, or None."""
@@ -55,6 +57,14 @@ class Liveness:
 
 
 _current: Liveness | None = None
+# Told when this worker's model starts and stops computing (gen3d.serve.worker shares it
+# with the other workers, which size their torch thread pools by it).
+_activity: Callable[[bool], None] = lambda computing: None  # noqa: E731
+
+
+def on_activity(hook: Callable[[bool], None]) -> None:
+    global _activity
+    _activity = hook
 
 
 def install(record: Liveness) -> Liveness:

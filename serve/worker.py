@@ -40,15 +40,26 @@ NOT_READY = -1
 
 
 class WorkerBoard:
-    """Per worker slot: requests in flight, or NOT_READY. Written by each worker for its own
-    slot; cleared by the master when a worker exits."""
+    """Per worker slot: connections in flight (or NOT_READY), and whether its model is
+    computing a batch. Written by each worker for its own slot; cleared by the master when
+    a worker exits."""
 
     def __init__(self, slots: int) -> None:
         self._load = multiprocessing.RawArray("i", [NOT_READY] * max(1, slots))
+        self._computing = multiprocessing.RawArray("b", max(1, slots))
 
     def mark(self, slot: int, ready: bool, load: int = 0) -> None:
         if 0 <= slot < len(self._load):
             self._load[slot] = load if ready else NOT_READY
+            if not ready:
+                self._computing[slot] = 0
+
+    def mark_computing(self, slot: int, computing: bool) -> None:
+        if 0 <= slot < len(self._computing):
+            self._computing[slot] = 1 if computing else 0
+
+    def others_computing(self, slot: int) -> int:
+        return sum(1 for i, c in enumerate(self._computing) if i != slot and c)
 
     def others(self, slot: int) -> list[int]:
         """The loads of the other ready workers."""
@@ -65,7 +76,8 @@ class Gen3DWorker(ThreadWorker):
         self._control_path = os.environ.get(CONTROL_SOCKET_ENV)
         board, slot = self.gen3d_board, self.gen3d_slot
         if board is not None:  # how many other workers compute now (torch threads on CPU)
-            hardware.install_busy_peers(lambda: sum(1 for v in board.others(slot) if v > 0))
+            liveness.on_activity(lambda computing: board.mark_computing(slot, computing))
+            hardware.install_busy_peers(lambda: board.others_computing(slot))
         super().init_process()
 
     # ------------------------------------------------------------ which sockets to take
