@@ -34,8 +34,10 @@ def prepare_model_dir(
         if not model_dir.is_dir():
             raise ValueError(f"model directory {model_dir} does not exist")
         return model_dir
-    if backend == "silhouette":
-        return (cache or default_cache()) / "silhouette-empty"
+    if backend == "silhouette":  # no files, but the server loads from a directory
+        empty = (cache or default_cache()) / "silhouette-empty"
+        empty.mkdir(parents=True, exist_ok=True)
+        return empty
     if backend == "sam3d":
         raise ValueError("the sam3d backend needs --model-dir (SAM 3D Objects checkpoints)")
     from gen3d.model_opt.proxy_model import init_proxy_model

@@ -20,7 +20,7 @@ import tarfile
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -128,8 +128,7 @@ def run_coldstart_suite(
     config: ColdstartConfig, out_root: Path, progress: Callable[[str], None] = print
 ) -> Path:
     env = fingerprint(config.device, config.instance_type)
-    doc_config: dict[str, Any] = asdict(config)
-    doc_config["model_dir"] = str(config.model_dir) if config.model_dir else None
+    doc_config = config.document()
     recorder = Recorder("coldstart", config.name, env, doc_config)
     model_dir = prepare_model_dir(config.backend, config.size, config.model_dir)
     if config.backend == "silhouette":

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 from gen3d.benchmarks import payloads, variants
 from gen3d.benchmarks.backends import (
@@ -55,8 +54,7 @@ def run_model_suite(
     config: ModelSuiteConfig, out_root: Path, progress: Callable[[str], None] = print
 ) -> Path:
     env = fingerprint(config.device, config.instance_type)
-    document_config: dict[str, Any] = asdict(config)
-    document_config["model_dir"] = str(config.model_dir) if config.model_dir else None
+    document_config = config.document()
     document_config["image_size"] = payloads.IMAGE_SIZE
     document_config["default_steps"] = default_steps(config.backend, config.size)
     document_config.pop("deadline")

@@ -28,7 +28,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from math import nan
 from pathlib import Path
 from typing import Any
@@ -284,13 +284,10 @@ def run_overload_suite(
         import litserve
 
         env["litserve"] = litserve.__version__
-    doc_config: dict[str, Any] = asdict(config)
-    doc_config["model_dir"] = str(config.model_dir) if config.model_dir else None
+    doc_config = config.document()
     doc_config["image_size"] = payloads.IMAGE_SIZE
     recorder = Recorder("overload", config.name, env, doc_config)
     model_dir = prepare_model_dir(config.backend, config.size, config.model_dir)
-    if config.backend == "silhouette":
-        model_dir.mkdir(parents=True, exist_ok=True)
     launch_env = ours_env(config, model_dir)
     recorder.config["ours_max_queue"] = int(launch_env["GEN3D_MAX_QUEUE"])
     if peers:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import sys
 import tempfile
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -96,13 +96,10 @@ def run_peers_suite(
 
     env = fingerprint(config.device, config.instance_type)
     env["litserve"] = litserve.__version__
-    doc_config: dict[str, Any] = asdict(config)
-    doc_config["model_dir"] = str(config.model_dir) if config.model_dir else None
+    doc_config = config.document()
     doc_config["image_size"] = payloads.IMAGE_SIZE
     recorder = Recorder("peers", config.name, env, doc_config)
     model_dir = prepare_model_dir(config.backend, config.size, config.model_dir)
-    if config.backend == "silhouette":
-        model_dir.mkdir(parents=True, exist_ok=True)
     settings = settings_for(
         config.backend,
         model_dir,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ from gen3d.benchmarks.results_io import Recorder
 from gen3d.benchmarks.stats import summarize
 from gen3d.benchmarks.suite_config import ServedSuiteConfig
 from gen3d.serve import codecs
-from gen3d.serve.launcher import ManagedProcess, start_server
+from gen3d.serve.launcher import ManagedProcess, gunicorn_workers, start_server
 
 LEVELS = [1, 2, 4, 8, 16, 32]
 
@@ -147,14 +147,6 @@ def reference_throughput(reference: dict[str, Any], concurrency: int, batching: 
     return reference["by_batch"][str(max(candidates))]["throughput_per_s"]
 
 
-def worker_pids(server: ManagedProcess) -> list[int]:
-    try:
-        text = Path(f"/proc/{server.process.pid}/task/{server.process.pid}/children").read_text()
-    except OSError:
-        return []
-    return [int(p) for p in text.split()]
-
-
 def server_target(server: ManagedProcess, steps: int | None = None) -> Target:
     """The production request: an RGBA PNG in, a GLB out (JSON when options are needed)."""
     if steps:
@@ -176,8 +168,7 @@ def run_server_suite(
     config: ServerSuiteConfig, out_root: Path, progress: Callable[[str], None] = print
 ) -> Path:
     env = fingerprint(config.device, config.instance_type)
-    doc_config: dict[str, Any] = asdict(config)
-    doc_config["model_dir"] = str(config.model_dir) if config.model_dir else None
+    doc_config = config.document()
     doc_config["image_size"] = payloads.IMAGE_SIZE
     doc_config["default_steps"] = default_steps(config.backend, config.size)
     recorder = Recorder("server", config.name, env, doc_config)
@@ -250,7 +241,7 @@ def run_server_suite(
                     )
                     recorder.add(result)
                     progress(_line(config.name, mode, result))
-                pids = worker_pids(server)
+                pids = gunicorn_workers(server)  # the master's children, behind nginx
                 recorder.config[f"server_peak_rss_mb_batching_{mode}"] = (
                     max((peak_rss_mb(p) or 0.0) for p in pids) if pids else None
                 )

@@ -6,8 +6,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 
 @dataclass(kw_only=True)
@@ -21,6 +22,12 @@ class SuiteConfig:
     @property
     def name(self) -> str:
         return f"{self.backend}-{self.size}" if self.backend == "proxy" else self.backend
+
+    def document(self) -> dict[str, Any]:
+        """The config as a results file records it (the model dir as text)."""
+        doc = asdict(self)
+        doc["model_dir"] = str(self.model_dir) if self.model_dir else None
+        return doc
 
 
 @dataclass(kw_only=True)

@@ -18,10 +18,12 @@ from pathlib import Path
 
 import requests
 
-from gen3d.serve.supervisor import gunicorn_command
+from gen3d.serve.supervisor import child_pids, gunicorn_command
 
 __all__ = [
     "ManagedProcess",
+    "child_pids",
+    "command_line",
     "free_port",
     "gunicorn_command",
     "gunicorn_master",
@@ -134,15 +136,8 @@ def start_server(
     return ManagedProcess(server_command(), port, log_path, env=full_env, name="server")
 
 
-def _children(pid: int) -> list[int]:
-    try:
-        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
-    except OSError:
-        return []
-    return [int(p) for p in text.split()]
-
-
-def _cmdline(pid: int) -> str:
+def command_line(pid: int) -> str:
+    """A process's command line as one string; empty if it is gone."""
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
     except OSError:
@@ -152,11 +147,11 @@ def _cmdline(pid: int) -> str:
 def gunicorn_master(server: ManagedProcess) -> int | None:
     """The gunicorn master's pid: the server process itself (no front) or its child."""
     root = server.process.pid
-    candidates = [root, *_children(root)]
-    return next((pid for pid in candidates if "gunicorn" in _cmdline(pid)), None)
+    candidates = [root, *child_pids(root)]
+    return next((pid for pid in candidates if "gunicorn" in command_line(pid)), None)
 
 
 def gunicorn_workers(server: ManagedProcess) -> set[int]:
     """The pids of a started server's gunicorn workers, behind the front or not."""
     master = gunicorn_master(server)
-    return set(_children(master)) if master is not None else set()
+    return set(child_pids(master)) if master is not None else set()

@@ -39,6 +39,14 @@ STOP_GRACE_S = 28.0
 PR_SET_CHILD_SUBREAPER = 36  # linux/prctl.h  # within SageMaker's 30 s between SIGTERM and SIGKILL
 
 
+def child_pids(pid: int) -> list[int]:
+    """The pids of a process's children (Linux /proc); none if it is gone."""
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
 def gunicorn_command(python: str = sys.executable, *extra: str) -> list[str]:
     """gunicorn with our config module and app; `extra` flags override the config."""
     return [python, "-m", "gunicorn", "--config", GUNICORN_CONFIG, *extra, WSGI_APP]
@@ -129,12 +137,7 @@ class Supervisor:
     def _kill_orphans(self) -> None:
         """A child's own children outlive it (nginx's worker keeps the port when its master
         is killed); as their subreaper we inherit them: stop them all, reap them."""
-        me = os.getpid()
-        try:
-            left = Path(f"/proc/{me}/task/{me}/children").read_text().split()
-        except OSError:
-            return
-        for pid in map(int, left):
+        for pid in child_pids(os.getpid()):
             try:
                 os.kill(pid, signal.SIGKILL)
                 os.waitpid(pid, 0)

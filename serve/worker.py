@@ -82,12 +82,19 @@ class Gen3DWorker(ThreadWorker):
 
     # ------------------------------------------------------------ which sockets to take
 
+    def _publish(self) -> bool:
+        """Write this worker's readiness and load to the board; returns the readiness."""
+        record = liveness.current()
+        ready = record is None or record.ready()
+        if self.gen3d_board is not None:
+            self.gen3d_board.mark(self.gen3d_slot, ready, self.nr_conns)
+        return ready
+
     def _eligible(self, listener: Any) -> bool:
-        record, board = liveness.current(), self.gen3d_board
-        if record is None or board is None:
+        board = self.gen3d_board
+        if liveness.current() is None or board is None:
             return True
-        ready = record.ready()
-        board.mark(self.gen3d_slot, ready, self.nr_conns)
+        ready = self._publish()
         others = board.others(self.gen3d_slot)
         if not ready:
             return not others  # nobody ready: answer (503) rather than leave it waiting
@@ -127,9 +134,7 @@ class Gen3DWorker(ThreadWorker):
             self._registered.discard(listener.fileno())
             return
         super().accept(listener)
-        if self.gen3d_board is not None:
-            record = liveness.current()
-            self.gen3d_board.mark(self.gen3d_slot, record is None or record.ready(), self.nr_conns)
+        self._publish()  # the load just changed
 
     # ------------------------------------------------------------ heartbeat
 

@@ -31,10 +31,6 @@ def server(tmp_path_factory):
     srv.stop(10)
 
 
-def worker_pids(server) -> set[int]:
-    return gunicorn_workers(server)
-
-
 def assert_client_error(response: requests.Response, status: int | tuple[int, ...]) -> dict:
     allowed = (status,) if isinstance(status, int) else status
     assert response.status_code in allowed, (response.status_code, response.text[:300])
@@ -172,10 +168,10 @@ def test_an_early_error_never_poisons_the_kept_alive_connection(server) -> None:
 
 
 def test_the_server_survived_every_attack_without_a_worker_restart(server) -> None:
-    before = worker_pids(server)
+    before = gunicorn_workers(server)
     assert post(server, b"\x00" * 10, "image/webp").status_code == 400
     assert requests.get(server.url + "/ping", timeout=5).status_code == 200
-    assert worker_pids(server) == before
+    assert gunicorn_workers(server) == before
     assert "Traceback" not in server.log(200_000)
 
 

@@ -91,44 +91,54 @@ def sockets(server, count: int, first_bytes: bytes) -> Iterator[list[socket.sock
         yield opened
 
 
-def trickle(opened: list[socket.socket], stop: threading.Event, byte: bytes = b"X") -> None:
+@contextmanager
+def trickling(opened: list[socket.socket], byte: bytes = b"X") -> Iterator[None]:
     """One byte per socket every half second, the way a slowloris client keeps alive."""
-    while not stop.wait(0.5):
-        for s in opened:
-            try:
-                s.send(byte)
-            except OSError:
-                pass
+    stop = threading.Event()
+
+    def drip() -> None:
+        while not stop.wait(0.5):
+            for s in opened:
+                try:
+                    s.send(byte)
+                except OSError:
+                    pass
+
+    dripper = threading.Thread(target=drip, daemon=True)
+    dripper.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        dripper.join()
+
+
+def assert_served_meanwhile(server) -> None:
+    """/ping is fast and a real request gets its answer while the attack goes on."""
+    assert_ping_fast(server)
+    ok = requests.post(
+        server.url + "/invocations",
+        data=rgba_png(64),
+        headers={"Content-Type": "image/png"},
+        timeout=30,
+    )
+    assert ok.status_code == 200, ok.text
 
 
 def test_slow_headers_never_reach_a_thread_and_are_cut_at_the_header_timeout(server) -> None:
     before = gunicorn_workers(server)
     start = b"POST /invocations HTTP/1.1\r\nHost: x\r\nX-Slow: "
-    with sockets(server, 200, start) as opened:
-        stop = threading.Event()
-        dripper = threading.Thread(target=trickle, args=(opened, stop), daemon=True)
-        dripper.start()
+    with sockets(server, 200, start) as opened, trickling(opened):
+        assert_served_meanwhile(server)
+        # still dripping, yet cut: the timeout is for the whole header, not per read
+        time.sleep(HEADER_TIMEOUT_S + 1.5)
+        probe = opened[0]
+        probe.settimeout(2)
         try:
-            assert_ping_fast(server)
-            ok = requests.post(
-                server.url + "/invocations",
-                data=rgba_png(64),
-                headers={"Content-Type": "image/png"},
-                timeout=30,
-            )
-            assert ok.status_code == 200, ok.text
-            # still dripping, yet cut: the timeout is for the whole header, not per read
-            time.sleep(HEADER_TIMEOUT_S + 1.5)
-            probe = opened[0]
-            probe.settimeout(2)
-            try:
-                closed = probe.recv(1024) == b""  # nginx closes without an answer
-            except ConnectionResetError:
-                closed = True
-            assert closed
-        finally:
-            stop.set()
-            dripper.join()
+            closed = probe.recv(1024) == b""  # nginx closes without an answer
+        except ConnectionResetError:
+            closed = True
+        assert closed
     assert gunicorn_workers(server) == before
 
 
@@ -137,22 +147,8 @@ def test_slow_bodies_wait_in_the_front_not_in_request_threads(server) -> None:
         b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
         b"Content-Length: 100000\r\n\r\n"
     )
-    with sockets(server, 100, head) as opened:
-        stop = threading.Event()
-        dripper = threading.Thread(target=trickle, args=(opened, stop, b"\x89"), daemon=True)
-        dripper.start()
-        try:
-            assert_ping_fast(server)
-            ok = requests.post(
-                server.url + "/invocations",
-                data=rgba_png(64),
-                headers={"Content-Type": "image/png"},
-                timeout=30,
-            )
-            assert ok.status_code == 200, ok.text
-        finally:
-            stop.set()
-            dripper.join()
+    with sockets(server, 100, head) as opened, trickling(opened, b"\x89"):
+        assert_served_meanwhile(server)
 
 
 def test_idle_keep_alive_connections_never_stop_new_ones_being_accepted(server) -> None:

@@ -12,20 +12,9 @@ from pathlib import Path
 import pytest
 
 from gen3d.serve.front import nginx_binary
-from gen3d.serve.launcher import gunicorn_master
+from gen3d.serve.launcher import child_pids, command_line, gunicorn_master
 
 pytestmark = pytest.mark.skipif(nginx_binary() is None, reason="needs nginx (make front)")
-
-
-def children(pid: int) -> list[int]:
-    try:
-        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        return []
-
-
-def cmdline(pid: int) -> str:
-    return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
 
 
 def alive(pid: int) -> bool:
@@ -41,11 +30,11 @@ def test_one_child_dying_stops_the_server(start_gen3d_server, victim: str) -> No
     server = start_gen3d_server({"GEN3D_WARMUP": "0", "MODEL_SERVER_WORKERS": "1"})
     root = server.process.pid
     if victim == "nginx":
-        (target,) = [p for p in children(root) if "nginx" in cmdline(p)]
+        (target,) = [p for p in child_pids(root) if "nginx" in command_line(p)]
     else:
         target = gunicorn_master(server)
-    tree = [root, *children(root)]
-    tree += [g for c in tree[1:] for g in children(c)]
+    tree = [root, *child_pids(root)]
+    tree += [g for c in tree[1:] for g in child_pids(c)]
     os.kill(target, signal.SIGKILL)
     assert server.process.wait(30) != 0  # a dead container, never half a server
     deadline = time.monotonic() + 10
