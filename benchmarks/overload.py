@@ -35,7 +35,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from gen3d.benchmarks import payloads
-from gen3d.benchmarks.backends import prepare_model_dir, server_env, settings_for
+from gen3d.benchmarks.backends import prepare_model_dir, server_env
 from gen3d.benchmarks.byoc_peer import byoc_workers
 from gen3d.benchmarks.environment import fingerprint
 from gen3d.benchmarks.loadgen import Target
@@ -257,17 +257,10 @@ def summary(rows: list[dict[str, Any]], server: str) -> dict[str, Any]:
 
 def ours_env(config: OverloadConfig, model_dir: Path) -> dict[str, str]:
     """Our server's environment: the backend's settings, the queue, then extra_env."""
-    extra: dict[str, Any] = {"max_batch_delay_ms": config.max_batch_delay_ms}
+    extra: dict[str, Any] = {}
     if config.max_queue is not None:
         extra["max_queue"] = config.max_queue
-    settings = settings_for(
-        config.backend,
-        model_dir,
-        config.device,
-        config.precision,
-        config.max_batch_size,
-        **extra,
-    )
+    settings = config.settings(model_dir, **extra)
     env = server_env(settings)
     if config.torch_threads:
         env["OMP_NUM_THREADS"] = str(config.torch_threads)

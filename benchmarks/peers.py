@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from gen3d.benchmarks import payloads
-from gen3d.benchmarks.backends import prepare_model_dir, server_env, settings_for
+from gen3d.benchmarks.backends import prepare_model_dir, server_env
 from gen3d.benchmarks.byoc_peer import byoc_workers, start_byoc
 from gen3d.benchmarks.environment import fingerprint
 from gen3d.benchmarks.loadgen import Target, run_load
@@ -100,15 +100,7 @@ def run_peers_suite(
     doc_config["image_size"] = payloads.IMAGE_SIZE
     recorder = Recorder("peers", config.name, env, doc_config)
     model_dir = prepare_model_dir(config.backend, config.size, config.model_dir)
-    settings = settings_for(
-        config.backend,
-        model_dir,
-        config.device,
-        config.precision,
-        config.max_batch_size,
-        max_batch_delay_ms=config.max_batch_delay_ms,
-        max_queue=max(64, 2 * max(config.levels)),
-    )
+    settings = config.settings(model_dir, max_queue=max(64, 2 * max(config.levels)))
     body = payloads.json_body()
     recorder.config["byoc_workers"] = byoc_workers(config)
     with tempfile.TemporaryDirectory(prefix="gen3d-peers-") as tmp:

@@ -173,14 +173,7 @@ def run_server_suite(
     doc_config["default_steps"] = default_steps(config.backend, config.size)
     recorder = Recorder("server", config.name, env, doc_config)
     model_dir = prepare_model_dir(config.backend, config.size, config.model_dir)
-    settings = settings_for(
-        config.backend,
-        model_dir,
-        config.device,
-        config.precision,
-        config.max_batch_size,
-        max_batch_delay_ms=config.max_batch_delay_ms,
-    )
+    settings = config.settings(model_dir)
     progress(f"  in-process reference for {config.name}")
     reference = in_process_reference(
         settings,

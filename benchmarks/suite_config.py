@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from gen3d.serve.settings import Settings
 
 
 @dataclass(kw_only=True)
@@ -46,6 +49,15 @@ class ServedSuiteConfig(SuiteConfig):
     # both compute alike). The load generator shares this machine's cores; torch's
     # spinning OpenMP threads collapse when a core is taken from them, so leave it one.
     torch_threads: int | None = None
+
+    def settings(self, model_dir: Path, **extra: Any) -> Settings:
+        """Our server's settings for this suite's backend, model and batching."""
+        from gen3d.benchmarks.backends import settings_for
+
+        extra.setdefault("max_batch_delay_ms", self.max_batch_delay_ms)
+        return settings_for(
+            self.backend, model_dir, self.device, self.precision, self.max_batch_size, **extra
+        )
 
 
 @dataclass(kw_only=True)

@@ -143,9 +143,10 @@ def create_app(runtime: ModelRuntime) -> Flask:
                 decoded = decode_request(body, content_type, defaults, service.limits)
             accept = request.headers.get("Accept")
             outcome = service.invoke(decoded, accept, g.request_id, admission)
+        runtime.liveness.request_past_model()  # what is left (sending) waits on no model
         g.outcome, encode_started = outcome, time.perf_counter()  # for gen3d.serve.request_log
         answer = outcome.encode()
-        g.encode_ms = round(1000 * (time.perf_counter() - encode_started), 3)
+        g.encode_ms = outcome.encode_ms + round(1000 * (time.perf_counter() - encode_started), 3)
         return Response(answer.body, mimetype=answer.media_type, headers=answer.headers)
 
     if settings.ui:  # local pages: try-it (/), /docs (gen3d.serve.ui)

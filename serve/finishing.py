@@ -1,8 +1,9 @@
 """What every backend's result goes through before it is encoded (issue 15): the face
 budget (`options.target_faces`), the texture check, and the mask the request used.
 
-Runs on the request's thread after the model thread answered, so it costs the model
-nothing. Decimation is quadric edge collapse from fast-simplification (the library
+Runs as the job's `finish` (gen3d.serve.batching): on the model thread right after its
+batch on a CPU backend, on the request's thread beside the model on an accelerator.
+Decimation is quadric edge collapse from fast-simplification (the library
 trimesh's `simplify_quadric_decimation` calls); each kept vertex takes the colour and
 UV of the nearest original vertex.
 """

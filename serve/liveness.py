@@ -35,6 +35,11 @@ class Liveness:
         with self._lock:
             self._requests.pop(threading.get_ident(), None)
 
+    def request_past_model(self) -> None:
+        """This thread's request needs the model no more (its answer is computed): the
+        worker stops counting it as load when choosing who takes the next request."""
+        _past_model()
+
     def batch_started(self) -> None:
         self._batch_started = time.monotonic()
         _activity(True)
@@ -62,9 +67,18 @@ _current: Liveness | None = None
 _activity: Callable[[bool], None] = lambda computing: None  # noqa: E731
 
 
+# Told on a request thread when its request is past the model (gen3d.serve.worker).
+_past_model: Callable[[], None] = lambda: None  # noqa: E731
+
+
 def on_activity(hook: Callable[[bool], None]) -> None:
     global _activity
     _activity = hook
+
+
+def on_past_model(hook: Callable[[], None]) -> None:
+    global _past_model
+    _past_model = hook
 
 
 def install(record: Liveness) -> Liveness:

@@ -69,6 +69,10 @@ def _log_and_measure(response: Response, metrics: Metrics) -> None:
             "duration_ms": record.duration_ms,
             "items": record.items,
             "batch_size": record.batch_size,
+            # where the time went: waiting for the model, in it, encoding the answer
+            "queue_ms": record.queue_ms,
+            "inference_ms": record.inference_ms,
+            "encode_ms": record.encode_ms,
             "error_code": record.error_code,
         },
     )

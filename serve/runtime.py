@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from gen3d.serve import hardware, metrics, request_options
+from gen3d.serve import hardware, metrics, request_options, usdz
 from gen3d.serve.automask import AutoMasker
 from gen3d.serve.backends import Backend, create_backend
 from gen3d.serve.batching import Batcher
@@ -23,6 +23,13 @@ from gen3d.serve.settings import Settings
 
 log = logging.getLogger("gen3d.runtime")
 LOADING_RETRY_AFTER_S = 5
+
+
+def computes_on_accelerator(backend: Backend) -> bool:
+    """Whether the backend's model runs on a GPU (its `device`, a torch.device, says so;
+    a backend without one computes on the CPU). Decides where answers are encoded
+    (gen3d.serve.batching: beside the model on an accelerator, after it on a CPU)."""
+    return getattr(getattr(backend, "device", None), "type", "cpu") != "cpu"
 
 
 class ModelRuntime:
@@ -40,6 +47,10 @@ class ModelRuntime:
         self._thread = threading.Thread(target=self._bring_up, name="gen3d-load", daemon=True)
 
     def start(self) -> None:
+        # usd-core, if installed, is imported here (0.2 s) rather than by the first request,
+        # and on this thread: its libraries take the GIL while the loader lock is held, so
+        # imported on the loading thread beside the main thread's imports it deadlocked.
+        usdz.available()
         self._thread.start()
 
     @property
@@ -120,6 +131,7 @@ class ModelRuntime:
                 max_waiting=settings.max_waiting,
                 liveness=self.liveness,
                 before_batch=self._fit_torch_threads(),
+                finish_on_model_thread=not computes_on_accelerator(self.backend),
             )
             batcher.start()
             self.batcher = batcher

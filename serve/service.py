@@ -12,12 +12,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from gen3d.serve import __version__, codecs, finishing
 from gen3d.serve.assets import Asset
+from gen3d.serve.backends.base import Sample
 from gen3d.serve.batching import Batcher
 from gen3d.serve.errors import Gen3DError
 from gen3d.serve.runtime import ModelRuntime
@@ -34,32 +36,25 @@ class Answer:
 
 @dataclass(frozen=True)
 class Outcome:
-    """Every item's result in request order (an asset, or the error in its slot)."""
+    """Every item's encoded result in request order (or the error in its slot)."""
 
-    results: list[Asset | Gen3DError]
-    formats: list[str]
+    results: list[codecs.EncodedItem | Gen3DError]
     plan: codecs.ResponsePlan
     is_batch: bool
     request_id: str
+    encode_ms: float = 0.0  # finishing and encoding the items (wherever that ran)
 
     def encode(self) -> Answer:
         """The response body; a single request's error is raised for the caller to answer."""
         if not self.is_batch:
-            result, fmt = self.results[0], self.formats[0]
+            result = self.results[0]
             if isinstance(result, Gen3DError):
                 raise result
             if self.plan.wire == "json":
-                body = json.dumps(codecs.asset_json(result, fmt)).encode()
-                return Answer(body, "application/json")
+                return Answer(result.data, "application/json")
             metadata = json.dumps(result.metadata, separators=(",", ":"))
-            return Answer(
-                codecs.encode_item(result, fmt),
-                self.plan.media_type,
-                {"X-Gen3D-Metadata": metadata},
-            )
-        body = codecs.encode_batch(
-            self.results, self.formats, self.plan, lambda e: e.to_dict(self.request_id)
-        )
+            return Answer(result.data, self.plan.media_type, {"X-Gen3D-Metadata": metadata})
+        body = codecs.encode_batch(self.results, self.plan, lambda e: e.to_dict(self.request_id))
         return Answer(body, self.plan.media_type)
 
 
@@ -137,19 +132,24 @@ class InvocationService:
         timeout_s = self.runtime.settings.request_timeout_s
         timeout_s -= admission.waited_s if admission else 0.0
         reserved = admission.slots if admission else 0
-        jobs = batcher.submit(samples, timeout_s, request_id, reserved)
+        encode_s: list[float] = []
+
+        def prepare(sample: Sample, asset: Asset) -> codecs.EncodedItem | Gen3DError:
+            """The request's options applied, its stamps set, encoded for its plan."""
+            started = time.perf_counter()
+            try:
+                finished = finishing.finish(sample, asset)
+                if isinstance(finished, Gen3DError):
+                    return finished
+                finished.metadata.setdefault("version", __version__)
+                finished.metadata["request_id"] = request_id
+                return codecs.encode_result(finished, sample.format, plan)
+            finally:
+                encode_s.append(time.perf_counter() - started)
+
+        jobs = batcher.submit(samples, timeout_s, request_id, reserved, finish=prepare)
         if admission:
             admission.used = True
         outcomes = iter([batcher.wait(job) for job in jobs])
-        results: list[Asset | Gen3DError] = []
-        for item in items:
-            if isinstance(item, Gen3DError):
-                results.append(item)
-                continue
-            result = finishing.finish(item, next(outcomes))
-            if not isinstance(result, Gen3DError):
-                result.metadata.setdefault("version", __version__)
-                result.metadata["request_id"] = request_id
-            results.append(result)
-        formats = [getattr(i, "format", "glb") for i in items]
-        return Outcome(results, formats, plan, decoded.is_batch, request_id)
+        results = [i if isinstance(i, Gen3DError) else next(outcomes) for i in items]
+        return Outcome(results, plan, decoded.is_batch, request_id, round(1000 * sum(encode_s), 3))

@@ -14,8 +14,10 @@ and connections taken by the worker best placed to serve them.
   while another idles (measured: 8 % less throughput and a longer tail than sync workers
   at 4 clients on 2 workers). Behind the front, /invocations has a socket of its own
   (GEN3D_CONTROL_SOCKET names the other, for /ping and the rest); a worker takes from it
-  only while it has no more requests in flight than any other ready worker, so requests
-  wait in the shared backlog for whichever worker frees first, as with sync workers.
+  only while it has no more requests waiting on its model than any other ready worker,
+  so requests wait in the shared backlog for whichever worker frees first, as with sync
+  workers. A request whose answer is computed (being sent, or its connection not yet
+  closed) no longer counts: counted, it sent 1 request in 4 to the busier worker.
   The control socket is taken by every ready worker, so /ping never waits behind that.
 
 Readiness and load are shared through `WorkerBoard`, an int per worker slot in memory the
@@ -28,6 +30,7 @@ import logging
 import multiprocessing
 import os
 import selectors
+import threading
 from typing import Any
 
 from gunicorn.workers.gthread import ThreadWorker
@@ -37,6 +40,7 @@ from gen3d.serve import hardware, liveness
 log = logging.getLogger("gen3d.worker")
 CONTROL_SOCKET_ENV = "GEN3D_CONTROL_SOCKET"  # set by gen3d.serve.supervisor for gunicorn
 NOT_READY = -1
+_handling = threading.local()  # the connection a request thread is serving
 
 
 class WorkerBoard:
@@ -66,6 +70,33 @@ class WorkerBoard:
         return [v for i, v in enumerate(self._load) if i != slot and v != NOT_READY]
 
 
+class ModelLoad:
+    """Which of a worker's connections are past the model: their answer is computed and
+    only sending and closing are left (the main loop closes a connection only when the
+    GIL lets it, several ms later on a busy CPU worker). Those are not counted as load."""
+
+    def __init__(self) -> None:
+        self._past: set[Any] = set()
+        self._lock = threading.Lock()
+
+    def past_model(self, conn: Any) -> bool:
+        """Mark `conn`; False if it already was."""
+        with self._lock:
+            if conn in self._past:
+                return False
+            self._past.add(conn)
+            return True
+
+    def ended(self, conn: Any) -> None:
+        """`conn`'s request is over (closed, or kept alive for its next request)."""
+        with self._lock:
+            self._past.discard(conn)
+
+    def of(self, connections: int) -> int:
+        """The load among `connections` open ones: those still needing the model."""
+        return max(0, connections - len(self._past))
+
+
 class Gen3DWorker(ThreadWorker):
     _reported = False
     gen3d_slot = 0
@@ -75,10 +106,37 @@ class Gen3DWorker(ThreadWorker):
         self._registered: set[int] = set()
         self._control_path = os.environ.get(CONTROL_SOCKET_ENV)
         board, slot = self.gen3d_board, self.gen3d_slot
+        self._model_load = ModelLoad()
         if board is not None:  # how many other workers compute now (torch threads on CPU)
             liveness.on_activity(lambda computing: board.mark_computing(slot, computing))
             hardware.install_busy_peers(lambda: board.others_computing(slot))
+        liveness.on_past_model(self._request_past_model)
         super().init_process()
+
+    # ------------------------------------------------------------ this worker's load
+
+    @property
+    def load(self) -> int:
+        """Connections whose request still needs this worker's model."""
+        return self._model_load.of(self.nr_conns)
+
+    def handle(self, conn: Any) -> Any:
+        _handling.conn = conn
+        try:
+            return super().handle(conn)
+        finally:
+            _handling.conn = None
+
+    def _request_past_model(self) -> None:
+        """On the request's thread: its answer is computed; publish the lighter load now,
+        so the other workers see it before this one's loop turns."""
+        conn = getattr(_handling, "conn", None)
+        if conn is not None and self._model_load.past_model(conn):
+            self._publish()
+
+    def finish_request(self, conn: Any, fs: Any) -> None:
+        self._model_load.ended(conn)
+        super().finish_request(conn, fs)
 
     # ------------------------------------------------------------ which sockets to take
 
@@ -87,7 +145,7 @@ class Gen3DWorker(ThreadWorker):
         record = liveness.current()
         ready = record is None or record.ready()
         if self.gen3d_board is not None:
-            self.gen3d_board.mark(self.gen3d_slot, ready, self.nr_conns)
+            self.gen3d_board.mark(self.gen3d_slot, ready, self.load)
         return ready
 
     def _eligible(self, listener: Any) -> bool:
@@ -100,7 +158,7 @@ class Gen3DWorker(ThreadWorker):
             return not others  # nobody ready: answer (503) rather than leave it waiting
         if not others or self._is_control(listener):
             return True
-        return self.nr_conns <= min(others)
+        return self.load <= min(others)
 
     def _is_control(self, listener: Any) -> bool:
         if self._control_path is None:

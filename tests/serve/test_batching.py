@@ -271,3 +271,79 @@ def test_the_batch_waits_for_requests_admitted_but_still_decoding() -> None:
     batcher.wait(first[0])
     thread.join(5)
     assert backend.batches == [[1, 2]]  # the first waited for it
+
+
+def finishing_batcher(backend: RecordingBackend, on_model_thread: bool) -> Batcher:
+    batcher = Batcher(backend, 1, 0.0, max_queue=8, finish_on_model_thread=on_model_thread)
+    batcher.start()
+    return batcher
+
+
+@pytest.mark.parametrize("on_model_thread", [True, False])
+def test_finish_runs_on_the_chosen_thread(on_model_thread: bool) -> None:
+    batcher = finishing_batcher(RecordingBackend(), on_model_thread)
+
+    def finish(s: Sample, asset: Asset) -> tuple[int, str]:
+        return s.seed, threading.current_thread().name
+
+    (job,) = batcher.submit([sample(5)], 5.0, finish=finish)
+    seed, thread = batcher.wait(job)
+    assert seed == 5
+    assert (thread == "gen3d-model") == on_model_thread, thread
+
+
+def test_on_the_model_thread_an_answer_is_finished_before_the_next_batch_starts() -> None:
+    """A sync worker's order: the first answer leaves before the model takes the next
+    request, so it does not wait for the GIL behind that request's computation."""
+    events: list[str] = []
+
+    class Logging(RecordingBackend):
+        def predict(self, batch):
+            events.append(f"predict {batch[0].seed}")
+            return super().predict(batch)
+
+    def finish(s: Sample, asset: Asset) -> int:
+        time.sleep(0.05)  # encoding a large answer
+        events.append(f"finished {s.seed}")
+        return s.seed
+
+    gate = threading.Event()
+    backend = Logging(max_batch_size=1, gate=gate)
+    batcher = finishing_batcher(backend, on_model_thread=True)
+    jobs = batcher.submit([sample(1)], 5.0, finish=finish)
+    jobs += batcher.submit([sample(2)], 5.0, finish=finish)
+    gate.set()
+    assert [batcher.wait(j) for j in jobs] == [1, 2]
+    assert events == ["predict 1", "finished 1", "predict 2", "finished 2"]
+
+
+@pytest.mark.parametrize("on_model_thread", [True, False])
+def test_a_failing_finish_is_that_request_s_error_and_the_model_thread_lives(
+    on_model_thread: bool, caplog
+) -> None:
+    batcher = finishing_batcher(RecordingBackend(), on_model_thread)
+
+    def finish(s: Sample, asset: Asset) -> int:
+        if s.seed == 1:
+            raise Unprocessable("cannot write this format")
+        if s.seed == 2:
+            raise KeyError("a bug in encoding")
+        return s.seed
+
+    jobs = batcher.submit([sample(1), sample(2), sample(3)], 5.0, finish=finish)
+    first, second, third = (batcher.wait(j) for j in jobs)
+    assert isinstance(first, Unprocessable) and first.status == 422
+    assert isinstance(second, InternalError) and "KeyError" not in second.message
+    assert third == 3
+    assert "finishing its answer failed" in caplog.text  # the bug's traceback is logged
+    assert batcher.alive
+    (later,) = batcher.submit([sample(4)], 5.0, finish=finish)
+    assert batcher.wait(later) == 4
+
+
+def test_finish_is_not_given_the_backend_s_errors() -> None:
+    batcher = finishing_batcher(RecordingBackend(), on_model_thread=True)
+    calls: list[int] = []
+    (job,) = batcher.submit([sample(13)], 5.0, finish=lambda s, a: calls.append(s.seed))
+    assert isinstance(batcher.wait(job), Unprocessable)  # seed 13: the backend's 422
+    assert calls == []

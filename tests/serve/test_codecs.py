@@ -150,12 +150,12 @@ def test_zip_batch_has_files_errors_and_a_manifest() -> None:
     asset = backend.predict([synthetic_sample(48, fmt="ply")])[0]
     assert isinstance(asset, Asset)
     plan = codecs.plan_response("application/zip", None, True)
-    body = codecs.encode_batch(
-        [asset, Unprocessable("nope"), asset],
-        ["glb", "glb", "ply"],
-        plan,
-        lambda e: e.to_dict("r1"),
-    )
+    items = [
+        codecs.encode_result(asset, "glb", plan),
+        Unprocessable("nope"),
+        codecs.encode_result(asset, "ply", plan),
+    ]
+    body = codecs.encode_batch(items, plan, lambda e: e.to_dict("r1"))
     archive = zipfile.ZipFile(io.BytesIO(body))
     assert sorted(archive.namelist()) == [
         "0000.glb",
@@ -167,3 +167,22 @@ def test_zip_batch_has_files_errors_and_a_manifest() -> None:
     assert archive.read("0002.ply").startswith(b"ply\n")
     error = json.loads(archive.read("0001.error.json"))["error"]
     assert error == {"code": "unprocessable", "message": "nope", "request_id": "r1"}
+
+
+@pytest.mark.parametrize("with_mask", [True, False])
+def test_json_answers_are_what_json_dumps_writes_byte_for_byte(with_mask: bool) -> None:
+    """The fast path skips json's escaping pass over base64 only: same document, same
+    bytes (non-ASCII metadata still escaped as json.dumps does)."""
+    sample = synthetic_sample(48)
+    asset = SilhouetteBackend().predict([sample])[0]
+    asset.metadata["note"] = 'café "quoted" \\ back'
+    asset.mask = sample.mask if with_mask else None
+    expected = json.dumps(codecs.asset_json(asset, "glb")).encode()
+    assert codecs.asset_json_bytes(asset, "glb") == expected
+    plan = codecs.plan_response("application/json", None, True)
+    error = Unprocessable("nope")
+    body = codecs.encode_batch(
+        [codecs.encode_result(asset, "glb", plan), error], plan, lambda e: e.to_dict("r1")
+    )
+    predictions = [codecs.asset_json(asset, "glb"), error.to_dict("r1")]
+    assert body == json.dumps({"predictions": predictions}).encode()

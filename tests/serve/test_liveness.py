@@ -13,8 +13,10 @@ from pathlib import Path
 import requests
 from gen3d_testing import rgba_png
 
+from gen3d.serve import liveness as liveness_module
 from gen3d.serve.launcher import gunicorn_workers
 from gen3d.serve.liveness import Liveness
+from gen3d.serve.worker import ModelLoad
 
 PLUGINS = Path(__file__).resolve().parents[1] / "fixtures" / "plugins"
 
@@ -95,3 +97,29 @@ def test_requests_go_to_the_ready_worker_while_another_still_loads(
         )
     assert server.log(100_000).count('"ready: backend') == 1  # the other was still loading
     assert statuses == [200] * 16
+
+
+def test_a_request_past_the_model_stops_counting_as_load() -> None:
+    """Counted until its connection closed, a computed answer sent 1 request in 4 to the
+    busier worker (silhouette, 4 clients, 2 workers; issue 12)."""
+    load = ModelLoad()
+    first, second = object(), object()
+    assert load.of(2) == 2
+    assert load.past_model(first)
+    assert not load.past_model(first)  # once per request
+    assert load.of(2) == 1
+    load.ended(first)  # closed: gunicorn's count drops by itself
+    assert load.of(1) == 1
+    assert load.past_model(second)
+    load.ended(second)
+    assert load.of(0) == 0
+
+
+def test_the_worker_hears_when_a_request_is_past_the_model() -> None:
+    heard: list[str] = []
+    liveness_module.on_past_model(lambda: heard.append("past"))
+    try:
+        Liveness(limit_s=10).request_past_model()
+    finally:
+        liveness_module.on_past_model(lambda: None)
+    assert heard == ["past"]

@@ -12,10 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import requests
+import torch
 import trimesh
 from gen3d_testing import json_instance, rgba_png
 
-from gen3d.serve import codecs
+from gen3d.serve import codecs, usdz
 from gen3d.serve.backends import create_backend, lookup
 from gen3d.serve.backends.silhouette import SilhouetteBackend
 from gen3d.serve.errors import InternalError, NotAcceptable, NotReady, Unprocessable
@@ -173,3 +174,30 @@ def test_backend_names_resolve_through_one_registry() -> None:
         Settings.from_env({"GEN3D_BACKEND": "not a path"})
     with pytest.raises(TypeError, match="Backend protocol"):
         create_backend("gen3d.serve.settings:Settings")
+
+
+class GpuClaimingBackend(SilhouetteBackend):
+    """Says it computes on a GPU (a torch.device), as the proxy and sam3d backends do."""
+
+    device = torch.device("cuda")
+
+
+@pytest.mark.parametrize(
+    ("backend", "on_model_thread"),
+    [(SilhouetteBackend(), True), (GpuClaimingBackend(), False)],
+)
+def test_answers_are_encoded_after_the_model_on_cpu_and_beside_it_on_a_gpu(
+    backend, on_model_thread: bool
+) -> None:
+    service = ready_service(backend)
+    assert service.runtime.batcher.finish_on_model_thread is on_model_thread
+    outcome = service.invoke(decoded_batch(3), "application/json", "req-2")
+    body = json.loads(outcome.encode().body)
+    assert body["predictions"][0]["metadata"]["request_id"] == "req-2"
+    assert outcome.encode_ms > 0
+
+
+def test_usd_is_imported_while_loading_not_by_the_first_request() -> None:
+    usdz.available.cache_clear()
+    ready_service(SilhouetteBackend())
+    assert usdz.available.cache_info().currsize == 1

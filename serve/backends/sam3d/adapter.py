@@ -97,6 +97,7 @@ class Sam3DBackend:
         self.config_path = find_pipeline_config(model_dir)
         gpu_name = require_cuda()
         device = resolve_device(settings.device)
+        self.device = device  # an accelerator: answers are encoded beside the model
         if settings.precision != "auto":
             log.warning(
                 "sam3d: GEN3D_PRECISION=%s is not applied; pipeline.yaml's dtype decides",
