@@ -63,6 +63,25 @@ HOST_RAM_GIB: dict[str, float] = {
 }
 
 
+# GPUs per instance size where a family has more than one (every other size has one).
+# Source: the Amazon EC2 accelerated-computing instance pages (G4dn, G5, G6, G6e, P3, P4,
+# P5): in the G families the 12xlarge and 24xlarge sizes carry 4 GPUs and the 48xlarge 8;
+# p3.8xlarge 4 and p3.16xlarge 8; the P4 and P5 24/48xlarge 8. Every size named here is
+# a SageMaker ProductionVariantInstanceType (tests/scripts/test_aws_deploy.py checks).
+MULTI_GPU_SIZES: dict[str, dict[str, int]] = {
+    "ml.g4dn": {"12xlarge": 4},
+    "ml.g5": {"12xlarge": 4, "24xlarge": 4, "48xlarge": 8},
+    "ml.g6": {"12xlarge": 4, "24xlarge": 4, "48xlarge": 8},
+    "ml.g6e": {"12xlarge": 4, "24xlarge": 4, "48xlarge": 8},
+    "ml.p3": {"8xlarge": 4, "16xlarge": 8},
+    "ml.p4d": {"24xlarge": 8},
+    "ml.p4de": {"24xlarge": 8},
+    "ml.p5": {"48xlarge": 8},
+    "ml.p5e": {"48xlarge": 8},
+    "ml.p5en": {"48xlarge": 8},
+}
+
+
 def family(instance_type: str) -> str:
     """'ml.g5.xlarge' -> 'ml.g5'."""
     return instance_type.rsplit(".", 1)[0]
@@ -75,6 +94,14 @@ def gpu_of(instance_type: str) -> GpuModel | None:
 
 def is_gpu_instance(instance_type: str) -> bool:
     return gpu_of(instance_type) is not None
+
+
+def gpu_count(instance_type: str) -> int:
+    """GPUs on one instance of this type: 0 for CPU instances."""
+    if not is_gpu_instance(instance_type):
+        return 0
+    size = instance_type.rsplit(".", 1)[1]
+    return MULTI_GPU_SIZES.get(family(instance_type), {}).get(size, 1)
 
 
 # SAM 3D Objects: upstream asks for "an NVIDIA GPU with at least 32 GB of VRAM"

@@ -395,3 +395,44 @@ def test_inference_component_requests_pass_the_service_model():
         autoscaling.step_policy_request("t", "AllTraffic"),
     ):
         validate_request("application-autoscaling", "PutScalingPolicy", request)
+
+
+@pytest.mark.parametrize(
+    ("backend", "instance_type", "env", "expected"),
+    [
+        ("sam3d", "ml.g5.12xlarge", {}, 4),  # one worker per GPU, one sample each
+        ("sam3d", "ml.p5.48xlarge", {}, 8),
+        ("sam3d", "ml.g6e.xlarge", {}, 1),
+        ("proxy", "ml.g5.12xlarge", {"GEN3D_MAX_BATCH_SIZE": "4"}, 16),
+        ("silhouette", "ml.g5.12xlarge", {}, 1),  # a CPU backend: cores are not counted
+        ("sam3d", "ml.g5.12xlarge", {"MODEL_SERVER_WORKERS": "2"}, 2),  # set: as set
+    ],
+)
+def test_async_concurrency_counts_the_instance_s_gpus(backend, instance_type, env, expected):
+    spec = DeploySpec(
+        "t",
+        "async",
+        GPU_IMAGE,
+        MODEL_DATA,
+        ROLE,
+        backend=backend,
+        instance_type=instance_type,
+        extra_env=env,
+    )
+    assert endpoint_spec.async_concurrency(spec) == expected
+
+
+def test_every_multi_gpu_size_is_a_sagemaker_instance_type():
+    import botocore.session
+
+    from gen3d.serve import instances
+
+    model = botocore.session.get_session().get_service_model("sagemaker")
+    allowed = set(model.shape_for("ProductionVariantInstanceType").enum)
+    for family, sizes in instances.MULTI_GPU_SIZES.items():
+        for size, count in sizes.items():
+            assert f"{family}.{size}" in allowed
+            assert instances.gpu_count(f"{family}.{size}") == count
+    assert instances.gpu_count("ml.g5.xlarge") == 1
+    assert instances.gpu_count("ml.p5.4xlarge") == 1
+    assert instances.gpu_count("ml.m5.large") == 0
