@@ -1,8 +1,10 @@
 """Dynamic batcher: request threads enqueue samples, one model thread runs batches.
 
 - A batch closes at `max_batch_size` samples or `max_delay_s` after its first sample, or
-  at once when no other request is queued or admitted (being read or decoded): a lone
-  request never waits for company that is not coming.
+  at once when no other request is queued or admitted (being read or decoded) and the
+  previous batch was no larger: a lone request never waits for company that is not
+  coming, while clients that were just answered together are given the delay to come
+  back together (at 4 proxy clients batches stayed at 1-2 without it).
 - Every sample has a deadline; one that expires while queued is failed with 504 and
   never run.
 - The queue is bounded: a request whose samples do not all fit is refused as a whole
@@ -115,6 +117,7 @@ class Batcher:
         self._before_batch = before_batch  # e.g. fit torch's threads to the machine's load
         self.finish_on_model_thread = finish_on_model_thread
         self._batch_seconds = 0.0  # moving average, for Retry-After
+        self._last_batch_size = 1  # how many came together last time: worth waiting for
         self._thread = threading.Thread(target=self._loop, name="gen3d-model", daemon=True)
 
     # ---------------------------------------------------------------- request side
@@ -244,9 +247,13 @@ class Batcher:
         batch = [first]
         close_at = time.monotonic() + self.max_delay_s
         while len(batch) < self.max_batch_size:
-            if self._queue.empty() and self._pending <= len(batch):
-                # nothing queued and nothing admitted being read or decoded: waiting for
-                # the delay would only add it to this batch's latency (one client at a time)
+            if (
+                self._queue.empty()
+                and self._pending <= len(batch)
+                and len(batch) >= self._last_batch_size
+            ):
+                # nothing queued, nothing admitted being read or decoded, and no more came
+                # together last time: waiting would only add the delay to this batch
                 break
             remaining = close_at - time.monotonic()
             try:
@@ -258,6 +265,7 @@ class Batcher:
             except queue.Empty:
                 break
             batch.append(job)
+        self._last_batch_size = len(batch)
         with self._lock:
             self._free(len(batch))
         return batch

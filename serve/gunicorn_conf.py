@@ -14,7 +14,7 @@ import os
 import sys
 
 from gen3d.serve import logging_setup, metrics
-from gen3d.serve.backends import lookup
+from gen3d.serve.backends import batch_capacity, lookup
 from gen3d.serve.hardware import plan_workers
 from gen3d.serve.settings import Settings, SettingsError
 from gen3d.serve.worker import WorkerBoard
@@ -80,6 +80,9 @@ def when_ready(server: object) -> None:
 
 # each worker slot's readiness and load (gen3d.serve.worker): made here, before any fork
 _board = WorkerBoard(_plan.workers + 1)
+# Workers that share the CPU's cores fill one batch before the next worker takes any
+# (gen3d.serve.worker); workers with a GPU each take their share (least loaded first).
+_pack = 0 if _plan.gpus else batch_capacity(_settings.backend, _settings.max_batch_size)
 
 
 def pre_fork(server: object, worker: object) -> None:
@@ -87,6 +90,7 @@ def pre_fork(server: object, worker: object) -> None:
     taken = {getattr(w, "gen3d_slot", None) for w in server.WORKERS.values()}  # type: ignore[attr-defined]
     worker.gen3d_slot = next(i for i in range(len(taken) + 1) if i not in taken)  # type: ignore[attr-defined]
     worker.gen3d_board = _board  # type: ignore[attr-defined]
+    worker.gen3d_pack = _pack  # type: ignore[attr-defined]
 
 
 def post_fork(server: object, worker: object) -> None:

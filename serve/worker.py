@@ -51,6 +51,23 @@ class WorkerBoard:
     def __init__(self, slots: int) -> None:
         self._load = multiprocessing.RawArray("i", [NOT_READY] * max(1, slots))
         self._computing = multiprocessing.RawArray("b", max(1, slots))
+        # one pipe per slot: a byte in it wakes that worker to look at the board again
+        self._wake = [os.pipe() for _ in range(max(1, slots))]
+        for read_end, write_end in self._wake:
+            os.set_blocking(read_end, False)
+            os.set_blocking(write_end, False)
+
+    def wake_fd(self, slot: int) -> int:
+        """The descriptor that becomes readable when `slot` should look again."""
+        return self._wake[slot][0]
+
+    def wake_others(self, slot: int) -> None:
+        for i, (_read_end, write_end) in enumerate(self._wake):
+            if i != slot:
+                try:
+                    os.write(write_end, b"!")
+                except BlockingIOError:  # already has bytes waiting: it will wake anyway
+                    pass
 
     def mark(self, slot: int, ready: bool, load: int = 0) -> None:
         if 0 <= slot < len(self._load):
@@ -68,6 +85,10 @@ class WorkerBoard:
     def others(self, slot: int) -> list[int]:
         """The loads of the other ready workers."""
         return [v for i, v in enumerate(self._load) if i != slot and v != NOT_READY]
+
+    def lower_with_room(self, slot: int, capacity: int) -> bool:
+        """Whether a ready worker in a lower slot has fewer than `capacity` requests."""
+        return any(NOT_READY != v < capacity for v in self._load[:slot])
 
 
 class ModelLoad:
@@ -101,6 +122,8 @@ class Gen3DWorker(ThreadWorker):
     _reported = False
     gen3d_slot = 0
     gen3d_board: WorkerBoard | None = None
+    # > 1: fill one worker's batch before the next worker takes any (see `_eligible`)
+    gen3d_pack = 0
 
     def init_process(self) -> None:
         self._registered: set[int] = set()
@@ -112,6 +135,19 @@ class Gen3DWorker(ThreadWorker):
             hardware.install_busy_peers(lambda: board.others_computing(slot))
         liveness.on_past_model(self._request_past_model)
         super().init_process()
+
+    def run(self) -> None:
+        if self.gen3d_board is not None:  # another worker filled up: look at the board again
+            wake = self.gen3d_board.wake_fd(self.gen3d_slot)
+            self.poller.register(wake, selectors.EVENT_READ, self._woken)
+        super().run()
+
+    def _woken(self, fd: int) -> None:
+        try:
+            while os.read(fd, 4096):
+                pass
+        except BlockingIOError:
+            pass  # drained; the loop's next turn re-checks the listeners
 
     # ------------------------------------------------------------ this worker's load
 
@@ -158,6 +194,10 @@ class Gen3DWorker(ThreadWorker):
             return not others  # nobody ready: answer (503) rather than leave it waiting
         if not others or self._is_control(listener):
             return True
+        pack = self.gen3d_pack
+        if pack > 1 and (self.load < pack or min(others) < pack):
+            # workers share the cores: one batch of n costs less than n batches of one
+            return self.load < pack and not board.lower_with_room(self.gen3d_slot, pack)
         return self.load <= min(others)
 
     def _is_control(self, listener: Any) -> bool:
@@ -193,6 +233,9 @@ class Gen3DWorker(ThreadWorker):
             return
         super().accept(listener)
         self._publish()  # the load just changed
+        if self.gen3d_pack > 1 and self.load == self.gen3d_pack and self.gen3d_board:
+            # full: the next worker takes from now on, and it may be asleep
+            self.gen3d_board.wake_others(self.gen3d_slot)
 
     # ------------------------------------------------------------ heartbeat
 

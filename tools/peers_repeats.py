@@ -57,9 +57,14 @@ def main() -> int:
     parser.add_argument("--backend", choices=("silhouette", "proxy"), default="silhouette")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--duration-s", type=float, default=8.0, help="window per level")
+    parser.add_argument(
+        "--levels", type=int, nargs="+", help="client counts (default: the suite's own)"
+    )
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     config = PeersConfig(backend=args.backend, duration_s=args.duration_s, max_requests=1000)
+    if args.levels:
+        config.levels = args.levels
     runs: list[list[dict[str, Any]]] = []
     environment: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="gen3d-peers-repeats-") as tmp:

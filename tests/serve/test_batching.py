@@ -347,3 +347,30 @@ def test_finish_is_not_given_the_backend_s_errors() -> None:
     (job,) = batcher.submit([sample(13)], 5.0, finish=lambda s, a: calls.append(s.seed))
     assert isinstance(batcher.wait(job), Unprocessable)  # seed 13: the backend's 422
     assert calls == []
+
+
+def test_clients_answered_together_get_the_delay_to_come_back_together() -> None:
+    """After a batch of 3, a request alone waits (up to the delay) for the others that
+    were answered with it, instead of starting a batch of 1 that the others queue behind."""
+    gate = threading.Event()
+    backend = RecordingBackend(gate=gate)
+    batcher = make(backend, size=8, delay=0.5)
+    backend.batches.clear()
+    first = batcher.submit([sample(1), sample(2), sample(3)], 5.0)
+    gate.set()
+    assert [batcher.wait(j).metadata["seed"] for j in first] == [1, 2, 3]
+
+    def later(seed: int) -> None:
+        time.sleep(0.1)
+        batcher.wait(batcher.submit([sample(seed)], 5.0)[0])
+
+    thread = threading.Thread(target=later, args=(5,))
+    thread.start()
+    batcher.wait(batcher.submit([sample(4)], 5.0)[0])
+    thread.join(5)
+    assert backend.batches[-1] == [4, 5]
+    # and then a lone client is back to no waiting: its batch was of one
+    started = time.monotonic()
+    batcher.wait(batcher.submit([sample(6)], 5.0)[0])
+    batcher.wait(batcher.submit([sample(7)], 5.0)[0])
+    assert backend.batches[-1] == [7] and time.monotonic() - started < 1.2

@@ -6,6 +6,8 @@ model thread stays stuck; gunicorn's own heartbeat would call that worker alive 
 
 from __future__ import annotations
 
+import json
+import select
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -16,7 +18,7 @@ from gen3d_testing import rgba_png
 from gen3d.serve import liveness as liveness_module
 from gen3d.serve.launcher import gunicorn_workers
 from gen3d.serve.liveness import Liveness
-from gen3d.serve.worker import ModelLoad
+from gen3d.serve.worker import ModelLoad, WorkerBoard
 
 PLUGINS = Path(__file__).resolve().parents[1] / "fixtures" / "plugins"
 
@@ -123,3 +125,53 @@ def test_the_worker_hears_when_a_request_is_past_the_model() -> None:
     finally:
         liveness_module.on_past_model(lambda: None)
     assert heard == ["past"]
+
+
+def test_workers_sharing_the_cores_fill_one_batch_before_the_next_takes_any(
+    start_gen3d_server,
+) -> None:
+    """4 requests at once on 2 CPU workers: one worker batches them (batches of 1 and 3, or
+    4); least-loaded-first would give each worker 2 and run every request alone."""
+    server = start_gen3d_server(
+        {
+            "GEN3D_BACKEND": "gen3d_slow_backend:BatchingSlowCubeBackend",
+            "PYTHONPATH": str(PLUGINS),
+            "GEN3D_WARMUP": "0",
+            "MODEL_SERVER_WORKERS": "2",
+            "GEN3D_MAX_BATCH_SIZE": "8",
+        }
+    )
+    deadline = time.monotonic() + 20
+    while server.log(100_000).count('"ready: backend') < 2:  # both take part
+        assert time.monotonic() < deadline, server.log()
+        time.sleep(0.1)
+    time.sleep(1.2)  # each worker's loop has seen the other ready (a 1 s poll at most)
+
+    def send(_: int) -> int:
+        response = requests.post(
+            server.url + "/invocations",
+            data=rgba_png(32),
+            headers={"Content-Type": "image/png"},
+            timeout=30,
+        )
+        assert response.status_code == 200, response.text
+        return json.loads(response.headers["X-Gen3D-Metadata"])["batch_size"]
+
+    with ThreadPoolExecutor(4) as pool:
+        sizes = list(pool.map(send, range(4)))
+    assert max(sizes) >= 3, sizes
+
+
+def test_a_worker_that_fills_up_wakes_the_others() -> None:
+    board = WorkerBoard(3)
+    board.wake_others(0)
+    readable, _, _ = select.select([board.wake_fd(i) for i in range(3)], [], [], 0)
+    assert sorted(readable) == sorted([board.wake_fd(1), board.wake_fd(2)])
+    for _ in range(100_000):  # a full pipe never blocks the worker that writes
+        board.wake_others(0)
+    board.mark(0, ready=True, load=8)
+    board.mark(1, ready=True, load=3)
+    assert board.lower_with_room(2, capacity=8)  # slot 1 has room: slot 2 waits
+    assert not board.lower_with_room(1, capacity=8)  # slot 0 is full: slot 1 takes
+    board.mark(1, ready=False)
+    assert not board.lower_with_room(2, capacity=8)  # a worker not ready is no one's turn
