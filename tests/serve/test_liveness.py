@@ -145,7 +145,9 @@ def test_workers_sharing_the_cores_fill_one_batch_before_the_next_takes_any(
     while server.log(100_000).count('"ready: backend') < 2:  # both take part
         assert time.monotonic() < deadline, server.log()
         time.sleep(0.1)
-    time.sleep(1.2)  # each worker's loop has seen the other ready (a 1 s poll at most)
+    # A worker publishes its readiness on its loop's next turn and the other sees it on
+    # its own next turn: each at most gunicorn's 1 s poll, so 2 s, with a margin.
+    time.sleep(2.5)
 
     def send(_: int) -> int:
         response = requests.post(
