@@ -333,13 +333,7 @@ class Batcher:
                 self._run(jobs[half:])
                 return
             ids = ",".join(sorted({j.request_id for j in jobs}))
-            log.error(
-                "requests %s: the backend failed on a batch of %d",
-                ids,
-                len(jobs),
-                exc_info=exc,
-                extra={"request_id": ids},  # a field of its own in JSON logs
-            )
+            _log_failure(ids, f"requests {ids}: the backend failed on a batch of {len(jobs)}", exc)
             for job in jobs:
                 job.future.set_exception(exc)
             return
@@ -347,11 +341,10 @@ class Batcher:
         for job, result in zip(jobs, results, strict=True):
             if isinstance(result, BaseException):
                 if not isinstance(result, Gen3DError):
-                    log.error(
-                        "request %s: the backend failed on one sample",
+                    _log_failure(
                         job.request_id,
-                        exc_info=result,
-                        extra={"request_id": job.request_id},
+                        f"request {job.request_id}: the backend failed on one sample",
+                        result,
                     )
                 job.future.set_exception(result)
                 continue
@@ -378,10 +371,13 @@ def _finished(job: Job, result: Any) -> Any:
         return job.finish(result)
     except Exception as exc:
         if not isinstance(exc, Gen3DError):
-            log.error(
-                "request %s: finishing its answer failed",
-                job.request_id,
-                exc_info=exc,
-                extra={"request_id": job.request_id},
+            _log_failure(
+                job.request_id, f"request {job.request_id}: finishing its answer failed", exc
             )
         return as_client_error(exc)
+
+
+def _log_failure(request_id: str, message: str, exc: BaseException) -> None:
+    """A failure the client sees as a 500: its traceback and request id stay in the log
+    (the id a field of its own in JSON logs)."""
+    log.error("%s", message, exc_info=exc, extra={"request_id": request_id})

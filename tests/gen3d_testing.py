@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import requests
 from PIL import Image
 
 from gen3d.serve.synthetic import photo_and_mask
@@ -27,6 +28,16 @@ def png_bytes(array: np.ndarray, fmt: str = "PNG") -> bytes:
 def rgba_png(size: int = 96, seed: int = 0) -> bytes:
     image, mask = photo_and_mask(size, seed)
     return png_bytes(np.dstack([image, mask.astype(np.uint8) * 255]))
+
+
+def post_png(base_url: str, size: int = 96) -> requests.Response:
+    """POST an RGBA PNG (alpha = mask) to a server's /invocations, as a client would."""
+    return requests.post(
+        base_url + "/invocations",
+        data=rgba_png(size),
+        headers={"Content-Type": "image/png"},
+        timeout=30,
+    )
 
 
 def b64(data: bytes) -> str:

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import requests
-from gen3d_testing import rgba_png
+from gen3d_testing import post_png
 
 from gen3d.serve import liveness as liveness_module
 from gen3d.serve.launcher import gunicorn_workers
@@ -36,13 +36,7 @@ def test_a_stuck_model_thread_gets_the_worker_replaced(start_gen3d_server) -> No
     )
     (stuck,) = gunicorn_workers(server)
     with ThreadPoolExecutor(1) as pool:
-        hung = pool.submit(
-            requests.post,
-            server.url + "/invocations",
-            data=rgba_png(32),
-            headers={"Content-Type": "image/png"},
-            timeout=30,
-        )
+        hung = pool.submit(post_png, server.url, 32)
         saw_unhealthy = False
         deadline = time.monotonic() + 20
         while True:
@@ -89,14 +83,7 @@ def test_requests_go_to_the_ready_worker_while_another_still_loads(
     time.sleep(1.5)  # the loading worker sees the ready one within a poll (1 s)
     statuses = []
     for _ in range(16):  # each on a new connection, so each is a fresh accept
-        statuses.append(
-            requests.post(
-                server.url + "/invocations",
-                data=rgba_png(32),
-                headers={"Content-Type": "image/png"},
-                timeout=30,
-            ).status_code
-        )
+        statuses.append(post_png(server.url, 32).status_code)
     assert server.log(100_000).count('"ready: backend') == 1  # the other was still loading
     assert statuses == [200] * 16
 
@@ -150,12 +137,7 @@ def test_workers_sharing_the_cores_fill_one_batch_before_the_next_takes_any(
     time.sleep(2.5)
 
     def send(_: int) -> int:
-        response = requests.post(
-            server.url + "/invocations",
-            data=rgba_png(32),
-            headers={"Content-Type": "image/png"},
-            timeout=30,
-        )
+        response = post_png(server.url, 32)
         assert response.status_code == 200, response.text
         return json.loads(response.headers["X-Gen3D-Metadata"])["batch_size"]
 

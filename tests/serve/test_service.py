@@ -14,7 +14,7 @@ import pytest
 import requests
 import torch
 import trimesh
-from gen3d_testing import json_instance, rgba_png
+from gen3d_testing import json_instance, post_png, rgba_png
 
 from gen3d.serve import codecs, usdz
 from gen3d.serve.backends import create_backend, lookup
@@ -152,12 +152,7 @@ def test_the_documented_example_backend_is_served_by_its_import_path(start_gen3d
             "PYTHONPATH": str(PLUGINS),
         }
     )
-    response = requests.post(
-        server.url + "/invocations",
-        data=rgba_png(48),
-        headers={"Content-Type": "image/png"},
-        timeout=30,
-    )
+    response = post_png(server.url, 48)
     assert response.status_code == 200, response.text
     mesh = trimesh.load(trimesh.util.wrap_as_stream(response.content), file_type="glb")
     mesh = mesh.to_geometry() if hasattr(mesh, "to_geometry") else mesh.dump(concatenate=True)

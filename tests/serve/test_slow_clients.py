@@ -18,7 +18,7 @@ from contextlib import ExitStack, contextmanager
 
 import pytest
 import requests
-from gen3d_testing import rgba_png
+from gen3d_testing import post_png
 
 from gen3d.serve.front import nginx_binary
 from gen3d.serve.launcher import gunicorn_workers
@@ -116,12 +116,7 @@ def trickling(opened: list[socket.socket], byte: bytes = b"X") -> Iterator[None]
 def assert_served_meanwhile(server) -> None:
     """/ping is fast and a real request gets its answer while the attack goes on."""
     assert_ping_fast(server)
-    ok = requests.post(
-        server.url + "/invocations",
-        data=rgba_png(64),
-        headers={"Content-Type": "image/png"},
-        timeout=30,
-    )
+    ok = post_png(server.url, 64)
     assert ok.status_code == 200, ok.text
 
 
