@@ -39,7 +39,13 @@ from gen3d.benchmarks.backends import prepare_model_dir, server_env
 from gen3d.benchmarks.byoc_peer import byoc_workers
 from gen3d.benchmarks.environment import fingerprint
 from gen3d.benchmarks.loadgen import Target
-from gen3d.benchmarks.peers import JSON_HEADERS, PEERS, bound_addresses, start_servers
+from gen3d.benchmarks.peers import (
+    JSON_HEADERS,
+    PEERS,
+    bound_addresses,
+    measured_alone,
+    start_servers,
+)
 from gen3d.benchmarks.results_io import Recorder
 from gen3d.benchmarks.stats import summarize, window_rates
 from gen3d.benchmarks.suite_config import PeerSuiteConfig
@@ -298,15 +304,16 @@ def run_overload_suite(
             for clients in config.levels:
                 row: dict[str, Any] = {"backend": config.backend, "clients": clients}
                 for name, target in targets.items():  # in turn: drift hits all alike
-                    row[name] = run_overload_level(
-                        target,
-                        clients,
-                        config.duration_s,
-                        config.max_requests,
-                        config.warmup_s,
-                        config.ping_interval_s,
-                        config.request_timeout_s,
-                    )
+                    with measured_alone(servers, name, config):
+                        row[name] = run_overload_level(
+                            target,
+                            clients,
+                            config.duration_s,
+                            config.max_requests,
+                            config.warmup_s,
+                            config.ping_interval_s,
+                            config.request_timeout_s,
+                        )
                     progress(_line(config.name, name, row[name]))
                 recorder.add(row)
         finally:

@@ -3,9 +3,10 @@
 The peers: LitServe (its own dynamic batching, given our max_batch_size and, as its
 batch_timeout, our GEN3D_MAX_BATCH_DELAY_MS) and the AWS-BYOC-style server
 (gen3d.benchmarks.byoc_peer: Flask under gunicorn sync workers, one request at a time
-per worker, no batching, no queue). All three are up at once (each idles while another
-is loaded) and every concurrency level runs on ours, then LitServe, then the BYOC peer,
-so drift in the machine's load hits all alike. All receive the same JSON request and
+per worker, no batching, no queue). All three are up at once and every concurrency
+level runs on ours, then LitServe, then the BYOC peer, so drift in the machine's load
+hits all alike; while one is measured the other two are paused (SIGSTOP), so none of
+their idle work runs beside it (`pause_idle`). All receive the same JSON request and
 return the same JSON asset. Ratios: ours / peer for throughput (>= 1 is better) and for
 p99 (<= 1 is better); `throughput_ratio`/`p99_ratio` are vs LitServe (as before the
 BYOC peer was added), `byoc_throughput_ratio`/`byoc_p99_ratio` vs the BYOC peer.
@@ -15,7 +16,8 @@ from __future__ import annotations
 
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -117,9 +119,15 @@ def run_peers_suite(
             for level in config.levels:
                 row: dict[str, Any] = {"backend": config.backend, "concurrency": level}
                 for name, target in targets.items():  # ours, LitServe, BYOC: in turn
-                    row[name] = run_load(
-                        target, level, config.duration_s, config.max_requests, config.warmup_s, 0.05
-                    )
+                    with measured_alone(servers, name, config):
+                        row[name] = run_load(
+                            target,
+                            level,
+                            config.duration_s,
+                            config.max_requests,
+                            config.warmup_s,
+                            0.05,
+                        )
                 row.update(ratios(row["ours"], row["litserve"]))
                 row.update(ratios(row["ours"], row["byoc"], prefix="byoc_"))
                 recorder.add(row)
@@ -156,6 +164,25 @@ def start_servers(
             server.stop()
         raise
     return servers
+
+
+@contextmanager
+def measured_alone(
+    servers: dict[str, ManagedProcess], name: str, config: PeerSuiteConfig
+) -> Iterator[None]:
+    """While `name` is measured, the other servers are paused (`config.pause_idle`), so
+    none of their idle work runs beside it: LitServe polls its queues when idle (13 % of
+    a core), which on 2 cores took CPU from the server measured next to it.
+    They are resumed afterwards, whatever happened."""
+    others = [s for n, s in servers.items() if n != name] if config.pause_idle else []
+    try:
+        for server in others:
+            server.pause()
+        servers[name].wait_ready(config.ready_timeout_s)  # it may have just been resumed
+        yield
+    finally:
+        for server in others:
+            server.resume()
 
 
 def bound_addresses(servers: dict[str, ManagedProcess]) -> dict[str, str | None]:

@@ -518,9 +518,11 @@ def device_section(device: str, docs: list[Doc], plot_dir: Path, readme_dir: Pat
             "(`gen3d bench peers`)",
             "",
             "All servers up at once, each level run on ours, then LitServe, then the BYOC "
-            "peer (AWS's scikit-learn BYOC example's way: Flask under gunicorn sync workers, "
+            "peer; in runs whose config records `pause_idle: true` the two not measured "
+            "were paused (SIGSTOP), before that they idled beside it. The BYOC peer is "
+            "AWS's scikit-learn BYOC example's way: Flask under gunicorn sync workers, "
             "one per core, each with its own model, one request at a time; no batching, "
-            "queue or admission control). JSON in and out on all (our codecs), so the "
+            "queue or admission control. JSON in and out on all (our codecs), so the "
             "work around the model is the same.",
             "",
         ]

@@ -67,3 +67,7 @@ class PeerSuiteConfig(ServedSuiteConfig):
     # sync workers of the BYOC peer, each with its own model; 0: one per core, which is
     # what AWS's example (and the SageMaker toolkit's MODEL_SERVER_WORKERS) defaults to
     byoc_workers: int = 0
+    # the servers not being measured are paused (SIGSTOP), so each is measured with the
+    # machine to itself, as it would be deployed: idle, LitServe polls its queues and took
+    # 13 % of a core from whichever server was measured beside it (gen3d.benchmarks.peers)
+    pause_idle: bool = True

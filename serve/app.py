@@ -16,14 +16,13 @@ from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from gen3d.serve import codecs, metrics, request_body, request_log, request_options
-from gen3d.serve.backends import batch_capacity
 from gen3d.serve.errors import (
     Gen3DError,
     InternalError,
     PayloadTooLarge,
     UnsupportedMediaType,
 )
-from gen3d.serve.hardware import plan_workers
+from gen3d.serve.hardware import plan_workers, worker_batch_size
 from gen3d.serve.runtime import ModelRuntime
 from gen3d.serve.service import InvocationService
 from gen3d.serve.settings import Settings
@@ -45,8 +44,8 @@ def execution_parameters_for(settings: Settings) -> dict[str, Any]:
     sam3d and silhouette), so no record waits in the container and each one's time is its
     own processing time (the request deadline bounds it). The payload limit shares the
     100 MB budget with that concurrency."""
-    workers = plan_workers(settings).workers  # MODEL_SERVER_WORKERS, or the hardware's count
-    concurrent = workers * batch_capacity(settings.backend, settings.max_batch_size)
+    plan = plan_workers(settings)  # MODEL_SERVER_WORKERS, or the hardware's count
+    concurrent = plan.workers * worker_batch_size(settings, plan)
     concurrent = min(concurrent, TRANSFORM_PAYLOAD_BUDGET_MB)
     payload = min(int(settings.max_body_mb), TRANSFORM_PAYLOAD_BUDGET_MB // concurrent)
     return {

@@ -4,7 +4,9 @@
   at once when no other request is queued or admitted (being read or decoded) and the
   previous batch was no larger: a lone request never waits for company that is not
   coming, while clients that were just answered together are given the delay to come
-  back together (at 4 proxy clients batches stayed at 1-2 without it).
+  back together (at 4 proxy clients batches stayed at 1-2 without it). Past the delay, a
+  batch with room waits one more delay, at most, for requests that already hold a slot
+  (their bodies being read or decoded): left behind, they would wait a whole batch.
 - Every sample has a deadline; one that expires while queued is failed with 504 and
   never run.
 - The queue is bounded: a request whose samples do not all fit is refused as a whole
@@ -246,6 +248,9 @@ class Batcher:
         first = self._queue.get()
         batch = [first]
         close_at = time.monotonic() + self.max_delay_s
+        # requests already in this worker, their bodies being read or decoded, come within
+        # ms: past the delay, a batch with room waits one more delay for them
+        grace_at = close_at + self.max_delay_s
         while len(batch) < self.max_batch_size:
             if (
                 self._queue.empty()
@@ -255,20 +260,27 @@ class Batcher:
                 # nothing queued, nothing admitted being read or decoded, and no more came
                 # together last time: waiting would only add the delay to this batch
                 break
-            remaining = close_at - time.monotonic()
+            now = time.monotonic()
+            until = grace_at if now >= close_at and self._admitted(len(batch)) else close_at
             try:
                 job = (
-                    self._queue.get(timeout=remaining)
-                    if remaining > 0
+                    self._queue.get(timeout=until - now)
+                    if until > now
                     else self._queue.get_nowait()
                 )
             except queue.Empty:
+                if time.monotonic() < grace_at and self._admitted(len(batch)):
+                    continue
                 break
             batch.append(job)
         self._last_batch_size = len(batch)
         with self._lock:
             self._free(len(batch))
         return batch
+
+    def _admitted(self, taken: int) -> bool:
+        """Whether requests hold slots (reserved) that are not queued yet."""
+        return self._pending - self._queue.qsize() > taken
 
     def _loop(self) -> None:
         batch: list[Job] = []

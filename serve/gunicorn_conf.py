@@ -14,8 +14,8 @@ import os
 import sys
 
 from gen3d.serve import logging_setup, metrics
-from gen3d.serve.backends import batch_capacity, lookup
-from gen3d.serve.hardware import plan_workers
+from gen3d.serve.backends import lookup
+from gen3d.serve.hardware import plan_workers, worker_batch_size
 from gen3d.serve.settings import Settings, SettingsError
 from gen3d.serve.worker import WorkerBoard
 
@@ -80,9 +80,10 @@ def when_ready(server: object) -> None:
 
 # each worker slot's readiness and load (gen3d.serve.worker): made here, before any fork
 _board = WorkerBoard(_plan.workers + 1)
-# Workers that share the CPU's cores fill one batch before the next worker takes any
-# (gen3d.serve.worker); workers with a GPU each take their share (least loaded first).
-_pack = 0 if _plan.gpus else batch_capacity(_settings.backend, _settings.max_batch_size)
+# Workers that share the CPU's cores fill one batch (their share of the batch size) before
+# the next worker takes any (gen3d.serve.worker); workers with a GPU each take their share
+# of the requests (least loaded first).
+_pack = 0 if _plan.on_gpu else worker_batch_size(_settings, _plan)
 
 
 def pre_fork(server: object, worker: object) -> None:

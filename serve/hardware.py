@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from gen3d.serve.backends import is_gpu_backend
+from gen3d.serve.backends import batch_capacity, is_gpu_backend
 from gen3d.serve.settings import Settings
 
 _NVIDIA_DEVICE = re.compile(r"nvidia(\d+)$")
@@ -57,6 +57,7 @@ class WorkerPlan:
     torch_threads: int  # 0: torch's default
     gpus: tuple[str, ...] = ()
     reason: str = ""
+    on_gpu: bool = False  # False: the workers share the CPU's cores
 
 
 def plan_workers(
@@ -78,11 +79,28 @@ def plan_workers(
         workers = settings.workers or len(gpus)
         pinned = tuple(gpus) if workers == len(gpus) else ()
         reason = f"{len(gpus)} GPU(s): one model each" if not settings.workers else "set"
-        return WorkerPlan(workers, settings.torch_threads, pinned, reason)
+        return WorkerPlan(workers, settings.torch_threads, pinned, reason, on_gpu=True)
     workers = settings.workers or cores
     threads = settings.torch_threads or max(1, cores // workers)
     reason = f"{cores} core(s): one worker each" if not settings.workers else "set"
     return WorkerPlan(workers, threads, (), reason)
+
+
+def worker_batch_size(settings: Settings, plan: WorkerPlan | None = None) -> int:
+    """Samples one worker batches at once. Workers on GPUs each take the whole
+    GEN3D_MAX_BATCH_SIZE (as far as the backend batches). Workers that share the CPU's
+    cores share it too, ceil(size / workers) each: the machine then computes about
+    GEN3D_MAX_BATCH_SIZE samples at a time, as one worker on every core would, and a batch
+    on one worker's share of the cores takes about as long as the whole batch on all of
+    them, not `workers` times as long. Measured (proxy tiny, 2 cores, 16 clients, the
+    idle peers paused, 2 interleaved rounds): batches of 4 per worker against 8, the
+    same throughput (43.2 and 42.8 against 43.1 and 42.3 req/s), p99 505-528 ms against
+    626-648 ms."""
+    capacity = batch_capacity(settings.backend, settings.max_batch_size)
+    plan = plan or plan_workers(settings)
+    if plan.on_gpu or plan.workers <= 1:
+        return capacity
+    return max(1, -(-capacity // plan.workers))
 
 
 # How many other workers of this server have requests in flight right now; installed by

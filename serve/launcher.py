@@ -112,9 +112,19 @@ class ManagedProcess:
         self._kill_session()  # children that outlived the parent's graceful shutdown
         return self.process.returncode
 
+    def pause(self) -> None:
+        """SIGSTOP the whole session: it takes no CPU until `resume`."""
+        self._signal_session(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self._signal_session(signal.SIGCONT)
+
     def _kill_session(self) -> None:
+        self._signal_session(signal.SIGKILL)
+
+    def _signal_session(self, signum: int) -> None:
         try:
-            os.killpg(self.process.pid, signal.SIGKILL)
+            os.killpg(self.process.pid, signum)
         except (ProcessLookupError, PermissionError):
             pass
 

@@ -40,6 +40,12 @@ class Liveness:
         worker stops counting it as load when choosing who takes the next request."""
         _past_model()
 
+    def readiness_changed(self) -> None:
+        """The model just became ready (or failed to load): the worker publishes it now,
+        so requests reach it (or stop being left to it) without waiting for any worker's
+        loop to turn."""
+        _readiness()
+
     def batch_started(self) -> None:
         self._batch_started = time.monotonic()
         _activity(True)
@@ -69,6 +75,15 @@ _activity: Callable[[bool], None] = lambda computing: None  # noqa: E731
 
 # Told on a request thread when its request is past the model (gen3d.serve.worker).
 _past_model: Callable[[], None] = lambda: None  # noqa: E731
+
+
+# Told on the loading thread when the model is ready or failed (gen3d.serve.worker).
+_readiness: Callable[[], None] = lambda: None  # noqa: E731
+
+
+def on_readiness(hook: Callable[[], None]) -> None:
+    global _readiness
+    _readiness = hook
 
 
 def on_activity(hook: Callable[[bool], None]) -> None:

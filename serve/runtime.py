@@ -125,7 +125,13 @@ class ModelRuntime:
                 log.info("warm-up done in %.2f s", self.timings["warmup_s"])
             batcher = Batcher(
                 metrics.ObservedBackend(self.backend, metrics.current()),  # batch sizes, OOM
-                max_batch_size=settings.max_batch_size,
+                # the worker count is known in a server (gunicorn_conf sets it): workers
+                # on shared cores share the batch size too
+                max_batch_size=(
+                    hardware.worker_batch_size(settings)
+                    if settings.workers
+                    else settings.max_batch_size
+                ),
                 max_delay_s=settings.max_batch_delay_ms / 1000,
                 max_queue=settings.max_queue,
                 max_waiting=settings.max_waiting,
@@ -140,9 +146,11 @@ class ModelRuntime:
             log.info(
                 "ready: backend=%s max_batch_size=%d", self.backend.name, batcher.max_batch_size
             )
+            self.liveness.readiness_changed()
         except Exception as exc:
             self.state = "failed"
             self.failure = f"{type(exc).__name__}: {exc}"
             self.public_failure = getattr(exc, "public", None)
             metrics.current().model_state(self.state, self.timings)
             log.exception("model failed to load; /ping will answer 503: %s", self.failure)
+            self.liveness.readiness_changed()

@@ -9,7 +9,9 @@ and connections taken by the worker best placed to serve them.
 - Ready first: all workers share the listening sockets. A worker that is still loading (a
   replacement, or a slower one at boot), or failed, stops accepting while another worker
   is ready, so requests go to a ready one instead of being answered 503 not_ready. When
-  none is ready, every worker accepts, so /ping still answers (503) at once.
+  none is ready, every worker accepts, so /ping still answers (503) at once. A worker
+  whose model becomes ready (or fails) publishes it at once and wakes every worker
+  (`liveness.on_readiness`), so none waits for its loop's next turn to see it.
 - Least loaded first: gthread workers accept greedily, so one worker could queue requests
   while another idles (measured: 8 % less throughput and a longer tail than sync workers
   at 4 clients on 2 workers). Behind the front, /invocations has a socket of its own
@@ -66,6 +68,9 @@ class WorkerBoard:
         """The descriptor that becomes readable when `slot` should look again."""
         return self._wake[slot][0]
 
+    def wake_all(self) -> None:
+        self.wake_others(-1)
+
     def wake_others(self, slot: int) -> None:
         for i, (_read_end, write_end) in enumerate(self._wake):
             if i != slot:
@@ -84,8 +89,14 @@ class WorkerBoard:
         if 0 <= slot < len(self._computing):
             self._computing[slot] = 1 if computing else 0
 
-    def others_computing(self, slot: int) -> int:
-        return sum(1 for i, c in enumerate(self._computing) if i != slot and c)
+    def others_busy(self, slot: int) -> int:
+        """Other workers computing a batch or with requests waiting for one: both will
+        use their cores before this worker's next batch is done."""
+        return sum(
+            1
+            for i, (computing, load) in enumerate(zip(self._computing, self._load, strict=True))
+            if i != slot and (computing or load > 0)
+        )
 
     def others(self, slot: int) -> list[int]:
         """The loads of the other ready workers."""
@@ -137,8 +148,9 @@ class Gen3DWorker(ThreadWorker):
         self._model_load = ModelLoad()
         if board is not None:  # how many other workers compute now (torch threads on CPU)
             liveness.on_activity(lambda computing: board.mark_computing(slot, computing))
-            hardware.install_busy_peers(lambda: board.others_computing(slot))
+            hardware.install_busy_peers(lambda: board.others_busy(slot))
         liveness.on_past_model(self._request_past_model)
+        liveness.on_readiness(self._readiness_changed)
         super().init_process()
 
     def run(self) -> None:
@@ -174,6 +186,15 @@ class Gen3DWorker(ThreadWorker):
         conn = getattr(_handling, "conn", None)
         if conn is not None and self._model_load.past_model(conn):
             self._publish()
+
+    def _readiness_changed(self) -> None:
+        """On the loading thread: the model is ready (or failed). Publish it and wake every
+        worker, this one included, so all re-check which sockets to take now rather than
+        on their loops' next turns (up to gunicorn's 1 s poll each): until then a new
+        worker took nothing, or the others did not yet pack behind it."""
+        self._publish()
+        if self.gen3d_board is not None:
+            self.gen3d_board.wake_all()
 
     def finish_request(self, conn: Any, fs: Any) -> None:
         self._model_load.ended(conn)

@@ -6,6 +6,9 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -16,8 +19,9 @@ from PIL import Image
 from gen3d.benchmarks import payloads
 from gen3d.benchmarks.byoc_peer import byoc_command, start_byoc
 from gen3d.benchmarks.overload import OverloadConfig, ours_env, run_overload_suite
-from gen3d.benchmarks.peers import PeersConfig, listening_address
+from gen3d.benchmarks.peers import PeersConfig, listening_address, measured_alone
 from gen3d.benchmarks.report import build_report
+from gen3d.serve.launcher import ManagedProcess, free_port
 
 LEVEL_FIELDS = {
     "goodput_per_s",
@@ -122,3 +126,68 @@ def test_overload_counts_goodput_and_refusals(tmp_path: Path) -> None:
     assert "plots/cpu_overload.png" in text
     with Image.open(plots / "cpu_overload.png") as image:
         assert image.format == "PNG" and image.size[0] > 300
+
+
+def _state(pid: int) -> str:
+    """The kernel's one-letter state of `pid` (T: stopped)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+
+
+def _session_pids(leader: int) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if os.getsid(int(entry.name)) == leader:
+                    pids.append(int(entry.name))
+            except (ProcessLookupError, PermissionError):
+                continue
+    return pids
+
+
+def test_each_server_is_measured_with_the_others_paused(tmp_path: Path) -> None:
+    """The peers and overload suites pause (SIGSTOP) every server but the one measured,
+    children included, and resume them afterwards, even when the measurement fails."""
+    # each "server" is a Python HTTP server with a child process, like gunicorn's workers
+    code = (
+        "import subprocess, sys, http.server;"
+        "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)']);"
+        "http.server.HTTPServer(('127.0.0.1', int(sys.argv[1])),"
+        " http.server.SimpleHTTPRequestHandler).serve_forever()"
+    )
+    servers = {}
+    for name in ("ours", "litserve", "byoc"):
+        port = free_port()
+        servers[name] = ManagedProcess(
+            [sys.executable, "-c", code, str(port)],
+            port,
+            tmp_path / f"{name}.log",
+            health_path="/",
+            name=name,
+        )
+    try:
+        for server in servers.values():
+            server.wait_ready(30)
+        sessions = {}
+        for name, server in servers.items():
+            deadline = time.monotonic() + 10
+            while len(_session_pids(server.process.pid)) < 2 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            sessions[name] = _session_pids(server.process.pid)
+            assert len(sessions[name]) == 2, sessions
+        config = PeersConfig(backend="silhouette", ready_timeout_s=10)
+        with pytest.raises(RuntimeError, match="measurement failed"):
+            with measured_alone(servers, "litserve", config):
+                assert requests.get(servers["litserve"].url, timeout=5).status_code == 200
+                states = {n: {_state(p) for p in pids} for n, pids in sessions.items()}
+                assert states["ours"] == {"T"} and states["byoc"] == {"T"}, states
+                assert "T" not in states["litserve"], states
+                raise RuntimeError("measurement failed")
+        for name, pids in sessions.items():  # all running again
+            assert all(_state(p) != "T" for p in pids), name
+        with measured_alone(servers, "ours", PeersConfig(backend="silhouette", pause_idle=False)):
+            assert all(_state(p) != "T" for pids in sessions.values() for p in pids)
+    finally:
+        for server in servers.values():
+            server.resume()
+            server.stop(5)

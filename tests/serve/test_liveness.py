@@ -7,6 +7,7 @@ model thread stays stuck; gunicorn's own heartbeat would call that worker alive 
 from __future__ import annotations
 
 import json
+import os
 import select
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -15,6 +16,7 @@ from pathlib import Path
 import requests
 from gen3d_testing import post_png
 
+from gen3d.serve import hardware
 from gen3d.serve import liveness as liveness_module
 from gen3d.serve.launcher import gunicorn_workers
 from gen3d.serve.liveness import Liveness
@@ -146,6 +148,30 @@ def test_workers_sharing_the_cores_fill_one_batch_before_the_next_takes_any(
     assert max(sizes) >= 3, sizes
 
 
+def test_a_peer_with_requests_waiting_counts_as_busy_for_torch_threads() -> None:
+    """A worker's next batch takes every core only while no other worker computes or has
+    requests waiting: a peer about to start its batch would otherwise find its cores
+    taken (proxy at 16 clients: 3 threads on 2 cores, 24 req/s with spinning threads)."""
+    board = WorkerBoard(3)
+    for slot in range(3):
+        board.mark(slot, ready=True, load=0)
+    assert board.others_busy(0) == 0
+    board.mark(1, ready=True, load=2)  # requests queued, its batch not started yet
+    assert board.others_busy(0) == 1 and board.others_busy(1) == 0
+    board.mark_computing(2, True)
+    assert board.others_busy(0) == 2 and board.others_busy(2) == 1
+    board.mark(1, ready=False)  # a worker that is not ready has nothing to run
+    assert board.others_busy(0) == 1
+    plan = hardware.WorkerPlan(3, 1, (), "test")
+    try:
+        hardware.install_busy_peers(lambda: board.others_busy(0))
+        assert hardware.cpu_threads_now(plan, cores=3) == 1
+        board.mark_computing(2, False)
+        assert hardware.cpu_threads_now(plan, cores=3) == 3
+    finally:
+        hardware.install_busy_peers(lambda: 0)
+
+
 def test_a_worker_that_fills_up_wakes_the_others() -> None:
     board = WorkerBoard(3)
     board.wake_others(0)
@@ -153,6 +179,15 @@ def test_a_worker_that_fills_up_wakes_the_others() -> None:
     assert sorted(readable) == sorted([board.wake_fd(1), board.wake_fd(2)])
     for _ in range(100_000):  # a full pipe never blocks the worker that writes
         board.wake_others(0)
+    for slot in range(3):  # drained, as each worker's loop does
+        while True:
+            try:
+                os.read(board.wake_fd(slot), 1 << 20)
+            except BlockingIOError:
+                break
+    board.wake_all()  # a worker whose model became ready wakes itself too
+    readable, _, _ = select.select([board.wake_fd(i) for i in range(3)], [], [], 0)
+    assert len(readable) == 3
     board.mark(0, ready=True, load=8)
     board.mark(1, ready=True, load=3)
     assert board.lower_with_room(2, capacity=8)  # slot 1 has room: slot 2 waits

@@ -78,6 +78,13 @@ def _byoc_workers(p: argparse.ArgumentParser) -> None:
         help="gunicorn sync workers of the AWS-BYOC-style peer, each with its own model "
         "(default: one per core, as AWS's example)",
     )
+    p.add_argument(
+        "--keep-idle-running",
+        dest="pause_idle",
+        action="store_false",
+        help="leave the servers not being measured running (default: paused with SIGSTOP, "
+        "so each is measured with the machine to itself)",
+    )
 
 
 def _common(p: argparse.ArgumentParser, backends: tuple[str, ...]) -> None:
