@@ -81,6 +81,8 @@ def main() -> int:
         "repeats": args.repeats,
         "duration_s": args.duration_s,
         "levels": config.levels,
+        # the two servers not being measured were paused (gen3d.benchmarks.peers)
+        "pause_idle": config.pause_idle,
         "environment": environment,
         "median": summarize(runs),
         "runs": runs,
