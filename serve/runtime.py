@@ -146,11 +146,10 @@ class ModelRuntime:
             log.info(
                 "ready: backend=%s max_batch_size=%d", self.backend.name, batcher.max_batch_size
             )
-            self.liveness.readiness_changed()
         except Exception as exc:
             self.state = "failed"
             self.failure = f"{type(exc).__name__}: {exc}"
             self.public_failure = getattr(exc, "public", None)
             metrics.current().model_state(self.state, self.timings)
             log.exception("model failed to load; /ping will answer 503: %s", self.failure)
-            self.liveness.readiness_changed()
+        self.liveness.readiness_changed()  # outside the try: the worker's hook is not the model
