@@ -254,7 +254,7 @@ class Batcher:
         while len(batch) < self.max_batch_size:
             if (
                 self._queue.empty()
-                and self._pending <= len(batch)
+                and not self._admitted(len(batch))
                 and len(batch) >= self._last_batch_size
             ):
                 # nothing queued, nothing admitted being read or decoded, and no more came

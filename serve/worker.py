@@ -22,10 +22,10 @@ and connections taken by the worker best placed to serve them.
   closed) no longer counts: counted, it sent 1 request in 4 to the busier worker.
   The control socket is taken by every ready worker, so /ping never waits behind that.
 - One batch first, on shared cores: workers of a batching backend on the CPU (`gen3d_pack`
-  = its batch size, each worker's share of GEN3D_MAX_BATCH_SIZE: hardware.
-  worker_batch_size) fill the lowest ready slot's batch before the next worker takes any,
-  since one batch of 4 on both cores beat two workers' batches of 1-2 (proxy tiny: 29-32
-  against 33-38 req/s at 4 clients). A worker that fills up wakes the others through
+  = its share of GEN3D_MAX_BATCH_SIZE, `hardware.worker_batch_size`) fill the lowest
+  ready slot's batch before the next worker takes any, since one batch of 4 on both
+  cores beat two workers' batches of 1-2 (proxy tiny: 29-32 against 33-38 req/s at 4
+  clients). A worker that fills up wakes the others through
   their pipes on the board. Workers with a GPU each take their share, least loaded first.
 
 Readiness and load are shared through `WorkerBoard`, an int per worker slot in memory the
