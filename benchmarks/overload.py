@@ -44,6 +44,7 @@ from gen3d.benchmarks.peers import (
     PEERS,
     bound_addresses,
     measured_alone,
+    measuring_order,
     start_servers,
 )
 from gen3d.benchmarks.results_io import Recorder
@@ -301,12 +302,13 @@ def run_overload_suite(
                 name: Target(s.url, "/invocations", body, JSON_HEADERS, s.health_path, None)
                 for name, s in servers.items()
             }
-            for clients in config.levels:
+            for index, clients in enumerate(config.levels):
                 row: dict[str, Any] = {"backend": config.backend, "clients": clients}
-                for name, target in targets.items():  # in turn: drift hits all alike
+                row["order"] = measuring_order(list(targets), index)
+                for name in row["order"]:  # each goes first in turn (gen3d.benchmarks.peers)
                     with measured_alone(servers, name, config):
                         row[name] = run_overload_level(
-                            target,
+                            targets[name],
                             clients,
                             config.duration_s,
                             config.max_requests,

@@ -4,12 +4,17 @@ The peers: LitServe (its own dynamic batching, given our max_batch_size and, as 
 batch_timeout, our GEN3D_MAX_BATCH_DELAY_MS) and the AWS-BYOC-style server
 (gen3d.benchmarks.byoc_peer: Flask under gunicorn sync workers, one request at a time
 per worker, no batching, no queue). All three are up at once and every concurrency
-level runs on ours, then LitServe, then the BYOC peer, so drift in the machine's load
-hits all alike; while one is measured the other two are paused (SIGSTOP), so none of
-their idle work runs beside it (`pause_idle`). All receive the same JSON request and
+level runs on each in turn, so drift in the machine's load hits all alike; while one is
+measured the other two are paused (SIGSTOP), so none of their idle work runs beside it
+(`pause_idle`). All receive the same JSON request and
 return the same JSON asset. Ratios: ours / peer for throughput (>= 1 is better) and for
 p99 (<= 1 is better); `throughput_ratio`/`p99_ratio` are vs LitServe (as before the
 BYOC peer was added), `byoc_throughput_ratio`/`byoc_p99_ratio` vs the BYOC peer.
+
+Which server goes first turns with each level (and with `order_offset`, which
+tools/peers_repeats.py sets to the run's number): with a fixed order, ours always ran
+first at a level, right after the previous level's load, and any effect of the position
+landed on one server's ratios in every run. Each row records its `order`.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from gen3d.benchmarks.suite_config import PeerSuiteConfig
 from gen3d.serve.launcher import ManagedProcess, free_port, start_server
 
 JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
-PEERS = ("litserve", "byoc")  # run in this order after ours at each level
+PEERS = ("litserve", "byoc")  # started after ours; measured in a turning order
 LEVELS = [1, 4, 16, 64]  # 64: past what any server here turns around within a second
 
 
@@ -41,6 +46,16 @@ class PeersConfig(PeerSuiteConfig):
     """All servers get the same settings; torch_threads is OMP_NUM_THREADS of all."""
 
     levels: list[int] = field(default_factory=lambda: list(LEVELS))
+    # where the rotation of the measuring order starts (see the module's note)
+    order_offset: int = 0
+
+
+def measuring_order(names: list[str], level_index: int, offset: int = 0) -> list[str]:
+    """`names` rotated by level and offset: each server goes first in turn."""
+    if not names:
+        return []
+    turn = (level_index + offset) % len(names)
+    return names[turn:] + names[:turn]
 
 
 def start_litserve(config: PeerSuiteConfig, model_dir: Path, log_path: Path) -> ManagedProcess:
@@ -116,12 +131,14 @@ def run_peers_suite(
                 name: Target(s.url, "/invocations", body, JSON_HEADERS, s.health_path, None)
                 for name, s in servers.items()
             }
-            for level in config.levels:
+            for index, level in enumerate(config.levels):
+                order = measuring_order(list(targets), index, config.order_offset)
                 row: dict[str, Any] = {"backend": config.backend, "concurrency": level}
-                for name, target in targets.items():  # ours, LitServe, BYOC: in turn
+                row["order"] = order
+                for name in order:  # in turn: drift hits all alike
                     with measured_alone(servers, name, config):
                         row[name] = run_load(
-                            target,
+                            targets[name],
                             level,
                             config.duration_s,
                             config.max_requests,

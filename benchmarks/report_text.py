@@ -31,7 +31,8 @@ way AWS's scikit-learn bring-your-own-container example does: a minimal Flask ap
 gunicorn sync workers, one per core (`--byoc-workers`), each with its own model, one
 request at a time; no batching, no queue, no admission control (requests beyond the
 workers wait in the kernel's accept queue). All speak the same JSON (our codecs) on
-127.0.0.1 only, and each level runs on ours, then LitServe, then the BYOC peer, with
+127.0.0.1 only, and each level runs on the three in turn, each going first at one
+level in three (and, in `tools/peers_repeats.py`, at a different level in each run), with
 the two not being measured paused (SIGSTOP, `--keep-idle-running` to leave them): idle,
 LitServe polls its queues and takes 13 % of a core from the server measured beside it
 (proxy tiny, 4 clients, 3 rounds each: ours / LitServe 0.86-0.92 with it idling beside

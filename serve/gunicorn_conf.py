@@ -16,8 +16,8 @@ import sys
 from gen3d.serve import logging_setup, metrics
 from gen3d.serve.backends import lookup
 from gen3d.serve.hardware import plan_workers, worker_batch_size
-from gen3d.serve.settings import Settings, SettingsError
-from gen3d.serve.worker import WorkerBoard
+from gen3d.serve.settings import PING_HEADROOM, Settings, SettingsError
+from gen3d.serve.worker import LOOKAHEAD_BATCHES, WorkerBoard
 
 try:
     _settings = Settings.from_env()
@@ -84,6 +84,11 @@ _board = WorkerBoard(_plan.workers + 1)
 # the next worker takes any (gen3d.serve.worker); workers with a GPU each take their share
 # of the requests (least loaded first).
 _pack = 0 if _plan.on_gpu else worker_batch_size(_settings, _plan)
+# Behind the front a worker holds one batch computing and the next gathering; the rest wait
+# in the socket's backlog for whichever worker frees first (gen3d.serve.worker), so the
+# backlog must hold every request nginx lets through (the kernel caps it at somaxconn).
+_lookahead = LOOKAHEAD_BATCHES * worker_batch_size(_settings, _plan)
+backlog = max(2048, _plan.workers * _settings.invocation_slots + PING_HEADROOM)
 
 
 def pre_fork(server: object, worker: object) -> None:
@@ -92,6 +97,7 @@ def pre_fork(server: object, worker: object) -> None:
     worker.gen3d_slot = next(i for i in range(len(taken) + 1) if i not in taken)  # type: ignore[attr-defined]
     worker.gen3d_board = _board  # type: ignore[attr-defined]
     worker.gen3d_pack = _pack  # type: ignore[attr-defined]
+    worker.gen3d_lookahead = _lookahead  # type: ignore[attr-defined]
 
 
 def post_fork(server: object, worker: object) -> None:

@@ -21,7 +21,7 @@ from gen3d.serve import __version__, codecs, finishing
 from gen3d.serve.assets import Asset
 from gen3d.serve.backends.base import Sample
 from gen3d.serve.batching import Batcher
-from gen3d.serve.errors import Gen3DError
+from gen3d.serve.errors import DeadlineExceeded, Gen3DError
 from gen3d.serve.runtime import ModelRuntime
 
 
@@ -93,13 +93,17 @@ class InvocationService:
         return runtime.batcher
 
     @contextmanager
-    def admit(self, slots: int = 1) -> Iterator[Admission]:
+    def admit(self, slots: int = 1, waited_s: float = 0.0) -> Iterator[Admission]:
         """Hold `slots` queue slots for the body about to be decoded; they are given back
-        unless `invoke` used them."""
+        unless `invoke` used them. `waited_s`: what the request already waited for a
+        worker (in the socket's backlog behind the front); like a wait in the waiting
+        room it counts against the deadline, and one already past it is never read."""
         batcher = self.ready_batcher()
         settings = self.runtime.settings
-        wait_s = min(settings.admission_wait_s, settings.request_timeout_s)
-        admission = Admission(batcher, slots, batcher.reserve(slots, wait_s))
+        if waited_s >= settings.request_timeout_s:
+            raise DeadlineExceeded("the request's deadline passed while it waited for a worker")
+        wait_s = min(settings.admission_wait_s, settings.request_timeout_s - waited_s)
+        admission = Admission(batcher, slots, waited_s + batcher.reserve(slots, wait_s))
         try:
             yield admission
         finally:

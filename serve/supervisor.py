@@ -27,11 +27,16 @@ import time
 from pathlib import Path
 from typing import IO
 
-from gen3d.serve.front import FrontError, FrontLayout, chosen_front, render_config
+from gen3d.serve.front import (
+    CONTROL_SOCKET_ENV,
+    FrontError,
+    FrontLayout,
+    chosen_front,
+    render_config,
+)
 from gen3d.serve.hardware import plan_workers
 from gen3d.serve.logging_setup import logging_config
 from gen3d.serve.settings import Settings, SettingsError
-from gen3d.serve.worker import CONTROL_SOCKET_ENV
 
 GUNICORN_CONFIG = "python:gen3d.serve.gunicorn_conf"
 WSGI_APP = "gen3d.serve.wsgi:app"

@@ -70,6 +70,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="gen3d-peers-repeats-") as tmp:
         for index in range(args.repeats):
             print(f"run {index + 1}/{args.repeats}", flush=True)
+            config.order_offset = index  # each server goes first at each level in turn
             path = run_peers_suite(config, Path(tmp) / str(index))
             doc = json.loads(path.read_text())
             runs.append(doc["results"])

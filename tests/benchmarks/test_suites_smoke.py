@@ -14,7 +14,7 @@ from PIL import Image
 
 from gen3d.benchmarks.coldstart import ColdstartConfig, run_coldstart_suite
 from gen3d.benchmarks.model import ModelSuiteConfig, run_model_suite
-from gen3d.benchmarks.peers import PeersConfig, run_peers_suite
+from gen3d.benchmarks.peers import PeersConfig, measuring_order, run_peers_suite
 from gen3d.benchmarks.report import build_report
 from gen3d.benchmarks.server import ServerSuiteConfig, run_server_suite
 from gen3d.cost.bench import read_entries
@@ -88,7 +88,7 @@ def _run_all(out: Path, proxy_dir: Path, empty_dir: Path) -> dict[str, Path]:
         "peers": run_peers_suite(
             PeersConfig(
                 backend="silhouette",
-                levels=[2],
+                levels=[2, 1],
                 duration_s=0.6,
                 warmup_s=0.2,
                 max_requests=50,
@@ -153,7 +153,11 @@ def test_peers_runs_litserve_and_byoc_on_loopback_with_our_batch_settings(result
         "byoc": "127.0.0.1",
     }
     assert doc["config"]["byoc_workers"] == (os.cpu_count() or 1)
-    (row,) = doc["results"]
+    row, second = doc["results"]
+    # each server goes first in turn: ours is not always measured right after a level change
+    assert row["order"] == ["ours", "litserve", "byoc"]
+    assert second["order"] == ["litserve", "byoc", "ours"]
+    assert second["ours"]["ok"] > 0 and second["byoc"]["ok"] > 0
     assert row["ours"]["ok"] > 0 and row["litserve"]["ok"] > 0 and row["byoc"]["ok"] > 0
     assert row["throughput_ratio"] == pytest.approx(
         row["ours"]["throughput_per_s"] / row["litserve"]["throughput_per_s"]
@@ -164,6 +168,19 @@ def test_peers_runs_litserve_and_byoc_on_loopback_with_our_batch_settings(result
     assert row["byoc_p99_ratio"] == pytest.approx(
         row["ours"]["latency_ms"]["p99"] / row["byoc"]["latency_ms"]["p99"]
     )
+
+
+def test_measuring_order_turns_with_level_and_offset() -> None:
+    names = ["ours", "litserve", "byoc"]
+    assert [measuring_order(names, i)[0] for i in range(4)] == [
+        "ours",
+        "litserve",
+        "byoc",
+        "ours",
+    ]
+    assert measuring_order(names, 0, offset=2) == ["byoc", "ours", "litserve"]
+    assert sorted(measuring_order(names, 5, offset=7)) == sorted(names)
+    assert measuring_order([], 3) == []
 
 
 def test_report_from_real_results(results, tmp_path: Path) -> None:

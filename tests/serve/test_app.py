@@ -10,6 +10,7 @@ from gen3d_testing import rgba_png
 from gen3d.serve.app import create_app
 from gen3d.serve.assets import Asset
 from gen3d.serve.backends.silhouette import SilhouetteBackend
+from gen3d.serve.front import CONTROL_SOCKET_ENV, FORWARDED_AT_HEADER
 from gen3d.serve.runtime import ModelRuntime
 from gen3d.serve.settings import Settings
 
@@ -74,3 +75,35 @@ def test_an_asset_without_the_requested_format_is_422() -> None:
         headers={"Content-Type": "image/png", "Accept": "application/ply"},
     )
     assert response.status_code == 422 and "no Gaussian splat" in response.json["error"]["message"]
+
+
+def _post_forwarded(client, forwarded_at: str):
+    return client.post(
+        "/invocations",
+        data=rgba_png(48),
+        headers={"Content-Type": "image/png", FORWARDED_AT_HEADER: forwarded_at},
+    )
+
+
+def test_a_wait_in_the_fronts_backlog_counts_against_the_deadline(monkeypatch) -> None:
+    """Behind the front a request may wait in gunicorn's backlog for a worker: the time
+    since nginx handed it on (its clock, in a header nginx sets) counts against the
+    request's deadline, and one already past it is answered 504 without being read."""
+    monkeypatch.setenv(CONTROL_SOCKET_ENV, "/run/gen3d/control.sock")
+    runtime = ModelRuntime(
+        Settings(warmup=False, max_batch_delay_ms=0, request_timeout_s=10), SilhouetteBackend()
+    )
+    runtime.start()
+    deadline = time.monotonic() + 10
+    while not runtime.ready and time.monotonic() < deadline:
+        time.sleep(0.01)
+    behind = create_app(runtime).test_client()
+    late = _post_forwarded(behind, f"{time.time() - 12:.3f}")
+    assert late.status_code == 504 and late.json["error"]["code"] == "deadline_exceeded"
+    assert _post_forwarded(behind, f"{time.time() - 1:.3f}").status_code == 200
+    assert _post_forwarded(behind, "not a time").status_code == 200
+    assert _post_forwarded(behind, "nan").status_code == 200
+    # without the front the header is the client's own: it means nothing
+    monkeypatch.delenv(CONTROL_SOCKET_ENV)
+    direct = create_app(runtime).test_client()
+    assert _post_forwarded(direct, f"{time.time() - 12:.3f}").status_code == 200

@@ -31,6 +31,8 @@ def test_the_config_carries_the_settings(tmp_path: Path) -> None:
     # three workers, each 2 running + 4 queued + 6 waiting
     assert f"server unix:{tmp_path}/gunicorn.sock max_conns=36;" in text
     assert "keepalive_timeout 75s;" in text
+    # nginx's clock on every proxied request, replacing any a client sent (the backlog wait)
+    assert "proxy_set_header X-Gen3D-Forwarded-At $msec;" in text
 
 
 def test_connections_stay_within_the_open_file_limit() -> None:

@@ -361,3 +361,25 @@ def test_sigterm_lets_the_request_in_flight_finish(start_gen3d_server) -> None:
     thread.join(60)
     assert result["status"] == 200 and result["glb"] == b"glTF"
     assert srv.process.wait(30) == 0
+
+
+def test_behind_the_front_a_worker_holds_two_requests_and_the_rest_wait_in_the_backlog(
+    start_gen3d_server,
+) -> None:
+    """A worker takes a request computing and the next one gathering; the others wait
+    in the socket's backlog for whichever worker frees first, so none waits in a worker's
+    own queue behind more than one other (greedy, the last of 6 waited behind 5)."""
+    srv = start_gen3d_server({"MODEL_SERVER_WORKERS": "1", "GEN3D_FRONT": "nginx"})
+    body = rgba_png(96)
+
+    def one(i: int) -> requests.Response:
+        return post(srv, body, **{ATTRS: f"seed={i},resolution=192"})
+
+    with ThreadPoolExecutor(6) as pool:
+        answers = list(pool.map(one, range(6)))
+    assert [a.status_code for a in answers] == [200] * 6, [a.text for a in answers]
+    meta = [json.loads(a.headers["X-Gen3D-Metadata"]) for a in answers]
+    inference = sorted(m["inference_ms"] for m in meta)[len(meta) // 2]
+    waits = sorted(m["queue_ms"] for m in meta)
+    # held by the worker: about one inference at most (greedy: the last waited 5)
+    assert waits[-1] < 3 * inference, (waits, inference)
