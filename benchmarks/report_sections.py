@@ -517,8 +517,9 @@ def device_section(device: str, docs: list[Doc], plot_dir: Path, readme_dir: Pat
             "### Peers: LitServe and an AWS-BYOC-style server on the same backend "
             "(`gen3d bench peers`)",
             "",
-            "All servers up at once, each level run on ours, then LitServe, then the BYOC "
-            "peer; in runs whose config records `pause_idle: true` the two not measured "
+            "All servers up at once, each level run on the three in turn (rows that record "
+            "an `order` went first in turn; earlier ones ran ours, then LitServe, then the "
+            "BYOC peer); in runs whose config records `pause_idle: true` the two not measured "
             "were paused (SIGSTOP), before that they idled beside it. The BYOC peer is "
             "AWS's scikit-learn BYOC example's way: Flask under gunicorn sync workers, "
             "one per core, each with its own model, one request at a time; no batching, "

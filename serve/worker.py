@@ -16,9 +16,10 @@ and connections taken by the worker best placed to serve them.
   while another idles (measured: 8 % less throughput and a longer tail than sync workers
   at 4 clients on 2 workers). Behind the front, /invocations has a socket of its own
   (GEN3D_CONTROL_SOCKET names the other, for /ping and the rest); a worker takes from it
-  only while it has no more requests waiting on its model than any other ready worker,
+  only while it has no more requests waiting on its model than any other ready worker
+  and fewer than `gen3d_lookahead` (two of its batches: one computing, one gathering),
   so requests wait in the shared backlog for whichever worker frees first, as with sync
-  workers. A request whose answer is computed (being sent, or its connection not yet
+  workers (`takes_invocation`). A request whose answer is computed (being sent, or its connection not yet
   closed) no longer counts: counted, it sent 1 request in 4 to the busier worker.
   The control socket is taken by every ready worker, so /ping never waits behind that.
 - One batch first, on shared cores: workers of a batching backend on the CPU (`gen3d_pack`
@@ -118,8 +119,8 @@ def takes_invocation(
     - Never past `lookahead` (a batch computing and the next one gathering): the rest
       wait in the socket's shared backlog, in arrival order, for whichever worker frees
       first. Queued in one worker, a request waited behind that worker's queue however
-      fast the other drained its own (silhouette, 2 workers, 16 clients: p99 1.14-1.15x
-      the sync peer's, whose requests all wait in one backlog).
+      fast the other drained its own (silhouette, 2 workers, 16 clients: p99 1.14x the
+      sync peer's, whose requests all wait in one backlog; 1.03x with the lookahead).
     - `pack` > 1 (workers sharing the CPU's cores): fill the lowest worker's batch first.
     - Else the least loaded takes it.
     """
