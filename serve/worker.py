@@ -19,8 +19,9 @@ and connections taken by the worker best placed to serve them.
   only while it has no more requests waiting on its model than any other ready worker
   and fewer than `gen3d_lookahead` (two of its batches: one computing, one gathering),
   so requests wait in the shared backlog for whichever worker frees first, as with sync
-  workers (`takes_invocation`). A request whose answer is computed (being sent, or its connection not yet
-  closed) no longer counts: counted, it sent 1 request in 4 to the busier worker.
+  workers (`takes_invocation`). A request whose answer is computed (being sent, or its
+  connection not yet closed) no longer counts: counted, it sent 1 request in 4 to the
+  busier worker.
   The control socket is taken by every ready worker, so /ping never waits behind that.
 - One batch first, on shared cores: workers of a batching backend on the CPU (`gen3d_pack`
   = its share of GEN3D_MAX_BATCH_SIZE, `hardware.worker_batch_size`) fill the lowest
