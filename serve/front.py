@@ -31,6 +31,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from gen3d.serve.backends import batch_capacity
 from gen3d.serve.settings import Settings
 
 NGINX = "nginx"
@@ -110,6 +111,19 @@ def behind_front() -> bool:
     return CONTROL_SOCKET_ENV in os.environ
 
 
+def invocations_in_flight(settings: Settings, workers: int) -> int:
+    """/invocations nginx lets through to gunicorn at once: per worker a running batch (as
+    far as the backend batches: 1 for silhouette and sam3d, whatever GEN3D_MAX_BATCH_SIZE
+    says), a full queue and a full waiting room. The workers hold two batches each and
+    the rest wait in the socket's backlog (gen3d.serve.worker), so this is the only
+    limit behind the front: counted with GEN3D_MAX_BATCH_SIZE, a silhouette server with
+    a queue of 2 let 10 requests in per worker where it serves 3."""
+    if settings.worker_threads:
+        return workers * settings.invocation_slots
+    running = batch_capacity(settings.backend, settings.max_batch_size)
+    return workers * (running + settings.max_queue + settings.max_waiting)
+
+
 def _error_json(code: str, message: str) -> str:
     """Our error body (gen3d.serve.errors) as an nginx string; $request_id is nginx's."""
     body = json.dumps({"error": {"code": code, "message": message, "request_id": "RID"}})
@@ -140,9 +154,9 @@ def render_config(
 ) -> str:
     """nginx.conf for these settings, `workers` gunicorn workers behind it."""
     connections = connection_limit(settings, nofile)
-    # /invocations in gunicorn at once: every worker's queue and waiting room. Beyond it
-    # nginx refuses at once; /ping and the rest are not counted (their own upstream).
-    in_flight = workers * settings.invocation_slots
+    # Beyond it nginx refuses at once; /ping and the rest are not counted (their own
+    # upstream).
+    in_flight = invocations_in_flight(settings, workers)
     upstream = f"unix:{layout.upstream_socket}"
     run = layout.run_dir
     mb = f"{settings.max_body_mb:g}"

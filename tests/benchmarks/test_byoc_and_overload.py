@@ -85,7 +85,8 @@ def test_overload_counts_goodput_and_refusals(tmp_path: Path) -> None:
         duration_s=1.5,
         warmup_s=0.3,
         max_queue=2,
-        # refused at once (no waiting room), by one worker, so 8 clients overflow it
+        # one worker, no waiting room: the front lets 3 in (1 running + a queue of 2) and
+        # refuses the rest at once, so 8 clients overflow it
         extra_env={"GEN3D_MAX_WAITING": "0", "MODEL_SERVER_WORKERS": "1"},
         model_dir=tmp_path / "model",
     )

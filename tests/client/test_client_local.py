@@ -183,9 +183,19 @@ def test_capacity_and_internal_errors_come_back_typed_and_are_not_retried(
 
 
 def test_a_deadline_on_the_server_is_a_typed_504_in_its_slot(start_gen3d_server) -> None:
-    """Four samples queued at once on a batch-of-one backend with a 1 ms deadline: the
-    ones still queued when their deadline passes are never run."""
-    srv = start_gen3d_server({"GEN3D_REQUEST_TIMEOUT_S": "0.001", "GEN3D_WARMUP": "0"})
+    """Four samples queued at once on a batch-of-one backend whose sample takes 2 s, with
+    a 1 s deadline: the first runs, the ones still queued when their deadline passes are
+    never run. (A deadline shorter than the trip to a worker fails the whole request at
+    admission: tests/serve/test_app.py.)"""
+    srv = start_gen3d_server(
+        {
+            "GEN3D_BACKEND": "gen3d_slow_backend:SlowCubeBackend",
+            "PYTHONPATH": str(PLUGINS),
+            "GEN3D_MAX_BATCH_SIZE": "1",
+            "GEN3D_REQUEST_TIMEOUT_S": "1",
+            "GEN3D_WARMUP": "0",
+        }
+    )
     client = Client.local(srv.url, progress=None)
     results = client.generate_many([rgba_png(200)] * 4, return_errors=True)
     late = [r for r in results if isinstance(r, ServerDeadlineError)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 from pathlib import Path
 
@@ -28,8 +29,11 @@ def test_the_config_carries_the_settings(tmp_path: Path) -> None:
     assert "client_header_timeout 7s;" in text and "client_body_timeout 9s;" in text
     assert f"client_max_body_size {2 * 1024 * 1024};" in text
     assert "listen 0.0.0.0:9090" in text
-    # three workers, each 2 running + 4 queued + 6 waiting
-    assert f"server unix:{tmp_path}/gunicorn.sock max_conns=36;" in text
+    # three workers, each 1 running (silhouette batches one sample) + 4 queued + 6 waiting
+    assert f"server unix:{tmp_path}/gunicorn.sock max_conns=33;" in text
+    proxy = dataclasses.replace(settings, backend="proxy")  # batches up to 2 here
+    proxy_text = render_config(proxy, FrontLayout(tmp_path), workers=3, nofile=100_000)
+    assert f"server unix:{tmp_path}/gunicorn.sock max_conns=36;" in proxy_text
     assert "keepalive_timeout 75s;" in text
     # nginx's clock on every proxied request, replacing any a client sent (the backlog wait)
     assert "proxy_set_header X-Gen3D-Forwarded-At $msec;" in text
