@@ -20,7 +20,7 @@ import trimesh
 from gen3d_testing import GEN3D, b64, glb_json, json_instance, photo_and_mask, png_bytes, rgba_png
 from plyfile import PlyData
 
-from gen3d.serve.launcher import free_port
+from gen3d.serve.launcher import free_port, gunicorn_workers
 
 REPO = Path(__file__).resolve().parents[2]
 ATTRS = "X-Amzn-SageMaker-Custom-Attributes"
@@ -383,3 +383,29 @@ def test_behind_the_front_a_worker_holds_two_requests_and_the_rest_wait_in_the_b
     waits = sorted(m["queue_ms"] for m in meta)
     # held by the worker: about one inference at most (greedy: the last waited 5)
     assert waits[-1] < 3 * inference, (waits, inference)
+
+
+def test_a_request_that_waited_past_its_deadline_for_a_worker_is_504_unread(
+    start_gen3d_server,
+) -> None:
+    """nginx stamps the request with its clock; the worker counts the wait since against
+    the deadline. The only worker is stopped (SIGSTOP) while a request waits in the
+    backlog for 1.5 s against a 1 s deadline: once it runs again, the request is answered
+    504 at admission, not computed (without the stamp its deadline began at the worker)."""
+    srv = start_gen3d_server(
+        {"MODEL_SERVER_WORKERS": "1", "GEN3D_FRONT": "nginx", "GEN3D_REQUEST_TIMEOUT_S": "1"}
+    )
+    assert post(srv, rgba_png(64)).status_code == 200  # the deadline is enough once taken
+    (worker,) = gunicorn_workers(srv)
+    os.kill(worker, signal.SIGSTOP)
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            pending = pool.submit(post, srv, rgba_png(64))
+            time.sleep(1.5)
+            os.kill(worker, signal.SIGCONT)
+            late = pending.result(timeout=30)
+    finally:
+        os.kill(worker, signal.SIGCONT)
+    assert late.status_code == 504, late.text
+    assert late.json()["error"]["code"] == "deadline_exceeded"
+    assert "waited for a worker" in late.json()["error"]["message"]
