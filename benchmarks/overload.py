@@ -43,8 +43,7 @@ from gen3d.benchmarks.peers import (
     JSON_HEADERS,
     PEERS,
     bound_addresses,
-    measured_alone,
-    measuring_order,
+    measure_in_turn,
     start_servers,
 )
 from gen3d.benchmarks.results_io import Recorder
@@ -303,20 +302,22 @@ def run_overload_suite(
                 for name, s in servers.items()
             }
             for index, clients in enumerate(config.levels):
+
+                def level(name: str, target: Target, clients: int = clients) -> dict[str, Any]:
+                    result = run_overload_level(
+                        target,
+                        clients,
+                        config.duration_s,
+                        config.max_requests,
+                        config.warmup_s,
+                        config.ping_interval_s,
+                        config.request_timeout_s,
+                    )
+                    progress(_line(config.name, name, result))
+                    return result
+
                 row: dict[str, Any] = {"backend": config.backend, "clients": clients}
-                row["order"] = measuring_order(list(targets), index)
-                for name in row["order"]:  # each goes first in turn (gen3d.benchmarks.peers)
-                    with measured_alone(servers, name, config):
-                        row[name] = run_overload_level(
-                            targets[name],
-                            clients,
-                            config.duration_s,
-                            config.max_requests,
-                            config.warmup_s,
-                            config.ping_interval_s,
-                            config.request_timeout_s,
-                        )
-                    progress(_line(config.name, name, row[name]))
+                row |= measure_in_turn(servers, targets, index, config, level)
                 recorder.add(row)
         finally:
             for server in servers.values():

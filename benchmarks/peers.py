@@ -132,19 +132,22 @@ def run_peers_suite(
                 for name, s in servers.items()
             }
             for index, level in enumerate(config.levels):
-                order = measuring_order(list(targets), index, config.order_offset)
                 row: dict[str, Any] = {"backend": config.backend, "concurrency": level}
-                row["order"] = order
-                for name in order:  # in turn: drift hits all alike
-                    with measured_alone(servers, name, config):
-                        row[name] = run_load(
-                            targets[name],
-                            level,
-                            config.duration_s,
-                            config.max_requests,
-                            config.warmup_s,
-                            0.05,
-                        )
+                row |= measure_in_turn(
+                    servers,
+                    targets,
+                    index,
+                    config,
+                    lambda _name, target, level=level: run_load(
+                        target,
+                        level,
+                        config.duration_s,
+                        config.max_requests,
+                        config.warmup_s,
+                        0.05,
+                    ),
+                    config.order_offset,
+                )
                 row.update(ratios(row["ours"], row["litserve"]))
                 row.update(ratios(row["ours"], row["byoc"], prefix="byoc_"))
                 recorder.add(row)
@@ -181,6 +184,24 @@ def start_servers(
             server.stop()
         raise
     return servers
+
+
+def measure_in_turn(
+    servers: dict[str, ManagedProcess],
+    targets: dict[str, Target],
+    level_index: int,
+    config: PeerSuiteConfig,
+    measure: Callable[[str, Target], dict[str, Any]],
+    offset: int = 0,
+) -> dict[str, Any]:
+    """One level on every server in turn (drift hits all alike), each measured alone and
+    each going first in turn: {"order": [...], name: what `measure(name, target)` gave}."""
+    order = measuring_order(list(targets), level_index, offset)
+    row: dict[str, Any] = {"order": order}
+    for name in order:
+        with measured_alone(servers, name, config):
+            row[name] = measure(name, targets[name])
+    return row
 
 
 @contextmanager

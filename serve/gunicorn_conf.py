@@ -15,6 +15,7 @@ import sys
 
 from gen3d.serve import logging_setup, metrics
 from gen3d.serve.backends import lookup
+from gen3d.serve.front import invocations_in_flight
 from gen3d.serve.hardware import plan_workers, worker_batch_size
 from gen3d.serve.settings import PING_HEADROOM, Settings, SettingsError
 from gen3d.serve.worker import LOOKAHEAD_BATCHES, WorkerBoard
@@ -88,7 +89,7 @@ _pack = 0 if _plan.on_gpu else worker_batch_size(_settings, _plan)
 # in the socket's backlog for whichever worker frees first (gen3d.serve.worker), so the
 # backlog must hold every request nginx lets through (the kernel caps it at somaxconn).
 _lookahead = LOOKAHEAD_BATCHES * worker_batch_size(_settings, _plan)
-backlog = max(2048, _plan.workers * _settings.invocation_slots + PING_HEADROOM)
+backlog = max(2048, invocations_in_flight(_settings, _plan.workers) + PING_HEADROOM)
 
 
 def pre_fork(server: object, worker: object) -> None:
