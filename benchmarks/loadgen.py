@@ -38,7 +38,9 @@ class Target:
 
 
 @dataclass
-class _Record:
+class Completion:
+    """One request as the client saw it (perf_counter times)."""
+
     started: float
     finished: float
     status: int | str
@@ -53,7 +55,7 @@ class _Shared:
     window_end: float | None = None
     in_window: int = 0
     max_requests: int = 0
-    records: list[_Record] = field(default_factory=list)
+    records: list[Completion] = field(default_factory=list)
 
 
 def _connection(target: Target, timeout_s: float) -> http.client.HTTPConnection:
@@ -80,7 +82,7 @@ def _worker(target: Target, shared: _Shared, timeout_s: float) -> None:
             conn = _connection(target, timeout_s)
         finished = time.perf_counter()
         with shared.lock:
-            shared.records.append(_Record(started, finished, status, metadata))
+            shared.records.append(Completion(started, finished, status, metadata))
             if (
                 shared.window_start is not None
                 and finished >= shared.window_start
@@ -128,7 +130,29 @@ def _prober(
     conn.close()
 
 
-def run_load(
+@dataclass
+class LoadWindow:
+    """What one measurement window saw: the answers that finished inside it and the
+    health probes sent during it, before any summary (windows can be pooled)."""
+
+    concurrency: int
+    start: float  # perf_counter
+    end: float
+    records: list[Completion]
+    pings: list[tuple[float, Any]]
+
+    @property
+    def seconds(self) -> float:
+        return self.end - self.start
+
+
+def run_load(target: Target, concurrency: int, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    """One closed-loop level, summarized: throughput, latency percentiles, errors, probes
+    (`collect_load`'s arguments)."""
+    return summarize_windows([collect_load(target, concurrency, *args, **kwargs)])
+
+
+def collect_load(
     target: Target,
     concurrency: int,
     duration_s: float = 6.0,
@@ -138,8 +162,8 @@ def run_load(
     timeout_s: float = 60.0,
     min_requests: int | None = None,
     max_duration_s: float | None = None,
-) -> dict[str, Any]:
-    """One closed-loop level; returns throughput, latency percentiles, errors, probes.
+) -> LoadWindow:
+    """One closed-loop level's window: every answer and probe in it, unsummarized.
 
     Warm-up lasts `warmup_s` and at least one answer per client (the queue reaches its
     steady state). The window then lasts `duration_s`, extended until `min_requests`
@@ -184,34 +208,48 @@ def run_load(
         shared.stop.set()
     for thread in threads:
         thread.join(timeout_s + 5)
-    return _summarize(shared, concurrency, pings)
-
-
-def _summarize(shared: _Shared, concurrency: int, pings: list[tuple[float, Any]]) -> dict[str, Any]:
     start, end = shared.window_start, shared.window_end
     assert start is not None and end is not None
-    window = [r for r in shared.records if start <= r.finished <= end]
-    ok = [r for r in window if r.status == 200]
+    with shared.lock:
+        records = [r for r in shared.records if start <= r.finished <= end]
+    return LoadWindow(concurrency, start, end, records, pings)
+
+
+def summarize_windows(windows: list[LoadWindow]) -> dict[str, Any]:
+    """One level's figures from one or more windows at the same concurrency, pooled:
+    throughput is all 200s over all the windows' time, percentiles are over every
+    answer. Several short windows interleaved with other servers' see the machine's
+    speed as those servers do (tools/vcpu_speed.py: it moves for tens of seconds)."""
+    if not windows:
+        raise ValueError("no load windows to summarize")
+    records = [r for w in windows for r in w.records]
+    pings = [p for w in windows for p in w.pings]
+    ok = [r for r in records if r.status == 200]
     errors: dict[str, int] = {}
-    for r in window:
+    for r in records:
         if r.status != 200:
             errors[str(r.status)] = errors.get(str(r.status), 0) + 1
     latencies = [(r.finished - r.started) * 1000 for r in ok]
-    seconds = end - start
+    seconds = sum(w.seconds for w in windows)
+    rates = [
+        rate
+        for w in windows
+        for rate in window_rates([r.finished for r in w.records if r.status == 200], w.start, w.end)
+    ]
     result: dict[str, Any] = {
-        "concurrency": concurrency,
+        "concurrency": windows[0].concurrency,
         "window_s": round(seconds, 3),
-        "completed": len(window),
+        "completed": len(records),
         "ok": len(ok),
         "errors": errors,
-        "error_rate": (len(window) - len(ok)) / len(window) if window else None,
+        "error_rate": (len(records) - len(ok)) / len(records) if records else None,
         "throughput_per_s": len(ok) / seconds if seconds > 0 else None,
-        "throughput_windows_per_s": summarize(
-            window_rates([r.finished for r in ok], start, end, 1.0)
-        ),
+        "throughput_windows_per_s": summarize(rates),
         "latency_ms": summarize(latencies),
         "latency_curve_ms": [round(v, 3) for v in percentile_curve(latencies, 101)],
     }
+    if len(windows) > 1:
+        result["slices"] = len(windows)
     metas = [r.metadata for r in ok if r.metadata]
     if metas:
         result["server_metadata"] = {

@@ -15,6 +15,13 @@ Which server goes first turns with each level (and with `order_offset`, which
 tools/peers_repeats.py sets to the run's number): with a fixed order, ours always ran
 first at a level, right after the previous level's load, and any effect of the position
 landed on one server's ratios in every run. Each row records its `order`.
+
+Each server's time at a level is cut into `slices` windows, taken in turn with the other
+servers' and in the reverse order every other round (A B C, C B A, A B C, ...): the
+speed of this shared machine's cores moves by up to 2x for tens of seconds at a time
+with nothing else running (tools/vcpu_speed.py), so one 8 s window per server let a
+slow spell land on one server alone; pooled over interleaved slices, all see it alike.
+Each row records its `slices`.
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ from gen3d.benchmarks import payloads
 from gen3d.benchmarks.backends import prepare_model_dir, server_env
 from gen3d.benchmarks.byoc_peer import byoc_workers, start_byoc
 from gen3d.benchmarks.environment import fingerprint
-from gen3d.benchmarks.loadgen import Target, run_load
+from gen3d.benchmarks.loadgen import LoadWindow, Target, collect_load, summarize_windows
 from gen3d.benchmarks.results_io import Recorder
 from gen3d.benchmarks.suite_config import PeerSuiteConfig
 from gen3d.serve.launcher import ManagedProcess, free_port, start_server
@@ -48,6 +55,9 @@ class PeersConfig(PeerSuiteConfig):
     levels: list[int] = field(default_factory=lambda: list(LEVELS))
     # where the rotation of the measuring order starts (see the module's note)
     order_offset: int = 0
+    # windows per server and level, interleaved (see the module's note); the level's
+    # duration_s is shared among them
+    slices: int = 4
 
 
 def measuring_order(names: list[str], level_index: int, offset: int = 0) -> list[str]:
@@ -138,15 +148,10 @@ def run_peers_suite(
                     targets,
                     index,
                     config,
-                    lambda _name, target, level=level: run_load(
-                        target,
-                        level,
-                        config.duration_s,
-                        config.max_requests,
-                        config.warmup_s,
-                        0.05,
-                    ),
+                    lambda _name, target, level=level: slice_of_load(config, target, level),
                     config.order_offset,
+                    config.slices,
+                    summarize_windows,
                 )
                 row.update(ratios(row["ours"], row["litserve"]))
                 row.update(ratios(row["ours"], row["byoc"], prefix="byoc_"))
@@ -186,21 +191,53 @@ def start_servers(
     return servers
 
 
+def slice_sequence(order: list[str], slices: int) -> list[str]:
+    """Which server is measured when: `order`, then reversed, and so on, `slices` rounds
+    (A B C C B A A B C ...). Over an even number of rounds every server's mean position
+    is the same, so a drift that is linear in time hits all alike."""
+    return [name for r in range(slices) for name in (order if r % 2 == 0 else order[::-1])]
+
+
+def slice_of_load(config: PeersConfig, target: Target, level: int) -> LoadWindow:
+    """One of a server's `config.slices` windows at `level`: its share of the duration,
+    request cap and minimum count (2 x level over all slices, for the percentiles)."""
+    slices = max(1, config.slices)
+    return collect_load(
+        target,
+        level,
+        config.duration_s / slices,
+        max(1, config.max_requests // slices),
+        config.warmup_s,
+        0.05,
+        min_requests=-(-2 * level // slices),
+    )
+
+
 def measure_in_turn(
     servers: dict[str, ManagedProcess],
     targets: dict[str, Target],
     level_index: int,
     config: PeerSuiteConfig,
-    measure: Callable[[str, Target], dict[str, Any]],
+    measure: Callable[[str, Target], Any],
     offset: int = 0,
+    slices: int = 1,
+    pool: Callable[[list[Any]], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """One level on every server in turn (drift hits all alike), each measured alone and
-    each going first in turn: {"order": [...], name: what `measure(name, target)` gave}."""
+    each going first in turn: {"order": [...], name: what `measure(name, target)` gave}.
+
+    With `slices` > 1 each server is measured that many times, the order reversed every
+    other round, and `pool` makes one result of each server's list of measurements."""
+    if slices < 1 or (slices > 1 and pool is None):
+        raise ValueError("slices must be >= 1, and more than one needs a pool")
     order = measuring_order(list(targets), level_index, offset)
-    row: dict[str, Any] = {"order": order}
-    for name in order:
+    parts: dict[str, list[Any]] = {name: [] for name in order}
+    for name in slice_sequence(order, slices):
         with measured_alone(servers, name, config):
-            row[name] = measure(name, targets[name])
+            parts[name].append(measure(name, targets[name]))
+    row: dict[str, Any] = {"order": order, "slices": slices}
+    for name in order:
+        row[name] = pool(parts[name]) if pool else parts[name][0]
     return row
 
 

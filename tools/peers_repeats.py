@@ -60,9 +60,17 @@ def main() -> int:
     parser.add_argument(
         "--levels", type=int, nargs="+", help="client counts (default: the suite's own)"
     )
+    parser.add_argument(
+        "--slices", type=int, default=PeersConfig.slices, help="interleaved windows per level"
+    )
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
-    config = PeersConfig(backend=args.backend, duration_s=args.duration_s, max_requests=1000)
+    config = PeersConfig(
+        backend=args.backend,
+        duration_s=args.duration_s,
+        max_requests=1000,
+        slices=args.slices,
+    )
     if args.levels:
         config.levels = args.levels
     runs: list[list[dict[str, Any]]] = []
@@ -81,6 +89,7 @@ def main() -> int:
         "backend": config.name,
         "repeats": args.repeats,
         "duration_s": args.duration_s,
+        "slices": config.slices,
         "levels": config.levels,
         # the two servers not being measured were paused (gen3d.benchmarks.peers)
         "pause_idle": config.pause_idle,

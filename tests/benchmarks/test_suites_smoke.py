@@ -92,6 +92,7 @@ def _run_all(out: Path, proxy_dir: Path, empty_dir: Path) -> dict[str, Path]:
                 duration_s=0.6,
                 warmup_s=0.2,
                 max_requests=50,
+                slices=2,
                 model_dir=empty_dir,
             ),
             out,
@@ -158,6 +159,10 @@ def test_peers_runs_litserve_and_byoc_on_loopback_with_our_batch_settings(result
     assert row["order"] == ["ours", "litserve", "byoc"]
     assert second["order"] == ["litserve", "byoc", "ours"]
     assert second["ours"]["ok"] > 0 and second["byoc"]["ok"] > 0
+    # each server's time at a level came in two interleaved windows, pooled
+    for server in ("ours", "litserve", "byoc"):
+        assert row["slices"] == 2 and row[server]["slices"] == 2
+        assert row[server]["window_s"] >= 2 * 0.3
     assert row["ours"]["ok"] > 0 and row["litserve"]["ok"] > 0 and row["byoc"]["ok"] > 0
     assert row["throughput_ratio"] == pytest.approx(
         row["ours"]["throughput_per_s"] / row["litserve"]["throughput_per_s"]

@@ -229,6 +229,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _common(r, ("silhouette", "proxy"))
     _load_args(r, "1,4,16,64", 5.0)
     _byoc_workers(r)
+    r.add_argument(
+        "--slices",
+        type=_count,
+        default=4,
+        help="windows each server's --duration-s is cut into, measured in turn with the "
+        "other servers' and in reverse order every other round, so a slow spell of the "
+        "machine hits all servers alike (default 4)",
+    )
     r.set_defaults(func=run_peers)
 
     o = sub.add_parser(
