@@ -15,7 +15,7 @@ HOW_TO_RUN = """\
 The peer and overload suites, each on its own:
 
 ```bash
-gen3d bench peers --backend silhouette      # ours, LitServe, BYOC at 1,4,16,64 (~1.5 min)
+gen3d bench peers --backend silhouette      # ours, LitServe, BYOC at 1,4,16,64 (~3 min)
 gen3d bench overload --backend silhouette   # ours at 4,16,64,100 clients, 8 s each (~1 min)
 gen3d bench overload --backend silhouette --peers          # and both peers, in turn (~3 min)
 gen3d bench overload --max-queue 16 --env MODEL_SERVER_WORKERS=2  # other settings of ours (--env: ours)
@@ -36,7 +36,13 @@ level in three (and, in `tools/peers_repeats.py`, at a different level in each r
 the two not being measured paused (SIGSTOP, `--keep-idle-running` to leave them): idle,
 LitServe polls its queues and takes 13 % of a core from the server measured beside it
 (proxy tiny, 4 clients, 3 rounds each: ours / LitServe 0.86-0.92 with it idling beside
-ours, 1.00-1.23 with it paused).
+ours, 1.00-1.23 with it paused). Each server's time at a level is cut into `--slices`
+windows (default 4), taken in turn with the other servers' and in reverse order every
+other round (A B C, C B A, ...), and pooled: with nothing else running, the same fixed
+work on this machine's cores takes from 0.080 to 0.18 s, in spells of tens of seconds,
+on both cores at once, and the kernel reports no steal time
+([vcpu_speed.json](results/cpu/vcpu_speed.json), `python tools/vcpu_speed.py`): a
+single 8 s window per server let one such spell land on one server alone.
 
 **Overload.** N client threads post the JSON request in a loop and retry every 503 (or
 connection error) at once, as an impatient client does. Per level: goodput (200s per
