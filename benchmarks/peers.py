@@ -18,7 +18,7 @@ landed on one server's ratios in every run. Each row records its `order`.
 
 Each server's time at a level is cut into `slices` windows, taken in turn with the other
 servers' and in the reverse order every other round (A B C, C B A, A B C, ...): the
-speed of this shared machine's cores moves by up to 2x for tens of seconds at a time
+speed of this shared machine's cores moves by up to 2.2x for tens of seconds at a time
 with nothing else running (tools/vcpu_speed.py), so one 8 s window per server let a
 slow spell land on one server alone; pooled over interleaved slices, all see it alike.
 Each row records its `slices`.

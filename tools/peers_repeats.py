@@ -65,6 +65,8 @@ def main() -> int:
     )
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
+    if args.repeats < 1 or args.slices < 1 or args.duration_s <= 0:
+        parser.error("--repeats and --slices must be >= 1 and --duration-s positive")
     config = PeersConfig(
         backend=args.backend,
         duration_s=args.duration_s,
