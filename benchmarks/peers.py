@@ -201,15 +201,14 @@ def slice_sequence(order: list[str], slices: int) -> list[str]:
 def slice_of_load(config: PeersConfig, target: Target, level: int) -> LoadWindow:
     """One of a server's `config.slices` windows at `level`: its share of the duration,
     request cap and minimum count (2 x level over all slices, for the percentiles)."""
-    slices = max(1, config.slices)
     return collect_load(
         target,
         level,
-        config.duration_s / slices,
-        max(1, config.max_requests // slices),
+        config.duration_s / config.slices,
+        max(1, config.max_requests // config.slices),
         config.warmup_s,
         0.05,
-        min_requests=-(-2 * level // slices),
+        min_requests=-(-2 * level // config.slices),
     )
 
 

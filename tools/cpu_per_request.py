@@ -38,28 +38,13 @@ from gen3d.benchmarks.byoc_peer import start_byoc
 from gen3d.benchmarks.peers import JSON_HEADERS, PeersConfig, measured_alone, start_litserve
 from gen3d.serve.launcher import ManagedProcess, start_server
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from request_phases import process_tree  # a tool beside this one
+
 TICK = os.sysconf("SC_CLK_TCK")
 
 
-def process_tree(root: int) -> set[int]:
-    """`root` and all its descendants, from /proc."""
-    parents: dict[int, int] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as stat:
-                    parents[int(entry)] = int(stat.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue  # it exited meanwhile
-    tree, grew = {root}, True
-    while grew:
-        children = {pid for pid, parent in parents.items() if parent in tree} - tree
-        tree |= children
-        grew = bool(children)
-    return tree
-
-
-def cpu_seconds(pids: set[int]) -> dict[int, tuple[str, float, float]]:
+def cpu_seconds(pids: list[int]) -> dict[int, tuple[str, float, float]]:
     """pid -> (kind, user s, system s); kind is nginx or python."""
     out = {}
     for pid in pids:
