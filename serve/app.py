@@ -16,13 +16,13 @@ from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from gen3d.serve import codecs, front, metrics, request_body, request_log, request_options
+from gen3d.serve.capacity import CapacityPlan
 from gen3d.serve.errors import (
     Gen3DError,
     InternalError,
     PayloadTooLarge,
     UnsupportedMediaType,
 )
-from gen3d.serve.hardware import plan_workers, worker_batch_size
 from gen3d.serve.runtime import ModelRuntime
 from gen3d.serve.service import InvocationService
 from gen3d.serve.settings import Settings
@@ -36,7 +36,7 @@ _STATUS_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_
 TRANSFORM_PAYLOAD_BUDGET_MB = 100
 
 
-def execution_parameters_for(settings: Settings) -> dict[str, Any]:
+def execution_parameters_for(plan: CapacityPlan, settings: Settings) -> dict[str, Any]:
     """What batch transform reads from GET /execution-parameters.
 
     One record per request (bodies are whole images, not line-split records). As many
@@ -44,8 +44,7 @@ def execution_parameters_for(settings: Settings) -> dict[str, Any]:
     sam3d and silhouette), so no record waits in the container and each one's time is its
     own processing time (the request deadline bounds it). The payload limit shares the
     100 MB budget with that concurrency."""
-    plan = plan_workers(settings)  # MODEL_SERVER_WORKERS, or the hardware's count
-    concurrent = plan.workers * worker_batch_size(settings, plan)
+    concurrent = plan.workers * plan.batch_size
     concurrent = min(concurrent, TRANSFORM_PAYLOAD_BUDGET_MB)
     payload = min(int(settings.max_body_mb), TRANSFORM_PAYLOAD_BUDGET_MB // concurrent)
     return {
@@ -122,7 +121,10 @@ def create_app(runtime: ModelRuntime) -> Flask:
 
     @app.get("/execution-parameters")
     def execution_parameters() -> Response:
-        return Response(json.dumps(execution_parameters_for(settings)), mimetype="application/json")
+        return Response(
+            json.dumps(execution_parameters_for(runtime.plan, settings)),
+            mimetype="application/json",
+        )
 
     @app.post("/invocations")
     def invocations() -> Response:
@@ -146,7 +148,6 @@ def create_app(runtime: ModelRuntime) -> Flask:
                 decoded = decode_request(body, content_type, defaults, service.limits)
             accept = request.headers.get("Accept")
             outcome = service.invoke(decoded, accept, g.request_id, admission)
-        runtime.liveness.request_past_model()  # what is left (sending) waits on no model
         g.outcome, encode_started = outcome, time.perf_counter()  # for gen3d.serve.request_log
         answer = outcome.encode()
         g.encode_ms = outcome.encode_ms + round(1000 * (time.perf_counter() - encode_started), 3)

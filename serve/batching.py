@@ -102,7 +102,6 @@ class Batcher:
         max_queue: int,
         max_waiting: int = 0,
         liveness: Liveness | None = None,
-        before_batch: Callable[[], None] | None = None,
         finish_on_model_thread: bool = False,
     ) -> None:
         self.backend = backend
@@ -116,7 +115,6 @@ class Batcher:
         self._lock = threading.Lock()
         self._slots_freed = threading.Condition(self._lock)
         self._liveness = liveness
-        self._before_batch = before_batch  # e.g. fit torch's threads to the machine's load
         self.finish_on_model_thread = finish_on_model_thread
         self._batch_seconds = 0.0  # moving average, for Retry-After
         self._last_batch_size = 1  # how many came together last time: worth waiting for
@@ -312,8 +310,6 @@ class Batcher:
             started = time.perf_counter()
             if self._liveness:
                 self._liveness.batch_started()
-            if self._before_batch:
-                self._before_batch()
             try:
                 self._run(runnable)
             finally:

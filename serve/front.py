@@ -7,15 +7,21 @@ clients in its event loop for a few hundred bytes each, reads every body complet
 (memory up to 1 MB each, the rest in a temp file) and only then hands the request to
 gunicorn on a unix socket, so a thread only ever sees a whole request.
 
+nginx is also the only balancer: each model worker is a gunicorn on its own unix socket
+(gen3d.serve.supervisor), and /invocations goes to the one with the fewest requests in
+flight (`least_conn`), never past what it can hold (`max_conns` = its running batch and its
+queue, gen3d.serve.capacity). A worker that answers 503 (still loading, or its queue full)
+passes the request to the next (`proxy_next_upstream`; the body is already buffered).
+
 What nginx answers itself, as JSON in our error shape (docs/architecture.md):
 - 413 for a body over GEN3D_MAX_BODY_MB (chunked included), connection closed;
-- 503 `queue_full` + Retry-After when every worker's queue and waiting room is taken
-  (upstream max_conns), without a Python frame spent on it;
+- 503 `queue_full` + Retry-After when every worker holds all it can, without a Python
+  frame spent on it;
 - 503 `not_ready` while gunicorn is not yet listening or a worker died mid-request;
 - 504 `deadline_exceeded` when a worker has not answered within MODEL_SERVER_TIMEOUT
   (it is wedged; gen3d.serve.liveness has it replaced).
 /ping goes through its own upstream without that limit, so it always reaches a worker,
-where PING_HEADROOM threads are kept for it.
+where PING_HEADROOM threads are kept for it, and a worker not ready passes it on.
 
 `render_config` is a pure function of the settings (tested as text and by `nginx -t`);
 gen3d.serve.supervisor writes it and runs both processes.
@@ -31,11 +37,11 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from gen3d.serve.backends import batch_capacity
+from gen3d.serve.capacity import CapacityPlan
 from gen3d.serve.settings import Settings
 
 NGINX = "nginx"
-CONTROL_SOCKET_ENV = "GEN3D_CONTROL_SOCKET"  # set by gen3d.serve.supervisor for gunicorn
+BEHIND_FRONT_ENV = "GEN3D_BEHIND_FRONT"  # set by gen3d.serve.supervisor for gunicorn
 # nginx's clock ($msec) when it handed the request on: the time since is the time it
 # waited in gunicorn's backlog for a worker, and counts against the request's deadline
 FORWARDED_AT_HEADER = "X-Gen3D-Forwarded-At"
@@ -75,15 +81,9 @@ class FrontLayout:
     def config(self) -> Path:
         return self.run_dir / "nginx.conf"
 
-    @property
-    def upstream_socket(self) -> Path:
-        """gunicorn's socket for /invocations (taken by the least loaded ready worker)."""
-        return self.run_dir / "gunicorn.sock"
-
-    @property
-    def control_socket(self) -> Path:
-        """gunicorn's socket for everything else (/ping first): every ready worker takes it."""
-        return self.run_dir / "gunicorn-control.sock"
+    def worker_socket(self, index: int) -> Path:
+        """Model worker `index`'s gunicorn socket."""
+        return self.run_dir / f"worker-{index}.sock"
 
 
 def connection_limit(settings: Settings, nofile: int | None = None) -> int:
@@ -107,21 +107,8 @@ def backlog_wait_s(forwarded_at: str | None, behind_front: bool, now: float) -> 
 
 
 def behind_front() -> bool:
-    """Whether this process serves behind our nginx (the supervisor names the socket)."""
-    return CONTROL_SOCKET_ENV in os.environ
-
-
-def invocations_in_flight(settings: Settings, workers: int) -> int:
-    """/invocations nginx lets through to gunicorn at once: per worker a running batch (as
-    far as the backend batches: 1 for silhouette and sam3d, whatever GEN3D_MAX_BATCH_SIZE
-    says), a full queue and a full waiting room. The workers hold two batches each and
-    the rest wait in the socket's backlog (gen3d.serve.worker), so this is the only
-    limit behind the front: counted with GEN3D_MAX_BATCH_SIZE, a silhouette server with
-    a queue of 2 let 10 requests in per worker where it serves 3."""
-    if settings.worker_threads:
-        return workers * settings.invocation_slots
-    running = batch_capacity(settings.backend, settings.max_batch_size)
-    return workers * (running + settings.max_queue + settings.max_waiting)
+    """Whether this process serves behind our nginx (the supervisor binds it to a socket)."""
+    return os.environ.get(BEHIND_FRONT_ENV) == "1"
 
 
 def _error_json(code: str, message: str) -> str:
@@ -150,14 +137,16 @@ def _host(address: str) -> str:
 
 
 def render_config(
-    settings: Settings, layout: FrontLayout, workers: int, nofile: int | None = None
+    settings: Settings, layout: FrontLayout, plan: CapacityPlan, nofile: int | None = None
 ) -> str:
-    """nginx.conf for these settings, `workers` gunicorn workers behind it."""
+    """nginx.conf for these settings, the plan's workers behind it."""
     connections = connection_limit(settings, nofile)
-    # Beyond it nginx refuses at once; /ping and the rest are not counted (their own
-    # upstream).
-    in_flight = invocations_in_flight(settings, workers)
-    upstream = f"unix:{layout.upstream_socket}"
+    sockets = [f"unix:{layout.worker_socket(i)}" for i in range(plan.workers)]
+    # max_fails=0: a worker's 503 (queue full, loading) must not take it out of rotation
+    invocations = "".join(
+        f"\n        server {s} max_conns={plan.invocations} max_fails=0;" for s in sockets
+    )
+    control = "".join(f"\n        server {s} max_fails=0;" for s in sockets)
     run = layout.run_dir
     mb = f"{settings.max_body_mb:g}"
     too_large = _error_json("payload_too_large", f"the body is over {mb} MB (GEN3D_MAX_BODY_MB)")
@@ -222,14 +211,14 @@ http {{
 
     upstream gen3d_invocations {{
         zone gen3d_invocations 64k;
-        server {upstream} max_conns={in_flight};
+        least_conn;{invocations}
     }}
     upstream gen3d_control {{
-        server unix:{layout.control_socket};
+        least_conn;{control}
     }}
     # nginx names the upstream group (not a socket) when max_conns refused the request
     map $upstream_addr $gen3d_unavailable {{
-        gen3d_invocations busy;
+        ~gen3d_invocations$ busy;  # also after workers that answered 503 were tried
         default starting;
     }}
 
@@ -243,9 +232,14 @@ http {{
 
         location = /invocations {{
             proxy_pass http://gen3d_invocations;
+            # a worker that answered 503 did no work: the next one may take the request
+            proxy_next_upstream http_503 non_idempotent;
+            proxy_next_upstream_tries {plan.workers};
         }}
         location / {{
             proxy_pass http://gen3d_control;
+            proxy_next_upstream error timeout http_503;
+            proxy_next_upstream_tries {plan.workers};
         }}{_ui_locations(settings)}
         location @too_large {{
             default_type application/json;

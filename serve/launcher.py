@@ -27,6 +27,7 @@ __all__ = [
     "free_port",
     "gunicorn_command",
     "gunicorn_master",
+    "gunicorn_masters",
     "gunicorn_workers",
     "server_command",
     "start_server",
@@ -34,7 +35,7 @@ __all__ = [
 
 
 def server_command(python: str = sys.executable) -> list[str]:
-    """The command the image's `serve` runs: nginx and gunicorn (gen3d.serve.supervisor)."""
+    """The command the image's `serve` runs: nginx and the gunicorns (gen3d.serve.supervisor)."""
     return [python, "-m", "gen3d.serve.supervisor"]
 
 
@@ -154,14 +155,16 @@ def command_line(pid: int) -> str:
         return ""
 
 
+def gunicorn_masters(server: ManagedProcess) -> list[int]:
+    """The pids of a started server's gunicorn masters, one per model worker."""
+    return [pid for pid in child_pids(server.process.pid) if "gunicorn" in command_line(pid)]
+
+
 def gunicorn_master(server: ManagedProcess) -> int | None:
-    """The gunicorn master's pid: the server process itself (no front) or its child."""
-    root = server.process.pid
-    candidates = [root, *child_pids(root)]
-    return next((pid for pid in candidates if "gunicorn" in command_line(pid)), None)
+    """The first model worker's gunicorn master (the only one with MODEL_SERVER_WORKERS=1)."""
+    return next(iter(gunicorn_masters(server)), None)
 
 
 def gunicorn_workers(server: ManagedProcess) -> set[int]:
-    """The pids of a started server's gunicorn workers, behind the front or not."""
-    master = gunicorn_master(server)
-    return set(child_pids(master)) if master is not None else set()
+    """The pids of a started server's gunicorn workers (every master's)."""
+    return {pid for master in gunicorn_masters(server) for pid in child_pids(master)}

@@ -1,28 +1,31 @@
-"""Is this worker still doing its job? The answer gates gunicorn's heartbeat.
+"""Is this worker still doing its job? If not, it leaves, and gunicorn starts a new one.
 
-gunicorn kills a worker that stops notifying for `timeout` seconds, but a gthread
-worker's main loop notifies whether or not its request threads and model thread move:
-a worker whose threads are all stuck looks alive forever. Here each request records when
-it started and the model thread records when its batch started; anything older than
+gunicorn kills a worker that stops notifying for `timeout` seconds, but a gthread worker
+notifies from its main loop whether or not its request threads and model thread move: a
+worker whose threads are all stuck looks alive forever. Here each request records when it
+started and the model thread when its batch started; anything older than
 MODEL_SERVER_TIMEOUT means the worker is wedged (a request's deadline is shorter). Then
-/ping answers 503 and gen3d.serve.worker stops the heartbeat, so gunicorn's master
-replaces the worker within another MODEL_SERVER_TIMEOUT.
-
-`ready` also tells gen3d.serve.worker whether to take connections: a worker still loading
-(or failed, or wedged) leaves them to the workers that are ready, if any are.
+/ping answers 503 and, `WEDGED_GRACE_S` later, the watchdog ends the process; gunicorn's
+master sees a worker exit and starts another (public behaviour: no worker subclass).
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import threading
 import time
 from collections.abc import Callable
 
+log = logging.getLogger("gen3d.liveness")
+# /ping reports the wedge this long before the worker goes (health checks see why)
+WEDGED_GRACE_S = 2.0
+WEDGED_EXIT_CODE = 70  # EX_SOFTWARE; not 3 or 4, which make gunicorn's master halt
+
 
 class Liveness:
-    def __init__(self, limit_s: float, ready: Callable[[], bool] = lambda: True) -> None:
+    def __init__(self, limit_s: float) -> None:
         self.limit_s = limit_s
-        self.ready = ready  # the runtime's: loaded, warmed up, model thread alive, not wedged
         self._requests: dict[int, float] = {}  # thread id -> when its request started
         self._batch_started: float | None = None
         self._lock = threading.Lock()
@@ -35,24 +38,11 @@ class Liveness:
         with self._lock:
             self._requests.pop(threading.get_ident(), None)
 
-    def request_past_model(self) -> None:
-        """This thread's request needs the model no more (its answer is computed): the
-        worker stops counting it as load when choosing who takes the next request."""
-        _past_model()
-
-    def readiness_changed(self) -> None:
-        """The model just became ready (or failed to load): the worker publishes it now,
-        so requests reach it (or stop being left to it) without waiting for any worker's
-        loop to turn."""
-        _readiness()
-
     def batch_started(self) -> None:
         self._batch_started = time.monotonic()
-        _activity(True)
 
     def batch_finished(self) -> None:
         self._batch_started = None
-        _activity(False)
 
     def wedged(self, now: float | None = None) -> str | None:
         """Why this worker is stuck, or None."""
@@ -67,41 +57,24 @@ class Liveness:
         return None
 
 
-_current: Liveness | None = None
-# Told when this worker's model starts and stops computing (gen3d.serve.worker shares it
-# with the other workers, which size their torch thread pools by it).
-_activity: Callable[[bool], None] = lambda computing: None  # noqa: E731
+def watch(
+    liveness: Liveness,
+    leave: Callable[[], None] = lambda: os._exit(WEDGED_EXIT_CODE),
+    every_s: float = 0.5,
+) -> threading.Thread:
+    """Start a daemon thread that calls `leave` once the worker has been wedged for
+    WEDGED_GRACE_S (the threads that are stuck cannot be stopped; the process can)."""
 
+    def run() -> None:
+        while True:
+            why = liveness.wedged()
+            if why is not None:
+                log.critical("worker %s is wedged (%s): leaving to be replaced", os.getpid(), why)
+                time.sleep(WEDGED_GRACE_S)
+                leave()
+                return
+            time.sleep(every_s)
 
-# Told on a request thread when its request is past the model (gen3d.serve.worker).
-_past_model: Callable[[], None] = lambda: None  # noqa: E731
-
-
-# Told on the loading thread when the model is ready or failed (gen3d.serve.worker).
-_readiness: Callable[[], None] = lambda: None  # noqa: E731
-
-
-def on_readiness(hook: Callable[[], None]) -> None:
-    global _readiness
-    _readiness = hook
-
-
-def on_activity(hook: Callable[[bool], None]) -> None:
-    global _activity
-    _activity = hook
-
-
-def on_past_model(hook: Callable[[], None]) -> None:
-    global _past_model
-    _past_model = hook
-
-
-def install(record: Liveness) -> Liveness:
-    """Make `record` this worker's (one per process, like the metrics registry)."""
-    global _current
-    _current = record
-    return record
-
-
-def current() -> Liveness | None:
-    return _current
+    thread = threading.Thread(target=run, name="gen3d-watchdog", daemon=True)
+    thread.start()
+    return thread

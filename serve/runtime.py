@@ -10,12 +10,13 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Callable
 
-from gen3d.serve import hardware, metrics, request_options, usdz
+from gen3d.serve import metrics, request_options, usdz
 from gen3d.serve.automask import AutoMasker
 from gen3d.serve.backends import Backend, create_backend
 from gen3d.serve.batching import Batcher
+from gen3d.serve.capacity import CapacityPlan
+from gen3d.serve.capacity import plan as capacity_plan
 from gen3d.serve.codecs import Limits
 from gen3d.serve.errors import NotReady
 from gen3d.serve.liveness import Liveness
@@ -33,8 +34,11 @@ def computes_on_accelerator(backend: Backend) -> bool:
 
 
 class ModelRuntime:
-    def __init__(self, settings: Settings, backend: Backend | None = None) -> None:
+    def __init__(
+        self, settings: Settings, backend: Backend | None = None, plan: CapacityPlan | None = None
+    ) -> None:
         self.settings = settings
+        self.plan = plan or capacity_plan(settings)
         self.backend = backend or create_backend(settings.backend)
         self.batcher: Batcher | None = None
         self.state = "loading"  # loading -> warming -> ready | failed
@@ -43,7 +47,7 @@ class ModelRuntime:
         self.timings: dict[str, float] = {}
         self.auto_mask = AutoMasker()  # the artifact's segmenter replaces GrabCut at load
         self.limits = self._limits()
-        self.liveness = Liveness(settings.server_timeout_s, ready=lambda: self.ready)
+        self.liveness = Liveness(settings.server_timeout_s)
         self._thread = threading.Thread(target=self._bring_up, name="gen3d-load", daemon=True)
 
     def start(self) -> None:
@@ -85,30 +89,11 @@ class ModelRuntime:
             return NotReady("this worker is stuck and is being replaced")
         return NotReady("the model thread stopped; this instance is unhealthy")
 
-    def _fit_torch_threads(self) -> Callable[[], None] | None:
-        """On CPU with GEN3D_TORCH_THREADS unset: before each batch, torch gets every core
-        while the other workers are idle and its share while they compute
-        (gen3d.serve.hardware.cpu_threads_now)."""
-        torch = sys.modules.get("torch")
-        device = getattr(self.backend, "device", None)
-        if torch is None or self.settings.torch_threads or getattr(device, "type", "") != "cpu":
-            return None
-        plan, cores = hardware.plan_workers(self.settings), hardware.cpu_cores()
-        current = [0]
-
-        def fit() -> None:
-            wanted = hardware.cpu_threads_now(plan, cores)
-            if wanted != current[0]:
-                torch.set_num_threads(wanted)
-                current[0] = wanted
-
-        return fit
-
     def _bring_up(self) -> None:
         settings = self.settings
         torch = sys.modules.get("torch")  # imported by torch backends only
-        if torch is not None and settings.torch_threads:
-            torch.set_num_threads(settings.torch_threads)
+        if torch is not None and self.plan.torch_threads:  # the worker's share of the cores
+            torch.set_num_threads(self.plan.torch_threads)
         try:
             started = time.perf_counter()
             self.backend.load(settings.model_dir, settings)
@@ -125,18 +110,11 @@ class ModelRuntime:
                 log.info("warm-up done in %.2f s", self.timings["warmup_s"])
             batcher = Batcher(
                 metrics.ObservedBackend(self.backend, metrics.current()),  # batch sizes, OOM
-                # the worker count is known in a server (gunicorn_conf sets it): workers
-                # on shared cores share the batch size too
-                max_batch_size=(
-                    hardware.worker_batch_size(settings)
-                    if settings.workers
-                    else settings.max_batch_size
-                ),
+                max_batch_size=self.plan.batch_size,
                 max_delay_s=settings.max_batch_delay_ms / 1000,
                 max_queue=settings.max_queue,
                 max_waiting=settings.max_waiting,
                 liveness=self.liveness,
-                before_batch=self._fit_torch_threads(),
                 finish_on_model_thread=not computes_on_accelerator(self.backend),
             )
             batcher.start()
@@ -152,4 +130,3 @@ class ModelRuntime:
             self.public_failure = getattr(exc, "public", None)
             metrics.current().model_state(self.state, self.timings)
             log.exception("model failed to load; /ping will answer 503: %s", self.failure)
-        self.liveness.readiness_changed()  # outside the try: the worker's hook is not the model

@@ -19,10 +19,6 @@ EMF_MODES = ("auto", "on", "off")  # auto: on when GEN3D_DEPLOYMENT is set (gen3
 FRONTS = ("auto", "nginx", "none")  # auto: nginx when its binary is on PATH (gen3d.serve.front)
 
 
-# request threads (and front connections) per worker kept free of /invocations for /ping
-PING_HEADROOM = 8
-
-
 class SettingsError(ValueError):
     """A setting has a value we cannot use; the message names the variable."""
 
@@ -36,10 +32,11 @@ class Settings:
     precision: str = "auto"
     max_batch_size: int = 8
     max_batch_delay_ms: float = 10.0
-    max_queue: int = 64
+    max_queue: int = 32
     # Requests per worker that wait, body unread, for a queue slot (no CPU, no decoded
-    # memory) up to admission_wait_s before a 503: retrying clients then cost nothing.
-    max_waiting: int = 256
+    # memory) up to admission_wait_s before a 503: clients that retry at once then cost
+    # nothing (at 12x the queue, goodput halved without it).
+    max_waiting: int = 32
     admission_wait_s: float = 5.0
     request_timeout_s: float = 55.0
     max_body_mb: float = 6.0
@@ -49,8 +46,8 @@ class Settings:
     decode_concurrency: int = 2  # bodies decoded at once per worker (bounds peak memory)
     max_batch_items: int = 16
     warmup: bool = True
-    workers: int = 0  # 0: from the hardware (gen3d.serve.hardware.default_workers)
-    worker_threads: int = 0  # 0: derived from max_queue and max_waiting (see threads)
+    workers: int = 0  # 0: from the hardware (gen3d.serve.capacity.plan)
+    worker_threads: int = 0  # 0: derived from the batch, max_queue and max_waiting (capacity)
     server_timeout_s: int = 120
     log_level: str = "info"
     stage_offload: bool = False
@@ -68,20 +65,6 @@ class Settings:
     body_timeout_s: float = 10.0  # between two reads of the body
     keepalive_s: int = 75  # idle keep-alive: longer than SageMaker's reuse, so no resets
     max_connections: int = 4096  # client connections; idle keep-alives are closed first
-
-    @property
-    def invocation_slots(self) -> int:
-        """/invocations one worker holds at once: a running batch, a full queue and a full
-        waiting room (the front lets no more through)."""
-        if self.worker_threads:
-            return max(1, self.worker_threads - PING_HEADROOM)
-        return self.max_batch_size + self.max_queue + self.max_waiting
-
-    @property
-    def threads(self) -> int:
-        """Request threads per worker: every invocation slot, and headroom so /ping always
-        finds a thread."""
-        return self.worker_threads or self.invocation_slots + PING_HEADROOM
 
     @property
     def max_body_bytes(self) -> int:
@@ -212,7 +195,7 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "GEN3D_MAX_BATCH_ITEMS": ("max_batch_items", _int(1, 1024)),
     "GEN3D_WARMUP": ("warmup", _bool),
     "MODEL_SERVER_WORKERS": ("workers", _int(0, 256)),  # 0: from the hardware
-    "GEN3D_WORKER_THREADS": ("worker_threads", _int(0, 20_000)),  # 0: see Settings.threads
+    "GEN3D_WORKER_THREADS": ("worker_threads", _int(0, 20_000)),  # 0: see capacity.plan
     "MODEL_SERVER_TIMEOUT": ("server_timeout_s", _int(1, 3600)),
     "GEN3D_LOG_LEVEL": ("log_level", _choice(LOG_LEVELS)),
     "GEN3D_STAGE_OFFLOAD": ("stage_offload", _bool),

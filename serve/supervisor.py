@@ -1,13 +1,16 @@
-"""`serve`: nginx (the buffering front) and gunicorn, started, watched and stopped together.
+"""`serve`: nginx (the buffering front) and one gunicorn per model worker, run as one unit.
 
 SageMaker runs `docker run IMAGE serve`, sends SIGTERM to stop and SIGKILL 30 s later.
-This process is what `serve` execs: it forwards SIGTERM/SIGINT to both children (nginx
-gets SIGQUIT, its graceful stop; gunicorn SIGTERM, which finishes in-flight requests
-within its graceful_timeout), and if either child dies the other is stopped and the
-exit code passed on, so the platform sees a dead container, never half a server.
+This process is what `serve` execs. It computes the capacity plan once
+(gen3d.serve.capacity), starts a gunicorn (one gthread worker, its own unix socket, its
+GPU) per model worker, then nginx balancing over them (least connections, gen3d.serve.front).
+SIGTERM/SIGINT is forwarded to every child (nginx gets SIGQUIT, its graceful stop;
+gunicorn SIGTERM, which finishes in-flight requests within its graceful_timeout); if any
+child dies the others are stopped and its exit code passed on, so the platform sees a dead
+container, never part of a server. gunicorn's own master replaces a worker that dies.
 
-Without a front (GEN3D_FRONT=none, or nginx not installed) it becomes gunicorn itself
-(exec), exactly as before the front existed.
+Without a front (GEN3D_FRONT=none, or nginx not installed) the gunicorns share the TCP
+port (SO_REUSEPORT: the kernel spreads connections over them).
 """
 
 from __future__ import annotations
@@ -27,21 +30,27 @@ import time
 from pathlib import Path
 from typing import IO
 
+from gen3d.serve import capacity, metrics
 from gen3d.serve.front import (
-    CONTROL_SOCKET_ENV,
+    BEHIND_FRONT_ENV,
     FrontError,
     FrontLayout,
     chosen_front,
     render_config,
 )
-from gen3d.serve.hardware import plan_workers
 from gen3d.serve.logging_setup import logging_config
 from gen3d.serve.settings import Settings, SettingsError
 
 GUNICORN_CONFIG = "python:gen3d.serve.gunicorn_conf"
 WSGI_APP = "gen3d.serve.wsgi:app"
-STOP_GRACE_S = 28.0
-PR_SET_CHILD_SUBREAPER = 36  # linux/prctl.h  # within SageMaker's 30 s between SIGTERM and SIGKILL
+STOP_GRACE_S = 28.0  # within SageMaker's 30 s between SIGTERM and SIGKILL
+PR_SET_CHILD_SUBREAPER = 36  # linux/prctl.h
+WORKER_INDEX_ENV = "GEN3D_WORKER_INDEX"
+
+log = logging.getLogger("gen3d.supervisor")
+# nginx's error-log line: "2026/11/30 09:12:04 [error] 24368#24368: *3 message"
+_NGINX_LINE = re.compile(r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d \[(\w+)\] [\d#]+: (?:\*\d+ )?(.*)$")
+_NGINX_LEVELS = {"emerg": 50, "alert": 50, "crit": 50, "error": 40, "warn": 30, "notice": 20}
 
 
 def child_pids(pid: int) -> list[int]:
@@ -57,40 +66,22 @@ def gunicorn_command(python: str = sys.executable, *extra: str) -> list[str]:
     return [python, "-m", "gunicorn", "--config", GUNICORN_CONFIG, *extra, WSGI_APP]
 
 
-def behind_front(settings: Settings, layout: FrontLayout) -> list[str]:
-    """gunicorn's flags behind nginx: two unix sockets (/invocations, the rest: see
-    gen3d.serve.worker); one request per connection (nginx keeps the clients'
-    keep-alives); no more connections per worker than it has threads, so the rest wait in
-    the sockets' backlogs for whichever worker frees a thread first."""
-    return [
-        "--bind",
-        f"unix:{layout.upstream_socket}",
-        "--bind",
-        f"unix:{layout.control_socket}",
-        "--keep-alive",
-        "0",
-        "--worker-connections",
-        str(settings.threads),
-    ]
-
-
-log = logging.getLogger("gen3d.supervisor")
-# nginx's error-log line: "2026/11/30 09:12:04 [error] 24368#24368: *3 message"
-_NGINX_LINE = re.compile(r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d \[(\w+)\] [\d#]+: (?:\*\d+ )?(.*)$")
-_NGINX_LEVELS = {
-    "emerg": logging.CRITICAL,
-    "alert": logging.CRITICAL,
-    "crit": logging.CRITICAL,
-    "error": logging.ERROR,
-    "warn": logging.WARNING,
-    "notice": logging.INFO,
-    "info": logging.INFO,
-    "debug": logging.DEBUG,
-}
-
-
-def _log(message: str) -> None:
-    print(f"gen3d: {message}", file=sys.stderr, flush=True)
+def worker_commands(
+    settings: Settings, plan: capacity.CapacityPlan, layout: FrontLayout | None
+) -> list[tuple[list[str], dict[str, str]]]:
+    """Each model worker's gunicorn command line and extra environment."""
+    commands = []
+    for index in range(plan.workers):
+        env = {**plan.to_env(), WORKER_INDEX_ENV: str(index)}
+        if plan.gpus:  # before anything in the worker touches CUDA
+            env["CUDA_VISIBLE_DEVICES"] = plan.gpus[index]
+        if layout is None:
+            flags = ["--reuse-port"]
+        else:  # one request per upstream connection: nginx keeps the clients' keep-alives
+            flags = ["--bind", f"unix:{layout.worker_socket(index)}", "--keep-alive", "0"]
+            env[BEHIND_FRONT_ENV] = "1"
+        commands.append((gunicorn_command(sys.executable, *flags), env))
+    return commands
 
 
 def relay_nginx_log(stream: IO[bytes]) -> None:
@@ -99,64 +90,51 @@ def relay_nginx_log(stream: IO[bytes]) -> None:
     nginx_log = logging.getLogger("nginx")
     for raw in stream:
         line = raw.decode(errors="replace").rstrip()
-        if not line:
-            continue
-        match = _NGINX_LINE.match(line)
-        if match:
-            nginx_log.log(_NGINX_LEVELS.get(match[1], logging.INFO), "%s", match[2])
-        else:
-            nginx_log.error("%s", line)
-
-
-def _exit_code(status: int) -> int:
-    return os.waitstatus_to_exitcode(status) if status else 0
+        if line:
+            match = _NGINX_LINE.match(line)
+            level = _NGINX_LEVELS.get(match[1], logging.INFO) if match else logging.ERROR
+            nginx_log.log(level, "%s", match[2] if match else line)
 
 
 class Supervisor:
-    """Two children; the first to exit, or a signal, stops the pair."""
+    """Its children run as a unit: the first to exit, or a signal, stops them all."""
 
-    def __init__(self, settings: Settings, nginx: str) -> None:
+    def __init__(self, settings: Settings, nginx: str | None) -> None:
         self.settings = settings
         self.nginx = nginx
+        self.plan = capacity.plan(settings)
         self.layout = FrontLayout(Path(tempfile.mkdtemp(prefix="gen3d-front-")))
-        # nginx's workers drop root (to nobody): they must reach the socket and temp dirs
+        # nginx's workers drop root (to nobody): they must reach the sockets and temp dirs
         self.layout.run_dir.chmod(0o755)
         self.children: dict[int, tuple[str, subprocess.Popen[bytes], int]] = {}
         self.stopping = False
         self.relay: threading.Thread | None = None
 
     def start(self) -> None:
-        workers = plan_workers(self.settings).workers
-        self.layout.config.write_text(render_config(self.settings, self.layout, workers))
-        gunicorn = gunicorn_command(sys.executable, *behind_front(self.settings, self.layout))
-        control = {CONTROL_SOCKET_ENV: str(self.layout.control_socket)}
-        self._spawn("gunicorn", gunicorn, signal.SIGTERM, env={**os.environ, **control})
-        self._wait_for_socket()
-        if self.stopping:  # a signal came while gunicorn started
+        log.info("capacity: %s", self.plan)
+        metrics.prepare_multiprocess(self.settings)  # one Prometheus folder for all workers
+        layout = self.layout if self.nginx else None
+        for index, (command, env) in enumerate(worker_commands(self.settings, self.plan, layout)):
+            self._spawn(f"gunicorn {index}", command, signal.SIGTERM, env={**os.environ, **env})
+        if self.nginx is None:
+            return
+        self.layout.config.write_text(render_config(self.settings, self.layout, self.plan))
+        self._wait_for_sockets()
+        if self.stopping:  # a signal came, or a gunicorn failed, while they started
             return
         nginx = [self.nginx, "-p", f"{self.layout.run_dir}/", "-c", str(self.layout.config)]
         process = self._spawn("nginx", nginx, signal.SIGQUIT, stderr=subprocess.PIPE)
         self.relay = threading.Thread(target=relay_nginx_log, args=(process.stderr,), daemon=True)
         self.relay.start()
 
-    def _kill_orphans(self) -> None:
-        """A child's own children outlive it (nginx's worker keeps the port when its master
-        is killed); as their subreaper we inherit them: stop them all, reap them."""
-        for pid in child_pids(os.getpid()):
-            try:
-                os.kill(pid, signal.SIGKILL)
-                os.waitpid(pid, 0)
-            except (ProcessLookupError, ChildProcessError):
-                pass
-
-    def _wait_for_socket(self, timeout_s: float = 300.0) -> None:
-        """nginx starts once gunicorn listens (its master binds before loading any model),
-        so it never answers for an upstream that is not there yet."""
+    def _wait_for_sockets(self, timeout_s: float = 300.0) -> None:
+        """nginx starts once every gunicorn listens (its master binds before any model
+        loads), so it never answers for an upstream that is not there yet."""
         deadline = time.monotonic() + timeout_s
-        sockets = (self.layout.upstream_socket, self.layout.control_socket)
+        sockets = [self.layout.worker_socket(i) for i in range(self.plan.workers)]
         while not all(p.exists() for p in sockets) and time.monotonic() < deadline:
             if self.stopping or any(p.poll() is not None for _n, p, _s in self.children.values()):
-                return  # gunicorn failed: wait() reports it
+                return  # a gunicorn failed: wait() reports it
             time.sleep(0.02)
 
     def _spawn(
@@ -180,7 +158,7 @@ class Supervisor:
                 process.send_signal(stop_signal)
 
     def wait(self) -> int:
-        """Until both children are gone; the exit code is the first one's."""
+        """Until every child is gone; the exit code is the first one's."""
         code: int | None = None
         deadline: float | None = None
         while self.children:
@@ -194,11 +172,11 @@ class Supervisor:
                 continue
             entry = self.children.pop(pid, None)
             if entry is None:
-                continue
+                continue  # an orphan we reaped as subreaper
             name, process, _sig = entry
-            process.returncode = _exit_code(status)
+            process.returncode = os.waitstatus_to_exitcode(status) if status else 0
             if not self.stopping:
-                log.error("%s exited with %s; stopping the other", name, process.returncode)
+                log.error("%s exited with %s; stopping the others", name, process.returncode)
                 code = process.returncode or 1
             self.stop()
             deadline = deadline or time.monotonic() + STOP_GRACE_S
@@ -206,7 +184,18 @@ class Supervisor:
         if self.relay is not None:
             self.relay.join(2)  # nginx's last lines (why it stopped) reach the log
         shutil.rmtree(self.layout.run_dir, ignore_errors=True)
+        metrics.remove_multiprocess_dir()
         return code or 0
+
+    def _kill_orphans(self) -> None:
+        """A child's own children outlive it (nginx's worker keeps the port when its master
+        is killed); as their subreaper we inherit them: stop them all, reap them."""
+        for pid in child_pids(os.getpid()):
+            try:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+            except (ProcessLookupError, ChildProcessError):
+                pass
 
 
 def _become_subreaper() -> None:
@@ -223,14 +212,11 @@ def main() -> int:
         settings = Settings.from_env()
         nginx = chosen_front(settings)
     except (SettingsError, FrontError) as exc:
-        _log(f"invalid setting {exc}")
+        print(f"gen3d: invalid setting {exc}", file=sys.stderr, flush=True)
         return 2
     logging.config.dictConfig(logging_config(settings))
-    if nginx is None:
-        if settings.front == "auto":
-            log.warning("nginx not installed: gunicorn alone, without slow-client protection")
-        command = gunicorn_command()
-        os.execv(command[0], command)
+    if nginx is None and settings.front == "auto":
+        log.warning("nginx not installed: gunicorn alone, without slow-client protection")
     _become_subreaper()
     supervisor = Supervisor(settings, nginx)
     signal.signal(signal.SIGTERM, supervisor.stop)

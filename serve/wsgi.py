@@ -3,7 +3,7 @@ off), so the model and its CUDA context are created in the worker, never the mas
 
 from __future__ import annotations
 
-from gen3d.serve import liveness, logging_setup, metrics
+from gen3d.serve import capacity, liveness, logging_setup, metrics
 from gen3d.serve.app import create_app
 from gen3d.serve.runtime import ModelRuntime
 from gen3d.serve.settings import Settings
@@ -11,7 +11,7 @@ from gen3d.serve.settings import Settings
 settings = Settings.from_env()  # validated already by gunicorn.conf.py in the master
 logging_setup.configure(settings)  # JSON lines or text (GEN3D_LOG_FORMAT)
 metrics.install(metrics.Metrics(settings))  # EMF / Prometheus (GEN3D_EMF, GEN3D_PROMETHEUS)
-runtime = ModelRuntime(settings)
-liveness.install(runtime.liveness)  # gates the heartbeat (gen3d.serve.worker)
+runtime = ModelRuntime(settings, plan=capacity.current(settings))
+liveness.watch(runtime.liveness)  # a wedged worker leaves; gunicorn starts another
 runtime.start()
 app = create_app(runtime)

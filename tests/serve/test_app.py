@@ -10,7 +10,7 @@ from gen3d_testing import rgba_png
 from gen3d.serve.app import create_app
 from gen3d.serve.assets import Asset
 from gen3d.serve.backends.silhouette import SilhouetteBackend
-from gen3d.serve.front import CONTROL_SOCKET_ENV, FORWARDED_AT_HEADER
+from gen3d.serve.front import BEHIND_FRONT_ENV, FORWARDED_AT_HEADER
 from gen3d.serve.runtime import ModelRuntime
 from gen3d.serve.settings import Settings
 
@@ -86,10 +86,10 @@ def _post_forwarded(client, forwarded_at: str):
 
 
 def test_a_wait_in_the_fronts_backlog_counts_against_the_deadline(monkeypatch) -> None:
-    """Behind the front a request may wait in gunicorn's backlog for a worker: the time
-    since nginx handed it on (its clock, in a header nginx sets) counts against the
-    request's deadline, and one already past it is answered 504 without being read."""
-    monkeypatch.setenv(CONTROL_SOCKET_ENV, "/run/gen3d/control.sock")
+    """Behind the front a request may wait in its gunicorn's backlog (a worker being
+    replaced): the time since nginx handed it on (its clock, in a header nginx sets) counts
+    against the request's deadline, and one already past it is answered 504 without being read."""
+    monkeypatch.setenv(BEHIND_FRONT_ENV, "1")
     runtime = ModelRuntime(
         Settings(warmup=False, max_batch_delay_ms=0, request_timeout_s=10), SilhouetteBackend()
     )
@@ -104,6 +104,6 @@ def test_a_wait_in_the_fronts_backlog_counts_against_the_deadline(monkeypatch) -
     assert _post_forwarded(behind, "not a time").status_code == 200
     assert _post_forwarded(behind, "nan").status_code == 200
     # without the front the header is the client's own: it means nothing
-    monkeypatch.delenv(CONTROL_SOCKET_ENV)
+    monkeypatch.delenv(BEHIND_FRONT_ENV)
     direct = create_app(runtime).test_client()
     assert _post_forwarded(direct, f"{time.time() - 12:.3f}").status_code == 200

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from gen3d.serve.capacity import plan
 from gen3d.serve.front import FrontLayout, connection_limit, nginx_binary, render_config
-from gen3d.serve.hardware import WorkerPlan, plan_workers, visible_gpus
 from gen3d.serve.settings import Settings
 
 
@@ -25,15 +25,21 @@ def test_the_config_carries_the_settings(tmp_path: Path) -> None:
             "SAGEMAKER_BIND_TO_PORT": "9090",
         }
     )
-    text = render_config(settings, FrontLayout(tmp_path), workers=3, nofile=100_000)
+    silhouette = plan(settings, cores=3, gpus=[])
+    text = render_config(settings, FrontLayout(tmp_path), silhouette, nofile=100_000)
     assert "client_header_timeout 7s;" in text and "client_body_timeout 9s;" in text
     assert f"client_max_body_size {2 * 1024 * 1024};" in text
     assert "listen 0.0.0.0:9090" in text
-    # three workers, each 1 running (silhouette batches one sample) + 4 queued + 6 waiting
-    assert f"server unix:{tmp_path}/gunicorn.sock max_conns=33;" in text
+    # a worker per core, each holding 1 running (silhouette batches one sample) + 4 queued
+    # + 6 waiting
+    for i in range(3):
+        assert f"server unix:{tmp_path}/worker-{i}.sock max_conns=11 max_fails=0;" in text
+    assert "least_conn;" in text
     proxy = dataclasses.replace(settings, backend="proxy")  # batches up to 2 here
-    proxy_text = render_config(proxy, FrontLayout(tmp_path), workers=3, nofile=100_000)
-    assert f"server unix:{tmp_path}/gunicorn.sock max_conns=36;" in proxy_text
+    one = plan(proxy, cores=3, gpus=[])
+    proxy_text = render_config(proxy, FrontLayout(tmp_path), one, nofile=100_000)
+    assert f"server unix:{tmp_path}/worker-0.sock max_conns=12 max_fails=0;" in proxy_text
+    assert "worker-1.sock" not in proxy_text  # one batching worker on every core
     assert "keepalive_timeout 75s;" in text
     # nginx's clock on every proxied request, replacing any a client sent (the backlog wait)
     assert "proxy_set_header X-Gen3D-Forwarded-At $msec;" in text
@@ -49,7 +55,7 @@ def test_connections_stay_within_the_open_file_limit() -> None:
 def test_nginx_accepts_the_config(tmp_path: Path) -> None:
     settings = Settings(port=18080, bind_host="127.0.0.1")
     layout = FrontLayout(tmp_path)
-    layout.config.write_text(render_config(settings, layout, workers=2))
+    layout.config.write_text(render_config(settings, layout, plan(settings, cores=2, gpus=[])))
     checked = subprocess.run(
         [nginx_binary(), "-t", "-p", f"{tmp_path}/", "-c", str(layout.config)],
         capture_output=True,
@@ -58,25 +64,3 @@ def test_nginx_accepts_the_config(tmp_path: Path) -> None:
     )
     assert checked.returncode == 0, checked.stderr
     assert "syntax is ok" in checked.stderr
-
-
-def test_workers_follow_the_hardware() -> None:
-    cpu = Settings(backend="silhouette")
-    assert plan_workers(cpu, cores=8, gpus=[]) == WorkerPlan(8, 1, (), "8 core(s): one worker each")
-    assert plan_workers(Settings(backend="proxy"), cores=8, gpus=[]).workers == 8
-    # a GPU backend on a 4-GPU machine: one model per GPU, each pinned to its own
-    gpu = plan_workers(Settings(backend="proxy"), cores=48, gpus=["0", "1", "2", "3"])
-    assert (gpu.workers, gpu.gpus) == (4, ("0", "1", "2", "3"))
-    # a CPU backend ignores the GPUs; a set count wins, and shares the cores
-    assert plan_workers(cpu, cores=8, gpus=["0"]).workers == 8
-    assert plan_workers(Settings(workers=2), cores=8, gpus=[]) == WorkerPlan(2, 4, (), "set")
-    assert plan_workers(Settings(torch_threads=3), cores=4, gpus=[]).torch_threads == 3
-
-
-def test_visible_gpus_come_from_the_environment_or_the_device_files(tmp_path: Path) -> None:
-    assert visible_gpus({"CUDA_VISIBLE_DEVICES": "2,3"}) == ["2", "3"]
-    assert visible_gpus({"CUDA_VISIBLE_DEVICES": "0,-1,1"}) == ["0"]  # CUDA stops at -1
-    assert visible_gpus({"CUDA_VISIBLE_DEVICES": ""}) == []
-    for name in ("nvidia1", "nvidia0", "nvidiactl", "nvidia-uvm", "null"):
-        (tmp_path / name).touch()
-    assert visible_gpus({}, dev=tmp_path) == ["0", "1"]

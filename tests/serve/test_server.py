@@ -311,14 +311,15 @@ def test_container_entrypoint_serves_on_the_bind_port() -> None:
     )
     try:
         started = time.monotonic()
-        while time.monotonic() - started < 5:
+        while time.monotonic() - started < 60:  # a bound for a loaded machine, not a target
             try:
-                if requests.get(f"http://127.0.0.1:{port}/ping", timeout=1).status_code == 200:
+                if requests.get(f"http://127.0.0.1:{port}/ping", timeout=5).status_code == 200:
                     break
             except requests.ConnectionError:
-                time.sleep(0.05)
+                pass
+            time.sleep(0.05)
         else:
-            pytest.fail("no /ping 200 within 5 s")
+            pytest.fail("no /ping 200 within 60 s")
         response = requests.post(
             f"http://127.0.0.1:{port}/invocations",
             data=rgba_png(64),
@@ -363,26 +364,28 @@ def test_sigterm_lets_the_request_in_flight_finish(start_gen3d_server) -> None:
     assert srv.process.wait(30) == 0
 
 
-def test_behind_the_front_a_worker_holds_two_requests_and_the_rest_wait_in_the_backlog(
+def test_behind_the_front_requests_go_to_the_worker_with_the_fewest_in_flight(
     start_gen3d_server,
 ) -> None:
-    """A worker takes a request computing and the next one gathering; the others wait
-    in the socket's backlog for whichever worker frees first, so none waits in a worker's
-    own queue behind more than one other (greedy, the last of 6 waited behind 5)."""
-    srv = start_gen3d_server({"MODEL_SERVER_WORKERS": "1", "GEN3D_FRONT": "nginx"})
+    """nginx balances over the workers' own sockets (least_conn): 8 requests at once on 2
+    workers are split between them, so none waits in a worker's queue behind more than
+    its share (all 8 on one worker: the last waited behind 7)."""
+    srv = start_gen3d_server({"MODEL_SERVER_WORKERS": "2", "GEN3D_FRONT": "nginx"})
     body = rgba_png(96)
 
     def one(i: int) -> requests.Response:
         return post(srv, body, **{ATTRS: f"seed={i},resolution=192"})
 
-    with ThreadPoolExecutor(6) as pool:
-        answers = list(pool.map(one, range(6)))
-    assert [a.status_code for a in answers] == [200] * 6, [a.text for a in answers]
-    meta = [json.loads(a.headers["X-Gen3D-Metadata"]) for a in answers]
-    inference = sorted(m["inference_ms"] for m in meta)[len(meta) // 2]
-    waits = sorted(m["queue_ms"] for m in meta)
-    # held by the worker: about one inference at most (greedy: the last waited 5)
-    assert waits[-1] < 3 * inference, (waits, inference)
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(one, range(8)))
+    assert [a.status_code for a in answers] == [200] * 8, [a.text for a in answers]
+    served_by = [
+        json.loads(line)["process"]
+        for line in srv.log(1_000_000).splitlines()
+        if '"route": "/invocations"' in line
+    ]
+    assert len(served_by) == 8 and len(set(served_by)) == 2, served_by
+    assert max(served_by.count(pid) for pid in set(served_by)) <= 5  # about half each
 
 
 def test_a_request_that_waited_past_its_deadline_for_a_worker_is_504_unread(

@@ -16,7 +16,7 @@ import torch
 import trimesh
 from gen3d_testing import json_instance, post_png, rgba_png
 
-from gen3d.serve import codecs, liveness, usdz
+from gen3d.serve import codecs, usdz
 from gen3d.serve.backends import create_backend, lookup
 from gen3d.serve.backends.silhouette import SilhouetteBackend
 from gen3d.serve.errors import InternalError, NotAcceptable, NotReady, Unprocessable
@@ -201,26 +201,3 @@ def test_usd_is_imported_while_loading_not_by_the_first_request() -> None:
 class NoWeightsBackend(SilhouetteBackend):
     def load(self, model_dir, settings) -> None:
         raise RuntimeError("no weights here")
-
-
-def test_the_runtime_tells_the_worker_at_once_when_its_model_is_ready_or_failed() -> None:
-    """gen3d.serve.worker publishes readiness and wakes every worker from this hook; before
-    it, the others saw a newly ready worker only on their loops' next turns (up to 2 s)."""
-    told: list[str] = []
-    ready = ModelRuntime(Settings(warmup=False), backend=SilhouetteBackend())
-    failing = ModelRuntime(Settings(warmup=False), backend=NoWeightsBackend())
-    try:
-        liveness.on_readiness(lambda: told.append(f"ready={ready.ready} {ready.state}"))
-        ready.start()
-        deadline = time.monotonic() + 10
-        while not told and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert told == ["ready=True ready"]  # told once, and only when /ping would say 200
-        liveness.on_readiness(lambda: told.append(f"failing: {failing.state}"))
-        failing.start()
-        deadline = time.monotonic() + 10
-        while len(told) < 2 and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert told[1:] == ["failing: failed"]
-    finally:
-        liveness.on_readiness(lambda: None)

@@ -15,7 +15,7 @@ def test_defaults_follow_the_design() -> None:
     assert s.port == 8080
     assert s.device == "auto"
     assert s.warmup is True
-    assert s.threads == s.max_batch_size + s.max_queue + s.max_waiting + 8  # /ping headroom
+    assert (s.max_queue, s.max_waiting) == (32, 32)
 
 
 def test_values_are_parsed_and_normalised() -> None:
