@@ -22,8 +22,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from gen3d.serve.backends import batch_capacity, is_gpu_backend
-from gen3d.serve.settings import Settings
+from gen3d.serve.backends import batch_capacity, is_gpu_backend, lookup
+from gen3d.serve.settings import Settings, SettingsError
 
 PLAN_ENV = "GEN3D_CAPACITY_PLAN"  # the supervisor's plan, as JSON, for its children
 # request threads per worker kept free of /invocations, so /ping always finds one
@@ -85,6 +85,10 @@ def plan(
 ) -> CapacityPlan:
     """The plan for these settings on this hardware (MODEL_SERVER_WORKERS overrides the
     worker count; GEN3D_TORCH_THREADS and GEN3D_WORKER_THREADS their own figures)."""
+    try:
+        lookup(settings.backend)
+    except ValueError as exc:
+        raise SettingsError(f"GEN3D_BACKEND={settings.backend!r}: {exc}") from None
     cores = cpu_cores() if cores is None else cores
     gpus = visible_gpus() if gpus is None else gpus
     batch = batch_capacity(settings.backend, settings.max_batch_size)

@@ -18,10 +18,10 @@ from gen3d.serve.settings import Settings, SettingsError
 
 try:
     _settings = Settings.from_env()
+    _plan = capacity.current(_settings)
 except SettingsError as exc:
     print(f"gen3d: invalid setting {exc}", file=sys.stderr)
     sys.exit(2)
-_plan = capacity.current(_settings)
 
 # The app's modules, and a built-in backend's (torch for proxy), are imported here, before
 # gunicorn binds its socket and forks: a worker that imported them itself held the GIL for

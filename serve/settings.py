@@ -155,11 +155,13 @@ def _path(raw: str) -> Path:
 
 def _backend(raw: str) -> str:
     """A built-in or entry-point backend name, or `package.module:Class` (imported at load,
-    where a failure keeps /ping at 503 with the reason)."""
-    from gen3d.serve.backends import lookup
-
+    where a failure keeps /ping at 503 with the reason). Which names exist is the
+    backends' registry's to say (gen3d.serve.backends.lookup, checked by the capacity
+    plan at start-up), so settings need not import the backends."""
     name = raw if ":" in raw else raw.lower()
-    return lookup(name).name
+    if not all(c.isalnum() or c in "._:-" for c in name):
+        raise ValueError("must be a backend name or package.module:Class")
+    return name
 
 
 def _host(raw: str) -> str:

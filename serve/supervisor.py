@@ -210,6 +210,7 @@ def _become_subreaper() -> None:
 def main() -> int:
     try:
         settings = Settings.from_env()
+        capacity.plan(settings)  # an unknown backend stops start-up here, in one line
         nginx = chosen_front(settings)
     except (SettingsError, FrontError) as exc:
         print(f"gen3d: invalid setting {exc}", file=sys.stderr, flush=True)

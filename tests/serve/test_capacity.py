@@ -62,3 +62,12 @@ def test_visible_gpus_come_from_the_environment_or_the_device_files(tmp_path: Pa
     for name in ("nvidia1", "nvidia0", "nvidiactl", "nvidia-uvm", "null"):
         (tmp_path / name).touch()
     assert visible_gpus({}, dev=tmp_path) == ["0", "1"]
+
+
+def test_an_unknown_backend_stops_the_plan_in_one_line() -> None:
+    import pytest
+
+    from gen3d.serve.settings import SettingsError
+
+    with pytest.raises(SettingsError, match="GEN3D_BACKEND='nope': unknown backend"):
+        plan(Settings.from_env({"GEN3D_BACKEND": "nope"}), cores=2, gpus=[])

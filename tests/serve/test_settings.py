@@ -40,7 +40,7 @@ def test_empty_values_mean_default() -> None:
 @pytest.mark.parametrize(
     ("var", "value", "says"),
     [
-        ("GEN3D_BACKEND", "nerf", "one of"),
+        ("GEN3D_BACKEND", "ne rf", "backend name"),  # unknown names: test_capacity.py
         ("SAGEMAKER_BIND_TO_PORT", "80a", "integer"),
         ("SAGEMAKER_BIND_TO_PORT", "70000", "between"),
         ("GEN3D_WARMUP", "maybe", "1/0"),
