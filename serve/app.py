@@ -15,7 +15,7 @@ from typing import Any
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from gen3d.serve import codecs, front, metrics, request_body, request_log, request_options
+from gen3d.serve import codecs, forwarded, metrics, request_body, request_log, request_options
 from gen3d.serve.capacity import CapacityPlan
 from gen3d.serve.errors import (
     Gen3DError,
@@ -66,7 +66,7 @@ def error_response(err: Gen3DError) -> Response:
 def create_app(runtime: ModelRuntime) -> Flask:
     settings = runtime.settings
     service = InvocationService(runtime)
-    behind_front = front.behind_front()  # only our nginx's clock is trusted
+    behind_front = forwarded.behind_front()  # only our nginx's clock is trusted
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
 
@@ -136,8 +136,8 @@ def create_app(runtime: ModelRuntime) -> Flask:
             options=request_options.from_custom_attributes(attributes),
         )
         # A queue slot (or 503) before the body is read; a bounded number of decodes.
-        waited_s = front.backlog_wait_s(
-            request.headers.get(front.FORWARDED_AT_HEADER), behind_front, time.time()
+        waited_s = forwarded.backlog_wait_s(
+            request.headers.get(forwarded.FORWARDED_AT_HEADER), behind_front, time.time()
         )
         with service.admit(waited_s=waited_s) as admission:
             # the whole body, read outside the decode limit (slow clients hold no slot)

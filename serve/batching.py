@@ -49,6 +49,7 @@ from gen3d.serve.errors import (
     Gen3DError,
     InternalError,
     QueueFull,
+    is_out_of_memory,
 )
 from gen3d.serve.liveness import Liveness
 
@@ -68,14 +69,6 @@ class Job:
     enqueued: float = field(default_factory=time.monotonic)
     future: Future[Any] = field(default_factory=Future)
     finish: Finisher | None = None
-
-
-def is_out_of_memory(exc: BaseException) -> bool:
-    """torch.cuda.OutOfMemoryError (or a RuntimeError saying so), without importing torch."""
-    torch = sys.modules.get("torch")
-    if torch is not None and isinstance(exc, torch.cuda.OutOfMemoryError):
-        return True
-    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
 
 
 def _release_accelerator_memory() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any, ClassVar
 
 
@@ -70,3 +71,11 @@ class ArtifactError(RuntimeError):
     def __init__(self, message: str, public: str | None = None) -> None:
         super().__init__(message)
         self.public = public
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """torch.cuda.OutOfMemoryError (or a RuntimeError saying so), without importing torch."""
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(exc, torch.cuda.OutOfMemoryError):
+        return True
+    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()

@@ -30,21 +30,16 @@ gen3d.serve.supervisor writes it and runs both processes.
 from __future__ import annotations
 
 import json
-import math
-import os
 import resource
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from gen3d.serve.capacity import CapacityPlan
+from gen3d.serve.forwarded import FORWARDED_AT_HEADER
 from gen3d.serve.settings import Settings
 
 NGINX = "nginx"
-BEHIND_FRONT_ENV = "GEN3D_BEHIND_FRONT"  # set by gen3d.serve.supervisor for gunicorn
-# nginx's clock ($msec) when it handed the request on: the time since is the time it
-# waited in gunicorn's backlog for a worker, and counts against the request's deadline
-FORWARDED_AT_HEADER = "X-Gen3D-Forwarded-At"
 # Each proxied request holds two descriptors (client and upstream) in nginx's worker.
 FDS_PER_CONNECTION = 2
 FD_RESERVE = 64  # log, listen, temp files
@@ -92,23 +87,6 @@ def connection_limit(settings: Settings, nofile: int | None = None) -> int:
         _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         nofile = hard if hard != resource.RLIM_INFINITY else 1 << 20
     return max(64, min(settings.max_connections, (nofile - FD_RESERVE) // FDS_PER_CONNECTION))
-
-
-def backlog_wait_s(forwarded_at: str | None, behind_front: bool, now: float) -> float:
-    """Seconds a request waited between the front and a worker (`now`: time.time()):
-    0 when not behind our front (a client's own header means nothing) or unreadable."""
-    if not behind_front or not forwarded_at:
-        return 0.0
-    try:
-        waited = now - float(forwarded_at)
-    except ValueError:
-        return 0.0
-    return waited if math.isfinite(waited) and waited > 0 else 0.0
-
-
-def behind_front() -> bool:
-    """Whether this process serves behind our nginx (the supervisor binds it to a socket)."""
-    return os.environ.get(BEHIND_FRONT_ENV) == "1"
 
 
 def _error_json(code: str, message: str) -> str:

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from gen3d.serve.batching import is_out_of_memory
+from gen3d.serve.errors import is_out_of_memory
 from gen3d.serve.logging_setup import EMF_LOGGER
 from gen3d.serve.settings import Settings
 

@@ -11,13 +11,12 @@ import sys
 import threading
 import time
 
-from gen3d.serve import metrics, request_options, usdz
+from gen3d.serve import metrics, usdz
 from gen3d.serve.automask import AutoMasker
 from gen3d.serve.backends import Backend, create_backend
 from gen3d.serve.batching import Batcher
 from gen3d.serve.capacity import CapacityPlan
 from gen3d.serve.capacity import plan as capacity_plan
-from gen3d.serve.codecs import Limits
 from gen3d.serve.errors import NotReady
 from gen3d.serve.liveness import Liveness
 from gen3d.serve.settings import Settings
@@ -46,7 +45,6 @@ class ModelRuntime:
         self.public_failure: str | None = None  # for clients: ArtifactError.public
         self.timings: dict[str, float] = {}
         self.auto_mask = AutoMasker()  # the artifact's segmenter replaces GrabCut at load
-        self.limits = self._limits()
         self.liveness = Liveness(settings.server_timeout_s)
         self._thread = threading.Thread(target=self._bring_up, name="gen3d-load", daemon=True)
 
@@ -64,17 +62,6 @@ class ModelRuntime:
             and self.batcher is not None
             and self.batcher.alive
             and self.liveness.wedged() is None
-        )
-
-    def _limits(self) -> Limits:
-        """What decoding checks requests against; fixed once the backend is loaded."""
-        return Limits(
-            max_image_pixels=self.settings.max_image_pixels,
-            max_batch_items=self.settings.max_batch_items,
-            needs_mask=self.backend.needs_mask,
-            options=self.backend.options | request_options.COMMON,
-            max_side=self.settings.max_image_side,
-            auto_mask=self.auto_mask,
         )
 
     def not_ready(self) -> NotReady:
@@ -99,7 +86,6 @@ class ModelRuntime:
             self.backend.load(settings.model_dir, settings)
             if self.backend.needs_mask:
                 self.auto_mask = AutoMasker.from_model_dir(settings.model_dir)
-            self.limits = self._limits()  # the backend's options and mask maker, as loaded
             self.timings["load_s"] = time.perf_counter() - started
             log.info("loaded backend %s in %.2f s", self.backend.name, self.timings["load_s"])
             if settings.warmup:

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from gen3d.serve import __version__, codecs, finishing
+from gen3d.serve import __version__, codecs, finishing, request_options
 from gen3d.serve.assets import Asset
 from gen3d.serve.backends.base import Sample
 from gen3d.serve.batching import Batcher
@@ -83,7 +83,17 @@ class InvocationService:
 
     @property
     def limits(self) -> codecs.Limits:
-        return self.runtime.limits
+        """What decoding checks requests against: the settings' limits, and the backend's
+        options and mask maker as loaded."""
+        runtime = self.runtime
+        return codecs.Limits(
+            max_image_pixels=runtime.settings.max_image_pixels,
+            max_batch_items=runtime.settings.max_batch_items,
+            needs_mask=runtime.backend.needs_mask,
+            options=runtime.backend.options | request_options.COMMON,
+            max_side=runtime.settings.max_image_side,
+            auto_mask=runtime.auto_mask,
+        )
 
     def ready_batcher(self) -> Batcher:
         """The worker's batcher, or NotReady (503) while loading or failed."""

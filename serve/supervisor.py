@@ -31,13 +31,8 @@ from pathlib import Path
 from typing import IO
 
 from gen3d.serve import capacity, metrics
-from gen3d.serve.front import (
-    BEHIND_FRONT_ENV,
-    FrontError,
-    FrontLayout,
-    chosen_front,
-    render_config,
-)
+from gen3d.serve.forwarded import BEHIND_FRONT_ENV
+from gen3d.serve.front import FrontError, FrontLayout, chosen_front, render_config
 from gen3d.serve.logging_setup import logging_config
 from gen3d.serve.settings import Settings, SettingsError
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from gen3d.serve.backends.device import DTYPES
-
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 PRECISIONS = tuple(DTYPES)
 BF16_MIN_CAPABILITY = (8, 0)
 FP16_MIN_CAPABILITY = (7, 0)

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from gen3d.serve.artifact.precision import DTYPES
 from gen3d.serve.settings import SettingsError
-
-DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 def resolve_device(requested: str) -> torch.device:

@@ -38,8 +38,7 @@ from gen3d.serve.backends.sam3d.adapter import (
     upstream_run_options,
 )
 from gen3d.serve.backends.sam3d.output import read_binary_ply
-from gen3d.serve.batching import is_out_of_memory
-from gen3d.serve.errors import ArtifactError, Unprocessable
+from gen3d.serve.errors import ArtifactError, Unprocessable, is_out_of_memory
 from gen3d.serve.settings import Settings
 
 STANDIN = Path(__file__).resolve().parents[1] / "fixtures" / "sam3d_standin"

@@ -42,8 +42,7 @@ from gen3d.serve.backends.sam3d.loading import (
 )
 from gen3d.serve.backends.sam3d.offload import STAGES, StageOffload, lookup
 from gen3d.serve.backends.sam3d.output import output_to_asset
-from gen3d.serve.batching import is_out_of_memory
-from gen3d.serve.errors import ArtifactError, Unprocessable
+from gen3d.serve.errors import ArtifactError, Unprocessable, is_out_of_memory
 
 if TYPE_CHECKING:
     from gen3d.serve.settings import Settings
