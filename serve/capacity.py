@@ -1,16 +1,9 @@
-"""The capacity plan: how many model workers, what each one holds, and the front's limits.
+"""The capacity plan: model workers, what each holds, and the front's limits, in one place.
 
-One function of the settings and the hardware, computed once by the supervisor and handed
-to every process it starts (`to_env`/`from_env`), so the front, gunicorn, the batcher and
-GET /execution-parameters all read the same numbers. Two shapes, the two ways the server
-really runs:
-
-- a backend that batches (proxy, plug-ins with max_batch_size > 1): one worker per GPU,
-  pinned to it; on a CPU machine one worker whose torch uses every core;
-- a backend that cannot (silhouette; sam3d at batch 1): one worker per GPU, or per core.
-
-GPUs are counted from CUDA_VISIBLE_DEVICES or the /dev/nvidiaN device files, never by
-initialising CUDA (a CUDA context does not survive fork).
+Computed once by the supervisor and handed down (`to_env`/`from_env`). Two shapes: a
+backend that batches gets one worker per GPU (pinned), or one on every core; one that
+cannot gets a worker per GPU or per core. GPUs are counted without initialising CUDA (a
+CUDA context does not survive fork).
 """
 
 from __future__ import annotations

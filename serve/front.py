@@ -1,30 +1,11 @@
-"""The buffering front: nginx before gunicorn, as AWS's own BYOC example runs it.
+"""The buffering front and the only balancer: nginx before one gunicorn per model worker.
 
-gunicorn's request threads are the scarce resource, and gunicorn has no header or body
-read timeout: a client that sends its header a byte at a time, or opens connections and
-goes idle, holds a thread (72 slow-header connections stopped /ping). nginx holds such
-clients in its event loop for a few hundred bytes each, reads every body completely
-(memory up to 1 MB each, the rest in a temp file) and only then hands the request to
-gunicorn on a unix socket, so a thread only ever sees a whole request.
-
-nginx is also the only balancer: each model worker is a gunicorn on its own unix socket
-(gen3d.serve.supervisor), and /invocations goes to the one with the fewest requests in
-flight (`least_conn`), never past what it can hold (`max_conns` = its running batch and its
-queue, gen3d.serve.capacity). A worker that answers 503 (still loading, or its queue full)
-passes the request to the next (`proxy_next_upstream`; the body is already buffered).
-
-What nginx answers itself, as JSON in our error shape (docs/architecture.md):
-- 413 for a body over GEN3D_MAX_BODY_MB (chunked included), connection closed;
-- 503 `queue_full` + Retry-After when every worker holds all it can, without a Python
-  frame spent on it;
-- 503 `not_ready` while gunicorn is not yet listening or a worker died mid-request;
-- 504 `deadline_exceeded` when a worker has not answered within MODEL_SERVER_TIMEOUT
-  (it is wedged; gen3d.serve.liveness has it replaced).
-/ping goes through its own upstream without that limit, so it always reaches a worker,
-where PING_HEADROOM threads are kept for it, and a worker not ready passes it on.
-
-`render_config` is a pure function of the settings (tested as text and by `nginx -t`);
-gen3d.serve.supervisor writes it and runs both processes.
+nginx holds slow and idle clients in its event loop and reads every body whole before a
+worker sees it (gunicorn has no header or body read timeout); it sends /invocations to the
+worker with the fewest in flight (`least_conn`), never past what that worker holds
+(`max_conns`), passes a worker's 503 on to the next, and answers 413, 503 and 504 itself in
+our JSON error shape. `render_config` is a pure function of the settings and the capacity
+plan (docs/architecture.md#the-front).
 """
 
 from __future__ import annotations

@@ -1,11 +1,5 @@
-"""gunicorn's configuration: one model worker per gunicorn, gthread, values from the plan.
-
-The supervisor (gen3d.serve.supervisor) starts one gunicorn per model worker, each on its
-own unix socket behind nginx (or, without nginx, all on the TCP port with SO_REUSEPORT),
-and hands every one the same capacity plan (gen3d.serve.capacity). gthread: request
-threads wait on the worker's batcher while one model thread computes. The app is not
-preloaded: the model loads after fork, because a CUDA context does not survive fork.
-"""
+"""gunicorn's configuration: one gthread worker per gunicorn, sized by the capacity plan.
+The model loads after fork (preload_app off): a CUDA context does not survive fork."""
 
 import ctypes
 import importlib

@@ -1,12 +1,8 @@
-"""Is this worker still doing its job? If not, it leaves, and gunicorn starts a new one.
+"""Is this worker still doing its job? If not, it leaves and gunicorn starts another.
 
-gunicorn kills a worker that stops notifying for `timeout` seconds, but a gthread worker
-notifies from its main loop whether or not its request threads and model thread move: a
-worker whose threads are all stuck looks alive forever. Here each request records when it
-started and the model thread when its batch started; anything older than
-MODEL_SERVER_TIMEOUT means the worker is wedged (a request's deadline is shorter). Then
-/ping answers 503 and, `WEDGED_GRACE_S` later, the watchdog ends the process; gunicorn's
-master sees a worker exit and starts another (public behaviour: no worker subclass).
+A gthread worker's heartbeat comes from its main loop, so a worker whose request or model
+threads are stuck looks alive forever. A request or batch older than MODEL_SERVER_TIMEOUT
+means wedged: /ping answers 503, and WEDGED_GRACE_S later the watchdog ends the process.
 """
 
 from __future__ import annotations

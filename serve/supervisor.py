@@ -1,16 +1,10 @@
-"""`serve`: nginx (the buffering front) and one gunicorn per model worker, run as one unit.
+"""`serve`: nginx and one gunicorn per model worker, started, watched and stopped as one.
 
-SageMaker runs `docker run IMAGE serve`, sends SIGTERM to stop and SIGKILL 30 s later.
-This process is what `serve` execs. It computes the capacity plan once
-(gen3d.serve.capacity), starts a gunicorn (one gthread worker, its own unix socket, its
-GPU) per model worker, then nginx balancing over them (least connections, gen3d.serve.front).
-SIGTERM/SIGINT is forwarded to every child (nginx gets SIGQUIT, its graceful stop;
-gunicorn SIGTERM, which finishes in-flight requests within its graceful_timeout); if any
-child dies the others are stopped and its exit code passed on, so the platform sees a dead
-container, never part of a server. gunicorn's own master replaces a worker that dies.
-
-Without a front (GEN3D_FRONT=none, or nginx not installed) the gunicorns share the TCP
-port (SO_REUSEPORT: the kernel spreads connections over them).
+SageMaker runs `docker run IMAGE serve`, sends SIGTERM to stop and SIGKILL 30 s later. The
+capacity plan is computed once here and handed to every gunicorn. A signal is forwarded
+to every child (nginx SIGQUIT, gunicorn SIGTERM: both graceful); if any child dies the
+others are stopped and its exit code passed on, so the platform sees a dead container,
+never part of a server. Without nginx the gunicorns share the TCP port (SO_REUSEPORT).
 """
 
 from __future__ import annotations
