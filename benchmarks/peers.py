@@ -36,7 +36,7 @@ from typing import Any
 
 from gen3d.benchmarks import payloads
 from gen3d.benchmarks.backends import prepare_model_dir, server_env
-from gen3d.benchmarks.byoc_peer import byoc_workers, start_byoc
+from gen3d.benchmarks.byoc_peer import byoc_workers, has_front, start_byoc
 from gen3d.benchmarks.environment import fingerprint
 from gen3d.benchmarks.loadgen import LoadWindow, Target, collect_load, summarize_windows
 from gen3d.benchmarks.results_io import Recorder
@@ -130,6 +130,7 @@ def run_peers_suite(
     settings = config.settings(model_dir, max_queue=max(64, 2 * max(config.levels)))
     body = payloads.json_body()
     recorder.config["byoc_workers"] = byoc_workers(config)
+    recorder.config["byoc_front"] = "nginx" if has_front() else "none"
     with tempfile.TemporaryDirectory(prefix="gen3d-peers-") as tmp:
         ours_env = server_env(settings)
         if config.torch_threads:

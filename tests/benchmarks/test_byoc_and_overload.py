@@ -17,11 +17,11 @@ import trimesh
 from PIL import Image
 
 from gen3d.benchmarks import payloads
-from gen3d.benchmarks.byoc_peer import byoc_command, start_byoc
+from gen3d.benchmarks.byoc_peer import byoc_command, gunicorn_command, has_front, start_byoc
 from gen3d.benchmarks.overload import OverloadConfig, ours_env, run_overload_suite
 from gen3d.benchmarks.peers import PeersConfig, listening_address, measured_alone
 from gen3d.benchmarks.report import build_report
-from gen3d.serve.launcher import ManagedProcess, free_port
+from gen3d.serve.launcher import ManagedProcess, child_pids, command_line, free_port
 
 LEVEL_FIELDS = {
     "goodput_per_s",
@@ -51,6 +51,9 @@ def test_byoc_peer_serves_our_json_form_with_sync_workers(tmp_path: Path) -> Non
         assert response.status_code == 200, response.text
         answer = response.json()
         assert answer["format"] == "glb" and answer["metadata"]["backend"] == "silhouette"
+        children = " ".join(command_line(p) for p in child_pids(server.process.pid))
+        # as AWS's example: nginx in front of gunicorn's sync workers on a unix socket
+        assert ("nginx" in children) == has_front() and "gunicorn" in children
         glb = base64.b64decode(answer["data"])
         mesh = trimesh.load(io.BytesIO(glb), file_type="glb", force="mesh", process=False)
         assert len(mesh.faces) > 100
@@ -59,9 +62,11 @@ def test_byoc_peer_serves_our_json_form_with_sync_workers(tmp_path: Path) -> Non
         assert bad.status_code == 400 and bad.json()["error"]["code"] == "bad_request"
     finally:
         server.stop()
-    cmd = byoc_command(8080, 3)
+    cmd = gunicorn_command("unix:/run/peer.sock", 3)
     assert cmd[cmd.index("--worker-class") + 1] == "sync"
     assert cmd[cmd.index("--workers") + 1] == "3"
+    assert cmd[cmd.index("--bind") + 1] == "unix:/run/peer.sock"
+    assert byoc_command(8080, 3)[2] == ("gen3d.benchmarks.byoc_peer" if has_front() else "gunicorn")
 
 
 def test_ours_env_applies_the_queue_then_extra_env(tmp_path: Path) -> None:
