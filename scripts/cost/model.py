@@ -256,8 +256,8 @@ def realtime_ic_scale_to_zero(w: Workload, prices: PriceTable) -> OptionCost:
         return OptionCost(
             "realtime_ic_scale_to_zero", False, reasons, fixed_usd=sum(fixed.values())
         )
-    # Components scale in through target tracking (no backlog metric to watch; see
-    # docs/deploy.md), so they keep its 15-minute tail.
+    # Components keep target tracking's scale-in: with no queue, a faster one would turn
+    # more requests into failed calls (docs/deploy.md, the races).
     b = _bursts(w, s.scale_out_trigger_s, a.startup_s, s.target_tracking_tail_s)
     hours = b.billed_s / 3600.0
     up_s = s.scale_out_trigger_s + a.startup_s

@@ -315,8 +315,8 @@ def write_report(out: Path, prices: PriceTable) -> list[Path]:
         "The price of a shorter tail is latency: more requests arrive after the instance "
         "has gone and wait for a new one (the last two rows), so where that wait matters "
         "at a higher volume, a longer `--idle-minutes` buys it back. Inference components "
-        "keep target tracking's tail: they have no backlog metric to watch "
-        "(docs/deploy.md).",
+        "keep target tracking's tail: with no queue, a faster scale-in would turn more "
+        "requests into failed calls (docs/deploy.md).",
         "",
         "## First result vs monthly cost",
         "",

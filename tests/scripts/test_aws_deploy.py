@@ -224,6 +224,35 @@ def test_a_new_idle_minutes_updates_only_the_alarm(model_artifact, capsys):
     assert _state()["policies"] == before["policies"]
 
 
+def test_redeploy_brings_an_older_deployment_s_scaling_up_to_date(model_artifact, capsys):
+    # an endpoint deployed before the empty-backlog scale-in existed: target tracking with
+    # its own scale-in, and neither the scale-in policy nor its alarm
+    assert main(deploy_args("t", "async")) == 0
+    aas = boto3.client("application-autoscaling")
+    old = autoscaling.target_tracking_request("t", "AllTraffic")
+    old["TargetTrackingScalingPolicyConfiguration"]["DisableScaleIn"] = False
+    aas.put_scaling_policy(**old)
+    boto3.client("cloudwatch").delete_alarms(AlarmNames=[autoscaling.idle_alarm_name("t")])
+    aas.delete_scaling_policy(
+        PolicyName=autoscaling.scale_in_policy_name("t"),
+        ServiceNamespace="sagemaker",
+        ResourceId="endpoint/t/variant/AllTraffic",
+        ScalableDimension=autoscaling.DIMENSION,
+    )
+    capsys.readouterr()
+    assert main(deploy_args("t", "async")) == 0
+    out = capsys.readouterr().out
+    assert "updated target tracking" in " ".join(out.split())
+    alarm, policy = _idle_alarm_and_scale_in_policy()
+    assert alarm["AlarmActions"] == [policy["PolicyARN"]]
+    (tracking,) = [
+        p
+        for p in aas.describe_scaling_policies(ServiceNamespace="sagemaker")["ScalingPolicies"]
+        if p["PolicyName"] == autoscaling.policy_names("t")[0]
+    ]
+    assert tracking["TargetTrackingScalingPolicyConfiguration"]["DisableScaleIn"] is True
+
+
 def test_teardown_removes_the_scale_in_alarm_and_policy(model_artifact):
     assert main(deploy_args("t", "async", "--idle-minutes", "3")) == 0
     _idle_alarm_and_scale_in_policy()  # both exist
