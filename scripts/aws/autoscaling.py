@@ -1,12 +1,25 @@
-"""Scale-to-zero for an async endpoint, from `scaling_params.ASYNC_SCALING`.
+"""Scale-to-zero for an async endpoint, from an `AsyncScaling` (scaling_params.py).
 
-Target tracking on ApproximateBacklogSizePerInstance scales between 0 and max. From zero,
-AWS says it starts scaling out only once the backlog exceeds the target value (5 here;
-docs: async-inference-autoscale.html, "Optional: Define a scaling policy that scales up
-from zero for new requests"), so one to five queued requests would wait for more to
-arrive. The step-scaling policy fired by a CloudWatch alarm on HasBacklogWithoutCapacity
-(one 60 s period) starts the first instance for the first request. The cost model reads
-the same numbers.
+Three policies on the variant's DesiredInstanceCount (0..max):
+- target tracking on ApproximateBacklogSizePerInstance adds instances under load; its own
+  scale-in is disabled, so it never removes one;
+- from zero, AWS says target tracking starts scaling out only once the backlog exceeds
+  the target value (5 here; docs: async-inference-autoscale.html, "Optional: Define a
+  scaling policy that scales up from zero for new requests"), so a step policy (+1) fired
+  by an alarm on HasBacklogWithoutCapacity (one 60 s period) starts the first instance
+  for the first request;
+- a step policy that sets the capacity to exactly 0, fired by an alarm on the endpoint's
+  ApproximateBacklogSize (items queued *or being processed*, per
+  async-inference-monitor.html) having a Maximum below 1 for `idle_minutes` consecutive
+  minutes. This is the only scale-in: it cannot remove an instance that is processing a
+  request, and a request that arrives after it goes back through the alarm above.
+  docs/deploy.md ("Scaling in, and the races") walks through the cases.
+
+Application Auto Scaling resolves policies that disagree in favour of the largest
+capacity, and a step scale-in is not blocked by a target tracking policy that is not
+ready to scale in (PutScalingPolicy in its API reference); with target tracking's
+scale-in off the two never disagree about removing capacity. The cost model reads the
+same numbers.
 """
 
 from __future__ import annotations
@@ -29,8 +42,16 @@ def policy_names(endpoint: str) -> tuple[str, str]:
     return f"{endpoint}-backlog-target", f"{endpoint}-scale-out-from-zero"
 
 
+def scale_in_policy_name(endpoint: str) -> str:
+    return f"{endpoint}-scale-in-to-zero"
+
+
 def alarm_name(endpoint: str) -> str:
     return f"{endpoint}-has-backlog-without-capacity"
+
+
+def idle_alarm_name(endpoint: str) -> str:
+    return f"{endpoint}-backlog-empty"
 
 
 def scalable_target_request(
@@ -69,6 +90,7 @@ def target_tracking_request(
             },
             "ScaleInCooldown": scaling.scale_in_cooldown_s,
             "ScaleOutCooldown": scaling.scale_out_cooldown_s,
+            "DisableScaleIn": scaling.target_tracking_disable_scale_in,
         },
     }
 
@@ -116,6 +138,52 @@ def backlog_alarm_request(
     }
 
 
+def scale_in_policy_request(
+    endpoint: str, variant: str, scaling: AsyncScaling = ASYNC_SCALING
+) -> dict[str, Any]:
+    """Set the capacity to exactly 0 when the empty-backlog alarm fires. The alarm breaches
+    below its threshold, so the one step covers every value at or under it (an upper
+    bound of 0 and no lower bound)."""
+    return {
+        "PolicyName": scale_in_policy_name(endpoint),
+        "ServiceNamespace": NAMESPACE,
+        "ResourceId": resource_id(endpoint, variant),
+        "ScalableDimension": DIMENSION,
+        "PolicyType": "StepScaling",
+        "StepScalingPolicyConfiguration": {
+            "AdjustmentType": "ExactCapacity",
+            "MetricAggregationType": "Maximum",
+            "Cooldown": scaling.scale_in_step_cooldown_s,
+            "StepAdjustments": [{"MetricIntervalUpperBound": 0.0, "ScalingAdjustment": 0}],
+        },
+    }
+
+
+def idle_alarm_request(
+    endpoint: str, scale_in_policy_arn: str, deployment: str, scaling: AsyncScaling = ASYNC_SCALING
+) -> dict[str, Any]:
+    """Nothing queued and nothing in process for `idle_minutes` whole minutes. Missing
+    data does not count as empty: without a datapoint the alarm cannot tell that no
+    request is being processed, and keeping an instance is the side that loses no work."""
+    return {
+        "AlarmName": idle_alarm_name(endpoint),
+        "AlarmDescription": f"scale the async endpoint in to zero after {scaling.idle_minutes} "
+        "minute(s) with nothing queued or in process",
+        "Namespace": "AWS/SageMaker",
+        "MetricName": "ApproximateBacklogSize",
+        "Dimensions": [{"Name": "EndpointName", "Value": endpoint}],
+        "Statistic": "Maximum",
+        "Period": scaling.idle_alarm_period_s,
+        "EvaluationPeriods": scaling.idle_minutes,
+        "DatapointsToAlarm": scaling.idle_minutes,
+        "Threshold": 1.0,
+        "ComparisonOperator": "LessThanThreshold",
+        "TreatMissingData": "notBreaching",
+        "AlarmActions": [scale_in_policy_arn],
+        "Tags": tag_list(deployment),
+    }
+
+
 def _policy_config(policy: dict[str, Any]) -> Any:
     key = (
         "TargetTrackingScalingPolicyConfiguration"
@@ -136,6 +204,30 @@ def _normalise(value: Any) -> Any:
     return value
 
 
+ALARM_KEYS = (
+    "MetricName",
+    "Namespace",
+    "Statistic",
+    "Period",
+    "EvaluationPeriods",
+    "DatapointsToAlarm",
+    "Threshold",
+    "ComparisonOperator",
+    "AlarmActions",
+    "Dimensions",
+    "TreatMissingData",
+)
+
+
+def _put_alarm(cloudwatch: Any, alarm: dict[str, Any]) -> tuple[str, None]:
+    found = cloudwatch.describe_alarms(AlarmNames=[alarm["AlarmName"]])["MetricAlarms"]
+    keys = [k for k in ALARM_KEYS if k in alarm]
+    if found and all(_normalise(found[0].get(k)) == _normalise(alarm[k]) for k in keys):
+        return UNCHANGED, None
+    cloudwatch.put_metric_alarm(**alarm)
+    return (UPDATED if found else CREATED), None
+
+
 def ensure_async_autoscaling(
     plan: Plan,
     aas: Any,
@@ -145,8 +237,9 @@ def ensure_async_autoscaling(
     variant: str,
     max_instances: int,
     deployment: str,
+    scaling: AsyncScaling = ASYNC_SCALING,
 ) -> None:
-    target = scalable_target_request(endpoint, variant, max_instances, deployment)
+    target = scalable_target_request(endpoint, variant, max_instances, deployment, scaling)
 
     def register() -> tuple[str, None]:
         found = aas.describe_scalable_targets(
@@ -190,43 +283,38 @@ def ensure_async_autoscaling(
         arn = aas.put_scaling_policy(**request)["PolicyARN"]
         return (UPDATED if found else CREATED), arn
 
-    tracking = target_tracking_request(endpoint, variant)
+    tracking = target_tracking_request(endpoint, variant, scaling)
     plan.step(
         "target tracking on ApproximateBacklogSizePerInstance "
-        f"(target {ASYNC_SCALING.backlog_target_per_instance:g} per instance)",
+        f"(target {scaling.backlog_target_per_instance:g} per instance"
+        + (", scale-in disabled)" if scaling.target_tracking_disable_scale_in else ")"),
         lambda: put_policy(tracking),
         calls=[ApiCall("application-autoscaling", "PutScalingPolicy", tracking)],
     )
-    step = step_policy_request(endpoint, variant)
+    step = step_policy_request(endpoint, variant, scaling)
     step_arn = plan.step(
-        f"step scaling {step['PolicyName']} (+{ASYNC_SCALING.step_adjustment_instances} from zero)",
+        f"step scaling {step['PolicyName']} (+{scaling.step_adjustment_instances} from zero)",
         lambda: put_policy(step),
         placeholder="<arn of the step scaling policy>",
         calls=[ApiCall("application-autoscaling", "PutScalingPolicy", step)],
     )
-    alarm = backlog_alarm_request(endpoint, step_arn, deployment)
-
-    def put_alarm() -> tuple[str, None]:
-        found = cloudwatch.describe_alarms(AlarmNames=[alarm["AlarmName"]])["MetricAlarms"]
-        keys = (
-            "MetricName",
-            "Namespace",
-            "Statistic",
-            "Period",
-            "EvaluationPeriods",
-            "Threshold",
-            "ComparisonOperator",
-            "AlarmActions",
-            "Dimensions",
-            "TreatMissingData",
-        )
-        if found and all(_normalise(found[0].get(k)) == _normalise(alarm[k]) for k in keys):
-            return UNCHANGED, None
-        cloudwatch.put_metric_alarm(**alarm)
-        return (UPDATED if found else CREATED), None
-
+    alarm = backlog_alarm_request(endpoint, step_arn, deployment, scaling)
     plan.step(
         f"alarm {alarm['AlarmName']} on HasBacklogWithoutCapacity -> step policy",
-        put_alarm,
+        lambda: _put_alarm(cloudwatch, alarm),
         calls=[ApiCall("cloudwatch", "PutMetricAlarm", alarm)],
+    )
+    scale_in = scale_in_policy_request(endpoint, variant, scaling)
+    scale_in_arn = plan.step(
+        f"step scaling {scale_in['PolicyName']} (capacity exactly 0)",
+        lambda: put_policy(scale_in),
+        placeholder="<arn of the scale-in policy>",
+        calls=[ApiCall("application-autoscaling", "PutScalingPolicy", scale_in)],
+    )
+    idle = idle_alarm_request(endpoint, scale_in_arn, deployment, scaling)
+    plan.step(
+        f"alarm {idle['AlarmName']} on ApproximateBacklogSize (Maximum < 1 for "
+        f"{scaling.idle_minutes} x {scaling.idle_alarm_period_s} s) -> scale-in policy",
+        lambda: _put_alarm(cloudwatch, idle),
+        calls=[ApiCall("cloudwatch", "PutMetricAlarm", idle)],
     )

@@ -16,6 +16,7 @@ from gen3d.aws.errors import AwsCommandError
 from gen3d.aws.logs import endpoint_log_group, ensure_log_group, inference_component_log_group
 from gen3d.aws.monitoring import ensure_monitoring
 from gen3d.aws.plan import CREATED, UNCHANGED, UPDATED, ApiCall, Plan
+from gen3d.aws.scaling_params import ASYNC_SCALING, IDLE_MINUTES_RANGE, AsyncScaling
 from gen3d.aws.waiters import wait_for_endpoint
 
 
@@ -29,6 +30,14 @@ class DeployOptions:
     timeout_s: float = 3600.0
     upload_trigger_role: str | None = None  # set: package and wire the upload Lambda
     scale_to_zero: bool = False  # realtime only: inference components with min 0 copies
+    # async only: minutes of empty backlog before the scale-in to zero (None: the default)
+    idle_minutes: int | None = None
+
+    @property
+    def scaling(self) -> AsyncScaling:
+        if self.idle_minutes is None:
+            return ASYNC_SCALING
+        return ASYNC_SCALING.with_idle_minutes(self.idle_minutes)
 
 
 @dataclass
@@ -51,6 +60,14 @@ def deploy(
         )
     if options.upload_trigger_role and spec.mode != "async":
         raise AwsCommandError("--upload-trigger-role needs --mode async")
+    if options.idle_minutes is not None and spec.mode != "async":
+        raise AwsCommandError(
+            "--idle-minutes applies to --mode async (the empty-backlog scale-in); "
+            "inference components scale in through target tracking"
+        )
+    low, high = IDLE_MINUTES_RANGE
+    if options.idle_minutes is not None and not low <= options.idle_minutes <= high:
+        raise AwsCommandError(f"--idle-minutes must be {low}-{high}, not {options.idle_minutes}")
     region = clients.region
     account = plan.read("account id (STS)", clients.account_id, str, placeholder="<account-id>")
     model_bytes = _model_bytes(plan, clients, spec)
@@ -110,10 +127,10 @@ def deploy(
         # autoscaling is put back: an async endpoint without it would stay at its
         # initial instance count around the clock.
         if spec.mode == "async":
-            _restore_async_autoscaling(plan, clients, spec)
+            _restore_async_autoscaling(plan, clients, spec, options.scaling)
         raise
     if spec.mode == "async":
-        _ensure_async_autoscaling(plan, clients, spec)
+        _ensure_async_autoscaling(plan, clients, spec, options.scaling)
     if options.scale_to_zero:
         inference_components.ensure(
             plan,
@@ -157,7 +174,9 @@ def deploy(
     )
 
 
-def _ensure_async_autoscaling(plan: Plan, clients: AwsClients, spec: DeploySpec) -> None:
+def _ensure_async_autoscaling(
+    plan: Plan, clients: AwsClients, spec: DeploySpec, scaling: AsyncScaling
+) -> None:
     autoscaling.ensure_async_autoscaling(
         plan,
         clients.application_autoscaling,
@@ -166,12 +185,15 @@ def _ensure_async_autoscaling(plan: Plan, clients: AwsClients, spec: DeploySpec)
         variant=VARIANT,
         max_instances=spec.max_instances,
         deployment=spec.name,
+        scaling=scaling,
     )
 
 
-def _restore_async_autoscaling(plan: Plan, clients: AwsClients, spec: DeploySpec) -> None:
+def _restore_async_autoscaling(
+    plan: Plan, clients: AwsClients, spec: DeploySpec, scaling: AsyncScaling
+) -> None:
     try:
-        _ensure_async_autoscaling(plan, clients, spec)
+        _ensure_async_autoscaling(plan, clients, spec, scaling)
     except Exception as exc:  # the endpoint's own error is the one to report
         plan.note(
             f"could not restore autoscaling ({exc}); run the same `gen3d deploy` again "

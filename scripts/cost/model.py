@@ -41,7 +41,12 @@ from gen3d.cost.workload import (
 from gen3d.serve.instances import backend_fit
 
 MONTH_S = HOURS_PER_MONTH * 3600.0
-SCALING_ALARMS = 3  # target tracking's high and low alarms + the step alarm from zero
+DAY_S = 86400.0
+# Async: target tracking's high and low alarms (the low one counted even with its scale-in
+# disabled, to stay on the safe side), the alarm that scales out from zero and the
+# empty-backlog alarm that scales in to zero. Inference components: the first three.
+ASYNC_SCALING_ALARMS = 4
+IC_SCALING_ALARMS = 3
 
 OPTION_LABELS = {
     "realtime_always_on": "Real-time, always on",
@@ -63,6 +68,10 @@ class OptionCost:
     fixed_usd: float = 0.0  # the part of supporting_usd paid at zero volume
     details: dict[str, Any] = field(default_factory=dict)
     caveats: list[str] = field(default_factory=list)
+    # How long a user waits for a first result in the worst ordinary case (a request that
+    # finds nothing running), and what that wait is made of.
+    first_result_s: float | None = None
+    first_result_basis: str = ""
 
     @property
     def label(self) -> str:
@@ -86,6 +95,8 @@ class OptionCost:
             "total_usd": _round(self.total_usd),
             "details": self.details,
             "caveats": self.caveats,
+            "first_result_s": _round(self.first_result_s),
+            "first_result_basis": self.first_result_basis,
         }
 
 
@@ -110,6 +121,8 @@ def _burst_details(b: BurstEstimate) -> dict[str, Any]:
         "billed_hours": round(b.billed_s / 3600.0, 2),
         "billed_hours_per_burst": round(b.billed_s_per_burst / 3600.0, 3),
         "first_result_wait_s": round(b.first_result_wait_s, 1),
+        # the share of requests that open a burst and so wait for start-up
+        "cold_start_share": round(b.bursts / b.requests, 4) if b.requests else 0.0,
     }
 
 
@@ -149,6 +162,8 @@ def realtime_always_on(w: Workload, prices: PriceTable) -> OptionCost:
             "utilisation": round(busy_h / hours, 4),
         },
         caveats=_realtime_headroom(w),
+        first_result_s=w.seconds_per_image,
+        first_result_basis="the work (an instance is always up)",
     )
 
 
@@ -174,6 +189,19 @@ def _realtime_headroom(w: Workload) -> list[str]:
 
 
 def async_scale_to_zero(w: Workload, prices: PriceTable) -> OptionCost:
+    """Async with the scale-in `gen3d deploy` sets up: to zero after `idle_minutes` of
+    empty backlog (scaling_params.AsyncScaling.idle_tail_s)."""
+    return _async_option(w, prices, w.scaling.idle_tail_s, ASYNC_SCALING_ALARMS)
+
+
+def async_with_target_tracking_tail(w: Workload, prices: PriceTable) -> OptionCost:
+    """The same endpoint if target tracking's own scale-in removed the last instance (15
+    one-minute datapoints below target): what deploy set up before the empty-backlog
+    alarm, kept to show what that alarm saves."""
+    return _async_option(w, prices, w.scaling.target_tracking_tail_s, IC_SCALING_ALARMS)
+
+
+def _async_option(w: Workload, prices: PriceTable, tail_s: float, alarm_count: int) -> OptionCost:
     s, a = w.scaling, w.assumptions
     reasons = []
     if w.seconds_per_image > ASYNC_MAX_CALL_S:
@@ -181,10 +209,10 @@ def async_scale_to_zero(w: Workload, prices: PriceTable) -> OptionCost:
     capacity = _capacity_reason(w)
     if capacity:
         reasons.append(capacity)
-    fixed = {**fixed_storage(w, prices), "cloudwatch_alarms": alarms(prices, SCALING_ALARMS)}
+    fixed = {**fixed_storage(w, prices), "cloudwatch_alarms": alarms(prices, alarm_count)}
     if reasons:
         return OptionCost("async_scale_to_zero", False, reasons, fixed_usd=sum(fixed.values()))
-    b = _bursts(w, s.scale_out_trigger_s, a.startup_s, s.idle_tail_s)
+    b = _bursts(w, s.scale_out_trigger_s, a.startup_s, tail_s)
     hours = b.billed_s / 3600.0
     n = w.images_per_month
     supporting = {
@@ -204,7 +232,7 @@ def async_scale_to_zero(w: Workload, prices: PriceTable) -> OptionCost:
         details={
             **_burst_details(b),
             "processing_hours": round(n * w.seconds_per_image / 3600.0, 2),
-            "idle_tail_s": s.idle_tail_s,
+            "idle_tail_s": tail_s,
             "scale_out_trigger_s": s.scale_out_trigger_s,
             "startup_s": a.startup_s,
         },
@@ -212,6 +240,8 @@ def async_scale_to_zero(w: Workload, prices: PriceTable) -> OptionCost:
             "every burst pays instance start-up and the scale-in idle tail; the first "
             "result of a burst waits trigger + start-up + processing"
         ],
+        first_result_s=b.first_result_wait_s,
+        first_result_basis="from zero: scale-out alarm + start-up + the work",
     )
 
 
@@ -221,12 +251,14 @@ def realtime_ic_scale_to_zero(w: Workload, prices: PriceTable) -> OptionCost:
     capacity = _capacity_reason(w)
     if capacity:
         reasons.append(capacity)
-    fixed = {**fixed_storage(w, prices), "cloudwatch_alarms": alarms(prices, SCALING_ALARMS)}
+    fixed = {**fixed_storage(w, prices), "cloudwatch_alarms": alarms(prices, IC_SCALING_ALARMS)}
     if reasons:
         return OptionCost(
             "realtime_ic_scale_to_zero", False, reasons, fixed_usd=sum(fixed.values())
         )
-    b = _bursts(w, s.scale_out_trigger_s, a.startup_s, s.idle_tail_s)
+    # Components keep target tracking's scale-in: with no queue, a faster one would turn
+    # more requests into failed calls (docs/deploy.md, the races).
+    b = _bursts(w, s.scale_out_trigger_s, a.startup_s, s.target_tracking_tail_s)
     hours = b.billed_s / 3600.0
     up_s = s.scale_out_trigger_s + a.startup_s
     if w.arrivals == "daily-batch":
@@ -251,6 +283,8 @@ def realtime_ic_scale_to_zero(w: Workload, prices: PriceTable) -> OptionCost:
             f"{up_s / 60:.0f} min",
             *_realtime_headroom(w),
         ],
+        first_result_s=b.first_result_wait_s,
+        first_result_basis="from zero: calls fail until scale-out alarm + start-up, then the work",
     )
 
 
@@ -294,6 +328,8 @@ def serverless(w: Workload, prices: PriceTable) -> OptionCost:
             "serverless has cold starts: after idle time the container and model load "
             "again before the call runs (not measured here)"
         ],
+        first_result_s=w.seconds_per_image,
+        first_result_basis="the work, plus a cold start after idle time (not measured)",
     )
 
 
@@ -329,6 +365,8 @@ def start_stop_on_demand(w: Workload, prices: PriceTable) -> OptionCost:
             "the caller must hold requests while the endpoint is created (minutes) and "
             "needs CreateEndpoint/DeleteEndpoint rights"
         ],
+        first_result_s=b.first_result_wait_s,
+        first_result_basis="from zero: endpoint creation (start-up) + the work",
     )
 
 
@@ -368,6 +406,13 @@ def batch_transform_daily(w: Workload, prices: PriceTable) -> OptionCost:
             "job_startup_s": a.batch_job_startup_s,
         },
         caveats=caveats,
+        # A request waits for the next daily job (up to a day) and then for that job.
+        first_result_s=(DAY_S if w.arrivals == "poisson" else 0.0) + job_s,
+        first_result_basis=(
+            "up to a day for the next job + the job"
+            if w.arrivals == "poisson"
+            else "the day's job (requests arrive with it)"
+        ),
     )
 
 

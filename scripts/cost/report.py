@@ -8,10 +8,11 @@ from pathlib import Path
 import numpy as np
 
 from gen3d.cost.bursts import poisson_bursts
-from gen3d.cost.formats import money
+from gen3d.cost.formats import money, tail_comparison
 from gen3d.cost.model import MONTH_S, OptionCost, break_even, estimate
 from gen3d.cost.prices import PriceTable
 from gen3d.cost.simulation import simulate_scale_to_zero
+from gen3d.cost.waiting import duration, tolerance_lines
 from gen3d.cost.workload import HOURS_PER_MONTH, Workload
 
 REPORT_INSTANCES = ("ml.g4dn.xlarge", "ml.g5.xlarge")
@@ -20,6 +21,10 @@ SEED_SECONDS_PER_IMAGE = 60.0
 PLAN_TOTAL_USD = 544.0  # the original plan's monthly estimate
 PLAN_GPU_SHARE = 0.987  # ... of which the always-on GPU
 PLAN_IDLE_HOURS = 2.0  # its scale-to-zero: processing + ~2 idle hours a month
+# where the start-up default's "several minutes" comes from
+STARTUP_SOURCE = (
+    "https://docs.aws.amazon.com/sagemaker/latest/dg/endpoint-auto-scaling-zero-instances.html"
+)
 STYLES: dict[str, dict[str, object]] = {
     "realtime_always_on": {"color": "#d62728", "lw": 2.5},
     "async_scale_to_zero": {"color": "#1f77b4", "lw": 3, "zorder": 4},
@@ -111,11 +116,69 @@ def _table(instance: str, prices: PriceTable) -> list[str]:
         ("bursts_per_month", "bursts"),
         ("billed_hours", "billed instance-hours"),
         ("processing_hours", "of which processing"),
-        ("first_result_wait_s", "first-result wait (s)"),
+        ("first_result_wait_s", "first-result wait from zero (s)"),
     ):
         lines.append(f"| {label} | " + " | ".join(f"{o.details[key]:g}" for o in asyncs) + " |")
+    lines.append(
+        "| requests that wait for start-up | "
+        + " | ".join(f"{o.details['cold_start_share']:.1%}" for o in asyncs)
+        + " |"
+    )
     lines.append("| compute | " + " | ".join(money(o.compute_usd) for o in asyncs) + " |")
     lines.append("| fixed costs | " + " | ".join(money(o.fixed_usd) for o in asyncs) + " |")
+    return lines
+
+
+def _tail_table(instance: str, prices: PriceTable) -> list[str]:
+    """Billed hours and bill with deploy's empty-backlog scale-in against target
+    tracking's own, at each report volume."""
+    comparisons = [tail_comparison(seed_workload(instance, n), prices) for n in REPORT_VOLUMES]
+    first = comparisons[0]
+    new_tail = first.idle.details["idle_tail_s"]
+    old_tail = first.target_tracking.details["idle_tail_s"]
+    head = f"| async on {instance} | " + " | ".join(f"{n:,}/month" for n in REPORT_VOLUMES)
+    lines = [head + " |", "|---|" + "---:|" * len(REPORT_VOLUMES)]
+    rows = (
+        (f"billed h, target tracking's scale-in ({old_tail:g} s tail)",
+         [f"{c.target_tracking.details['billed_hours']:g}" for c in comparisons]),
+        (f"billed h, {first.idle_minutes} idle min ({new_tail:g} s tail)",
+         [f"{c.idle.details['billed_hours']:g}" for c in comparisons]),
+        (f"bill, {old_tail:g} s tail", [money(c.target_tracking.total_usd) for c in comparisons]),
+        (f"bill, {new_tail:g} s tail", [money(c.idle.total_usd) for c in comparisons]),
+        ("**saving per month**", [f"**{money(c.saving_usd)}**" for c in comparisons]),
+        (
+            "saving, share of the old bill",
+            [f"{(c.saving_usd or 0) / (c.target_tracking.total_usd or 1):.0%}"
+             for c in comparisons],
+        ),
+        (f"requests that wait for start-up, {old_tail:g} s tail",
+         [f"{c.target_tracking.details['cold_start_share']:.1%}" for c in comparisons]),
+        (f"requests that wait for start-up, {new_tail:g} s tail",
+         [f"{c.idle.details['cold_start_share']:.1%}" for c in comparisons]),
+    )  # fmt: skip
+    for label, cells in rows:
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _waiting_section(instance: str, prices: PriceTable, volume: int) -> list[str]:
+    options = estimate(seed_workload(instance, volume), prices)
+    lines = [
+        f"**{instance}, {volume:,} images/month**",
+        "",
+        "| option | first result (worst ordinary case) | made of | monthly |",
+        "|---|---:|---|---:|",
+    ]
+    for o in options:
+        if not o.feasible or o.first_result_s is None:
+            lines.append(f"| {o.label} | - | infeasible | - |")
+            continue
+        lines.append(
+            f"| {o.label} | {duration(o.first_result_s)} | {o.first_result_basis} | "
+            f"{money(o.total_usd)} |"
+        )
+    lines += ["", "Cheapest option for how long the first result may take:", ""]
+    lines += [f"- {line}" for line in tolerance_lines(options, money)]
     return lines
 
 
@@ -219,17 +282,54 @@ def write_report(out: Path, prices: PriceTable) -> list[Path]:
     ]
     for instance, even in evens.items():
         md.append(
-            f"- **{instance}**: always-on becomes cheaper than asynchronous scale-to-zero above "
+            f"- **{instance}**: "
             + (
+                "always-on becomes cheaper than asynchronous scale-to-zero above "
                 f"**{even:,.0f} images/month**"
                 if even is not None
-                else "no volume one instance can serve"
+                else "asynchronous scale-to-zero stays cheaper than always-on at every volume "
+                "one instance can serve"
             )
             + " (solved numerically on the totals, fixed costs included)."
         )
     md += ["", f"![monthly cost vs volume]({plot.name})", ""]
     for instance in REPORT_INSTANCES:
         md += [f"## {instance}", "", *_table(instance, prices), ""]
+    md += [
+        "## Scale-in after the last result",
+        "",
+        f"`gen3d deploy --mode async` scales the endpoint in to zero once its backlog "
+        f"(`ApproximateBacklogSize`: requests queued or being processed) has been empty for "
+        f"`--idle-minutes` whole minutes (default {s.idle_minutes}). Target tracking's own "
+        f"scale-in, which did this before, waits for {s.target_tracking_scale_in_datapoints} "
+        f"one-minute datapoints below target. Every burst pays the tail once, so at low "
+        f"volume it is most of the bill (`gen3d cost --idle-minutes M` prices another value):",
+        "",
+    ]
+    for instance in REPORT_INSTANCES:
+        md += [*_tail_table(instance, prices), ""]
+    md += [
+        f"The {s.idle_minutes}-minute alarm bills {s.idle_tail_s:g} s per burst on average: "
+        "the minute in which the last result is written still counts that request, so the "
+        "empty minutes start at the next minute boundary (half a minute later on average). "
+        "The price of a shorter tail is latency: more requests arrive after the instance "
+        "has gone and wait for a new one (the last two rows), so where that wait matters "
+        "at a higher volume, a longer `--idle-minutes` buys it back. Inference components "
+        "keep target tracking's tail: with no queue, a faster scale-in would turn more "
+        "requests into failed calls (docs/deploy.md).",
+        "",
+        "## First result vs monthly cost",
+        "",
+        "What a user must be willing to wait for a first result, next to what each option "
+        f"costs. Start-up is {a.startup_s:g} s, an estimate: AWS documents only that "
+        'provisioning an instance "takes several minutes" '
+        f"({STARTUP_SOURCE}), "
+        "and the sam3d image (~10 GB) and its weights load on top; no launch has been timed "
+        "yet. `gen3d cost --startup-s S` prices a measured value.",
+        "",
+    ]
+    for instance in REPORT_INSTANCES:
+        md += [*_waiting_section(instance, prices, 100), ""]
     md += [
         "Always-on real-time at 60 s/image sits at the 60 s real-time limit; the inference "
         "component option fails requests while capacity comes up (clients must retry), and "
@@ -245,9 +345,11 @@ def write_report(out: Path, prices: PriceTable) -> list[Path]:
         f"step alarm on `HasBacklogWithoutCapacity` asks for capacity after "
         f"{s.scale_out_trigger_s:g} s, the instance is billed from launch and serves after "
         f"{a.startup_s:g} s of start-up, and it is removed {s.idle_tail_s:g} s after its last "
-        f"result (target tracking's scale-in alarm: {s.target_tracking_scale_in_datapoints} "
-        f"datapoints of {s.target_tracking_period_s} s). These come from "
-        "`scripts/aws/scaling_params.py`, the object `gen3d deploy` configures AWS from.",
+        f"result on average (the empty-backlog alarm: {s.idle_minutes} one-minute periods, "
+        "plus half a minute to the first empty one). These come from "
+        "`scripts/aws/scaling_params.py`, the object `gen3d deploy` configures AWS from. "
+        "Inference components are billed target tracking's "
+        f"{s.target_tracking_tail_s:g} s tail.",
         "- Bursts for Poisson arrivals in closed form (`scripts/cost/bursts.py`): queue at "
         "ready = 1 + lambda (trigger + start-up); M/D/1 busy periods; the instance stays when "
         "the next request comes within the tail (probability 1 - exp(-lambda tail)).",

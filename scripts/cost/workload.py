@@ -46,8 +46,11 @@ BACKEND_PROFILES: dict[str, BackendProfile] = {
 class Assumptions:
     """Non-price inputs. Defaults are stated estimates, not measurements."""
 
-    # Instance launch to InService: provisioning, pulling a ~10 GB image, loading weights
-    # and warm-up. AWS only says "several minutes"; billed from launch (conservative).
+    # Instance launch to serving: provisioning, pulling a ~10 GB image, loading weights
+    # and warm-up; billed from launch (conservative). An estimate, not a measurement: AWS
+    # documents only that provisioning "takes several minutes"
+    # (endpoint-auto-scaling-zero-instances.html) and no launch of the sam3d image has
+    # been timed yet. `gen3d cost --startup-s` replaces it.
     startup_s: float = 600.0
     # Start/stop on demand: a scheduler checks every `stop_check_s` and deletes the
     # endpoint once it has been idle for `stop_idle_s`.

@@ -98,18 +98,22 @@ def test_async_deploy_scales_to_zero_with_alarm_driven_step_policy(model_artifac
     assert target["ResourceId"] == "endpoint/t/variant/AllTraffic"
     assert (target["MinCapacity"], target["MaxCapacity"]) == (0, 2)
     policies = {
-        p["PolicyType"]: p
+        p["PolicyName"]: p
         for p in aas.describe_scaling_policies(
             ServiceNamespace="sagemaker", ResourceId=target["ResourceId"]
         )["ScalingPolicies"]
     }
-    tracking = policies["TargetTrackingScaling"]["TargetTrackingScalingPolicyConfiguration"]
+    tracking_name, step_name = autoscaling.policy_names("t")
+    assert set(policies) == {tracking_name, step_name, autoscaling.scale_in_policy_name("t")}
+    tracking = policies[tracking_name]["TargetTrackingScalingPolicyConfiguration"]
     metric = tracking["CustomizedMetricSpecification"]
     assert metric["MetricName"] == "ApproximateBacklogSizePerInstance"
     assert metric["Dimensions"] == [{"Name": "EndpointName", "Value": "t"}]
     assert tracking["TargetValue"] == ASYNC_SCALING.backlog_target_per_instance
     assert tracking["ScaleInCooldown"] == ASYNC_SCALING.scale_in_cooldown_s
-    step = policies["StepScaling"]
+    # the empty-backlog alarm is the only scale-in (docs/deploy.md, the races)
+    assert tracking["DisableScaleIn"] is True
+    step = policies[step_name]
     step_config = step["StepScalingPolicyConfiguration"]
     assert (
         step_config["StepAdjustments"][0]["ScalingAdjustment"]
@@ -167,6 +171,115 @@ def test_second_deploy_changes_nothing(model_artifact, capsys):
     assert "already up to date, nothing changed" in out
     assert "created" not in out and "updated" not in out
     assert _state() == before
+
+
+def _idle_alarm_and_scale_in_policy(endpoint: str = "t") -> tuple[dict, dict]:
+    (alarm,) = boto3.client("cloudwatch").describe_alarms(
+        AlarmNames=[autoscaling.idle_alarm_name(endpoint)]
+    )["MetricAlarms"]
+    (policy,) = [
+        p
+        for p in boto3.client("application-autoscaling").describe_scaling_policies(
+            ServiceNamespace="sagemaker", ResourceId=f"endpoint/{endpoint}/variant/AllTraffic"
+        )["ScalingPolicies"]
+        if p["PolicyName"] == autoscaling.scale_in_policy_name(endpoint)
+    ]
+    return alarm, policy
+
+
+def test_async_deploy_scales_in_to_zero_on_an_empty_backlog(model_artifact, capsys):
+    assert main(deploy_args("t", "async", "--idle-minutes", "7")) == 0
+    alarm, policy = _idle_alarm_and_scale_in_policy()
+    # what it watches: items queued or being processed, endpoint-wide, one-minute periods
+    assert (alarm["Namespace"], alarm["MetricName"]) == ("AWS/SageMaker", "ApproximateBacklogSize")
+    assert alarm["Dimensions"] == [{"Name": "EndpointName", "Value": "t"}]
+    assert (alarm["Statistic"], alarm["Period"]) == ("Maximum", 60)
+    # empty (Maximum < 1) in each of the last 7 minutes, and missing data is not "empty"
+    assert (alarm["EvaluationPeriods"], alarm["DatapointsToAlarm"]) == (7, 7)
+    assert (alarm["ComparisonOperator"], alarm["Threshold"]) == ("LessThanThreshold", 1.0)
+    assert alarm["TreatMissingData"] == "notBreaching"
+    assert alarm["AlarmActions"] == [policy["PolicyARN"]]
+    tags = boto3.client("cloudwatch").list_tags_for_resource(ResourceARN=alarm["AlarmArn"])
+    assert {"Key": TAG_KEY, "Value": "t"} in tags["Tags"]
+    # the policy sets the capacity to exactly 0 for every value at or under the threshold
+    config = policy["StepScalingPolicyConfiguration"]
+    assert policy["PolicyType"] == "StepScaling"
+    assert config["AdjustmentType"] == "ExactCapacity"
+    assert config["StepAdjustments"] == [{"MetricIntervalUpperBound": 0.0, "ScalingAdjustment": 0}]
+
+
+def test_a_new_idle_minutes_updates_only_the_alarm(model_artifact, capsys):
+    assert main(deploy_args("t", "async", "--idle-minutes", "3")) == 0
+    before = _state()
+    capsys.readouterr()
+    assert main(deploy_args("t", "async", "--idle-minutes", "3")) == 0
+    assert "already up to date, nothing changed" in capsys.readouterr().out
+    assert _state() == before
+    assert main(deploy_args("t", "async", "--idle-minutes", "10")) == 0
+    out = capsys.readouterr().out
+    updated = [line for line in out.splitlines() if line.strip().startswith("updated")]
+    assert len(updated) == 1 and autoscaling.idle_alarm_name("t") in updated[0]
+    alarm, _ = _idle_alarm_and_scale_in_policy()
+    assert (alarm["EvaluationPeriods"], alarm["DatapointsToAlarm"]) == (10, 10)
+    assert _state()["policies"] == before["policies"]
+
+
+def test_redeploy_brings_an_older_deployment_s_scaling_up_to_date(model_artifact, capsys):
+    # an endpoint deployed before the empty-backlog scale-in existed: target tracking with
+    # its own scale-in, and neither the scale-in policy nor its alarm
+    assert main(deploy_args("t", "async")) == 0
+    aas = boto3.client("application-autoscaling")
+    old = autoscaling.target_tracking_request("t", "AllTraffic")
+    old["TargetTrackingScalingPolicyConfiguration"]["DisableScaleIn"] = False
+    aas.put_scaling_policy(**old)
+    boto3.client("cloudwatch").delete_alarms(AlarmNames=[autoscaling.idle_alarm_name("t")])
+    aas.delete_scaling_policy(
+        PolicyName=autoscaling.scale_in_policy_name("t"),
+        ServiceNamespace="sagemaker",
+        ResourceId="endpoint/t/variant/AllTraffic",
+        ScalableDimension=autoscaling.DIMENSION,
+    )
+    capsys.readouterr()
+    assert main(deploy_args("t", "async")) == 0
+    out = capsys.readouterr().out
+    assert "updated target tracking" in " ".join(out.split())
+    alarm, policy = _idle_alarm_and_scale_in_policy()
+    assert alarm["AlarmActions"] == [policy["PolicyARN"]]
+    (tracking,) = [
+        p
+        for p in aas.describe_scaling_policies(ServiceNamespace="sagemaker")["ScalingPolicies"]
+        if p["PolicyName"] == autoscaling.policy_names("t")[0]
+    ]
+    assert tracking["TargetTrackingScalingPolicyConfiguration"]["DisableScaleIn"] is True
+
+
+def test_teardown_removes_the_scale_in_alarm_and_policy(model_artifact):
+    assert main(deploy_args("t", "async", "--idle-minutes", "3")) == 0
+    _idle_alarm_and_scale_in_policy()  # both exist
+    assert main(["teardown", "--name", "t", "--poll", "0.01"]) == 0
+    cw = boto3.client("cloudwatch")
+    assert cw.describe_alarms(AlarmNames=[autoscaling.idle_alarm_name("t")])["MetricAlarms"] == []
+    aas = boto3.client("application-autoscaling")
+    assert aas.describe_scaling_policies(ServiceNamespace="sagemaker")["ScalingPolicies"] == []
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (("--mode", "async", "--idle-minutes", "0"), "--idle-minutes must be 1-60, not 0"),
+        (("--mode", "async", "--idle-minutes", "61"), "--idle-minutes must be 1-60, not 61"),
+        (("--mode", "realtime", "--idle-minutes", "3"), "--idle-minutes applies to --mode async"),
+    ],
+)
+def test_idle_minutes_out_of_range_or_mode_is_refused_before_any_call(
+    unreachable_aws, capsys, extra, message
+):
+    args = deploy_args("t", "async")
+    mode_at = args.index("--mode")
+    del args[mode_at : mode_at + 2]
+    assert main([*args, *extra]) == 1
+    err = capsys.readouterr().err
+    assert message in err and "Could not connect" not in err
 
 
 def test_a_changed_spec_gets_new_model_and_config_names():
@@ -344,6 +457,17 @@ def test_dry_run_prints_the_plan_and_makes_no_call(unreachable_aws, capsys, mode
     if mode == "async":
         assert "HasBacklogWithoutCapacity" in out and "ApproximateBacklogSizePerInstance" in out
         assert "TLS-only bucket policy" in out
+
+
+def test_dry_run_with_idle_minutes_shows_the_scale_in_alarm_and_policy(unreachable_aws, capsys):
+    assert main(deploy_args("t", "async", "--idle-minutes", "3", "--dry-run")) == 0
+    out = capsys.readouterr().out
+    assert "nothing was called" in out
+    assert f"alarm {autoscaling.idle_alarm_name('t')} on ApproximateBacklogSize" in out
+    assert "Maximum < 1 for 3 x 60 s" in out
+    assert f"step scaling {autoscaling.scale_in_policy_name('t')} (capacity exactly 0)" in out
+    assert '"AdjustmentType": "ExactCapacity"' in out and '"DisableScaleIn": true' in out
+    assert '"EvaluationPeriods": 3' in out
 
 
 def test_dry_run_of_realtime_scale_to_zero_shows_inference_components(unreachable_aws, capsys):

@@ -159,8 +159,9 @@ def _autoscaling() -> tuple[list[dict], list[dict], list[dict]]:
     targets = aas.describe_scalable_targets(ServiceNamespace="sagemaker")["ScalableTargets"]
     policies = aas.describe_scaling_policies(ServiceNamespace="sagemaker")["ScalingPolicies"]
     alarms = boto3.client("cloudwatch").describe_alarms()["MetricAlarms"]
-    # the scale-from-zero alarm only (deploy also creates monitoring alarms)
-    ours = [a for a in alarms if a["AlarmName"] == autoscaling.alarm_name("t")]
+    # the scale-from-zero and scale-in alarms only (deploy also creates monitoring alarms)
+    names = (autoscaling.alarm_name("t"), autoscaling.idle_alarm_name("t"))
+    ours = sorted((a for a in alarms if a["AlarmName"] in names), key=lambda a: a["AlarmName"])
     return targets, policies, ours
 
 
@@ -174,10 +175,17 @@ def test_a_failed_instance_type_update_keeps_autoscaling(model_artifact, capsys)
     targets, policies, alarms = _autoscaling()
     (target,) = targets
     assert (target["MinCapacity"], target["MaxCapacity"]) == (0, 2)
-    by_type = {p["PolicyType"]: p for p in policies}
-    assert set(by_type) == {"TargetTrackingScaling", "StepScaling"}
-    (alarm,) = alarms
-    assert alarm["AlarmActions"] == [by_type["StepScaling"]["PolicyARN"]]
+    by_name = {p["PolicyName"]: p for p in policies}
+    tracking, from_zero = autoscaling.policy_names("t")
+    to_zero = autoscaling.scale_in_policy_name("t")
+    assert set(by_name) == {tracking, from_zero, to_zero}
+    alarm_of = {a["AlarmName"]: a for a in alarms}
+    assert alarm_of[autoscaling.alarm_name("t")]["AlarmActions"] == [
+        by_name[from_zero]["PolicyARN"]
+    ]
+    assert alarm_of[autoscaling.idle_alarm_name("t")]["AlarmActions"] == [
+        by_name[to_zero]["PolicyARN"]
+    ]
 
 
 def test_a_model_update_leaves_autoscaling_registered(model_artifact, capsys):

@@ -131,6 +131,11 @@ PLACEHOLDERS = [
         "arn:aws:autoscaling:eu-west-1:123456789012:scalingPolicy:"
         "4a3f2c1b-0000-4000-8000-000000000000:resource/sagemaker/endpoint/t:policyName/step",
     ),
+    (
+        r"<arn of the scale-in policy>",
+        "arn:aws:autoscaling:eu-west-1:123456789012:scalingPolicy:"
+        "4a3f2c1b-0000-4000-8000-000000000001:resource/sagemaker/endpoint/t:policyName/in",
+    ),
     (r"<arn of Lambda ([\w-]+)>", r"arn:aws:lambda:eu-west-1:123456789012:function:\1"),
     (r"<model of deployment ([\w-]+)>", r"\1-model"),
     (r"<(\d+) bytes>", "zip"),

@@ -10,7 +10,7 @@ import math
 
 import pytest
 
-from gen3d.aws.scaling_params import ASYNC_SCALING
+from gen3d.aws.scaling_params import ASYNC_SCALING, AsyncScaling
 from gen3d.cost.bursts import daily_batch_bursts, poisson_bursts
 from gen3d.cost.model import MONTH_S
 from gen3d.cost.simulation import simulate_scale_to_zero
@@ -72,3 +72,57 @@ def test_traffic_that_never_lets_the_instance_scale_in_bills_the_whole_month() -
     est = poisson_bursts(20_000_000, 0.04, TRIGGER, STARTUP, TAIL, MONTH_S)
     assert math.isfinite(est.billed_s) and est.bursts < 1e-6
     assert est.billed_s == pytest.approx(MONTH_S, rel=0.01)
+
+
+def test_hand_computed_case_with_round_numbers() -> None:
+    # 1000 requests in a 1e6 s "month": lambda = 1e-3/s; 100 s each: rho = 0.1.
+    # Trigger 60 + start-up 540 = 600 s: 1 + 0.6 = 1.6 requests queued at ready.
+    # Tail 1000 ln 2 s: lambda tail = ln 2, so P(next request within the tail) = 1/2 and
+    # the expected number of (gap, busy period) cycles is e^(ln 2) - 1 = 1.
+    # Requests per burst = (1.6 + 1) / 0.9 = 2.8889; bursts = 1000 / 2.8889 = 346.15.
+    # Busy time per request = 100 / 0.9 = 111.11 s. Mean gap below the tail =
+    # 1/lambda - tail e^-ln2 / (1 - e^-ln2) = 1000 - 693.147 = 306.853 s.
+    # Billed per burst = 540 + 1.6 x 111.111 + 1 x (306.853 + 111.111) + 693.147
+    #                  = 540 + 177.778 + 417.964 + 693.147 = 1828.889 s.
+    tail = 1000 * math.log(2)
+    b = poisson_bursts(1000, 100, 60, 540, tail, 1e6)
+    assert b.requests_per_burst == pytest.approx(2.6 / 0.9, rel=1e-12)
+    assert b.bursts == pytest.approx(346.1538, rel=1e-6)
+    assert b.billed_s_per_burst == pytest.approx(1828.889, rel=1e-6)
+    assert b.billed_s == pytest.approx(346.1538 * 1828.889, rel=1e-6)
+    assert b.first_result_wait_s == 60 + 540 + 100
+
+
+def test_hand_computed_seed_month_with_the_3_minute_tail() -> None:
+    # The seed: 100 images/month of 60 s, trigger 60 s, start-up 600 s, and deploy's
+    # default scale-in: 3 empty minutes + half a minute to the first one = 210 s.
+    tail = AsyncScaling(idle_minutes=3).idle_tail_s
+    assert tail == 210.0
+    # lambda = 100 / 2 628 000 s = 3.80518e-5/s, rho = 60 lambda = 0.00228311
+    # queued at ready = 1 + 660 lambda = 1.0251142
+    # cycles = e^(210 lambda) - 1 = e^0.00799087 - 1 = 0.00802288
+    # requests per burst = (1.0251142 + 0.00802288) / (1 - 0.00228311) = 1.0355012
+    # bursts = 100 / 1.0355012 = 96.5716
+    # mean gap below 210 s = 26280 - 210 x 0.99204097 / 0.00795903 = 104.860 s
+    # busy per request = 60 / 0.99771689 = 60.13730 s
+    # billed per burst = 600 + 1.0251142 x 60.13730 + 0.00802288 x (104.860 + 60.13730) + 210
+    #                  = 600 + 61.64713 + 1.32375 + 210 = 872.9709 s
+    # billed = 96.5716 x 872.9709 = 84 304 s = 23.418 h (target tracking's 900 s: 41.29 h)
+    b = poisson_bursts(100, 60, 60, 600, tail, MONTH_S)
+    assert b.requests_per_burst == pytest.approx(1.0355012, rel=1e-6)
+    assert b.bursts == pytest.approx(96.5716, rel=1e-5)
+    assert b.billed_s_per_burst == pytest.approx(872.9709, rel=1e-5)
+    assert b.billed_s / 3600 == pytest.approx(23.418, rel=1e-4)
+    old = poisson_bursts(100, 60, 60, 600, ASYNC_SCALING.target_tracking_tail_s, MONTH_S)
+    assert old.billed_s / 3600 == pytest.approx(41.29, abs=0.005)
+
+
+@pytest.mark.parametrize("minutes, tail_s", [(1, 90.0), (3, 210.0), (15, 930.0), (60, 3630.0)])
+def test_idle_tail_is_the_alarm_minutes_plus_half_a_period(minutes: int, tail_s: float) -> None:
+    assert AsyncScaling(idle_minutes=minutes).idle_tail_s == tail_s
+
+
+@pytest.mark.parametrize("minutes", [0, 61, -3])
+def test_idle_minutes_outside_1_to_60_are_refused(minutes: int) -> None:
+    with pytest.raises(ValueError, match="idle minutes must be 1-60"):
+        AsyncScaling(idle_minutes=minutes)

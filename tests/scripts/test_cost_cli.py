@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -47,6 +48,57 @@ def test_done_when_command_through_the_console_script() -> None:
     assert details["first_result_wait_s"] == 720.0
     assert payload["break_even_images_per_month"] > 1000
     assert "sagemaker.realtime.ml.g4dn.xlarge" in payload["prices_used"]
+
+
+def test_done_when_table_quotes_the_3_minute_tail_next_to_the_15_minute_one() -> None:
+    # sam3d on ml.g5.xlarge: a configuration gen3d deploy accepts (24 GB GPU, staged)
+    argv = [
+        str(GEN3D), "cost", "--images-per-month", "100", "--seconds-per-image", "60",
+        "--instance-type", "ml.g5.xlarge", "--backend", "sam3d", "--idle-minutes", "3",
+    ]  # fmt: skip
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=True).stdout
+    assert "async scale-in after 3 idle min" in out
+    tail = next(line for line in out.splitlines() if "async idle tail" in line)
+    assert "3 min of empty backlog (~210 s billed) -> 23.42 billed h, $34.73" in tail
+    assert "target tracking's own scale-in (900 s) -> 41.29 h, $59.80" in tail
+    assert "saving $25.07/month" in tail
+    # each option with its first-result latency, and the cheapest per waiting tolerance
+    assert "first result" in out.splitlines()[3]
+    assert "wait 60 s to 11.0 min: Real-time, always on ($1,029.22/month)" in out
+    assert "wait 12.0 min to 24.2 h: Asynchronous, scale to zero ($34.73/month)" in out
+    assert "wait 24.2 h or more: Batch transform, one job a day ($10.83/month)" in out
+
+
+def test_idle_minutes_and_startup_reach_the_json(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli(
+        capsys, "--images-per-month", "100", "--seconds-per-image", "60", "--idle-minutes",
+        "10", "--startup-s", "300", "--format", "json",
+    )  # fmt: skip
+    assert code == 0
+    payload = json.loads(out)
+    assert payload["scaling"]["idle_minutes"] == 10
+    assert payload["scaling"]["idle_tail_s"] == 630.0
+    assert payload["assumptions"]["startup_s"] == 300.0
+    result = payload["results"][0]
+    tail = result["async_idle_tail"]
+    assert tail["empty_backlog_alarm"]["idle_tail_s"] == 630.0
+    assert tail["target_tracking_scale_in"]["idle_tail_s"] == 900.0
+    assert tail["saving_usd"] > 0
+    async_option = options_of(payload)["async_scale_to_zero"]
+    assert async_option["first_result_s"] == 60 + 300 + 60
+    assert result["cheapest_by_wait"][0] == {"wait_s": 60.0, "option": "realtime_always_on"}
+
+
+def test_help_names_the_start_up_default_and_its_source(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit):
+        main(["cost", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "default 600: an estimate, not a measurement" in text
+    # argparse may wrap the page name at its hyphens
+    assert "endpoint-auto-scaling-zero-instances.html" in re.sub(r"-\s+", "-", text)
+    assert "--idle-minutes M" in text
 
 
 def test_bench_file_supplies_seconds_per_image(capsys: pytest.CaptureFixture[str]) -> None:
@@ -142,6 +194,17 @@ def test_user_mistakes_are_one_line_errors(
     assert message in err and len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("minutes", ["0", "61", "2.5"])
+def test_idle_minutes_outside_1_to_60_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str], minutes: str
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["cost", "--images-per-month", "10", "--seconds-per-image", "60",
+              "--idle-minutes", minutes])  # fmt: skip
+    assert exit_info.value.code == 2
+    assert "--idle-minutes" in capsys.readouterr().err
+
+
 def test_report_writes_markdown_and_a_readable_plot(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
@@ -149,9 +212,12 @@ def test_report_writes_markdown_and_a_readable_plot(
     assert code == 0 and "cost.md" in out
     md = (tmp_path / "cost.md").read_text()
     assert "ml.g4dn.xlarge**: always-on becomes cheaper" in md
-    assert "ml.g5.xlarge**: always-on becomes cheaper" in md
+    assert "ml.g5.xlarge**: asynchronous scale-to-zero stays cheaper than always-on" in md
     assert "Where the original plan was wrong" in md
     assert "| 10,000/month |" in md
+    assert "## Scale-in after the last result" in md and "| **saving per month** |" in md
+    assert "## First result vs monthly cost" in md
+    assert "wait 12.0 min to 24.2 h: Asynchronous, scale to zero" in md
     with Image.open(tmp_path / "cost.png") as image:
         assert image.format == "PNG"
         assert image.width > 1000 and image.height > 500

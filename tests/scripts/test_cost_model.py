@@ -9,16 +9,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from gen3d.aws.scaling_params import ASYNC_SCALING, DEFAULT_IDLE_MINUTES
 from gen3d.cost.model import (
+    DAY_S,
     HOURS_PER_MONTH,
+    OptionCost,
     async_scale_to_zero,
+    async_with_target_tracking_tail,
     break_even,
     estimate,
     realtime_always_on,
+    realtime_ic_scale_to_zero,
     serverless,
 )
 from gen3d.cost.prices import DEFAULT_PRICES, PriceError, load_prices
-from gen3d.cost.workload import Workload
+from gen3d.cost.waiting import cheapest_by_tolerance, tolerance_lines
+from gen3d.cost.workload import Assumptions, Workload
 
 INSTANCES = ("ml.g4dn.xlarge", "ml.g5.xlarge")
 SCALE_TO_ZERO = (
@@ -118,21 +124,117 @@ def test_async_bursts_follow_the_deploy_scaling_numbers() -> None:
     w = Workload(100, 60)
     o = async_scale_to_zero(w, load_prices())
     s = w.scaling
-    assert (
-        o.details["idle_tail_s"]
-        == s.target_tracking_scale_in_datapoints * s.target_tracking_period_s
-    )
+    # the empty-backlog alarm deploy sets up: idle minutes, plus half a period on average
+    assert s.idle_minutes == DEFAULT_IDLE_MINUTES
+    assert o.details["idle_tail_s"] == s.idle_minutes * s.idle_alarm_period_s + 30
     assert o.details["first_result_wait_s"] == s.scale_out_trigger_s + w.assumptions.startup_s + 60
     # Billed time is far more than processing: every burst pays start-up and the tail.
     assert o.details["billed_hours"] > 10 * o.details["processing_hours"]
 
 
-@pytest.mark.parametrize("instance", INSTANCES)
-def test_break_even_is_where_always_on_becomes_cheaper(instance: str) -> None:
+@pytest.mark.parametrize("volume", [10, 100, 1_000, 10_000])
+def test_the_empty_backlog_tail_bills_less_than_target_tracking_s(volume: int) -> None:
     prices = load_prices()
-    w = Workload(0, 60, instance_type=instance)
+    w = Workload(volume, 60, instance_type="ml.g5.xlarge")
+    new, old = async_scale_to_zero(w, prices), async_with_target_tracking_tail(w, prices)
+    assert new.details["idle_tail_s"] == 210.0 and old.details["idle_tail_s"] == 900.0
+    assert new.details["billed_hours"] < old.details["billed_hours"]
+    assert total(new) < total(old)
+    # the alarm that makes the difference costs one more alarm-month, and no more
+    alarm = prices.entries["cloudwatch.alarm_month"].value
+    assert new.fixed_usd - old.fixed_usd == pytest.approx(alarm)
+
+
+def test_seed_month_bills_23_42_hours_with_3_idle_minutes_against_41_29() -> None:
+    prices = load_prices()
+    w = Workload(100, 60, instance_type="ml.g5.xlarge")
+    new, old = async_scale_to_zero(w, prices), async_with_target_tracking_tail(w, prices)
+    assert (new.details["billed_hours"], old.details["billed_hours"]) == (23.42, 41.29)
+    rate = prices.entries["sagemaker.async.ml.g5.xlarge"].value
+    assert old.compute_usd - new.compute_usd == pytest.approx((41.29 - 23.42) * rate, abs=0.02)
+
+
+def test_more_idle_minutes_bill_more_and_start_fewer_bursts() -> None:
+    prices = load_prices()
+    costs = [
+        async_scale_to_zero(Workload(1000, 60, scaling=ASYNC_SCALING.with_idle_minutes(m)), prices)
+        for m in (1, 3, 10, 30, 60)
+    ]
+    totals = [total(o) for o in costs]
+    bursts = [o.details["bursts_per_month"] for o in costs]
+    assert totals == sorted(totals) and len(set(totals)) == len(totals)
+    assert bursts == sorted(bursts, reverse=True)
+
+
+def test_inference_components_keep_target_tracking_s_tail() -> None:
+    w = Workload(100, 60, scaling=ASYNC_SCALING.with_idle_minutes(1))
+    ic = realtime_ic_scale_to_zero(w, load_prices())
+    assert ic.details["billed_hours"] == 41.29  # unchanged by --idle-minutes
+
+
+def test_first_result_latency_of_each_option() -> None:
+    w = Workload(100, 60, instance_type="ml.g5.xlarge")
+    by_option = {o.option: o for o in estimate(w, load_prices())}
+    assert by_option["realtime_always_on"].first_result_s == 60
+    assert by_option["async_scale_to_zero"].first_result_s == 60 + 600 + 60
+    assert by_option["realtime_ic_scale_to_zero"].first_result_s == 60 + 600 + 60
+    assert by_option["start_stop_on_demand"].first_result_s == 600 + 60
+    batch = by_option["batch_transform_daily"]
+    images_per_job = batch.details["images_per_job"]
+    assert batch.first_result_s == pytest.approx(DAY_S + 600 + images_per_job * 60, rel=1e-3)
+    assert by_option["serverless"].first_result_s is None  # infeasible for sam3d
+    faster = Workload(100, 60, assumptions=Assumptions(startup_s=120.0))
+    assert async_scale_to_zero(faster, load_prices()).first_result_s == 60 + 120 + 60
+
+
+def _option(name: str, wait_s: float | None, usd: float, feasible: bool = True) -> OptionCost:
+    return OptionCost(
+        name, feasible, compute_usd=usd, first_result_s=wait_s, first_result_basis="test"
+    )
+
+
+def test_cheapest_by_tolerance_keeps_only_steps_that_get_cheaper() -> None:
+    options = [
+        _option("realtime_always_on", 60, 500.0),
+        _option("start_stop_on_demand", 660, 60.0),
+        _option("async_scale_to_zero", 720, 30.0),
+        _option("realtime_ic_scale_to_zero", 720, 50.0),  # as slow as async and dearer
+        _option("serverless", 30, 1.0, feasible=False),  # cannot work: never an answer
+        _option("batch_transform_daily", 87_000, 10.0),
+    ]
+    steps = cheapest_by_tolerance(options)
+    assert [(s.wait_s, s.option.option) for s in steps] == [
+        (60, "realtime_always_on"),
+        (660, "start_stop_on_demand"),
+        (720, "async_scale_to_zero"),
+        (87_000, "batch_transform_daily"),
+    ]
+    lines = tolerance_lines(options, lambda usd: f"${usd:.0f}")
+    assert lines[0] == "wait under 60 s: no option answers that fast"
+    assert lines[3] == "wait 12.0 min to 24.2 h: Asynchronous, scale to zero ($30/month)"
+    assert lines[-1] == "wait 24.2 h or more: Batch transform, one job a day ($10/month)"
+
+
+def test_a_dearer_slower_option_is_never_the_answer() -> None:
+    # Always-on is both fastest and dearest; were batch dearer than async it would vanish.
+    options = [
+        _option("async_scale_to_zero", 720, 30.0),
+        _option("batch_transform_daily", 87_000, 40.0),
+    ]
+    assert [s.option.option for s in cheapest_by_tolerance(options)] == ["async_scale_to_zero"]
+
+
+@pytest.mark.parametrize(
+    "instance, idle_minutes",
+    [("ml.g4dn.xlarge", 3), ("ml.g4dn.xlarge", 15), ("ml.g5.xlarge", 15), ("ml.g5.xlarge", 60)],
+)
+def test_break_even_is_where_always_on_becomes_cheaper(instance: str, idle_minutes: int) -> None:
+    prices = load_prices()
+    w = Workload(
+        0, 60, instance_type=instance, scaling=ASYNC_SCALING.with_idle_minutes(idle_minutes)
+    )
     n = break_even(w, prices)
-    assert n is not None and 1000 < n < 30_000
+    assert n is not None and 1000 < n < 31_000
 
     def gap(volume: float) -> float:
         v = w.with_volume(volume)
@@ -140,6 +242,16 @@ def test_break_even_is_where_always_on_becomes_cheaper(instance: str) -> None:
 
     assert gap(n * 0.99) < 0 < gap(n * 1.01)
     assert gap(n) == pytest.approx(0, abs=1e-6)
+
+
+def test_no_break_even_when_scale_to_zero_stays_cheaper_up_to_capacity() -> None:
+    # ml.g5.xlarge with the default 3 idle minutes: async stays cheaper at every volume
+    # one instance can serve (70 % busy at most), so there is no break-even to report.
+    prices = load_prices()
+    w = Workload(0, 60, instance_type="ml.g5.xlarge")
+    assert break_even(w, prices) is None
+    top = w.with_volume(HOURS_PER_MONTH * 3600 * 0.7 / 60 * 0.999)
+    assert total(async_scale_to_zero(top, prices)) < total(realtime_always_on(top, prices))
 
 
 def _write_prices(path: Path, factor: float) -> Path:

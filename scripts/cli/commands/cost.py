@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from gen3d.aws.scaling_params import ASYNC_SCALING, DEFAULT_IDLE_MINUTES, IDLE_MINUTES_RANGE
 from gen3d.cost.bench import BenchError, pick_entry, read_entries
 from gen3d.cost.prices import PriceError, load_prices
 from gen3d.cost.workload import BACKEND_PROFILES, Assumptions, Workload
@@ -33,6 +34,17 @@ def _positive(text: str) -> float:
     return value
 
 
+def _idle_minutes(text: str) -> int:
+    low, high = IDLE_MINUTES_RANGE
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number of minutes: {text!r}") from None
+    if not low <= value <= high:
+        raise argparse.ArgumentTypeError(f"must be {low}-{high}")
+    return value
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "cost",
@@ -40,9 +52,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Price every deployment option side by side for a monthly volume: "
         "real-time always on, asynchronous scale-to-zero, real-time inference components "
         "scaled to zero, serverless, start/stop on demand and daily batch transform, plus "
-        "the fixed costs (ECR, S3, CloudWatch, SNS, Lambda). Prices come only from "
-        "scripts/cost/prices.json (override with --prices). `gen3d cost report` writes "
-        "docs/cost.md and the plot.",
+        "the fixed costs (ECR, S3, CloudWatch, SNS, Lambda). Each option also shows how long "
+        "a user waits for a first result (always-on: the work; async from zero: start-up + "
+        "the work; daily batch: up to a day), and the output says which option is cheapest "
+        "for each waiting tolerance. Prices come only from scripts/cost/prices.json "
+        "(override with --prices). `gen3d cost report` writes docs/cost.md and the plot.",
     )
     p.add_argument(
         "--images-per-month",
@@ -71,7 +85,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--startup-s",
         type=_positive,
         default=Assumptions.startup_s,
-        help="instance launch to in-service, seconds (default %(default)s)",
+        help="seconds from instance launch to serving (default %(default)g: an estimate, "
+        "not a measurement; AWS documents only that provisioning takes 'several minutes' "
+        "(endpoint-auto-scaling-zero-instances.html), and the sam3d image (~10 GB) and "
+        "weights load on top; see docs/cost.md)",
+    )
+    p.add_argument(
+        "--idle-minutes",
+        type=_idle_minutes,
+        default=DEFAULT_IDLE_MINUTES,
+        metavar="M",
+        help="async: minutes of empty backlog before the scale-in to zero, as `gen3d deploy "
+        f"--idle-minutes` sets it (default %(default)s; {IDLE_MINUTES_RANGE[0]}-"
+        f"{IDLE_MINUTES_RANGE[1]})",
     )
     p.add_argument("--format", choices=("table", "json", "csv"), default="table")
     p.add_argument("--plot", type=Path, metavar="OUT.png", help="also write a log-log cost plot")
@@ -119,6 +145,7 @@ def run(args: argparse.Namespace) -> int:
             backend=args.backend,
             arrivals=args.arrivals,
             assumptions=Assumptions(startup_s=args.startup_s),
+            scaling=ASYNC_SCALING.with_idle_minutes(args.idle_minutes),
         )
         result = formats.run_estimate(workload, args.images_per_month, prices, entry)
     except (PriceError, BenchError, ValueError) as exc:

@@ -9,6 +9,7 @@ from gen3d.aws.deploy import DeployOptions, deploy
 from gen3d.aws.endpoint_spec import FLAVORS, MODES, DeploySpec
 from gen3d.aws.errors import AwsCommandError
 from gen3d.aws.plan import Plan
+from gen3d.aws.scaling_params import DEFAULT_IDLE_MINUTES, IDLE_MINUTES_RANGE
 from gen3d.aws.storage import Lifecycle
 from gen3d.cli.aws_support import add_common_arguments, run_reporting_errors, summarise
 from gen3d.serve.backends import BUILTIN_NAMES
@@ -20,8 +21,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="deploy the image as a SageMaker endpoint (serverless, async or realtime)",
         description="Create (or bring up to date) a model, endpoint config and endpoint, all "
         "tagged gen3d:deployment=NAME, and wait until InService. async adds an S3 bucket, "
-        "SNS topics and autoscaling with minimum 0 (target tracking on "
-        "ApproximateBacklogSizePerInstance + a step policy fired by HasBacklogWithoutCapacity). "
+        "SNS topics and autoscaling with minimum 0: target tracking on "
+        "ApproximateBacklogSizePerInstance adds instances under load (its scale-in off), a "
+        "step policy fired by HasBacklogWithoutCapacity starts the first one, and a step "
+        "policy fired by an empty ApproximateBacklogSize for --idle-minutes takes the "
+        "endpoint back to zero. "
         "serverless refuses GPU backends and images (no GPU there). Every mode gets a "
         "CloudWatch dashboard (gen3d-NAME) and alarms to the SNS error topic; realtime a "
         "blue/green DeploymentConfig that rolls back on the 5xx alarm (docs/deploy.md). "
@@ -86,6 +90,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "every object uploaded under s3://BUCKET/input/",
     )
     p.add_argument(
+        "--idle-minutes",
+        type=int,
+        metavar="M",
+        help=f"async: scale in to zero after M minutes with nothing queued or in process "
+        f"({IDLE_MINUTES_RANGE[0]}-{IDLE_MINUTES_RANGE[1]}, default {DEFAULT_IDLE_MINUTES}); "
+        "each minute costs an idle instance-minute per burst (gen3d cost --idle-minutes)",
+    )
+    p.add_argument(
         "--scale-to-zero",
         action="store_true",
         help="realtime: inference components with 0 minimum copies (AWS only)",
@@ -135,6 +147,7 @@ def run(args: argparse.Namespace) -> int:
             timeout_s=args.timeout,
             upload_trigger_role=args.upload_trigger_role,
             scale_to_zero=args.scale_to_zero,
+            idle_minutes=args.idle_minutes,
         )
         plan = Plan(dry_run=args.dry_run)
         plan.out(
