@@ -32,8 +32,8 @@ SAM3D_IMAGE_UNPACKED_GB = 13.9
 SAM3D_IMAGE_GB = 5.6
 # Pulling it: the venv is one layer (COPY --from=builder /opt/venv), downloaded whole and
 # then gunzipped and written by one process. Unpacking was measured here: torch's 1.79 GB
-# from tar.gz to disk in 64 s (2 shared cores) = 0.028 GB/s; the download rate from ECR
-# is assumed (not measured: no AWS here).
+# from tar.gz to disk in 64 s (median of 55/64/76 s, 2 shared cores) = 0.028 GB/s; from ECR
+# the download rate is assumed (not measured: no AWS here).
 UNPACK_GB_PER_S = 0.028
 ASSUMED_DOWNLOAD_GB_PER_S = 0.1
 # The rest of a start (instance provisioning, the model artifact, loading, warm-up) is
