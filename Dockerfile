@@ -34,8 +34,19 @@ ENV PIP_NO_CACHE_DIR=1 \
     PATH=/opt/venv/bin:$PATH
 RUN python3.11 -m venv /opt/venv
 
+# Where the build downloads from, each a build arg so a mirror can stand in (docs/image.md
+# lists every host): PyPI (pip reads PIP_INDEX_URL), kaolin's wheel index, GitHub for the
+# git checkouts and their submodules (git's url.<mirror>.insteadOf), and flash-attn's
+# prebuilt wheel on GitHub's release pages (FLASH_ATTENTION_FORCE_BUILD=TRUE compiles it
+# from PyPI's sdist instead).
+ARG PIP_INDEX_URL=https://pypi.org/simple
+ARG KAOLIN_FIND_LINKS=https://nvidia-kaolin.s3.us-east-2.amazonaws.com/torch-2.5.1_cu121.html
+ARG GITHUB_MIRROR=https://github.com/
+ARG FLASH_ATTENTION_FORCE_BUILD=FALSE
+
 WORKDIR /build
 COPY container/requirements-*.txt container/
+COPY container/patches/ container/patches/
 # cpu / gpu: exact pins. sam3d: a hash-pinned lock of the whole closure (its input and
 # refresh command: container/requirements-sam3d.in), installed without resolving: pip's
 # resolver backtracked for 20+ minutes over the unlocked set. The lock also brings the
@@ -49,19 +60,25 @@ RUN if [ "$FLAVOR" = sam3d ]; then \
 # sam3d only: first fail fast if a build tool is missing (flash_attn's setup.py imports
 # wheel and packaging; upstream builds with hatchling), then the CUDA extensions built
 # against step 1's torch, then SAM 3D Objects itself
-# (its source stays in the venv: the adapter imports notebook/inference.py from it).
+# (its source stays in the venv: the adapter imports notebook/inference.py from it), then
+# upstream's hydra patch from the repository (its patching/hydra would download a file).
 ARG SAM3D_OBJECTS_COMMIT=cf066761706cd02b07e2fc6274570ec8cdafb683
 ARG TORCH_CUDA_ARCH_LIST="7.5;8.0;8.6;8.9;9.0"
 RUN if [ "$FLAVOR" = sam3d ]; then \
       python -c "import wheel, setuptools, packaging, psutil, ninja, hatchling" \
+      && if [ "$GITHUB_MIRROR" != https://github.com/ ]; then \
+           git config --global url."$GITHUB_MIRROR".insteadOf https://github.com/; \
+         fi \
       && FORCE_CUDA=1 MAX_JOBS=4 TORCH_CUDA_ARCH_LIST="$TORCH_CUDA_ARCH_LIST" \
-        pip install --no-build-isolation --no-deps -r container/requirements-sam3d-ext.txt \
+        pip install --no-build-isolation --no-deps --find-links "$KAOLIN_FIND_LINKS" \
+          -r container/requirements-sam3d-ext.txt \
       && git clone --quiet https://github.com/facebookresearch/sam-3d-objects.git \
            /opt/venv/src/sam-3d-objects \
       && git -C /opt/venv/src/sam-3d-objects checkout --quiet "$SAM3D_OBJECTS_COMMIT" \
       && rm -rf /opt/venv/src/sam-3d-objects/.git \
       && pip install --no-build-isolation --no-deps -e /opt/venv/src/sam-3d-objects \
-      && python /opt/venv/src/sam-3d-objects/patching/hydra; \
+      && (cd "$(python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')" \
+          && git apply /build/container/patches/hydra-core-1.3.2-utils.patch); \
     fi
 
 # The project itself, without dependencies: each flavor's requirements file is the
@@ -76,7 +93,6 @@ FROM ${BASE_IMAGE}
 ARG FLAVOR
 ARG DEBIAN_FRONTEND=noninteractive
 ARG CONDA_PREFIX=""
-ARG SAM3D_OBJECTS_DIR=""
 ARG GEN3D_BACKEND=silhouette
 
 LABEL com.amazonaws.sagemaker.capabilities.accept-bind-to-port=true \
@@ -109,8 +125,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     HF_HUB_OFFLINE=1 \
     TRANSFORMERS_OFFLINE=1 \
     GEN3D_BACKEND=${GEN3D_BACKEND} \
-    CONDA_PREFIX=${CONDA_PREFIX} \
-    SAM3D_OBJECTS_DIR=${SAM3D_OBJECTS_DIR}
+    CONDA_PREFIX=${CONDA_PREFIX}
 
 WORKDIR /opt/program
 # Root, as SageMaker expects: "SageMaker AI expects all containers to run with root users

@@ -33,6 +33,8 @@ POINTMAP = "sam3d_objects/pipeline/inference_pipeline_pointmap.py"
 POSTPROCESS = "sam3d_objects/model/backbone/tdfy_dit/utils/postprocessing_utils.py"
 LAYOUT_UTILS = "sam3d_objects/pipeline/layout_post_optimization_utils.py"
 INFERENCE_UTILS = "sam3d_objects/pipeline/inference_utils.py"
+IMG_MASK_TRANSFORMS = "sam3d_objects/data/dataset/tdfy/img_and_mask_transforms.py"
+HYDRA_PATCH = "patching/hydra"
 DENSE_ATTN = "sam3d_objects/model/backbone/tdfy_dit/modules/attention/__init__.py"
 SPARSE_ATTN = "sam3d_objects/model/backbone/tdfy_dit/modules/sparse/__init__.py"
 MESH_DECODER_CLASS = "SLatMeshDecoder"
@@ -292,6 +294,76 @@ def pipeline_facts(root: Path, classes: dict[str, ClassInfo]) -> dict[str, Any]:
     }
 
 
+def layout_postprocess_facts(classes: dict[str, ClassInfo]) -> dict[str, Any]:
+    """run()'s layout post-optimisation: what it asserts, inside which try, and whether
+    the handler lets the error out (it does not: the pose comes back unrefined)."""
+    run = method(classes, "InferencePipelinePointMap", "run")
+    for node in ast.walk(run):
+        if not isinstance(node, ast.Try):
+            continue
+        for sub in ast.walk(ast.Module(body=node.body, type_ignores=[])):
+            if isinstance(sub, ast.Assert) and "glb" in ast.unparse(sub.test):
+                guard = next(
+                    ast.unparse(n.test)
+                    for n in ast.walk(ast.Module(body=node.body, type_ignores=[]))
+                    if isinstance(n, ast.If)
+                )
+                return {
+                    "defined_at": where(classes, "InferencePipelinePointMap", "run"),
+                    "guard": guard,
+                    "assert": ast.unparse(sub.test),
+                    "assert_line": sub.lineno,
+                    "inside_try": True,
+                    "handlers": [ast.unparse(h.type) for h in node.handlers if h.type],
+                    "handler_reraises": any(
+                        isinstance(n, ast.Raise) for h in node.handlers for n in ast.walk(h)
+                    ),
+                }
+    raise SystemExit("run() has no try block asserting the GLB: re-read the adapter's reason")
+
+
+def mask_reduction_facts(root: Path, classes: dict[str, ClassInfo]) -> dict[str, Any]:
+    """The reduction over masked pointmap points that raises when the mask vanishes."""
+    fn = method(classes, "ObjectCentricSSI", "_compute_scale_and_shift")
+    resize = next(
+        ast.unparse(n)
+        for n in ast.walk(fn)
+        if isinstance(n, ast.Attribute) and n.attr in ("NEAREST",)
+    )
+    reduction = next(
+        n
+        for n in ast.walk(fn)
+        if isinstance(n, ast.Call)
+        and isinstance(n.func, ast.Attribute)
+        and n.func.attr in ("max", "min")
+        and not n.args
+        and not n.keywords
+    )
+    return {
+        "file": IMG_MASK_TRANSFORMS,
+        "method": "ObjectCentricSSI._compute_scale_and_shift",
+        "mask_resize": resize,
+        "reduction_without_dim": ast.unparse(reduction),
+        "line": reduction.lineno,
+    }
+
+
+def hydra_patch_facts(root: Path) -> dict[str, Any]:
+    """What upstream's patching/hydra downloads over hydra/core/utils.py, and for which hydra."""
+    tree = ast.parse((root / HYDRA_PATCH).read_text(encoding="utf-8"), filename=HYDRA_PATCH)
+    urls = [
+        n.value
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Constant) and isinstance(n.value, str) and "://" in n.value
+    ]
+    versions = [
+        n.comparators[0].value  # type: ignore[attr-defined]
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Compare) and "__version__" in ast.unparse(n.left)
+    ]
+    return {"file": HYDRA_PATCH, "downloads": urls, "requires_hydra": versions}
+
+
 def depth_model_facts(classes: dict[str, ClassInfo]) -> dict[str, Any]:
     out = {}
     for info in classes.values():
@@ -476,6 +548,9 @@ def contract(root: Path, commit: str) -> dict[str, Any]:
         "inference": inference_facts(root, classes),
         "pipeline": pipeline_facts(root, classes),
         "depth_models": depth_model_facts(classes),
+        "layout_postprocess": layout_postprocess_facts(classes),
+        "mask_reduction": mask_reduction_facts(root, classes),
+        "hydra_patch": hydra_patch_facts(root),
         "module_classes": {
             name: is_module(name, classes)
             for name in ("EmbedderFuser", MESH_DECODER_CLASS, "SLatGaussianDecoder", "Dino")

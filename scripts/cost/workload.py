@@ -22,6 +22,34 @@ SERVERLESS_MAX_PAYLOAD_MB = 4.0
 SERVERLESS_MAX_IMAGE_GB = 10.0
 ASYNC_MAX_CALL_S = 3600.0
 
+# The sam3d image, measured (docs/image.md, "Expected size of each flavor"): its
+# hash-pinned lock, installed with `pip install --require-hashes --no-deps --target`, is
+# 12.90 GB on disk from 5.20 GB of wheels (a wheel is about its files' gzip -6: torch
+# 0.907 GB as a wheel, 0.915 GB as tar | gzip -6). The final stage adds the CUDA
+# extensions (not built here: about 0.5 GB), upstream's source (0.12 GB) and the CUDA
+# base with Python and nginx (about 0.35 GB): about 13.9 GB, 5.6 GB as gzip layers.
+SAM3D_IMAGE_UNPACKED_GB = 13.9
+SAM3D_IMAGE_GB = 5.6
+# Pulling it: the venv is one layer (COPY --from=builder /opt/venv), downloaded whole and
+# then gunzipped and written by one process. Unpacking was measured here: torch's 1.79 GB
+# from tar.gz to disk in 64 s (median of 55/64/76 s, 2 shared cores) = 0.028 GB/s; from ECR
+# the download rate is assumed (not measured: no AWS here).
+UNPACK_GB_PER_S = 0.028
+ASSUMED_DOWNLOAD_GB_PER_S = 0.1
+# The rest of a start (instance provisioning, the model artifact, loading, warm-up) is
+# still a guess: AWS only says "several minutes".
+NON_PULL_STARTUP_S = 300.0
+
+
+def image_pull_s(compressed_gb: float, unpacked_gb: float) -> float:
+    """Seconds to pull an image: download its layers, then unpack them."""
+    return compressed_gb / ASSUMED_DOWNLOAD_GB_PER_S + unpacked_gb / UNPACK_GB_PER_S
+
+
+SAM3D_STARTUP_S = round(
+    NON_PULL_STARTUP_S + image_pull_s(SAM3D_IMAGE_GB, SAM3D_IMAGE_UNPACKED_GB), -1
+)
+
 
 @dataclass(frozen=True)
 class BackendProfile:
@@ -38,7 +66,7 @@ class BackendProfile:
 BACKEND_PROFILES: dict[str, BackendProfile] = {
     "silhouette": BackendProfile("silhouette", is_gpu_backend("silhouette"), 2.0, 1.5, 0.0),
     "proxy": BackendProfile("proxy", is_gpu_backend("proxy"), 8.0, 8.0, 1.0),
-    "sam3d": BackendProfile("sam3d", is_gpu_backend("sam3d"), 24.0, 10.0, 13.0),
+    "sam3d": BackendProfile("sam3d", is_gpu_backend("sam3d"), 24.0, SAM3D_IMAGE_GB, 13.0),
 }
 
 
@@ -46,18 +74,18 @@ BACKEND_PROFILES: dict[str, BackendProfile] = {
 class Assumptions:
     """Non-price inputs. Defaults are stated estimates, not measurements."""
 
-    # Instance launch to serving: provisioning, pulling a ~10 GB image, loading weights
-    # and warm-up; billed from launch (conservative). An estimate, not a measurement: AWS
-    # documents only that provisioning "takes several minutes"
-    # (endpoint-auto-scaling-zero-instances.html) and no launch of the sam3d image has
-    # been timed yet. `gen3d cost --startup-s` replaces it.
-    startup_s: float = 600.0
+    # Instance launch to InService: provisioning, pulling the sam3d image (its measured
+    # size, SAM3D_STARTUP_S above), loading weights and warm-up; billed from launch. An
+    # estimate beyond the pull: AWS documents only that provisioning "takes several
+    # minutes" (endpoint-auto-scaling-zero-instances.html). `gen3d cost --startup-s`
+    # replaces it.
+    startup_s: float = SAM3D_STARTUP_S
     # Start/stop on demand: a scheduler checks every `stop_check_s` and deletes the
     # endpoint once it has been idle for `stop_idle_s`.
     stop_idle_s: float = 900.0
     stop_check_s: float = 300.0
     # Batch transform: job start-up (instance + image + weights) and parallel transforms.
-    batch_job_startup_s: float = 600.0
+    batch_job_startup_s: float = SAM3D_STARTUP_S
     batch_concurrency: int = 1
     # Always-on: add instances once one would be busier than this on average.
     max_utilisation: float = 0.7

@@ -235,3 +235,39 @@ def test_sam3d_installs_the_lock_without_resolving_then_build_tools_precede_no_i
     assert check < step.index("--no-build-isolation")
     for tool in ("wheel", "setuptools", "packaging", "psutil", "ninja", "hatchling"):
         assert tool in step[check : step.index("--no-build-isolation")], tool
+
+
+def _urls(text: str) -> set[str]:
+    return set(re.findall(r"https://[^\s\"'`)|]+", text))
+
+
+def test_docs_list_every_place_the_sam3d_build_downloads_from(parser: DockerfileParser) -> None:
+    docs = (ROOT / "docs" / "image.md").read_text()
+    section = docs.split("## Where the `sam3d` build downloads from", 1)[1].split("\n## ", 1)[0]
+    sources = "\n".join(i["value"] for i in parser.structure) + SAM3D_EXT.read_text()
+    urls = {u.removeprefix("git+") for u in _urls(sources)}
+    assert urls, "the build names its download URLs"
+    for url in urls:
+        host = url.split("/")[2]
+        assert host in section, f"{url}: host {host} missing from docs/image.md"
+    # each download URL sits behind a build argument the table names
+    url_args = {
+        i["value"].partition("=")[0]
+        for i in parser.structure
+        if i["instruction"] == "ARG" and "://" in i["value"]
+    }
+    assert {"PIP_INDEX_URL", "KAOLIN_FIND_LINKS", "GITHUB_MIRROR"} <= url_args
+    for arg in url_args | {"FLASH_ATTENTION_FORCE_BUILD", "BASE_IMAGE", "BUILDER_IMAGE"}:
+        assert f"`{arg}`" in section, arg
+    # a requirement file with its own index would bypass KAOLIN_FIND_LINKS
+    assert "--find-links" not in re.sub(r"#.*", "", SAM3D_EXT.read_text())
+
+
+def test_the_github_mirror_rewrites_git_before_anything_is_cloned(
+    parser: DockerfileParser,
+) -> None:
+    step = next(r for r in of(stages(parser)[0], "RUN") if "requirements-sam3d-ext.txt" in r)
+    rewrite = step.index('url."$GITHUB_MIRROR".insteadOf https://github.com/')
+    assert rewrite < step.index("pip install --no-build-isolation")
+    assert rewrite < step.index("git clone")
+    assert '--find-links "$KAOLIN_FIND_LINKS"' in step

@@ -310,3 +310,32 @@ def test_price_entries_carry_their_provenance(tmp_path: Path) -> None:
     bad.write_text(json.dumps({"entries": {"ecr.storage_gb_month": {"value": -1}}}))
     with pytest.raises(PriceError, match=">= 0"):
         load_prices(bad)
+
+
+def test_start_up_pulls_the_measured_sam3d_image() -> None:
+    """The start-up estimate is the measured image's pull plus the stated rest, and the
+    sizes are the ones docs/image.md reports."""
+    from gen3d.cost import workload as wl
+
+    pull = wl.image_pull_s(wl.SAM3D_IMAGE_GB, wl.SAM3D_IMAGE_UNPACKED_GB)
+    assert pull == pytest.approx(
+        wl.SAM3D_IMAGE_GB / wl.ASSUMED_DOWNLOAD_GB_PER_S
+        + wl.SAM3D_IMAGE_UNPACKED_GB / wl.UNPACK_GB_PER_S
+    )
+    a = wl.Assumptions()
+    assert a.startup_s == a.batch_job_startup_s == wl.SAM3D_STARTUP_S
+    assert abs(a.startup_s - (wl.NON_PULL_STARTUP_S + pull)) <= 5  # rounded to 10 s
+    assert Workload(100, 60).profile.image_gb == wl.SAM3D_IMAGE_GB
+    # a bigger image takes longer to pull
+    assert wl.image_pull_s(2 * wl.SAM3D_IMAGE_GB, 2 * wl.SAM3D_IMAGE_UNPACKED_GB) > pull
+    image_md = (Path(__file__).resolve().parents[2] / "docs" / "image.md").read_text()
+    for figure in (
+        f"{wl.SAM3D_IMAGE_UNPACKED_GB:g} GB",
+        f"{wl.SAM3D_IMAGE_GB:g} GB",
+        "12.90 GB",
+    ):
+        assert figure in image_md, figure
+    # the first result of a scale-to-zero burst waits for that start-up
+    w = Workload(100, 60, instance_type="ml.g4dn.xlarge", backend="sam3d")
+    o = async_scale_to_zero(w, load_prices())
+    assert o.details["startup_s"] == wl.SAM3D_STARTUP_S

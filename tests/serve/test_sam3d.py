@@ -38,17 +38,32 @@ from gen3d.serve.backends.sam3d.adapter import (
     upstream_run_options,
 )
 from gen3d.serve.backends.sam3d.output import read_binary_ply
+from gen3d.serve.batching import as_client_error
 from gen3d.serve.errors import ArtifactError, Unprocessable, is_out_of_memory
 from gen3d.serve.settings import Settings
 
 STANDIN = Path(__file__).resolve().parents[1] / "fixtures" / "sam3d_standin"
 OOM_SEED = 0xDEAD  # the stand-in's torch.cuda.OutOfMemoryError in stage 2
 RUNTIME_OOM_SEED = 0xBEEF  # the stand-in's RuntimeError("... out of memory") in decoding
+INTERNAL_ERROR_SEED = 0xBAD  # the stand-in's plain ValueError in decoding
 P3D_TO_GL = np.diag([-1.0, 1.0, -1.0])
 # torch.hub's offline layout for dinov2_vitl14_reg (what upstream's Dino embedder loads)
 DINOV2_FILES = (
     "caches/torch/hub/facebookresearch_dinov2_main/hubconf.py",
     "caches/torch/hub/checkpoints/dinov2_vitl14_reg4_pretrain.pth",
+)
+
+# the released pipeline.yaml's depth model, and where huggingface_hub keeps it offline
+MOGE_CONFIG = """depth_model:
+  _target_: sam3d_objects.pipeline.depth_models.moge.MoGe
+  model:
+    _target_: moge.model.v1.MoGeModel.from_pretrained
+    pretrained_model_name_or_path: Ruicheng/moge-vitl
+"""
+MOGE_SNAPSHOT = "0123456789abcdef0123456789abcdef01234567"
+MOGE_REF = "caches/huggingface/hub/models--Ruicheng--moge-vitl/refs/main"
+MOGE_WEIGHTS = (
+    f"caches/huggingface/hub/models--Ruicheng--moge-vitl/snapshots/{MOGE_SNAPSHOT}/model.pt"
 )
 
 
@@ -83,14 +98,25 @@ def clean_env() -> Iterator[None]:
     os.environ.update(saved)
 
 
-@pytest.fixture
-def fake_gpu(monkeypatch: pytest.MonkeyPatch) -> Callable[[str], None]:
-    """Make torch report one CUDA device of the given name (the hardware is not there:
-    the stand-in keeps its tensors on the CPU, as its config says)."""
+# compute capabilities (NVIDIA's CUDA GPUs table) of the GPUs the tests name
+CAPABILITY = {
+    "NVIDIA A10G": (8, 6),
+    "Tesla T4": (7, 5),
+    "NVIDIA L40S": (8, 9),
+    "NVIDIA H100 80GB HBM3": (9, 0),
+}
 
-    def pretend(name: str = "NVIDIA A10G") -> None:
+
+@pytest.fixture
+def fake_gpu(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
+    """Make torch report one CUDA device of the given name and compute capability (the
+    hardware is not there: the stand-in keeps its tensors on the CPU, as its config says)."""
+
+    def pretend(name: str = "NVIDIA A10G", capability: tuple[int, int] | None = None) -> None:
+        cap = capability or CAPABILITY[name]
         monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
         monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: name)
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: cap)
         monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
 
     return pretend
@@ -99,14 +125,18 @@ def fake_gpu(monkeypatch: pytest.MonkeyPatch) -> Callable[[str], None]:
 def write_model_dir(root: Path) -> Path:
     hf = root / "checkpoints" / "hf"
     hf.mkdir(parents=True)
+    # upstream's released pipeline.yaml runs layout post-optimisation (a hydra partial)
     (hf / "pipeline.yaml").write_text(
         "device: cpu\nss_inference_steps: 25\nslat_inference_steps: 25\n"
+        "layout_post_optimization_method: run_post_optimization\n" + MOGE_CONFIG
     )
     for cache in ("caches/torch", "caches/huggingface"):
         (root / cache).mkdir(parents=True)
-    for rel in DINOV2_FILES:
+    for rel in (*DINOV2_FILES, MOGE_WEIGHTS):
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_bytes(b"stand-in")
+    (root / MOGE_REF).parent.mkdir(parents=True)
+    (root / MOGE_REF).write_text(MOGE_SNAPSHOT)
     return seal(root)
 
 
@@ -222,42 +252,116 @@ def test_import_time_environment_is_set_by_the_adapter(model_dir: Path, standin:
     assert isinstance(backend.predict([_sample()])[0], Asset)
 
 
+@pytest.fixture
+def kernels(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
+    """Make attention kernel packages importable by name (empty packages: the adapter
+    only looks them up; the stand-in's attention plays their rules)."""
+
+    def install(*names: str) -> None:
+        root = tmp_path / "kernels"
+        for name in names:
+            (root / name).mkdir(parents=True)
+            (root / name / "__init__.py").write_text("")
+        monkeypatch.syspath_prepend(str(root))
+
+    return install
+
+
 @pytest.mark.parametrize(
-    ("gpu", "preset", "expected", "chosen_by"),
+    ("gpu", "installed", "preset", "expected", "chosen_by", "dtype"),
     [
-        ("NVIDIA A10G", None, "xformers", "gen3d"),
-        ("Tesla T4", None, "xformers", "gen3d"),
-        ("NVIDIA L40S", None, "xformers", "gen3d"),
-        ("NVIDIA H100 80GB HBM3", None, "flash_attn", "upstream"),
-        ("NVIDIA A10G", "sdpa", "sdpa", "environment"),
+        ("NVIDIA A10G", ("flash_attn", "xformers"), None, "flash_attn", "gen3d", "bf16"),
+        ("NVIDIA A10G", ("xformers",), None, "xformers", "gen3d", "bf16"),
+        ("Tesla T4", ("flash_attn", "xformers"), None, "xformers", "gen3d", "fp16"),
+        ("NVIDIA L40S", (), None, "sdpa", "gen3d", "bf16"),
+        (
+            "NVIDIA H100 80GB HBM3",
+            ("flash_attn", "xformers"),
+            None,
+            "flash_attn",
+            "upstream",
+            "bf16",
+        ),
+        ("NVIDIA A10G", ("xformers",), "sdpa", "sdpa", "environment", "bf16"),
     ],
 )
-def test_attention_backend_is_memory_efficient_off_the_flash_attn_gpus(
+def test_attention_and_dtype_follow_compute_capability_and_installed_kernels(
     model_dir: Path,
     clean_env: None,
-    fake_gpu: Callable[[str], None],
+    fake_gpu: Callable[..., None],
+    kernels: Callable[..., None],
     monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
     gpu: str,
+    installed: tuple[str, ...],
     preset: str | None,
     expected: str,
     chosen_by: str,
+    dtype: str,
 ) -> None:
     monkeypatch.syspath_prepend(str(STANDIN))
     fake_gpu(gpu)
+    kernels(*installed)
     if preset:
         os.environ["ATTN_BACKEND"] = preset
-    backend = _loaded(model_dir)
+    with caplog.at_level(logging.INFO, logger="gen3d.backend"):
+        backend = _loaded(model_dir)
     from sam3d_objects.pipeline.inference_pipeline import ATTENTION
 
     # what upstream's attention modules picked when imported, and what we report
     assert ATTENTION == {"dense": expected, "sparse": expected}
     (asset,) = backend.predict([_sample()])
+    assert isinstance(asset, Asset), asset  # the stand-in's kernels accepted the dtype
+    major, minor = CAPABILITY[gpu]
     assert asset.metadata["attention"] == {
         "gpu": gpu,
+        "capability": f"{major}.{minor}",
         "dense": expected,
         "sparse": expected,
         "chosen_by": chosen_by,
     }
+    assert asset.metadata["dtype"] == dtype
+    torch_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[dtype]
+    assert {d for _, d in _pipeline(backend).autocast_dtypes} == {torch_dtype}
+    (line,) = [r.getMessage() for r in caplog.records if "compute capability" in r.getMessage()]
+    assert f"compute capability {major}.{minor}" in line and f"dtype {dtype}" in line
+    assert f"attention {expected}/{expected}" in line
+
+
+def test_a_gpu_no_table_names_is_judged_by_its_capability(
+    model_dir: Path, clean_env: None, fake_gpu: Callable[..., None], kernels, monkeypatch
+) -> None:
+    monkeypatch.syspath_prepend(str(STANDIN))
+    fake_gpu("NVIDIA Future GPU", capability=(12, 0))
+    kernels("flash_attn", "xformers")
+    (asset,) = _loaded(model_dir).predict([_sample()])
+    assert asset.metadata["attention"]["dense"] == "flash_attn"
+    assert asset.metadata["dtype"] == "bf16"
+
+
+def test_below_capability_8_bf16_is_refused_with_the_reason(
+    model_dir: Path, clean_env: None, fake_gpu: Callable[..., None], kernels, monkeypatch
+) -> None:
+    monkeypatch.syspath_prepend(str(STANDIN))
+    fake_gpu("Tesla T4")
+    kernels("xformers")
+    with pytest.raises(ArtifactError, match=r"compute capability 7\.5\).*bf16 needs compute"):
+        _loaded(model_dir, precision="bf16")
+    assert "sam3d_objects" not in sys.modules  # refused before the slow load
+    _forget_upstream()
+    backend = _loaded(model_dir, precision="fp32")  # an explicit precision is applied
+    assert _pipeline(backend).dtype == torch.float32
+    assert backend.predict([_sample()])[0].metadata["dtype"] == "fp32"
+
+
+def test_a_flash_attn_gpu_name_without_flash_attn_is_refused(
+    model_dir: Path, clean_env: None, fake_gpu: Callable[..., None], kernels, monkeypatch
+) -> None:
+    monkeypatch.syspath_prepend(str(STANDIN))
+    fake_gpu("NVIDIA H100 80GB HBM3")
+    kernels("xformers")
+    with pytest.raises(ArtifactError, match="flash_attn by this GPU's name, not installed"):
+        _loaded(model_dir)
 
 
 def test_missing_dinov2_cache_is_an_artifact_error(model_dir: Path, standin: None) -> None:
@@ -267,6 +371,23 @@ def test_missing_dinov2_cache_is_an_artifact_error(model_dir: Path, standin: Non
     with pytest.raises(ArtifactError, match=r"dinov2_vitl14_reg4_pretrain\.pth"):
         _loaded(model_dir)
     assert "sam3d_objects" not in sys.modules  # refused before upstream could go online
+
+
+def test_missing_moge_cache_fails_the_load_in_one_line(model_dir: Path, standin: None) -> None:
+    (model_dir / MOGE_WEIGHTS).unlink()
+    seal(model_dir)
+    with pytest.raises(ArtifactError) as caught:
+        _loaded(model_dir)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert "models--Ruicheng--moge-vitl/snapshots/*/model.pt" in message
+    assert "--hf-home" in message and "--torch-home" not in message
+    assert "sam3d_objects" not in sys.modules  # refused before upstream could go online
+    # a pipeline.yaml without MoGe (an external pointmap) needs no such cache
+    yaml = model_dir / "checkpoints/hf/pipeline.yaml"
+    yaml.write_text(yaml.read_text().split("depth_model:")[0])
+    seal(model_dir)
+    assert isinstance(_loaded(model_dir), Sam3DBackend)
 
 
 def test_missing_config_or_upstream_is_an_artifact_error(
@@ -341,13 +462,16 @@ def test_glb_and_ply_share_one_frame_and_the_pose_maps_them_into_the_camera(
     p_object, _ = upstream.object_points(7, (np.ptp(cols) + 1) / (np.ptp(rows) + 1))
     w, x, y, z = upstream.POSE_ROTATION
     rotation = Rotation.from_quat([x, y, z, w]).as_matrix()
-    expected = (upstream.POSE_SCALE * p_object @ rotation + upstream.POSE_TRANSLATION) @ P3D_TO_GL
+    # the pose after upstream's layout post-optimisation (the stand-in's refinement)
+    expected = (
+        upstream.REFINED_SCALE * p_object @ rotation + upstream.REFINED_TRANSLATION
+    ) @ P3D_TO_GL
     pose = asset.metadata["pose"]
     assert pose["rotation"] == [1.0, 0.0, 0.0, 0.0]
     np.testing.assert_allclose(
         pose["scale"] * glb.vertices + np.array(pose["translation"]), expected, atol=1e-4
     )
-    assert asset.metadata["upstream_pose"]["scale"] == pytest.approx(upstream.POSE_SCALE)
+    assert asset.metadata["upstream_pose"]["scale"] == pytest.approx(upstream.REFINED_SCALE)
     # each Gaussian's orientation turned with its centre: camera (GL) <- local
     gw, gx, gy, gz = upstream.GAUSSIAN_ROTATION
     local = Rotation.from_quat([gx, gy, gz, gw]).as_matrix()
@@ -397,14 +521,50 @@ def test_steps_of_a_failed_request_do_not_leak_into_the_next(
     assert pipeline.steps_used == [(25, 25)]
 
 
-def test_ply_request_skips_the_mesh_decoder(model_dir: Path, standin: None) -> None:
+def test_one_pose_per_seed_whatever_the_format(model_dir: Path, standin: None) -> None:
+    """Upstream refines the pose from the GLB (layout post-optimisation); a PLY request
+    that decoded only Gaussians met its `assert glb is not None`, which upstream only
+    logs, and got the unrefined pose."""
+    backend = _loaded(model_dir)
+    from sam3d_objects.pipeline import inference_pipeline_pointmap as upstream
+
+    poses = {}
+    for fmt in ("ply", "glb", "obj"):
+        (asset,) = backend.predict([_sample(seed=11, fmt=fmt)])
+        assert isinstance(asset, Asset), asset
+        poses[fmt] = asset.metadata["upstream_pose"]
+        assert asset.metadata["layout_postprocess"] is True
+    assert _pipeline(backend).layout_errors == []  # upstream's assert never fired
+    assert poses["ply"] == poses["glb"] == poses["obj"]
+    assert poses["ply"]["scale"] == pytest.approx(upstream.REFINED_SCALE)
+    np.testing.assert_allclose(poses["ply"]["translation"], upstream.REFINED_TRANSLATION)
+
+
+def test_a_gaussian_only_decode_is_refused_while_the_pose_needs_the_mesh(
+    model_dir: Path, standin: None
+) -> None:
+    backend = _loaded(model_dir)
+    (result,) = backend.predict([_sample(fmt="ply", decode_formats=["gaussian"])])
+    assert isinstance(result, Unprocessable) and "post-optimisation" in str(result)
+    assert _pipeline(backend).calls == []
+
+
+def test_without_layout_post_optimisation_a_ply_request_skips_the_mesh_decoder(
+    model_dir: Path, standin: None
+) -> None:
+    yaml = model_dir / "checkpoints/hf/pipeline.yaml"
+    yaml.write_text(yaml.read_text().replace("run_post_optimization", "null"))
+    seal(model_dir)
     backend = _loaded(model_dir)
     (asset,) = backend.predict([_sample(fmt="ply")])
     assert _pipeline(backend).calls[0]["decode_formats"] == ["gaussian"]
     assert asset.mesh is None and asset.splat is not None
+    assert asset.metadata["layout_postprocess"] is False
     assert encode_asset(asset, "ply").startswith(b"ply\n")
     with pytest.raises(ValueError, match="no mesh"):
         encode_asset(asset, "glb")
+    (glb,) = backend.predict([_sample(fmt="glb")])
+    assert glb.metadata["upstream_pose"] == asset.metadata["upstream_pose"]
 
 
 def test_bad_options_fail_only_their_sample(model_dir: Path, standin: None) -> None:
@@ -424,6 +584,50 @@ def test_bad_options_fail_only_their_sample(model_dir: Path, standin: None) -> N
     assert "needs 'gaussian'" in str(results[2])
     assert isinstance(results[4], Asset) and "empty" in str(results[5])
     assert len(_pipeline(backend).calls) == 1  # only the valid sample reached upstream
+
+
+def _mask_sample(mask: np.ndarray, seed: int = 7) -> Sample:
+    image = synthetic_sample(mask.shape[0], seed=seed).image
+    return Sample(image=image, mask=mask, seed=seed, format="glb", options={})
+
+
+@pytest.mark.parametrize(
+    ("region", "cause"),
+    [
+        ((slice(10, 54), slice(33, 34)), "too thin (at most 2 px across)"),
+        ((slice(62, 64), slice(40, 64)), "touches the frame (bottom, right edge)"),
+    ],
+)
+def test_upstreams_empty_reduction_on_a_mask_is_a_422_naming_the_cause(
+    model_dir: Path, standin: None, region: tuple[slice, slice], cause: str
+) -> None:
+    backend = _loaded(model_dir)
+    mask = np.zeros((64, 64), bool)
+    mask[region] = True
+    (result,) = backend.predict([_mask_sample(mask)])
+    assert isinstance(result, Unprocessable), result
+    assert cause in str(result)
+    # it is upstream's own error underneath: torch's reduction over no points
+    assert "Expected reduction dim" in str(result.__cause__)
+    assert as_client_error(result).status == 422
+
+
+def test_tiny_masks_are_named_too_small(model_dir: Path, standin: None) -> None:
+    backend = _loaded(model_dir)
+    mask = np.zeros((256, 256), bool)
+    mask[101:103, 101:103] = True  # 4 px, between the stand-in pointmap's samples
+    (result,) = backend.predict([_mask_sample(mask)])
+    assert isinstance(result, Unprocessable) and "too small (4 px" in str(result)
+
+
+def test_other_upstream_failures_stay_500_with_details_only_in_the_log(
+    model_dir: Path, standin: None
+) -> None:
+    backend = _loaded(model_dir)
+    (result,) = backend.predict([_sample(seed=INTERNAL_ERROR_SEED)])
+    assert isinstance(result, ValueError) and not isinstance(result, Unprocessable)
+    client = as_client_error(result)
+    assert client.status == 500 and "/secret/path" not in client.message
 
 
 def test_texture_image_is_refused_with_the_reason_before_upstream_runs(
@@ -446,16 +650,19 @@ def test_out_of_memory_reaches_the_batcher_in_both_forms(model_dir: Path, standi
 
 
 def test_upstream_run_options_table() -> None:
-    assert upstream_run_options({}, "glb") == {}
-    assert upstream_run_options({}, "ply") == {"decode_formats": ["gaussian"]}
-    assert upstream_run_options({"decode_formats": "gaussian"}, "ply") == {
+    assert upstream_run_options({}, "glb", True) == {}
+    assert upstream_run_options({}, "ply", True) == {}  # pipeline.yaml's formats: mesh too
+    assert upstream_run_options({}, "ply", False) == {"decode_formats": ["gaussian"]}
+    assert upstream_run_options({"decode_formats": "gaussian"}, "ply", False) == {
         "decode_formats": ["gaussian"]
     }
-    assert upstream_run_options({"stage2_inference_steps": 5}, "obj") == {
+    with pytest.raises(Unprocessable, match="post-optimisation"):
+        upstream_run_options({"decode_formats": "gaussian"}, "ply", True)
+    assert upstream_run_options({"stage2_inference_steps": 5}, "obj", True) == {
         "stage2_inference_steps": 5
     }
     with pytest.raises(Unprocessable):
-        upstream_run_options({"stage2_inference_steps": True}, "glb")
+        upstream_run_options({"stage2_inference_steps": True}, "glb", True)
 
 
 # -- stage offload ----------------------------------------------------------------------

@@ -209,3 +209,68 @@ def test_ext_step_keeps_upstreams_git_and_release_pins() -> None:
     for name in ("kaolin", "gsplat", "pytorch3d", "flash_attn", "moge"):
         spec = upstream[name]
         assert (f"{name}=={spec}" if "git+" not in spec else spec) in text, name
+
+
+def test_layout_post_optimisation_needs_the_mesh_and_only_logs_its_failure() -> None:
+    """Why the adapter decodes the mesh for every format while the step runs."""
+    layout = CONTRACT["layout_postprocess"]
+    assert layout["assert"] == "glb is not None" and layout["inside_try"]
+    assert layout["handlers"] == ["Exception"] and not layout["handler_reraises"]
+    # the adapter's test of the guard reads the same run argument and attribute
+    assert (
+        "with_layout_postprocess" in layout["guard"]
+        and adapter.NOTEBOOK_RUN_ARGS["with_layout_postprocess"]
+    )
+    assert "self.layout_post_optimization_method is not None" in layout["guard"]
+    source = Path(adapter.__file__).read_text()
+    assert "layout_post_optimization_method" in source
+    # the stand-in plays the same assert inside a try whose handler only logs
+    standin = ROOT / "tests/fixtures/sam3d_standin/sam3d_objects/pipeline"
+    tree = ast.parse((standin / "inference_pipeline_pointmap.py").read_text())
+    tries = [n for n in ast.walk(tree) if isinstance(n, ast.Try)]
+    asserts = [
+        ast.unparse(a.test)
+        for t in tries
+        for a in ast.walk(ast.Module(body=t.body, type_ignores=[]))
+        if isinstance(a, ast.Assert)
+    ]
+    assert layout["assert"] in asserts
+
+
+def test_the_mask_reduction_upstream_runs_raises_what_the_adapter_classifies() -> None:
+    """Upstream's unguarded reduction, run by real torch on an empty selection."""
+    import torch
+
+    from gen3d.serve.backends.sam3d import input_failures
+
+    fact = CONTRACT["mask_reduction"]
+    assert fact["reduction_without_dim"] == "mask_points.isfinite().max()"
+    assert fact["mask_resize"].endswith("NEAREST")
+    mask_points = torch.ones((3, 0))  # no masked point survived the resize
+    with pytest.raises(RuntimeError) as caught:
+        mask_points.isfinite().max()  # the expression the contract records, as written
+    assert input_failures.is_empty_reduction(caught.value)
+    standin = ROOT / "tests/fixtures/sam3d_standin/sam3d_objects/pipeline"
+    assert fact["reduction_without_dim"] in (standin / "inference_pipeline_pointmap.py").read_text()
+    # the other member upstream's issues report (#70), and a fault that is not the input's
+    with pytest.raises(IndexError) as caught:
+        torch.ones((0, 3)).min(dim=0)
+    assert input_failures.is_empty_reduction(caught.value)
+    assert not input_failures.is_empty_reduction(RuntimeError("CUDA error: illegal address"))
+
+
+def test_the_vendored_hydra_patch_is_the_file_upstream_downloads() -> None:
+    fact = CONTRACT["hydra_patch"]
+    assert fact["requires_hydra"] == ["1.3.2"]
+    (url,) = fact["downloads"]
+    owner_commit = re.search(r"githubusercontent\.com/([^/]+/[^/]+)/([0-9a-f]{40})/(.+)$", url)
+    assert owner_commit, url
+    repo, commit, path = owner_commit.groups()
+    patch = (ROOT / "container/patches/hydra-core-1.3.2-utils.patch").read_text()
+    assert f"{repo}@{commit}" in patch and f"--- a/{path}" in patch
+    pins = _lock_pins()
+    assert pins["hydra-core"] == "1.3.2"  # the version the patch's context is for
+    parser = DockerfileParser(path=str(ROOT / "Dockerfile"))
+    runs = " ".join(i["value"] for i in parser.structure if i["instruction"] == "RUN")
+    assert "git apply /build/container/patches/hydra-core-1.3.2-utils.patch" in runs
+    assert "patching/hydra" not in runs and "githubusercontent" not in runs

@@ -2,15 +2,24 @@
 
 Upstream's public API is `notebook/inference.py`'s `Inference(config_path, compile=False)`
 whose `__call__` runs `inference._pipeline.run(rgba, None, seed, ...)`. This adapter
-loads it through loading.py (CUDA check, import-time environment, attention backend,
-offline caches) and calls `_pipeline.run` itself, with the notebook's arguments plus:
+loads it through loading.py (CUDA check, import-time environment, attention backend and
+autocast dtype from the GPU's compute capability, offline caches) and always calls
+`_pipeline.run` itself, with the notebook's arguments plus:
 
 - the inference steps of every stage on every call (the request's, else pipeline.yaml's):
   upstream overwrites the generators' `inference_steps` and restores them only when a
   stage succeeds, so after an out-of-memory the next request would inherit the failed
   one's steps (pipeline/inference_pipeline.py:656-718). They are also put back after
   each call;
-- decode_formats ("mesh", "gaussian"): a PLY-only request skips the mesh decoder.
+- decode_formats ("mesh", "gaussian"). Upstream refines the pose from the GLB when
+  pipeline.yaml names a layout post-optimisation (pipeline/inference_pipeline_pointmap.py
+  :396-413); without a mesh its `assert glb is not None` fails inside a try that only
+  logs, and the pose comes back unrefined. So the mesh is decoded whenever that step
+  runs, whatever the answer's format: one pose per (input, seed). Only without it does
+  a PLY request skip the mesh decoder.
+
+Upstream failures caused by the mask (input_failures.py) are answered 422 with the
+likely cause; others stay 500, their traceback in the log only (the batcher logs it).
 
 GEN3D_STAGE_OFFLOAD keeps every stage on the CPU except the one running (offload.py).
 Outputs are converted to Gen3D's frame in output.py / frames.py.
@@ -30,13 +39,19 @@ from gen3d.serve import request_options
 from gen3d.serve.assets import Asset
 from gen3d.serve.backends.base import Sample, synthetic_sample
 from gen3d.serve.backends.device import resolve_device
+from gen3d.serve.backends.sam3d.input_failures import as_input_error
 from gen3d.serve.backends.sam3d.loading import (
+    DTYPE_NAMES,
     Attention,
+    apply_precision,
     check_offline_caches,
     choose_attention,
+    choose_precision,
+    configured_dtype,
     find_pipeline_config,
     force_offline_hubs,
     import_upstream,
+    installed_kernels,
     prepare_import_environment,
     require_cuda,
 )
@@ -59,7 +74,7 @@ TEXTURE_REFUSAL = (
 )
 
 # The arguments notebook/inference.py's Inference.__call__ passes to pipeline.run
-# (notebook/inference.py:113-124; the contract test compares them).
+# (notebook/inference.py:109-120; the contract test compares them).
 NOTEBOOK_RUN_ARGS: dict[str, Any] = {
     "stage1_only": False,
     "with_mesh_postprocess": False,
@@ -85,6 +100,7 @@ class Sam3DBackend:
         self.offload: StageOffload | None = None
         self.config_path: Path | None = None
         self.attention: Attention | None = None
+        self.dtype: str | None = None
         self.default_steps: dict[str, int] = {}
 
     def load(self, model_dir: Path, settings: Settings) -> None:
@@ -94,24 +110,33 @@ class Sam3DBackend:
         # of it; a directory without a manifest only with GEN3D_ALLOW_UNVERIFIED_MODEL=1.
         verify(model_dir, self.name, strict=not settings.allow_unverified_model)
         self.config_path = find_pipeline_config(model_dir)
-        gpu_name = require_cuda()
+        gpu = require_cuda()
         device = resolve_device(settings.device)
         self.device = device  # an accelerator: answers are encoded beside the model
-        if settings.precision != "auto":
-            log.warning(
-                "sam3d: GEN3D_PRECISION=%s is not applied; pipeline.yaml's dtype decides",
-                settings.precision,
-            )
-        check_offline_caches(model_dir)
+        check_offline_caches(model_dir, self.config_path)
         force_offline_hubs(model_dir)
         prepare_import_environment()
-        self.attention = choose_attention(gpu_name)
-        log.info("sam3d on %s, attention %s", gpu_name, self.attention)
+        self.attention = choose_attention(gpu, installed_kernels())
+        # chosen (or refused) before the slow load; applied to the pipeline after it
+        dtype, why = choose_precision(gpu, configured_dtype(self.config_path), settings.precision)
+        self.dtype = DTYPE_NAMES[dtype]
         inference_cls = import_upstream(model_dir).Inference
         start = time.perf_counter()
         self._inference = inference_cls(str(self.config_path), compile=False)
         log.info("sam3d loaded %s in %.1f s", self.config_path, time.perf_counter() - start)
         pipeline = self._pipeline()
+        apply_precision(pipeline, dtype, settings.precision)
+        log.info(
+            "sam3d on %s (compute capability %s): attention %s/%s (%s: %s), dtype %s (%s)",
+            gpu.name,
+            gpu.capability_text,
+            self.attention.dense,
+            self.attention.sparse,
+            self.attention.chosen_by,
+            self.attention.reason,
+            self.dtype,
+            why,
+        )
         self.default_steps = {
             arg: int(getattr(pipeline, attr)) for arg, (attr, _) in STEP_DEFAULTS.items()
         }
@@ -167,14 +192,24 @@ class Sam3DBackend:
             raise Unprocessable("the mask is empty")
         if request_options.parse(sample.options).texture == "image":
             raise Unprocessable(TEXTURE_REFUSAL)  # before the model runs: no GPU time spent
-        run_kwargs = {**self.default_steps, **upstream_run_options(sample.options, sample.format)}
         pipeline = self._pipeline()
+        layout = runs_layout_postprocess(pipeline)
+        run_kwargs = {
+            **self.default_steps,
+            **upstream_run_options(sample.options, sample.format, layout),
+        }
         rgba = np.concatenate(
             [sample.image[..., :3], sample.mask.astype(np.uint8)[..., None] * 255], axis=-1
         )
         start = time.perf_counter()
         try:
             out = pipeline.run(rgba, None, sample.seed, **NOTEBOOK_RUN_ARGS, **run_kwargs)
+        except Exception as exc:
+            input_error = as_input_error(exc, sample.mask)
+            if input_error is None:
+                raise
+            log.info("sam3d: upstream failed on the mask (%r): %s", exc, input_error)
+            raise input_error from exc
         finally:
             self._restore_steps(pipeline)
         elapsed = time.perf_counter() - start
@@ -185,8 +220,10 @@ class Sam3DBackend:
             stage1_inference_steps=run_kwargs["stage1_inference_steps"],
             stage2_inference_steps=run_kwargs["stage2_inference_steps"],
             decode_formats=run_kwargs.get("decode_formats", list(DECODE_FORMATS)),
+            layout_postprocess=layout,
             stage_offload=self.offload is not None,
             attention=self.attention.as_metadata() if self.attention else None,
+            dtype=self.dtype,
             model_seconds=round(elapsed, 3),
         )
         if sample.format in ("glb", "obj") and asset.mesh is None:
@@ -206,8 +243,17 @@ class Sam3DBackend:
 # -- options -----------------------------------------------------------------------------
 
 
-def upstream_run_options(options: Any, fmt: str) -> dict[str, Any]:
-    """Request options -> pipeline.run keyword arguments (steps only when given)."""
+def runs_layout_postprocess(pipeline: Any) -> bool:
+    """Whether pipeline.run refines the pose from the GLB (inference_pipeline_pointmap.py
+    :397-401: with_layout_postprocess and a configured method)."""
+    return bool(NOTEBOOK_RUN_ARGS["with_layout_postprocess"]) and (
+        getattr(pipeline, "layout_post_optimization_method", None) is not None
+    )
+
+
+def upstream_run_options(options: Any, fmt: str, layout_postprocess: bool) -> dict[str, Any]:
+    """Request options -> pipeline.run keyword arguments (steps only when given). While
+    the pose is refined from the mesh, the mesh is always decoded."""
     kwargs: dict[str, Any] = {}
     for key in ("stage1_inference_steps", "stage2_inference_steps"):
         value = options.get(key) if options else None
@@ -237,7 +283,13 @@ def upstream_run_options(options: Any, fmt: str) -> dict[str, Any]:
             raise Unprocessable(f"format {fmt!r} needs decode_formats to include 'mesh'")
         if fmt == "ply" and "gaussian" not in formats:
             raise Unprocessable("format 'ply' needs decode_formats to include 'gaussian'")
+        if layout_postprocess and "mesh" not in formats:
+            raise Unprocessable(
+                "decode_formats must include 'mesh' on this model: its layout "
+                "post-optimisation refines the pose from the mesh, and without it the "
+                "pose would differ from the same request's GLB"
+            )
         kwargs["decode_formats"] = list(dict.fromkeys(formats))
-    elif fmt == "ply":
+    elif fmt == "ply" and not layout_postprocess:
         kwargs["decode_formats"] = ["gaussian"]  # skip the mesh decoder: nobody reads it
     return kwargs
