@@ -147,7 +147,7 @@ def test_the_empty_backlog_tail_bills_less_than_target_tracking_s(volume: int) -
 
 def test_seed_month_bills_23_42_hours_with_3_idle_minutes_against_41_29() -> None:
     prices = load_prices()
-    w = Workload(100, 60, instance_type="ml.g5.xlarge")
+    w = Workload(100, 60, instance_type="ml.g5.xlarge", assumptions=Assumptions(startup_s=600))
     new, old = async_scale_to_zero(w, prices), async_with_target_tracking_tail(w, prices)
     assert (new.details["billed_hours"], old.details["billed_hours"]) == (23.42, 41.29)
     rate = prices.entries["sagemaker.async.ml.g5.xlarge"].value
@@ -167,7 +167,12 @@ def test_more_idle_minutes_bill_more_and_start_fewer_bursts() -> None:
 
 
 def test_inference_components_keep_target_tracking_s_tail() -> None:
-    w = Workload(100, 60, scaling=ASYNC_SCALING.with_idle_minutes(1))
+    w = Workload(
+        100,
+        60,
+        scaling=ASYNC_SCALING.with_idle_minutes(1),
+        assumptions=Assumptions(startup_s=600),
+    )
     ic = realtime_ic_scale_to_zero(w, load_prices())
     assert ic.details["billed_hours"] == 41.29  # unchanged by --idle-minutes
 
@@ -176,12 +181,16 @@ def test_first_result_latency_of_each_option() -> None:
     w = Workload(100, 60, instance_type="ml.g5.xlarge")
     by_option = {o.option: o for o in estimate(w, load_prices())}
     assert by_option["realtime_always_on"].first_result_s == 60
-    assert by_option["async_scale_to_zero"].first_result_s == 60 + 600 + 60
-    assert by_option["realtime_ic_scale_to_zero"].first_result_s == 60 + 600 + 60
-    assert by_option["start_stop_on_demand"].first_result_s == 600 + 60
+    startup = Assumptions().startup_s
+    assert by_option["async_scale_to_zero"].first_result_s == 60 + startup + 60
+    assert by_option["realtime_ic_scale_to_zero"].first_result_s == 60 + startup + 60
+    assert by_option["start_stop_on_demand"].first_result_s == startup + 60
     batch = by_option["batch_transform_daily"]
     images_per_job = batch.details["images_per_job"]
-    assert batch.first_result_s == pytest.approx(DAY_S + 600 + images_per_job * 60, rel=1e-3)
+    job_startup = Assumptions().batch_job_startup_s
+    assert batch.first_result_s == pytest.approx(
+        DAY_S + job_startup + images_per_job * 60, rel=1e-3
+    )
     assert by_option["serverless"].first_result_s is None  # infeasible for sam3d
     faster = Workload(100, 60, assumptions=Assumptions(startup_s=120.0))
     assert async_scale_to_zero(faster, load_prices()).first_result_s == 60 + 120 + 60

@@ -85,10 +85,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--startup-s",
         type=_positive,
         default=Assumptions.startup_s,
-        help="seconds from instance launch to serving (default %(default)g: an estimate, "
-        "not a measurement; AWS documents only that provisioning takes 'several minutes' "
-        "(endpoint-auto-scaling-zero-instances.html), and the sam3d image (~10 GB) and "
-        "weights load on top; see docs/cost.md)",
+        help="seconds from instance launch to serving (default %(default)g: the sam3d "
+        "image's pull from its measured size, plus an estimate, not a measurement, of the "
+        "rest; AWS documents only that provisioning takes 'several minutes' "
+        "(endpoint-auto-scaling-zero-instances.html); see docs/cost.md)",
     )
     p.add_argument(
         "--idle-minutes",
