@@ -101,8 +101,8 @@ def verify(model_dir: Path, backend: str, *, strict: bool = False) -> dict[str, 
         unlisted = sorted(set(artifact_files(model_dir)) - set(manifest["files"]))
         if unlisted:
             raise ArtifactError(
-                f"{model_dir}: {_some(unlisted)} not listed in {MANIFEST_FILE}; the server loads no "
-                "unverified file (rebuild the manifest with `gen3d package`)",
+                f"{model_dir}: {_some(unlisted)} not listed in {MANIFEST_FILE}; the server "
+                "loads no unverified file (rebuild the manifest with `gen3d package`)",
                 public="the model directory holds files its manifest does not list",
             )
     if manifest.get("backend") != backend:
