@@ -167,6 +167,70 @@ def test_an_early_error_never_poisons_the_kept_alive_connection(server) -> None:
     connection.close()
 
 
+# --------------------------------------------- every client number and JSON document: 4xx
+
+SUPERSCRIPT_TWO = "\u00b2"  # "²".isdigit() is True, int("²") raises ValueError
+
+
+def multipart(fields: dict[str, str], image: bytes | None = None) -> tuple[bytes, str]:
+    """A multipart body with these text fields and an 'image' file part."""
+    boundary = "gen3dboundary"
+    parts = [
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'
+        for name, value in fields.items()
+    ]
+    head = "".join(parts).encode()
+    photo = image if image is not None else rgba_png(48)
+    head += (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="a.png"\r\n'
+        "Content-Type: image/png\r\n\r\n"
+    ).encode()
+    body = head + photo + f"\r\n--{boundary}--\r\n".encode()
+    return body, f"multipart/form-data; boundary={boundary}"
+
+
+@pytest.mark.parametrize("key", ["target_faces", "texture_size"])
+def test_a_non_ascii_digit_is_a_400_in_json_multipart_and_custom_attributes(server, key) -> None:
+    instance = json_instance(48, options={key: SUPERSCRIPT_TWO})
+    error = assert_client_error(
+        post(server, json.dumps(instance).encode(), "application/json"), 400
+    )
+    assert key in error["message"]
+    body, content_type = multipart({"options": json.dumps({key: SUPERSCRIPT_TWO})})
+    assert_client_error(post(server, body, content_type), 400)
+    attributes = {"X-Amzn-SageMaker-Custom-Attributes": f"{key}={SUPERSCRIPT_TWO}"}
+    # a header carries Latin-1: "²" is one byte there, and the server reads it back as "²"
+    assert_client_error(post(server, rgba_png(48), "image/png", **attributes), 400)
+    body, content_type = multipart({"seed": SUPERSCRIPT_TWO})
+    assert_client_error(post(server, body, content_type), 422)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        '{"target_faces": ' + "9" * 5000 + "}",  # int() refuses over 4300 digits
+        "[" * 100_000 + "]" * 100_000,  # RecursionError in the parser
+        '{"target_faces": ' + "[" * 40 + "]" * 40 + "}",  # over our depth limit
+        '{"target_faces": 1e999}',
+        "{" + "x" * (70 * 1024) + "}",  # over the options field's size limit
+    ],
+    ids=["5000-digit integer", "nested 100000 deep", "nested 40 deep", "1e999", "70 KB"],
+)
+def test_a_hostile_multipart_options_field_is_a_4xx(server, options: str) -> None:
+    body, content_type = multipart({"options": options})
+    assert_client_error(post(server, body, content_type), (400, 413))
+
+
+def test_a_multipart_body_of_many_tiny_parts_is_refused_unparsed(server) -> None:
+    """55 000 empty parts in 4.4 MB cost 2 s of CPU to parse; a request has five parts."""
+    body, content_type = multipart({f"f{i}": "" for i in range(15_000)})
+    assert len(body) < 2 * 1024 * 1024  # within the body limit: only the part cap refuses it
+    error = assert_client_error(post(server, body, content_type), 413)
+    assert "parts" in error["message"]
+    body, content_type = multipart({"note": "x" * (300 * 1024)})  # one big text field
+    assert_client_error(post(server, body, content_type), 413)
+
+
 def test_the_server_survived_every_attack_without_a_worker_restart(server) -> None:
     before = gunicorn_workers(server)
     assert post(server, b"\x00" * 10, "image/webp").status_code == 400
