@@ -16,6 +16,7 @@ import requests
 from gen3d_testing import json_instance, png_bytes, rgba_png
 from PIL import Image
 
+from gen3d.serve.front import nginx_binary
 from gen3d.serve.launcher import gunicorn_workers
 from gen3d.serve.synthetic import photo_and_mask
 
@@ -229,6 +230,43 @@ def test_a_multipart_body_of_many_tiny_parts_is_refused_unparsed(server) -> None
     assert "parts" in error["message"]
     body, content_type = multipart({"note": "x" * (300 * 1024)})  # one big text field
     assert_client_error(post(server, body, content_type), 413)
+
+
+def raw_exchange(server, request: bytes) -> tuple[str, dict[str, str], bytes]:
+    """Send bytes as they are (requests would refuse to); (status line, headers, body)."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(request)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    status, *lines = head.decode("latin-1").split("\r\n")
+    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines)}
+    return status, headers, body
+
+
+@pytest.mark.skipif(nginx_binary() is None, reason="needs nginx (make front)")
+@pytest.mark.parametrize(
+    ("request_bytes", "status"),
+    [
+        (b"GET /%zz HTTP/1.1\r\nHost: x\r\n\r\n", 400),  # was nginx's HTML 500
+        (b"GET /a/../../b HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+        (b"NONSENSE\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost: x\r\nX: " + b"a" * 20_000 + b"\r\n\r\n", 400),  # 494
+        (b"GET /" + b"a" * 20_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+        (b"GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", 501),
+        (b"GET / HTTP/2.0\r\nHost: x\r\n\r\n", 505),
+        (b"GET /_gen3d_error/400 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 404),
+    ],
+    ids=["bad escape", "above root", "no request line", "header too large", "URI too long",
+         "unknown transfer coding", "HTTP/2.0", "error page itself"],
+)  # fmt: skip
+def test_every_status_the_front_makes_is_our_json_error(server, request_bytes, status) -> None:
+    line, headers, body = raw_exchange(server, request_bytes)
+    assert line.split(" ", 2)[1] == str(status), (line, body[:200])
+    assert headers["content-type"] == "application/json", body[:200]
+    error = json.loads(body)["error"]
+    assert set(error) == {"code", "message", "request_id"} and error["request_id"]
 
 
 def test_the_server_survived_every_attack_without_a_worker_restart(server) -> None:
