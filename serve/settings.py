@@ -119,6 +119,8 @@ class Settings:
             value = getattr(self, f.name)
             if isinstance(value, bool):
                 value = "1" if value else "0"
+            elif isinstance(value, tuple):  # a list setting (GEN3D_UI_HOSTS)
+                value = ",".join(value)
             out[by_field[f.name]] = str(value)
         return out
 

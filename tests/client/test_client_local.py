@@ -346,12 +346,12 @@ def test_a_redirect_is_not_followed_so_the_photo_stays_where_it_was_sent() -> No
     received: list[str] = []
 
     class Catcher(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        def do_GET(self) -> None:
             received.append(self.path)
             self.send_response(200)
             self.end_headers()
 
-        do_POST = do_GET  # noqa: N815
+        do_POST = do_GET
 
         def log_message(self, *args) -> None:
             pass
@@ -360,14 +360,14 @@ def test_a_redirect_is_not_followed_so_the_photo_stays_where_it_was_sent() -> No
     elsewhere = f"http://127.0.0.1:{catcher.server_port}"
 
     class Redirector(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             self.rfile.read(int(self.headers.get("Content-Length") or 0))
             self.send_response(307)
             self.send_header("Location", elsewhere + self.path)
             self.send_header("Content-Length", "0")
             self.end_headers()
 
-        do_POST = do_GET  # noqa: N815
+        do_POST = do_GET
 
         def log_message(self, *args) -> None:
             pass

@@ -149,6 +149,17 @@ def test_a_rebound_host_name_is_refused(ui_server) -> None:
         assert response.status_code == 200, host
 
 
+def test_gen3d_ui_hosts_names_the_other_hosts_answered(start_gen3d_server) -> None:
+    server = start_gen3d_server({"GEN3D_UI": "1", "GEN3D_UI_HOSTS": "devbox.lan"})
+    port = server.url.rsplit(":", 1)[1]
+    named = requests.get(server.url + "/", headers={"Host": f"devbox.lan:{port}"}, timeout=10)
+    assert named.status_code == 200
+    assert_refused(
+        requests.get(server.url + "/", headers={"Host": REBOUND_HOST}, timeout=10),
+        "forbidden_host",
+    )
+
+
 def test_another_origin_can_neither_run_inference_nor_upload(ui_server) -> None:
     files = {"image": rgba_png(48)}
     cross = {"Origin": ATTACKER_ORIGIN}
