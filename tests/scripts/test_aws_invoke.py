@@ -216,7 +216,11 @@ def test_deploy_wires_the_upload_notification(aws):
         {"Name": "Prefix", "Value": "input/"}
     ] or wired["Filter"]["Key"]["FilterRules"] == [{"Name": "prefix", "Value": "input/"}]
     env = function["Configuration"]["Environment"]["Variables"]
-    assert env == {"GEN3D_ENDPOINT_NAME": "t", "GEN3D_INPUT_PREFIX": "input/"}
+    assert env == {
+        "GEN3D_ENDPOINT_NAME": "t",
+        "GEN3D_INPUT_PREFIX": "input/",
+        "GEN3D_MAX_INPUT_BYTES": str(100 * 1024 * 1024),  # the async model's body limit
+    }
     assert function["Configuration"]["CodeSha256"] == code_sha256(package_handler())
     assert (
         "s3.amazonaws.com"
