@@ -84,6 +84,9 @@ GIT_SHA := $(shell git describe --always --dirty --abbrev=12 2>/dev/null || echo
 IMAGE ?= $(IMAGE_NAME):$(GIT_SHA)
 MODEL_DIR ?= $(CURDIR)/out/model
 PORT ?= 8080
+# run-local publishes the port on this address only: loopback unless told otherwise
+# (RUN_HOST=0.0.0.0 opens it to the network, with GEN3D_UI off or GEN3D_UI_HOSTS set).
+RUN_HOST ?= 127.0.0.1
 
 build: setup ## docker build FLAVOR=gpu|cpu|sam3d, tagged with the git sha and latest
 	args=$$($(GEN3D) platform build-args $(FLAVOR)) && \
@@ -92,8 +95,8 @@ build: setup ## docker build FLAVOR=gpu|cpu|sam3d, tagged with the git sha and l
 push: setup ## push the git-sha tag to ECR (repo made if missing) and print the URI [REGION= DRY_RUN=1]
 	$(GEN3D) push $(IMAGE) $(if $(REGION),--region $(REGION)) $(if $(DRY_RUN),--dry-run)
 
-run-local: ## docker run the image as SageMaker does, MODEL_DIR on /opt/ml/model, port 8080
-	docker run --rm $(if $(filter cpu,$(FLAVOR)),,--gpus all) -p $(PORT):8080 \
+run-local: ## docker run the image as SageMaker does, MODEL_DIR on /opt/ml/model, 127.0.0.1:8080
+	docker run --rm $(if $(filter cpu,$(FLAVOR)),,--gpus all) -p $(RUN_HOST):$(PORT):8080 \
 	  -v $(MODEL_DIR):/opt/ml/model:ro $(IMAGE) serve
 
 image-test: setup ## no Docker needed: podman-build the cpu image, serve /ping + /invocations from it (root)

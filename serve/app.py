@@ -156,7 +156,7 @@ def create_app(runtime: ModelRuntime) -> Flask:
     if settings.ui:  # local pages: try-it (/), /docs (gen3d.serve.ui)
         from gen3d.serve.ui.pages import register as register_ui
 
-        register_ui(app)
+        register_ui(app, settings.ui_hosts)
     request_log.install(app, metrics.current())  # request id in logs, access line, metrics
     return app
 

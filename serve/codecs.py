@@ -11,7 +11,6 @@ import binascii
 import dataclasses
 import io
 import json
-import re
 import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -49,8 +48,11 @@ FORMATS_BY_TYPE = {
     "image/webp": ("WEBP",),
     "application/x-image": WEB_FORMATS,
 }
-MAX_SEED_DIGITS = len(str(2**32 - 1))
 MAX_INT_DIGITS = 64  # longer JSON integers are not parsed (Python refuses > 4300 anyway)
+# A client's JSON: no request needs more than a few levels (a batch of instances holding
+# options); the multipart 'options' field is a small object.
+MAX_JSON_DEPTH = 16
+MAX_OPTIONS_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -180,11 +182,7 @@ def _b64(value: Any, what: str) -> bytes:
 
 
 def _seed(value: Any) -> int:
-    if isinstance(value, str) and re.fullmatch(rf"\d{{1,{MAX_SEED_DIGITS}}}", value.strip()):
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SEED:
-        raise Unprocessable(f"seed must be an integer in [0, {MAX_SEED}]")
-    return value
+    return request_options.client_int(value, "seed", (0, MAX_SEED), Unprocessable)
 
 
 def _format(value: Any) -> str:
@@ -305,18 +303,45 @@ def _items(raw: list[Any], defaults: Defaults, limits: Limits) -> list[Sample | 
 class _TooLong:
     """A JSON integer too long to be anything we accept (a seed has 10 digits)."""
 
+    def __repr__(self) -> str:
+        return f"(an integer of over {MAX_INT_DIGITS} digits)"
+
 
 def _bounded_int(text: str) -> int | _TooLong:
     return int(text) if len(text) <= MAX_INT_DIGITS else _TooLong()
 
 
-def decode_json(body: bytes, defaults: Defaults, limits: Limits) -> DecodedRequest:
+def _deeper_than(doc: Any, limit: int) -> bool:
+    """Whether `doc` nests lists and objects more than `limit` levels (no recursion)."""
+    stack = [(doc, 1)]
+    while stack:
+        node, depth = stack.pop()
+        children = node.values() if isinstance(node, dict) else node
+        if depth > limit:
+            return True
+        stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
+    return False
+
+
+def read_client_json(data: bytes | str, what: str, max_bytes: int | None) -> Any:
+    """The one reader of JSON a client sent: at most `max_bytes` (None: the body limit
+    already bounded it), at most MAX_JSON_DEPTH levels deep, integers of at most
+    MAX_INT_DIGITS digits. Anything else is the client's 400 (413 over the size)."""
+    if max_bytes is not None and len(data) > max_bytes:
+        raise PayloadTooLarge(f"{what} is over {max_bytes} bytes")
     try:
-        doc = json.loads(body, parse_int=_bounded_int)
+        doc = json.loads(data, parse_int=_bounded_int)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BadRequest(f"malformed JSON: {exc}") from None
-    except RecursionError:
-        raise BadRequest("malformed JSON: nested too deeply") from None
+        raise BadRequest(f"{what} is not valid JSON: {exc}") from None
+    except RecursionError:  # Python's own nesting limit, met before ours can be checked
+        raise BadRequest(f"{what} is nested more than {MAX_JSON_DEPTH} levels deep") from None
+    if isinstance(doc, dict | list) and _deeper_than(doc, MAX_JSON_DEPTH):
+        raise BadRequest(f"{what} is nested more than {MAX_JSON_DEPTH} levels deep")
+    return doc
+
+
+def decode_json(body: bytes, defaults: Defaults, limits: Limits) -> DecodedRequest:
+    doc = read_client_json(body, "the JSON body", None)  # the body limit bounds its size
     if not isinstance(doc, Mapping):
         raise BadRequest("the JSON body must be an object")
     if "instances" in doc:
@@ -346,10 +371,7 @@ def decode_multipart(
         raise BadRequest("multipart body needs an 'image' part")
     options: Any = None
     if "options" in fields:
-        try:
-            options = json.loads(fields["options"])
-        except json.JSONDecodeError:
-            raise BadRequest("the 'options' part is not valid JSON") from None
+        options = read_client_json(fields["options"], "the 'options' part", MAX_OPTIONS_BYTES)
     sample = build_sample(
         files["image"],
         files.get("mask"),

@@ -91,6 +91,25 @@ def _ui_locations(settings: Settings) -> str:
         }}"""
 
 
+def _other_error_pages(other: dict[int, tuple[str, str]]) -> str:
+    return "".join(
+        f"\n        error_page {status} ={status} /_gen3d_error/{status};" for status in other
+    )
+
+
+def _other_error_locations(other: dict[int, tuple[str, str]]) -> str:
+    return "".join(
+        f"""
+        location = /_gen3d_error/{status} {{
+            internal;
+            default_type application/json;
+            add_header X-Request-Id $request_id always;
+            return {status} {_error_json(code, message)};
+        }}"""
+        for status, (code, message) in other.items()
+    )
+
+
 def _host(address: str) -> str:
     return f"[{address}]" if ":" in address else address
 
@@ -118,6 +137,16 @@ def render_config(
     )
     bad = _error_json("bad_request", "malformed HTTP request")
     timeout = _error_json("request_timeout", "the client was too slow sending its request")
+    # Every other status nginx makes itself, so no client ever gets nginx's HTML page.
+    other = {
+        404: ("not_found", "no such path"),
+        405: ("method_not_allowed", "method not allowed"),
+        411: ("length_required", "a body needs a Content-Length or chunked encoding"),
+        414: ("uri_too_long", "the request URI is too long"),
+        500: ("internal_error", "the front failed to handle the request"),
+        501: ("not_implemented", "unsupported transfer encoding or method"),
+        505: ("http_version_not_supported", "HTTP version not supported"),
+    }
     # gunicorn answers within its request deadline; past server_timeout_s it is wedged
     read_timeout = int(settings.server_timeout_s) + 5
     return f"""# Written by gen3d.serve.front for this server: change the settings, not this file.
@@ -183,11 +212,13 @@ http {{
 
     server {{
         listen {_host(settings.bind_host)}:{settings.port} backlog=4096;
-        error_page 413 =413 @too_large;
-        error_page 400 =400 @bad_request;
-        error_page 408 =408 @timeout;
-        error_page 502 503 =503 @unavailable;
-        error_page 504 =504 @upstream_timeout;
+        # Error pages are URI locations: a named one (@x) fails for a request whose
+        # URI nginx could not parse, and nginx then sends its own HTML 500.
+        error_page 413 =413 /_gen3d_error/413;
+        error_page 400 494 =400 /_gen3d_error/400;
+        error_page 408 =408 /_gen3d_error/408;
+        error_page 502 503 =503 /_gen3d_error/503;
+        error_page 504 =504 /_gen3d_error/504;{_other_error_pages(other)}
 
         location = /invocations {{
             proxy_pass http://gen3d_invocations;
@@ -200,25 +231,30 @@ http {{
             proxy_next_upstream error timeout http_503;
             proxy_next_upstream_tries {plan.workers};
         }}{_ui_locations(settings)}
-        location @too_large {{
+        location = /_gen3d_error/413 {{
+            internal;
             default_type application/json;
             add_header X-Request-Id $request_id always;
             return 413 {too_large};
         }}
-        location @bad_request {{
+        location = /_gen3d_error/400 {{
+            internal;
             default_type application/json;
             return 400 {bad};
         }}
-        location @timeout {{
+        location = /_gen3d_error/408 {{
+            internal;
             default_type application/json;
             return 408 {timeout};
         }}
-        location @upstream_timeout {{
+        location = /_gen3d_error/504 {{
+            internal;
             default_type application/json;
             add_header X-Request-Id $request_id always;
             return 504 {stuck};
         }}
-        location @unavailable {{
+        location = /_gen3d_error/503 {{
+            internal;
             default_type application/json;
             add_header X-Request-Id $request_id always;
             add_header Retry-After 1 always;
@@ -226,7 +262,7 @@ http {{
                 return 503 {busy};
             }}
             return 503 {starting};
-        }}
+        }}{_other_error_locations(other)}
     }}
 }}
 """

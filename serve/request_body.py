@@ -5,6 +5,9 @@
   limit, never cut silently.
 - A malformed body (bad chunk framing, a client that hangs up) is the client's 400,
   whatever exception the server's reader raises for it.
+- A multipart body holds at most MAX_FORM_PARTS parts and MAX_FORM_MEMORY bytes of
+  text fields (413 beyond): a request needs five parts (image, mask, seed, format,
+  options), and 55 000 empty parts in a 4.4 MB body cost 2 s of parsing without them.
 - A body left unread by an early answer (415, 503, ...) is drained afterwards, so the
   connection gunicorn keeps alive starts the next request at its first byte. Past the
   limit nothing is drained: gunicorn then closes the connection.
@@ -17,20 +20,23 @@ from collections.abc import Mapping
 from typing import Any
 
 from werkzeug.datastructures import FileStorage, MultiDict
+from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.formparser import parse_form_data
 
 from gen3d.serve.errors import BadRequest, PayloadTooLarge
+from gen3d.serve.request_options import client_int
 
 CHUNK = 64 * 1024
 READ_FLAG = "gen3d.body_read"
+MAX_FORM_PARTS = 16
+MAX_FORM_MEMORY = 256 * 1024  # text fields only; file parts (the images) are not counted
 
 
 def declared_length(environ: Mapping[str, Any]) -> int | None:
     raw = environ.get("CONTENT_LENGTH") or ""
-    try:
-        return int(raw) if raw.strip() else None
-    except ValueError:
-        raise BadRequest("Content-Length is not a number") from None
+    if not raw.strip():
+        return None
+    return client_int(raw, "Content-Length", (0, 10**20 - 1))  # int() took "1_000", "²"
 
 
 def read_body(environ: dict[str, Any], limit: int, limit_name: str) -> bytes:
@@ -67,7 +73,17 @@ def parse_multipart(
     """Form fields and files of a multipart body already read by `read_body`."""
     replay = {**environ, "wsgi.input": io.BytesIO(body), "CONTENT_LENGTH": str(len(body))}
     try:
-        _, form, files = parse_form_data(replay, silent=False)
+        _, form, files = parse_form_data(
+            replay,
+            silent=False,
+            max_form_parts=MAX_FORM_PARTS,
+            max_form_memory_size=MAX_FORM_MEMORY,
+        )
+    except RequestEntityTooLarge:
+        raise PayloadTooLarge(
+            f"the multipart body has over {MAX_FORM_PARTS} parts or over "
+            f"{MAX_FORM_MEMORY // 1024} KB of text fields"
+        ) from None
     except Exception:
         raise BadRequest("the multipart body is malformed") from None
     return form, files

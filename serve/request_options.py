@@ -7,11 +7,12 @@ and the backends read the same parsed values back with `parse`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from gen3d.serve.errors import BadRequest
+from gen3d.serve.errors import BadRequest, Gen3DError
 
 MASK_POLICIES = ("auto", "required")
 TEXTURES = ("vertex", "image")
@@ -20,6 +21,11 @@ TEXTURE_SIZE_RANGE = (512, 2048)
 DEFAULT_TEXTURE_SIZE = 1024
 # Custom-attribute keys carried into `options` (e.g. `target_faces=2000,texture=image`).
 COMMON = frozenset({"mask", "target_faces", "texture", "texture_size"})
+# Text a client may write for a number: ASCII digits only (str.isdigit() also accepts
+# "²" and other digits int() refuses), at most 20 of them (no accepted number is longer,
+# and int() of a long string costs quadratic time).
+MAX_DIGITS = 20
+_DIGITS = re.compile(rf"[0-9]{{1,{MAX_DIGITS}}}", re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -33,20 +39,37 @@ class RequestOptions:
 def _choice(options: Mapping[str, Any], key: str, choices: tuple[str, ...]) -> str:
     value = options.get(key, choices[0])
     if not isinstance(value, str) or value.lower() not in choices:
-        raise BadRequest(f"option {key!r} must be one of {', '.join(choices)}; got {value!r}")
+        raise BadRequest(f"option {key!r} must be one of {', '.join(choices)}; got {_shown(value)}")
     return value.lower()
 
 
-def _int(options: Mapping[str, Any], key: str, default: int | None, bounds: tuple[int, int]):
-    value = options.get(key, default)
-    if value is None:
-        return None
-    if isinstance(value, str) and value.strip().isdigit():  # custom attributes are text
+def client_int(
+    value: Any, what: str, bounds: tuple[int, int], error: type[Gen3DError] = BadRequest
+) -> int:
+    """The one reader of a number a client sent, in any request form: a JSON integer or
+    the text of a form field or custom attribute (ASCII digits, surrounding blanks
+    allowed). Anything else, or a value outside `bounds`, is `error` naming `what`."""
+    if isinstance(value, str) and _DIGITS.fullmatch(value.strip()):
         value = int(value.strip())
     low, high = bounds
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise BadRequest(f"option {key!r} must be an integer in [{low}, {high}]; got {value!r}")
+        raise error(f"{what} must be an integer in [{low}, {high}]; got {_shown(value)}")
     return value
+
+
+def _shown(value: Any) -> str:
+    """A client's value for an error message: its repr, cut short."""
+    text = repr(value) if not isinstance(value, int) or value.bit_length() < 200 else "(huge)"
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _int(
+    options: Mapping[str, Any], key: str, default: int | None, bounds: tuple[int, int]
+) -> int | None:
+    value = options.get(key, default)
+    if value is None:
+        return None
+    return client_int(value, f"option {key!r}", bounds)
 
 
 def parse(options: Mapping[str, Any] | None) -> RequestOptions:

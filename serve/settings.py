@@ -54,6 +54,8 @@ class Settings:
     torch_threads: int = 0  # 0: torch's default (one per core)
     bind_host: str = "0.0.0.0"  # gunicorn only: `gen3d serve` and the tests bind 127.0.0.1
     ui: bool = False  # try-it page at / and /docs (gen3d.serve.ui); `gen3d serve` turns it on
+    # Host names the UI server answers besides loopback ones (gen3d.serve.ui.local_guard)
+    ui_hosts: tuple[str, ...] = ()
     # observability (issue 17): gen3d.serve.logging_setup, gen3d.serve.metrics
     log_format: str = "json"
     deployment: str = ""  # the endpoint's deployment name: a metric dimension
@@ -100,6 +102,8 @@ class Settings:
             value = getattr(self, f.name)
             if isinstance(value, bool):
                 value = "1" if value else "0"
+            elif isinstance(value, tuple):  # a list setting (GEN3D_UI_HOSTS)
+                value = ",".join(value)
             out[by_field[f.name]] = str(value)
         return out
 
@@ -170,6 +174,13 @@ def _host(raw: str) -> str:
     return raw
 
 
+def _host_names(raw: str) -> tuple[str, ...]:
+    names = tuple(name.strip().lower() for name in raw.split(",") if name.strip())
+    if any(not all(c.isalnum() or c in "-.:[]" for c in name) for name in names):
+        raise ValueError("must be host names separated by commas, e.g. devbox.lan,10.0.0.5")
+    return names
+
+
 def _label(raw: str) -> str:
     if not all(c.isalnum() or c in "-_." for c in raw) or len(raw) > 63:
         raise ValueError("must be up to 63 letters, digits, '-', '_' or '.'")
@@ -204,6 +215,7 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "GEN3D_TORCH_THREADS": ("torch_threads", _int(0, 1024)),
     "GEN3D_BIND_HOST": ("bind_host", _host),
     "GEN3D_UI": ("ui", _bool),
+    "GEN3D_UI_HOSTS": ("ui_hosts", _host_names),
     "GEN3D_LOG_FORMAT": ("log_format", _choice(LOG_FORMATS)),
     "GEN3D_DEPLOYMENT": ("deployment", _label),
     "GEN3D_EMF": ("emf_metrics", _choice(EMF_MODES)),

@@ -60,22 +60,16 @@ def setup_account(
         plan,
         clients.iam,
         iam.execution_role_name(deployment),
-        "sagemaker.amazonaws.com",
+        iam.execution_trust_policy(account, region),
         execution_policy,
         deployment,
     )
-    trigger_policy = iam.trigger_role_policy(
-        deployment=deployment,
-        bucket=bucket,
-        account=account,
-        region=region,
-        input_prefix=storage.INPUT_PREFIX,
-    )
+    trigger_policy = iam.trigger_role_policy(deployment=deployment, account=account, region=region)
     trigger_arn = iam.ensure_role(
         plan,
         clients.iam,
         iam.trigger_role_name(deployment),
-        "lambda.amazonaws.com",
+        iam.trigger_trust_policy(deployment, account, region),
         trigger_policy,
         deployment,
     )

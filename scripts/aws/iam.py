@@ -1,8 +1,16 @@
 """Least-privilege roles: the SageMaker execution role and the upload-trigger Lambda's role.
 
-Each policy names exactly the deployment's bucket, the ECR repositories, its log groups and
-SNS topics; only calls that AWS cannot scope (ecr:GetAuthorizationToken,
-cloudwatch:PutMetricData, which is limited by namespace instead) use "*".
+Each policy names exactly the deployment's bucket prefixes, the ECR repositories, its log
+groups and SNS topics; only calls that AWS cannot scope (ecr:GetAuthorizationToken,
+cloudwatch:PutMetricData, which is limited by namespace instead) use "*". The execution
+role reads only the request prefixes and the model's own key and writes only the result
+prefixes (gen3d.aws.storage.MODEL_READS / MODEL_WRITES): a compromised container can
+neither overwrite a model artifact kept in the bucket nor read what it was not sent.
+
+Trust policies name the account and the resources that may assume the role
+(aws:SourceAccount, aws:SourceArn), against a confused deputy: AWS's recommendation for
+roles a service assumes ("Cross-service confused deputy prevention", IAM user guide;
+Lambda: "Working with AWS managed policies in the execution role").
 """
 
 from __future__ import annotations
@@ -13,9 +21,11 @@ from urllib.parse import unquote
 
 from botocore.exceptions import ClientError
 
+from gen3d.aws import storage
 from gen3d.aws.clients import tag_list
 from gen3d.aws.inference_components import component_name
 from gen3d.aws.plan import CREATED, UNCHANGED, UPDATED, ApiCall, Plan
+from gen3d.aws.upload_trigger import function_name
 
 POLICY_NAME = "gen3d-least-privilege"
 
@@ -28,13 +38,35 @@ def trigger_role_name(deployment: str) -> str:
     return f"gen3d-{deployment}-upload-trigger"
 
 
-def trust_policy(service: str) -> dict[str, Any]:
+def trust_policy(service: str, account: str, source_arn: str) -> dict[str, Any]:
+    """`service` may assume the role only for `source_arn` (ArnLike) in `account`."""
     return {
         "Version": "2012-10-17",
         "Statement": [
-            {"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": service},
+                "Action": "sts:AssumeRole",
+                "Condition": {
+                    "StringEquals": {"aws:SourceAccount": account},
+                    "ArnLike": {"aws:SourceArn": source_arn},
+                },
+            }
         ],
     }
+
+
+def execution_trust_policy(account: str, region: str) -> dict[str, Any]:
+    """SageMaker, for the account's endpoints, inference components and transform jobs."""
+    return trust_policy(
+        "sagemaker.amazonaws.com", account, f"arn:aws:sagemaker:{region}:{account}:*"
+    )
+
+
+def trigger_trust_policy(deployment: str, account: str, region: str) -> dict[str, Any]:
+    """Lambda, for the deployment's upload function only."""
+    function = f"arn:aws:lambda:{region}:{account}:function:{function_name(deployment)}"
+    return trust_policy("lambda.amazonaws.com", account, function)
 
 
 def execution_role_policy(
@@ -53,7 +85,12 @@ def execution_role_policy(
     topics = [
         f"arn:aws:sns:{region}:{account}:gen3d-{deployment}-{kind}" for kind in ("success", "error")
     ]
-    objects = f"arn:aws:s3:::{bucket}/*"
+    reads = [f"arn:aws:s3:::{bucket}/{prefix}*" for prefix in storage.MODEL_READS]
+    writes = [f"arn:aws:s3:::{bucket}/{prefix}*" for prefix in storage.MODEL_WRITES]
+    # batch transform lists its input prefix; SageMaker lists an uncompressed model prefix
+    listed = [storage.BATCH_INPUT_PREFIX] + [
+        arn.split("/", 1)[1] for arn in model_data_arns or [] if arn.endswith("*")
+    ]
     return {
         "Version": "2012-10-17",
         "Statement": [
@@ -61,20 +98,22 @@ def execution_role_policy(
                 "Sid": "ReadModelAndInputs",
                 "Effect": "Allow",
                 "Action": ["s3:GetObject"],
-                "Resource": sorted({objects, *(model_data_arns or [])}),
+                "Resource": sorted({*reads, *(model_data_arns or [])}),
             },
             {
                 "Sid": "WriteResults",
                 "Effect": "Allow",
                 "Action": ["s3:PutObject"],
-                "Resource": [objects],
+                "Resource": writes,
             },
             {
                 "Sid": "ListForBatchTransform",
                 "Effect": "Allow",
                 "Action": ["s3:ListBucket"],
-                # (+ the bucket of an uncompressed model prefix, which SageMaker lists)
                 "Resource": sorted({f"arn:aws:s3:::{b}" for b in [bucket, *(model_buckets or [])]}),
+                "Condition": {
+                    "StringLike": {"s3:prefix": sorted({p.rstrip("*") + "*" for p in listed})}
+                },
             },
             {
                 "Sid": "PullImage",
@@ -130,9 +169,9 @@ def execution_role_policy(
     }
 
 
-def trigger_role_policy(
-    *, deployment: str, bucket: str, account: str, region: str, input_prefix: str
-) -> dict[str, Any]:
+def trigger_role_policy(*, deployment: str, account: str, region: str) -> dict[str, Any]:
+    """The Lambda invokes the endpoint with the object's location; SageMaker reads the
+    object with the execution role, so this role reads nothing in S3."""
     return {
         "Version": "2012-10-17",
         "Statement": [
@@ -146,18 +185,12 @@ def trigger_role_policy(
                 "Resource": [f"arn:aws:sagemaker:{region}:{account}:endpoint/{deployment.lower()}"],
             },
             {
-                "Sid": "ReadUploads",
-                "Effect": "Allow",
-                "Action": ["s3:GetObject"],
-                "Resource": [f"arn:aws:s3:::{bucket}/{input_prefix}*"],
-            },
-            {
                 "Sid": "Logs",
                 "Effect": "Allow",
                 "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
                 "Resource": [
                     f"arn:aws:logs:{region}:{account}:log-group:/aws/lambda/"
-                    f"gen3d-{deployment}-upload:*"
+                    f"{function_name(deployment)}:*"
                 ],
             },
         ],
@@ -170,15 +203,21 @@ def _as_dict(document: Any) -> Any:
 
 
 def ensure_role(
-    plan: Plan, iam: Any, role_name: str, service: str, policy: dict[str, Any], deployment: str
+    plan: Plan,
+    iam: Any,
+    role_name: str,
+    trust: dict[str, Any],
+    policy: dict[str, Any],
+    deployment: str,
 ) -> str:
-    trust = trust_policy(service)
+    service = trust["Statement"][0]["Principal"]["Service"]
     create = {
         "RoleName": role_name,
         "AssumeRolePolicyDocument": json.dumps(trust),
         "Description": f"gen3d deployment {deployment}",
         "Tags": tag_list(deployment),
     }
+    update_trust = {"RoleName": role_name, "PolicyDocument": json.dumps(trust)}
     put_policy = {
         "RoleName": role_name,
         "PolicyName": POLICY_NAME,
@@ -194,6 +233,10 @@ def ensure_role(
                 raise
             role = iam.create_role(**create)["Role"]
             outcome = CREATED
+        if outcome != CREATED and _as_dict(role.get("AssumeRolePolicyDocument")) != trust:
+            # a role made before its trust policy named the source account and resource
+            iam.update_assume_role_policy(**update_trust)
+            outcome = UPDATED
         try:
             current = _as_dict(
                 iam.get_role_policy(RoleName=role_name, PolicyName=POLICY_NAME)["PolicyDocument"]

@@ -18,6 +18,14 @@ INPUT_PREFIX = "input/"
 CLI_INPUT_PREFIX = "async/input/"
 OUTPUT_PREFIX = "async/output/"
 FAILURE_PREFIX = "async/failure/"
+# `gen3d batch --input/--output` under these (the execution role reads and writes no other)
+BATCH_INPUT_PREFIX = "batch/in/"
+BATCH_OUTPUT_PREFIX = "batch/out/"
+# What the model (the execution role) may read and write in the bucket: requests in,
+# results out. A model artifact kept in the bucket is granted by its own key (setup
+# --model-data), never by a wildcard a compromised container could overwrite.
+MODEL_READS = (INPUT_PREFIX, CLI_INPUT_PREFIX, BATCH_INPUT_PREFIX)
+MODEL_WRITES = (OUTPUT_PREFIX, FAILURE_PREFIX, BATCH_OUTPUT_PREFIX)
 # What the lifecycle may archive and expire: request data only. A model artifact in the
 # bucket must stay readable, or every scale-out from zero fails (SageMaker cannot read
 # an object in GLACIER until it is restored).

@@ -12,6 +12,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from gen3d.aws.clients import tag_map
+from gen3d.aws.endpoint_spec import ASYNC_MAX_BODY_MB
 from gen3d.aws.plan import CREATED, UNCHANGED, UPDATED, ApiCall, Plan
 
 HANDLER_FILE = Path(__file__).with_name("lambda_handler.py")
@@ -48,7 +49,14 @@ def ensure_function(
 ) -> str:
     name = function_name(deployment)
     code = package_handler()
-    env = {"Variables": {"GEN3D_ENDPOINT_NAME": endpoint, "GEN3D_INPUT_PREFIX": input_prefix}}
+    env = {
+        "Variables": {
+            "GEN3D_ENDPOINT_NAME": endpoint,
+            "GEN3D_INPUT_PREFIX": input_prefix,
+            # the async model's body limit: a larger upload is skipped, not sent to fail
+            "GEN3D_MAX_INPUT_BYTES": str(ASYNC_MAX_BODY_MB * 1024 * 1024),
+        }
+    }
     create = {
         "FunctionName": name,
         "Runtime": RUNTIME,

@@ -1,10 +1,14 @@
-"""A server reached by URL: `gen3d serve`, `make run-local`, any container on a port."""
+"""A server reached by URL: `gen3d serve`, `make run-local`, any container on a port.
+
+Redirects are never followed: requests would re-send the photo (a 307/308 keeps the
+body) to whatever origin the Location names. A 3xx is reported with where it pointed.
+"""
 
 from __future__ import annotations
 
 import requests
 
-from gen3d.client.errors import TransportError, from_error_body
+from gen3d.client.errors import ServerError, TransportError, from_error_body
 from gen3d.client.inputs import CUSTOM_ATTRIBUTES, Request
 from gen3d.client.transport import Limits, Reply
 
@@ -25,7 +29,9 @@ class HttpTransport:
             if self._max_batch_items is not None:
                 limits = Limits(self._max_batch_items, limits.max_body_bytes)
             try:
-                response = self._session.get(self.url + "/execution-parameters", timeout=10)
+                response = self._session.get(
+                    self.url + "/execution-parameters", timeout=10, allow_redirects=False
+                )
                 if response.status_code == 200:
                     mb = int(response.json()["MaxPayloadInMB"])
                     limits = Limits(limits.max_batch_items, mb * 1024 * 1024)
@@ -40,12 +46,23 @@ class HttpTransport:
             headers[CUSTOM_ATTRIBUTES] = request.custom_attributes
         try:
             response = self._session.post(
-                self.url + "/invocations", data=request.body, headers=headers, timeout=timeout_s
+                self.url + "/invocations",
+                data=request.body,
+                headers=headers,
+                timeout=timeout_s,
+                allow_redirects=False,
             )
         except requests.Timeout:
             raise TransportError(f"{self.url} did not answer within {timeout_s:g} s") from None
         except requests.RequestException as exc:
             raise TransportError(f"could not reach {self.url}: {exc}") from None
+        if response.is_redirect:
+            raise ServerError(
+                f"redirected to {response.headers.get('Location')!r}; not followed (a "
+                "redirect would re-send the input elsewhere: use the final URL)",
+                status=response.status_code,
+                code="redirect",
+            )
         if response.status_code != 200:
             retry_after = response.headers.get("Retry-After")
             raise from_error_body(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,18 @@ def artifact_files(model_dir: Path) -> list[str]:
         if path.is_file() and not path.is_symlink() and path.name != MANIFEST_FILE:
             files.append(path.relative_to(model_dir).as_posix())
     return sorted(files)
+
+
+def symlinks(model_dir: Path) -> list[str]:
+    """Every symbolic link under model_dir (to a file or a directory; not followed), as
+    sorted POSIX paths. The manifest lists and hashes regular files only."""
+    found = []
+    for root, dirs, files in os.walk(model_dir, followlinks=False):
+        for name in [*dirs, *files]:
+            path = Path(root, name)
+            if path.is_symlink():
+                found.append(path.relative_to(model_dir).as_posix())
+    return sorted(found)
 
 
 def read_manifest(model_dir: Path) -> dict[str, Any] | None:
@@ -74,14 +87,22 @@ def verify(model_dir: Path, backend: str, *, strict: bool = False) -> dict[str, 
             )
         return None
     if strict:
+        # A link is resolved only when it is opened: what it names is whatever the link
+        # says then, inside the directory or not, and a linked directory (the compile
+        # cache's code) would bring every file below it in unlisted.
+        links = symlinks(model_dir)
+        if links:
+            raise ArtifactError(
+                f"{model_dir}: {_some(links)} is a symbolic link; the server loads only "
+                f"the regular files {MANIFEST_FILE} lists (copy the target in and rebuild "
+                "the manifest with `gen3d package`)",
+                public="the model directory holds a symbolic link",
+            )
         unlisted = sorted(set(artifact_files(model_dir)) - set(manifest["files"]))
         if unlisted:
-            shown = ", ".join(unlisted[:3]) + (
-                f" and {len(unlisted) - 3} more" if len(unlisted) > 3 else ""
-            )
             raise ArtifactError(
-                f"{model_dir}: {shown} not listed in {MANIFEST_FILE}; the server loads no "
-                "unverified file (rebuild the manifest with `gen3d package`)",
+                f"{model_dir}: {_some(unlisted)} not listed in {MANIFEST_FILE}; the server "
+                "loads no unverified file (rebuild the manifest with `gen3d package`)",
                 public="the model directory holds files its manifest does not list",
             )
     if manifest.get("backend") != backend:
@@ -107,3 +128,7 @@ def verify(model_dir: Path, backend: str, *, strict: bool = False) -> dict[str, 
                 "(corrupt or mismatched artifact)"
             )
     return manifest
+
+
+def _some(names: list[str]) -> str:
+    return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")

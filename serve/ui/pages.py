@@ -14,6 +14,7 @@ from flask_swagger_ui import get_swaggerui_blueprint
 
 from gen3d.serve import __version__
 from gen3d.serve.errors import BadRequest, Unprocessable
+from gen3d.serve.ui import local_guard
 from gen3d.serve.ui.assets import MISSING_VIEWER, STATIC_DIR, TEMPLATES_DIR, viewer_installed
 from gen3d.serve.ui.viewable import NotViewable, viewable_glb
 
@@ -22,8 +23,10 @@ DOCS_PATH = "/docs"
 VIEWABLE_PATH = "/ui/viewable.glb"
 _FORMATS = {"application/ply": "ply", "application/octet-stream": None, "model/obj": "obj"}
 # A result the server made can be larger than the request limit (GEN3D_MAX_BODY_MB) that
-# guards /invocations; the page sends it back here for the viewer.
-VIEWABLE_MAX_BYTES = 512 * 1024 * 1024
+# guards /invocations; the page sends it back here for the viewer. 64 MB holds a splat PLY
+# of a million Gaussians (62 bytes each in our writer) or an OBJ of the largest face
+# budget (200 000 faces, about 9 MB) many times over; more is no result of ours.
+VIEWABLE_MAX_BYTES = 64 * 1024 * 1024
 
 pages = Blueprint(
     "gen3d_ui",
@@ -69,8 +72,11 @@ def viewable() -> Response:
     return Response(glb, mimetype="model/gltf-binary")
 
 
-def register(app: Flask) -> None:
-    """Add the try-it page (/), /openapi.yaml, Swagger UI (/docs) and the viewer's files."""
+def register(app: Flask, extra_hosts: tuple[str, ...] = ()) -> None:
+    """Add the try-it page (/), /openapi.yaml, Swagger UI (/docs) and the viewer's files;
+    from then on the whole app answers only loopback host names (and `extra_hosts`,
+    GEN3D_UI_HOSTS) from its own origin (gen3d.serve.ui.local_guard)."""
+    local_guard.install(app, extra_hosts)
     app.register_blueprint(pages)
     swagger = get_swaggerui_blueprint(
         DOCS_PATH,

@@ -7,6 +7,7 @@ import base64
 
 from flask import Flask, Response, render_template, url_for
 
+from gen3d.serve.ui import local_guard
 from gen3d.serve.ui.assets import (
     MISSING_VIEWER,
     STATIC_DIR,
@@ -31,6 +32,7 @@ def standalone_html(glb: bytes, title: str) -> str:
     """One HTML file: model-viewer's script and the GLB as base64, no other file needed."""
     _require_viewer()
     app = Flask("gen3d_view", template_folder=str(TEMPLATES_DIR))
+    app.jinja_env.globals["csp_nonce"] = local_guard.csp_nonce  # "" here: no request
     with app.app_context():
         return render_template(
             "gen3d_view.html",
@@ -41,8 +43,9 @@ def standalone_html(glb: bytes, title: str) -> str:
         )
 
 
-def view_app(glb: bytes, title: str) -> Flask:
-    """A Flask app with the viewer page at / and the model at /model.glb."""
+def view_app(glb: bytes, title: str, extra_hosts: tuple[str, ...] = ()) -> Flask:
+    """A Flask app with the viewer page at / and the model at /model.glb, answering only
+    loopback host names (and `extra_hosts`) from its own origin (gen3d.serve.ui.local_guard)."""
     _require_viewer()
     app = Flask(
         "gen3d_view",
@@ -64,4 +67,5 @@ def view_app(glb: bytes, title: str) -> Flask:
     def model() -> Response:
         return Response(glb, mimetype="model/gltf-binary")
 
+    local_guard.install(app, extra_hosts)
     return app

@@ -337,3 +337,51 @@ def test_a_failed_item_keeps_its_slot(start_gen3d_server) -> None:
     assert isinstance(results[0], Result) and isinstance(results[2], Result)
     assert isinstance(results[1], UnprocessableError) and "empty" in results[1].message
     assert [type(r) for r in caught.value.results] == [type(r) for r in results]
+
+
+def test_a_redirect_is_not_followed_so_the_photo_stays_where_it_was_sent() -> None:
+    """A 307 keeps the body: followed, it re-sent the photo to whatever origin it named."""
+    import http.server
+
+    received: list[str] = []
+
+    class Catcher(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            received.append(self.path)
+            self.send_response(200)
+            self.end_headers()
+
+        do_POST = do_GET
+
+        def log_message(self, *args) -> None:
+            pass
+
+    catcher = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Catcher)
+    elsewhere = f"http://127.0.0.1:{catcher.server_port}"
+
+    class Redirector(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(307)
+            self.send_header("Location", elsewhere + self.path)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        do_POST = do_GET
+
+        def log_message(self, *args) -> None:
+            pass
+
+    redirector = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Redirector)
+    for server in (catcher, redirector):
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        client = Client.local(f"http://127.0.0.1:{redirector.server_port}", progress=None)
+        with pytest.raises(client_errors.ServerError, match="not followed") as caught:
+            client.generate(rgba_png(32))
+        assert caught.value.http_status == 307 and caught.value.code == "redirect"
+        assert received == []  # neither the photo nor any other request went there
+    finally:
+        for server in (catcher, redirector):
+            server.shutdown()
+            server.server_close()

@@ -6,6 +6,8 @@ import json
 import os
 import re
 import shlex
+import shutil
+import subprocess
 import tomllib
 from pathlib import Path
 
@@ -271,3 +273,19 @@ def test_the_github_mirror_rewrites_git_before_anything_is_cloned(
     assert rewrite < step.index("pip install --no-build-isolation")
     assert rewrite < step.index("git clone")
     assert '--find-links "$KAOLIN_FIND_LINKS"' in step
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+def test_run_local_publishes_the_port_on_loopback_only() -> None:
+    """`docker run -p 8080:8080` listens on every interface: anyone on the network could
+    call /invocations (and, with GEN3D_UI=1, the pages) of a local run."""
+    shown = subprocess.run(
+        ["make", "-n", "run-local", "FLAVOR=cpu", "MODEL_DIR=/m"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    published = re.findall(r"-p (\S+)", shown)
+    assert published == ["127.0.0.1:8080:8080"], shown

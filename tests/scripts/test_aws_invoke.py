@@ -11,6 +11,7 @@ import subprocess
 import sys
 import zipfile
 from pathlib import Path
+from urllib.parse import quote_plus
 
 import boto3
 import pytest
@@ -91,7 +92,75 @@ def test_handler_skips_other_prefixes_events_and_types(clients):
     assert (
         lambda_handler.handle(s3_event(IO_BUCKET, "input/notes.txt"), runtime, endpoint="as") == []
     )
-    assert lambda_handler.inference_id_for("input/a b/c.png") == "input-a-b-c.png"
+
+
+def s3_events(bucket: str, *objects: dict) -> dict:
+    """One ObjectCreated record per object ({"key": URL-encoded key, "size": ...})."""
+    return {
+        "Records": [
+            {"eventName": "ObjectCreated:Put", "s3": {"bucket": {"name": bucket}, "object": o}}
+            for o in objects
+        ]
+    }
+
+
+def test_handler_logs_keys_as_json_and_skips_control_characters(clients, capsys):
+    """A key is the uploader's text: with an encoded newline it once printed a second log
+    line that was a whole embedded-metric (EMF) object, forging a metric."""
+    make_endpoint("as", IO_BUCKET, asynchronous=True)
+    emf = '{"_aws":{"CloudWatchMetrics":[{"Namespace":"Gen3D","Metrics":[{"Name":"x"}]}]},"x":1}'
+    forged = "input/a.png\n" + emf + "\n.png"
+    quoted = 'input/"quoted" {"_aws":1}.png'
+    calls = lambda_handler.handle(
+        s3_events(IO_BUCKET, {"key": quote_plus(forged)}, {"key": quote_plus(quoted)}),
+        clients["runtime"],
+        endpoint="as",
+    )
+    assert [c["input"] for c in calls] == [f"s3://{IO_BUCKET}/{quoted}"]
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2  # one skipped, one invoked: nothing split across lines
+    skipped, invoked = (json.loads(line) for line in lines)
+    assert "_aws" not in skipped and "_aws" not in invoked
+    assert skipped["event"] == "skipped" and skipped["key"] == forged
+    assert invoked["event"] == "invoked" and invoked["input"].endswith(quoted)
+
+
+def test_handler_inference_ids_never_collide(clients):
+    make_endpoint("as", IO_BUCKET, asynchronous=True)
+    long_tail = "x" * 200 + ".png"
+    keys = ["input/a b.png", "input/a+b.png", "input/a#b.png"]
+    keys += [f"input/one/{long_tail}", f"input/two/{long_tail}"]  # differ only at the start
+    runtime = StubbedIds(clients["runtime"])
+    calls = lambda_handler.handle(
+        s3_events(IO_BUCKET, *({"key": quote_plus(k)} for k in keys)), runtime, endpoint="as"
+    )
+    assert [c["input"] for c in calls] == [f"s3://{IO_BUCKET}/{k}" for k in keys]
+    ids = runtime.sent_ids
+    assert len(set(ids)) == len(keys) and all(len(i) <= 64 for i in ids)
+    assert ids[0].startswith("a-b.png-")  # still readable: the file name leads
+
+
+class StubbedIds:
+    """The real moto client, remembering the InferenceId of each call it passes on."""
+
+    def __init__(self, runtime) -> None:
+        self.runtime, self.sent_ids = runtime, []
+
+    def invoke_endpoint_async(self, **request):
+        self.sent_ids.append(request["InferenceId"])
+        return self.runtime.invoke_endpoint_async(**request)
+
+
+def test_handler_skips_an_object_over_the_body_limit(clients, capsys):
+    make_endpoint("as", IO_BUCKET, asynchronous=True)
+    limit = lambda_handler.DEFAULT_MAX_INPUT_BYTES
+    event = s3_events(
+        IO_BUCKET, {"key": "input/big.png", "size": limit + 1}, {"key": "input/ok.png", "size": 9}
+    )
+    calls = lambda_handler.handle(event, clients["runtime"], endpoint="as")
+    assert [c["input"] for c in calls] == [f"s3://{IO_BUCKET}/input/ok.png"]
+    skipped = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert skipped["key"] == "input/big.png" and "over the model's" in skipped["reason"]
 
 
 def test_handler_package_is_self_contained_and_reproducible(tmp_path: Path):
@@ -147,7 +216,11 @@ def test_deploy_wires_the_upload_notification(aws):
         {"Name": "Prefix", "Value": "input/"}
     ] or wired["Filter"]["Key"]["FilterRules"] == [{"Name": "prefix", "Value": "input/"}]
     env = function["Configuration"]["Environment"]["Variables"]
-    assert env == {"GEN3D_ENDPOINT_NAME": "t", "GEN3D_INPUT_PREFIX": "input/"}
+    assert env == {
+        "GEN3D_ENDPOINT_NAME": "t",
+        "GEN3D_INPUT_PREFIX": "input/",
+        "GEN3D_MAX_INPUT_BYTES": str(100 * 1024 * 1024),  # the async model's body limit
+    }
     assert function["Configuration"]["CodeSha256"] == code_sha256(package_handler())
     assert (
         "s3.amazonaws.com"

@@ -6,6 +6,7 @@ import json
 
 import boto3
 import pytest
+from aws_requests import dry_run_calls, validate_strictly
 
 from gen3d.aws.clients import TAG_KEY
 from gen3d.cli.main import main
@@ -73,7 +74,8 @@ def test_setup_roles_are_scoped_to_the_deployment(aws, capsys):
     unscoped = {a for s in policy["Statement"] if s["Resource"] == ["*"] for a in s["Action"]}
     # only calls AWS cannot scope to a resource use "*"
     assert unscoped == {"ecr:GetAuthorizationToken", "cloudwatch:PutMetricData"}
-    assert f"arn:aws:s3:::{BUCKET}/*" in resources
+    assert f"arn:aws:s3:::{BUCKET}/input/*" in resources
+    assert f"arn:aws:s3:::{BUCKET}/*" not in resources
     for flavor in ("cpu", "gpu", "sam3d"):  # where `make push` pushes each flavor
         assert f"arn:aws:ecr:us-east-1:123456789012:repository/gen3d-{flavor}" in resources
     assert any(
@@ -130,6 +132,89 @@ def test_setup_dry_run_prints_policies_and_calls_nothing(aws, capsys):
     assert "nothing was called" in out
     assert boto3.client("s3").list_buckets()["Buckets"] == []
     assert boto3.client("iam").list_roles()["Roles"] == []
+
+
+def test_setup_dry_run_policies_grant_only_request_prefixes_and_name_their_source(aws, capsys):
+    """The execution role reads the request prefixes and the model's key, writes the
+    result prefixes, nothing else in S3; the trigger role reads nothing in S3 (SageMaker
+    reads the upload); each trust policy names the account and the resource."""
+    model = "s3://models-bucket/gen3d/model.tar.gz"
+    assert main(setup_args("t", "--dry-run", "--model-data", model)) == 0
+    calls = list(dry_run_calls(capsys.readouterr().out))
+    for service, operation, body in calls:
+        if service == "iam":  # the others hold the dry run's "<account-id>" placeholder
+            validate_strictly(service, operation, body)
+    (bucket,) = {b["Bucket"] for _, op, b in calls if op == "CreateBucket"}
+    (account,) = {b["AccountId"] for _, op, b in calls if op == "CreateBudget"}
+    policies = {
+        b["RoleName"]: json.loads(b["PolicyDocument"])
+        for _, op, b in calls
+        if op == "PutRolePolicy"
+    }
+    trusts = {
+        b["RoleName"]: json.loads(b["AssumeRolePolicyDocument"])
+        for _, op, b in calls
+        if op == "CreateRole"
+    }
+
+    def s3_grants(policy: dict) -> dict[str, set[str]]:
+        grants: dict[str, set[str]] = {}
+        for statement in policy["Statement"]:
+            for action in statement["Action"]:
+                if action.startswith("s3:"):
+                    grants.setdefault(action, set()).update(statement["Resource"])
+        return grants
+
+    objects = f"arn:aws:s3:::{bucket}"
+    assert s3_grants(policies["gen3d-t-sagemaker"]) == {
+        "s3:GetObject": {
+            f"{objects}/input/*",
+            f"{objects}/async/input/*",
+            f"{objects}/batch/in/*",
+            "arn:aws:s3:::models-bucket/gen3d/model.tar.gz",
+        },
+        "s3:PutObject": {
+            f"{objects}/async/output/*",
+            f"{objects}/async/failure/*",
+            f"{objects}/batch/out/*",
+        },
+        "s3:ListBucket": {objects},
+    }
+    (listing,) = [
+        s for s in policies["gen3d-t-sagemaker"]["Statement"] if s["Action"] == ["s3:ListBucket"]
+    ]
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": ["batch/in/*"]}}
+    assert s3_grants(policies["gen3d-t-upload-trigger"]) == {}
+    sources = {
+        "gen3d-t-sagemaker": f"arn:aws:sagemaker:us-east-1:{account}:*",
+        "gen3d-t-upload-trigger": f"arn:aws:lambda:us-east-1:{account}:function:gen3d-t-upload",
+    }
+    for role, source in sources.items():
+        (statement,) = trusts[role]["Statement"]
+        assert statement["Condition"] == {
+            "StringEquals": {"aws:SourceAccount": account},
+            "ArnLike": {"aws:SourceArn": source},
+        }
+
+
+def test_a_second_setup_brings_an_old_trust_policy_in_line(aws, capsys):
+    iam = boto3.client("iam")
+    old = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": "sagemaker.amazonaws.com"},
+                "Action": "sts:AssumeRole",
+            }
+        ],
+    }
+    iam.create_role(RoleName="gen3d-t-sagemaker", AssumeRolePolicyDocument=json.dumps(old))
+    assert main(setup_args()) == 0
+    trust = iam.get_role(RoleName="gen3d-t-sagemaker")["Role"]["AssumeRolePolicyDocument"]
+    assert trust["Statement"][0]["Condition"]["StringEquals"] == {
+        "aws:SourceAccount": "123456789012"
+    }
 
 
 def test_setup_refuses_a_bad_lifecycle(aws, capsys):

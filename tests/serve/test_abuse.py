@@ -16,6 +16,7 @@ import requests
 from gen3d_testing import json_instance, png_bytes, rgba_png
 from PIL import Image
 
+from gen3d.serve.front import nginx_binary
 from gen3d.serve.launcher import gunicorn_workers
 from gen3d.serve.synthetic import photo_and_mask
 
@@ -165,6 +166,107 @@ def test_an_early_error_never_poisons_the_kept_alive_connection(server) -> None:
         assert second.status == 200
         second.read()
     connection.close()
+
+
+# --------------------------------------------- every client number and JSON document: 4xx
+
+SUPERSCRIPT_TWO = "\u00b2"  # "²".isdigit() is True, int("²") raises ValueError
+
+
+def multipart(fields: dict[str, str], image: bytes | None = None) -> tuple[bytes, str]:
+    """A multipart body with these text fields and an 'image' file part."""
+    boundary = "gen3dboundary"
+    parts = [
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'
+        for name, value in fields.items()
+    ]
+    head = "".join(parts).encode()
+    photo = image if image is not None else rgba_png(48)
+    head += (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="a.png"\r\n'
+        "Content-Type: image/png\r\n\r\n"
+    ).encode()
+    body = head + photo + f"\r\n--{boundary}--\r\n".encode()
+    return body, f"multipart/form-data; boundary={boundary}"
+
+
+@pytest.mark.parametrize("key", ["target_faces", "texture_size"])
+def test_a_non_ascii_digit_is_a_400_in_json_multipart_and_custom_attributes(server, key) -> None:
+    instance = json_instance(48, options={key: SUPERSCRIPT_TWO})
+    error = assert_client_error(
+        post(server, json.dumps(instance).encode(), "application/json"), 400
+    )
+    assert key in error["message"]
+    body, content_type = multipart({"options": json.dumps({key: SUPERSCRIPT_TWO})})
+    assert_client_error(post(server, body, content_type), 400)
+    attributes = {"X-Amzn-SageMaker-Custom-Attributes": f"{key}={SUPERSCRIPT_TWO}"}
+    # a header carries Latin-1: "²" is one byte there, and the server reads it back as "²"
+    assert_client_error(post(server, rgba_png(48), "image/png", **attributes), 400)
+    body, content_type = multipart({"seed": SUPERSCRIPT_TWO})
+    assert_client_error(post(server, body, content_type), 422)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        '{"target_faces": ' + "9" * 5000 + "}",  # int() refuses over 4300 digits
+        "[" * 100_000 + "]" * 100_000,  # RecursionError in the parser
+        '{"target_faces": ' + "[" * 40 + "]" * 40 + "}",  # over our depth limit
+        '{"target_faces": 1e999}',
+        "{" + "x" * (70 * 1024) + "}",  # over the options field's size limit
+    ],
+    ids=["5000-digit integer", "nested 100000 deep", "nested 40 deep", "1e999", "70 KB"],
+)
+def test_a_hostile_multipart_options_field_is_a_4xx(server, options: str) -> None:
+    body, content_type = multipart({"options": options})
+    assert_client_error(post(server, body, content_type), (400, 413))
+
+
+def test_a_multipart_body_of_many_tiny_parts_is_refused_unparsed(server) -> None:
+    """55 000 empty parts in 4.4 MB cost 2 s of CPU to parse; a request has five parts."""
+    body, content_type = multipart({f"f{i}": "" for i in range(15_000)})
+    assert len(body) < 2 * 1024 * 1024  # within the body limit: only the part cap refuses it
+    error = assert_client_error(post(server, body, content_type), 413)
+    assert "parts" in error["message"]
+    body, content_type = multipart({"note": "x" * (300 * 1024)})  # one big text field
+    assert_client_error(post(server, body, content_type), 413)
+
+
+def raw_exchange(server, request: bytes) -> tuple[str, dict[str, str], bytes]:
+    """Send bytes as they are (requests would refuse to); (status line, headers, body)."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(request)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    status, *lines = head.decode("latin-1").split("\r\n")
+    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines)}
+    return status, headers, body
+
+
+@pytest.mark.skipif(nginx_binary() is None, reason="needs nginx (make front)")
+@pytest.mark.parametrize(
+    ("request_bytes", "status"),
+    [
+        (b"GET /%zz HTTP/1.1\r\nHost: x\r\n\r\n", 400),  # was nginx's HTML 500
+        (b"GET /a/../../b HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+        (b"NONSENSE\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost: x\r\nX: " + b"a" * 20_000 + b"\r\n\r\n", 400),  # 494
+        (b"GET /" + b"a" * 20_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+        (b"GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", 501),
+        (b"GET / HTTP/2.0\r\nHost: x\r\n\r\n", 505),
+        (b"GET /_gen3d_error/400 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 404),
+    ],
+    ids=["bad escape", "above root", "no request line", "header too large", "URI too long",
+         "unknown transfer coding", "HTTP/2.0", "error page itself"],
+)  # fmt: skip
+def test_every_status_the_front_makes_is_our_json_error(server, request_bytes, status) -> None:
+    line, headers, body = raw_exchange(server, request_bytes)
+    assert line.split(" ", 2)[1] == str(status), (line, body[:200])
+    assert headers["content-type"] == "application/json", body[:200]
+    error = json.loads(body)["error"]
+    assert set(error) == {"code", "message", "request_id"} and error["request_id"]
 
 
 def test_the_server_survived_every_attack_without_a_worker_restart(server) -> None:

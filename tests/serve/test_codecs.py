@@ -186,3 +186,29 @@ def test_json_answers_are_what_json_dumps_writes_byte_for_byte(with_mask: bool) 
     )
     predictions = [codecs.asset_json(asset, "glb"), error.to_dict("r1")]
     assert body == json.dumps({"predictions": predictions}).encode()
+
+
+@pytest.mark.parametrize("value", [2000, "2000", " 2000 ", "0002000"])
+def test_the_client_integer_reader_takes_ascii_digits(value) -> None:
+    from gen3d.serve.request_options import client_int
+
+    assert client_int(value, "n", (0, 10_000)) == 2000
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["\u00b2", "\u0663", "\uff12", "1_000", "+5", "-1", "1e3", "0x10", "9" * 21, "", True, 1.0,
+     10_001, None, [5], "20\n00"],
+)  # fmt: skip
+def test_the_client_integer_reader_refuses_everything_else_as_the_clients_error(value) -> None:
+    from gen3d.serve.errors import BadRequest, Unprocessable
+    from gen3d.serve.request_body import declared_length
+    from gen3d.serve.request_options import client_int
+
+    with pytest.raises(BadRequest, match="n must be an integer in"):
+        client_int(value, "n", (0, 10_000))
+    with pytest.raises(Unprocessable):
+        client_int(value, "n", (0, 10_000), Unprocessable)
+    if isinstance(value, str) and value.strip():
+        with pytest.raises(BadRequest, match="Content-Length"):
+            declared_length({"CONTENT_LENGTH": value})

@@ -77,3 +77,22 @@ def test_the_server_says_why_without_the_path(start_gen3d_server, proxy_dir: Pat
     ping = requests.get(server.url + "/ping", timeout=5)
     assert ping.status_code == 503 and "no gen3d-manifest.json" in ping.text
     assert str(proxy_dir) not in ping.text and "Retry-After" not in ping.headers
+
+
+@pytest.mark.parametrize("kind", ["unlisted weights file", "compile cache directory"])
+def test_a_symbolic_link_is_refused(proxy_dir: Path, tmp_path: Path, kind: str) -> None:
+    """A link is followed only when opened, so the manifest's hashes cannot vouch for it:
+    a linked weights file left out of the manifest, or a linked compile_cache/ (code)."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    if kind == "unlisted weights file":
+        (elsewhere / "extra.safetensors").write_bytes(b"not listed")
+        (proxy_dir / "extra.safetensors").symlink_to(elsewhere / "extra.safetensors")
+    else:
+        (elsewhere / "inductor").mkdir()
+        (elsewhere / "inductor" / "kernel.py").write_text("import os\n")
+        (proxy_dir / "compile_cache").symlink_to(elsewhere, target_is_directory=True)
+    with pytest.raises(ArtifactError, match="symbolic link") as caught:
+        load(proxy_dir)
+    assert caught.value.public == "the model directory holds a symbolic link"
+    assert load(proxy_dir, allow_unverified_model=True).model is not None  # said explicitly

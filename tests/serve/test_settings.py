@@ -82,3 +82,11 @@ def test_train_is_refused() -> None:
         [str(REPO / "container" / "serve"), "train"], capture_output=True, text=True, timeout=30
     )
     assert result.returncode == 1 and "this image only serves" in result.stderr
+
+
+def test_ui_hosts_are_a_list_of_names() -> None:
+    settings = Settings.from_env({"GEN3D_UI_HOSTS": "DevBox.lan, 10.0.0.5,"})
+    assert settings.ui_hosts == ("devbox.lan", "10.0.0.5")
+    assert Settings.from_env(settings.as_env()).ui_hosts == settings.ui_hosts
+    with pytest.raises(SettingsError, match="GEN3D_UI_HOSTS"):
+        Settings.from_env({"GEN3D_UI_HOSTS": "evil.example/path"})

@@ -14,10 +14,11 @@ import pytest
 import requests
 import trimesh
 import yaml
-from gen3d_testing import glb_json
+from gen3d_testing import glb_json, rgba_png
 from plyfile import PlyData
 
 from gen3d.serve.ui.assets import viewer_installed
+from gen3d.serve.ui.pages import VIEWABLE_MAX_BYTES, VIEWABLE_PATH
 from gen3d.serve.ui.viewable import SH_C0
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
@@ -123,6 +124,126 @@ def test_viewable_refuses_what_it_cannot_read_with_the_reason(ui_server) -> None
     )
     assert response.status_code == 422
     assert response.json()["error"]["message"] == "not a GLB, PLY or OBJ file"
+
+
+# ------------------------------------- local pages answer only this machine's browser
+
+REBOUND_HOST = "rebind.attacker.example"  # a site whose DNS name now points at 127.0.0.1
+ATTACKER_ORIGIN = "http://attacker.example"
+
+
+def assert_refused(response: requests.Response, code: str) -> None:
+    assert response.status_code == 403, (response.status_code, response.text[:200])
+    assert response.json()["error"]["code"] == code
+
+
+def test_a_rebound_host_name_is_refused(ui_server) -> None:
+    for path in ("/", "/openapi.yaml", "/ui/static/tryit.js", "/ping"):
+        assert_refused(
+            requests.get(ui_server.url + path, headers={"Host": REBOUND_HOST}, timeout=10),
+            "forbidden_host",
+        )
+    port = ui_server.url.rsplit(":", 1)[1]
+    for host in (f"localhost:{port}", f"127.0.0.1:{port}", f"[::1]:{port}"):
+        response = requests.get(ui_server.url + "/", headers={"Host": host}, timeout=10)
+        assert response.status_code == 200, host
+
+
+def test_gen3d_ui_hosts_names_the_other_hosts_answered(start_gen3d_server) -> None:
+    server = start_gen3d_server({"GEN3D_UI": "1", "GEN3D_UI_HOSTS": "devbox.lan"})
+    port = server.url.rsplit(":", 1)[1]
+    named = requests.get(server.url + "/", headers={"Host": f"devbox.lan:{port}"}, timeout=10)
+    assert named.status_code == 200
+    assert_refused(
+        requests.get(server.url + "/", headers={"Host": REBOUND_HOST}, timeout=10),
+        "forbidden_host",
+    )
+
+
+def test_another_origin_can_neither_run_inference_nor_upload(ui_server) -> None:
+    files = {"image": rgba_png(48)}
+    cross = {"Origin": ATTACKER_ORIGIN}
+    assert_refused(
+        requests.post(ui_server.url + "/invocations", files=files, headers=cross, timeout=30),
+        "forbidden_origin",
+    )
+    # another local server is another origin; its page's fetch says so (behind the front
+    # the Host header has no port left to compare)
+    other_port = {"Origin": "http://127.0.0.1:1", "Sec-Fetch-Site": "same-site"}
+    assert_refused(
+        requests.post(ui_server.url + "/invocations", files=files, headers=other_port, timeout=30),
+        "forbidden_origin",
+    )
+    same = {"Origin": ui_server.url, "Sec-Fetch-Site": "same-origin"}  # the page's own fetch
+    ok = requests.post(ui_server.url + "/invocations", files=files, headers=same, timeout=60)
+    assert ok.status_code == 200, ok.text[:200]
+    upload = b"ply\n" + b"\0" * (20 * 1024 * 1024)
+    assert_refused(
+        requests.post(ui_server.url + VIEWABLE_PATH, data=upload, headers=cross, timeout=60),
+        "forbidden_origin",
+    )
+
+
+def test_viewer_uploads_are_capped_at_what_a_result_needs(ui_server) -> None:
+    assert VIEWABLE_MAX_BYTES <= 64 * 1024 * 1024
+    response = requests.post(
+        ui_server.url + VIEWABLE_PATH,
+        data=b"\0" * (VIEWABLE_MAX_BYTES + 1),
+        headers={"Content-Type": "application/ply"},
+        timeout=60,
+    )
+    assert response.status_code == 413, response.text[:200]
+    assert response.json()["error"]["code"] == "payload_too_large"
+
+
+@pytest.mark.parametrize("path", ["/", "/docs/", "/openapi.yaml", "/ui/static/tryit.js"])
+def test_every_page_sends_the_security_headers(ui_server, path: str) -> None:
+    response = requests.get(ui_server.url + path, timeout=10)
+    assert response.status_code == 200
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["X-Frame-Options"] == "DENY"
+    policy = dict(
+        [*part.split(" ", 1), ""][:2]
+        for part in (p.strip() for p in response.headers["Content-Security-Policy"].split(";"))
+    )
+    assert policy["frame-ancestors"] == "'none'" and policy["object-src"] == "'none'"
+    assert policy["default-src"] == "'self'"
+    if not path.startswith("/docs"):  # Swagger UI's page alone starts from an inline script
+        assert "unsafe-inline" not in policy["script-src"]
+
+
+def test_gen3d_view_checks_host_and_origin_and_sends_the_headers(tmp_path) -> None:
+    if not viewer_installed():
+        pytest.skip("the viewer's script is not installed (make ui-assets)")
+    import threading
+
+    from werkzeug.serving import make_server
+
+    from gen3d.serve.ui.view import view_app
+
+    glb = trimesh.creation.box().export(file_type="glb")
+    server = make_server("127.0.0.1", 0, view_app(glb, "box.glb"), threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}"
+    try:
+        assert_refused(
+            requests.get(url + "/model.glb", headers={"Host": REBOUND_HOST}, timeout=10),
+            "forbidden_host",
+        )
+        assert_refused(
+            requests.get(url + "/model.glb", headers={"Origin": ATTACKER_ORIGIN}, timeout=10),
+            "forbidden_origin",
+        )
+        assert requests.get(url + "/model.glb", timeout=10).content == glb
+        page = requests.get(url + "/", timeout=10)
+        assert page.headers["X-Frame-Options"] == "DENY"
+        assert page.headers["X-Content-Type-Options"] == "nosniff"
+        (nonce,) = re.findall(r"'nonce-([^']+)'", page.headers["Content-Security-Policy"])
+        inline = re.findall(r"<script(?![^>]*\bsrc=)([^>]*)>", page.text)
+        assert inline and all(f'nonce="{nonce}"' in attrs for attrs in inline if "module" in attrs)
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 @pytest.mark.parametrize(("flags", "page_status"), [((), 200), (("--no-ui",), 404)])

@@ -23,8 +23,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "re-run does not start a second one.",
     )
     p.add_argument("--name", required=True, help="deployment name")
-    p.add_argument("--input", required=True, help="s3:// prefix of the input images")
-    p.add_argument("--output", required=True, help="s3:// prefix for the results")
+    p.add_argument(
+        "--input",
+        required=True,
+        help="s3:// prefix of the input images (the setup role reads BUCKET/batch/in/ only)",
+    )
+    p.add_argument(
+        "--output",
+        required=True,
+        help="s3:// prefix for the results (the setup role writes BUCKET/batch/out/ only)",
+    )
     p.add_argument("--model", help="model name (default: the deployment's current model)")
     p.add_argument("--instance-type", help="default: the endpoint's, else ml.m5.xlarge")
     p.add_argument("--instance-count", type=int, default=1)

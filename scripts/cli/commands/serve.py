@@ -19,7 +19,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--backend", help="silhouette (default), proxy or sam3d")
     p.add_argument("--model-dir", help="model artifacts (default /opt/ml/model)")
     p.add_argument("--port", type=int, help="port to listen on (default 8080)")
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to bind (default 127.0.0.1). With the pages on, the server answers "
+        "only loopback host names: list others in GEN3D_UI_HOSTS",
+    )
     p.add_argument(
         "--no-ui",
         action="store_true",

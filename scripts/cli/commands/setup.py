@@ -30,7 +30,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="ECR repository the execution role may pull from; repeatable (default: "
         f"{', '.join(project_repositories())}, where `make push` pushes each flavor)",
     )
-    p.add_argument("--model-data", help="s3:// model artifact outside the bucket to allow")
+    p.add_argument(
+        "--model-data",
+        help="s3:// model artifact the execution role may read: a key, or a prefix ending in "
+        "/ (an uncompressed model). The role reads no other model, in the bucket or not",
+    )
     p.add_argument("--ia-days", type=int, default=30, help="days to STANDARD_IA (default 30)")
     p.add_argument("--glacier-days", type=int, default=90, help="days to GLACIER (default 90)")
     p.add_argument("--expire-days", type=int, default=365, help="days to expiry (default 365)")
