@@ -10,7 +10,11 @@ neither overwrite a model artifact kept in the bucket nor read what it was not s
 Trust policies name the account and the resources that may assume the role
 (aws:SourceAccount, aws:SourceArn), against a confused deputy: AWS's recommendation for
 roles a service assumes ("Cross-service confused deputy prevention", IAM user guide;
-Lambda: "Working with AWS managed policies in the execution role").
+Lambda: "Working with AWS managed policies in the execution role"). The `...IfExists`
+operators: no SageMaker or Lambda page we found says the service sends both keys every
+time it assumes its execution role (CreateModel assumes it to check it), and a plain
+condition on an absent key denies, which would stop every deploy; with IfExists a key the
+service sends must match, and one it does not send cannot lock the role.
 """
 
 from __future__ import annotations
@@ -48,8 +52,8 @@ def trust_policy(service: str, account: str, source_arn: str) -> dict[str, Any]:
                 "Principal": {"Service": service},
                 "Action": "sts:AssumeRole",
                 "Condition": {
-                    "StringEquals": {"aws:SourceAccount": account},
-                    "ArnLike": {"aws:SourceArn": source_arn},
+                    "StringEqualsIfExists": {"aws:SourceAccount": account},
+                    "ArnLikeIfExists": {"aws:SourceArn": source_arn},
                 },
             }
         ],

@@ -192,8 +192,8 @@ def test_setup_dry_run_policies_grant_only_request_prefixes_and_name_their_sourc
     for role, source in sources.items():
         (statement,) = trusts[role]["Statement"]
         assert statement["Condition"] == {
-            "StringEquals": {"aws:SourceAccount": account},
-            "ArnLike": {"aws:SourceArn": source},
+            "StringEqualsIfExists": {"aws:SourceAccount": account},
+            "ArnLikeIfExists": {"aws:SourceArn": source},
         }
 
 
@@ -212,7 +212,7 @@ def test_a_second_setup_brings_an_old_trust_policy_in_line(aws, capsys):
     iam.create_role(RoleName="gen3d-t-sagemaker", AssumeRolePolicyDocument=json.dumps(old))
     assert main(setup_args()) == 0
     trust = iam.get_role(RoleName="gen3d-t-sagemaker")["Role"]["AssumeRolePolicyDocument"]
-    assert trust["Statement"][0]["Condition"]["StringEquals"] == {
+    assert trust["Statement"][0]["Condition"]["StringEqualsIfExists"] == {
         "aws:SourceAccount": "123456789012"
     }
 
