@@ -91,14 +91,12 @@ def _ui_locations(settings: Settings) -> str:
         }}"""
 
 
-def _other_error_pages(other: dict[int, tuple[str, str]]) -> str:
-    return "".join(
-        f"\n        error_page {status} ={status} /_gen3d_error/{status};" for status in other
-    )
-
-
-def _other_error_locations(other: dict[int, tuple[str, str]]) -> str:
-    return "".join(
+def _error_pages(errors: dict[int, tuple[str, str]]) -> tuple[str, str]:
+    """nginx's `error_page` lines and their internal locations, one per status. URI
+    locations, not named ones (@x): a named one fails for a request whose URI nginx could
+    not parse, and nginx then sends its own HTML 500."""
+    pages = "".join(f"\n        error_page {st} ={st} /_gen3d_error/{st};" for st in errors)
+    locations = "".join(
         f"""
         location = /_gen3d_error/{status} {{
             internal;
@@ -106,8 +104,9 @@ def _other_error_locations(other: dict[int, tuple[str, str]]) -> str:
             add_header X-Request-Id $request_id always;
             return {status} {_error_json(code, message)};
         }}"""
-        for status, (code, message) in other.items()
+        for status, (code, message) in errors.items()
     )
+    return pages, locations
 
 
 def _host(address: str) -> str:
@@ -126,27 +125,32 @@ def render_config(
     )
     control = "".join(f"\n        server {s} max_fails=0;" for s in sockets)
     run = layout.run_dir
-    mb = f"{settings.max_body_mb:g}"
-    too_large = _error_json("payload_too_large", f"the body is over {mb} MB (GEN3D_MAX_BODY_MB)")
     busy = _error_json("queue_full", "every worker's queue is full; retry later")
     starting = _error_json(
         "not_ready", "no worker answered: the server is starting or replacing a worker; retry"
     )
-    stuck = _error_json(
-        "deadline_exceeded", "no answer within MODEL_SERVER_TIMEOUT; the worker is replaced"
+    # Every status nginx makes itself, in our JSON shape (502/503 below: busy or starting)
+    pages, locations = _error_pages(
+        {
+            400: ("bad_request", "malformed HTTP request"),
+            404: ("not_found", "no such path"),
+            405: ("method_not_allowed", "method not allowed"),
+            408: ("request_timeout", "the client was too slow sending its request"),
+            411: ("length_required", "a body needs a Content-Length or chunked encoding"),
+            413: (
+                "payload_too_large",
+                f"the body is over {settings.max_body_mb:g} MB (GEN3D_MAX_BODY_MB)",
+            ),
+            414: ("uri_too_long", "the request URI is too long"),
+            500: ("internal_error", "the front failed to handle the request"),
+            501: ("not_implemented", "unsupported transfer encoding or method"),
+            504: (
+                "deadline_exceeded",
+                "no answer within MODEL_SERVER_TIMEOUT; the worker is replaced",
+            ),
+            505: ("http_version_not_supported", "HTTP version not supported"),
+        }
     )
-    bad = _error_json("bad_request", "malformed HTTP request")
-    timeout = _error_json("request_timeout", "the client was too slow sending its request")
-    # Every other status nginx makes itself, so no client ever gets nginx's HTML page.
-    other = {
-        404: ("not_found", "no such path"),
-        405: ("method_not_allowed", "method not allowed"),
-        411: ("length_required", "a body needs a Content-Length or chunked encoding"),
-        414: ("uri_too_long", "the request URI is too long"),
-        500: ("internal_error", "the front failed to handle the request"),
-        501: ("not_implemented", "unsupported transfer encoding or method"),
-        505: ("http_version_not_supported", "HTTP version not supported"),
-    }
     # gunicorn answers within its request deadline; past server_timeout_s it is wedged
     read_timeout = int(settings.server_timeout_s) + 5
     return f"""# Written by gen3d.serve.front for this server: change the settings, not this file.
@@ -212,13 +216,8 @@ http {{
 
     server {{
         listen {_host(settings.bind_host)}:{settings.port} backlog=4096;
-        # Error pages are URI locations: a named one (@x) fails for a request whose
-        # URI nginx could not parse, and nginx then sends its own HTML 500.
-        error_page 413 =413 /_gen3d_error/413;
-        error_page 400 494 =400 /_gen3d_error/400;
-        error_page 408 =408 /_gen3d_error/408;
-        error_page 502 503 =503 /_gen3d_error/503;
-        error_page 504 =504 /_gen3d_error/504;{_other_error_pages(other)}
+        error_page 494 =400 /_gen3d_error/400;  # request header too large
+        error_page 502 503 =503 /_gen3d_error/503;{pages}
 
         location = /invocations {{
             proxy_pass http://gen3d_invocations;
@@ -231,28 +230,6 @@ http {{
             proxy_next_upstream error timeout http_503;
             proxy_next_upstream_tries {plan.workers};
         }}{_ui_locations(settings)}
-        location = /_gen3d_error/413 {{
-            internal;
-            default_type application/json;
-            add_header X-Request-Id $request_id always;
-            return 413 {too_large};
-        }}
-        location = /_gen3d_error/400 {{
-            internal;
-            default_type application/json;
-            return 400 {bad};
-        }}
-        location = /_gen3d_error/408 {{
-            internal;
-            default_type application/json;
-            return 408 {timeout};
-        }}
-        location = /_gen3d_error/504 {{
-            internal;
-            default_type application/json;
-            add_header X-Request-Id $request_id always;
-            return 504 {stuck};
-        }}
         location = /_gen3d_error/503 {{
             internal;
             default_type application/json;
@@ -262,7 +239,7 @@ http {{
                 return 503 {busy};
             }}
             return 503 {starting};
-        }}{_other_error_locations(other)}
+        }}{locations}
     }}
 }}
 """
