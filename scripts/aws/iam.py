@@ -13,8 +13,9 @@ from urllib.parse import unquote
 
 from botocore.exceptions import ClientError
 
+from gen3d.aws.alarms import alarm_name
 from gen3d.aws.clients import tag_list
-from gen3d.aws.inference_components import component_name
+from gen3d.aws.inference_components import component_name, rollback_alarm_name
 from gen3d.aws.plan import CREATED, UNCHANGED, UPDATED, ApiCall, Plan
 
 POLICY_NAME = "gen3d-least-privilege"
@@ -121,6 +122,21 @@ def execution_role_policy(
                 },
             },
             {
+                # SageMaker reads the auto-rollback alarms with the execution role: the
+                # blue/green DeploymentConfig's (realtime) and the inference component's
+                # rolling update's (scale-to-zero). "Ensure that your IAM execution role
+                # has permission to perform the cloudwatch:DescribeAlarms action on the
+                # auto-rollback alarms you specify" (docs.aws.amazon.com/sagemaker/latest/
+                # dg/deployment-guardrails-configuration.html).
+                "Sid": "ReadRollbackAlarms",
+                "Effect": "Allow",
+                "Action": ["cloudwatch:DescribeAlarms"],
+                "Resource": [
+                    f"arn:aws:cloudwatch:{region}:{account}:alarm:{alarm}"
+                    for alarm in rollback_alarm_names(deployment)
+                ],
+            },
+            {
                 "Sid": "AsyncNotifications",
                 "Effect": "Allow",
                 "Action": ["sns:Publish"],
@@ -128,6 +144,12 @@ def execution_role_policy(
             },
         ],
     }
+
+
+def rollback_alarm_names(deployment: str) -> list[str]:
+    """The alarms a deployment's DeploymentConfig or rolling update names for rollback
+    (gen3d.aws.alarms.deployment_config, gen3d.aws.inference_components)."""
+    return [alarm_name(deployment, "5xx-rate"), rollback_alarm_name(deployment)]
 
 
 def trigger_role_policy(
