@@ -256,7 +256,7 @@ def test_quota_request_dry_run_shows_the_service_quotas_call(unreachable_aws, ca
         ("service-quotas", "ListServiceQuotas"),
         ("service-quotas", "RequestServiceQuotaIncrease"),
     ]
-    request = [b for _, op, b in dry_run_calls(out) if op == "RequestServiceQuotaIncrease"][0]
+    request = next(b for _, op, b in dry_run_calls(out) if op == "RequestServiceQuotaIncrease")
     assert request["ServiceCode"] == "sagemaker" and request["DesiredValue"] == 1
     assert "ml.g5.xlarge for endpoint usage" in request["QuotaCode"]  # looked up by name
 
