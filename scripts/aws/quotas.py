@@ -170,9 +170,15 @@ def preflight(
     make."""
     region = clients.region
     for need, hard in [(n, True) for n in needs] + [(n, False) for n in soft or []]:
+        usage = (
+            ApiCall("sagemaker", "ListTransformJobs", {"StatusEquals": "InProgress"})
+            if need.usage == "transform"
+            else ApiCall("sagemaker", "ListEndpoints", {})
+        )
         calls = [
             ApiCall("service-quotas", "ListServiceQuotas", {"ServiceCode": SERVICE_CODE}),
             ApiCall("service-quotas", "ListAWSDefaultServiceQuotas", {"ServiceCode": SERVICE_CODE}),
+            usage,  # then Describe* of each one found, for its instance type and count
         ]
         result = plan.read(
             f"quota '{need.name}' and its use (needs {need.count})",

@@ -272,6 +272,7 @@ def test_every_batch_body_passes_the_service_model(unreachable_aws, capsys, inst
     assert checked_calls(capsys.readouterr().out) == [
         ("service-quotas", "ListServiceQuotas"),  # the quota preflight, shown
         ("service-quotas", "ListAWSDefaultServiceQuotas"),
+        ("sagemaker", "ListTransformJobs"),  # what running jobs already hold
         ("sagemaker", "CreateTransformJob"),
     ]
 
