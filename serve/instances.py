@@ -53,54 +53,32 @@ GPU_BY_FAMILY: dict[str, GpuModel] = {
 # Host memory (GiB) of every size of the GPU families above that SageMaker hosts (botocore's
 # ProductionVariantInstanceType): the Amazon EC2 accelerated-computing instance pages
 # (G4dn, G5, G6, G6e, P3, P4, P5 "Instance details": memory per size).
+_G5_G6 = {
+    "xlarge": 16, "2xlarge": 32, "4xlarge": 64, "8xlarge": 128,
+    "12xlarge": 192, "16xlarge": 256, "24xlarge": 384, "48xlarge": 768,
+}  # fmt: skip
+HOST_RAM_GIB_BY_FAMILY: dict[str, dict[str, float]] = {
+    "ml.g4dn": {
+        "xlarge": 16, "2xlarge": 32, "4xlarge": 64, "8xlarge": 128, "12xlarge": 192,
+        "16xlarge": 256,
+    },
+    "ml.g5": _G5_G6,
+    "ml.g6": _G5_G6,
+    "ml.g6e": {
+        "xlarge": 32, "2xlarge": 64, "4xlarge": 128, "8xlarge": 256, "12xlarge": 384,
+        "16xlarge": 512, "24xlarge": 768, "48xlarge": 1536,
+    },
+    "ml.p3": {"2xlarge": 61, "8xlarge": 244, "16xlarge": 488},
+    "ml.p4d": {"24xlarge": 1152},
+    "ml.p4de": {"24xlarge": 1152},
+    "ml.p5": {"4xlarge": 256, "48xlarge": 2048},
+    "ml.p5e": {"48xlarge": 2048},
+    "ml.p5en": {"48xlarge": 2048},
+}  # fmt: skip
 HOST_RAM_GIB: dict[str, float] = {
-    **{
-        f"ml.g4dn.{k}": v
-        for k, v in {
-            "xlarge": 16,
-            "2xlarge": 32,
-            "4xlarge": 64,
-            "8xlarge": 128,
-            "12xlarge": 192,
-            "16xlarge": 256,
-        }.items()
-    },
-    **{
-        f"ml.{fam}.{k}": v
-        for fam in ("g5", "g6")
-        for k, v in {
-            "xlarge": 16,
-            "2xlarge": 32,
-            "4xlarge": 64,
-            "8xlarge": 128,
-            "12xlarge": 192,
-            "16xlarge": 256,
-            "24xlarge": 384,
-            "48xlarge": 768,
-        }.items()
-    },
-    **{
-        f"ml.g6e.{k}": v
-        for k, v in {
-            "xlarge": 32,
-            "2xlarge": 64,
-            "4xlarge": 128,
-            "8xlarge": 256,
-            "12xlarge": 384,
-            "16xlarge": 512,
-            "24xlarge": 768,
-            "48xlarge": 1536,
-        }.items()
-    },
-    "ml.p3.2xlarge": 61,
-    "ml.p3.8xlarge": 244,
-    "ml.p3.16xlarge": 488,
-    "ml.p4d.24xlarge": 1152,
-    "ml.p4de.24xlarge": 1152,
-    "ml.p5.4xlarge": 256,
-    "ml.p5.48xlarge": 2048,
-    "ml.p5e.48xlarge": 2048,
-    "ml.p5en.48xlarge": 2048,
+    f"{fam}.{size}": gib
+    for fam, sizes in HOST_RAM_GIB_BY_FAMILY.items()
+    for size, gib in sizes.items()
 }
 GIB = 1 << 30
 
