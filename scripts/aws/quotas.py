@@ -14,8 +14,9 @@ quota and are looked up by name, never guessed.
 ListServiceQuotas returns applied values; a quota never changed in the account may only be
 in ListAWSDefaultServiceQuotas (Service Quotas API reference), which is read next. Usage is
 counted from SageMaker itself: instances of the type behind every other endpoint
-(DescribeEndpoint's CurrentInstanceCount), instances of running transform jobs, and the
-MaxConcurrency of every other serverless endpoint.
+(DescribeEndpoint's CurrentInstanceCount, or DesiredInstanceCount while it scales up),
+instances of running transform jobs, and the MaxConcurrency of every other serverless
+endpoint.
 
 When the quota cannot be read (no servicequotas:ListServiceQuotas permission, say), the
 check says so and the deploy goes on: SageMaker's own ResourceLimitExceeded is then
@@ -114,7 +115,9 @@ def in_use(sagemaker: Any, need: Need) -> int:
             if need.usage == SERVERLESS:
                 used += int(variant.get("ServerlessConfig", {}).get("MaxConcurrency", 0))
             elif variant.get("InstanceType") == need.target:
-                used += int(live.get("CurrentInstanceCount", 0))
+                # an endpoint still scaling holds what it asked for (the desired count)
+                counts = (live.get("CurrentInstanceCount", 0), live.get("DesiredInstanceCount", 0))
+                used += int(max(counts))
     return used
 
 
