@@ -31,13 +31,14 @@ from typing import Any
 from gen3d.aws.clients import tag_list
 from gen3d.aws.endpoint_metrics import INSTANCE, SAGEMAKER
 from gen3d.aws.endpoint_spec import VARIANT, DeploySpec
-from gen3d.aws.plan import CREATED, UNCHANGED, UPDATED, Plan
+from gen3d.aws.plan import CREATED, DELETED, UNCHANGED, UPDATED, Plan
 from gen3d.aws.platform import is_gpu_instance
 from gen3d.serve.instances import gpu_count
 
 FIVE_XX_PERCENT = 5.0
 GPU_MEMORY_PERCENT = 90.0  # of one GPU; the alarm's threshold is this x the GPU count
 BACKLOG_STUCK_MINUTES = 15
+ALARM_KINDS = ("5xx-rate", "failure-rate", "gpu-memory", "backlog-stuck", "oldest-request")
 BAKE_S = 600  # blue/green: watch the 5xx alarm this long on the new fleet before switching
 
 
@@ -230,7 +231,22 @@ def ensure_alarms(plan: Plan, cloudwatch: Any, spec: DeploySpec, topic_arn: str)
             return (UPDATED if current else CREATED), None
 
         plan.step(f"CloudWatch alarm {request['AlarmName']}", apply, request=request)
-    return [r["AlarmName"] for r in alarm_requests(spec, topic_arn)]
+    wanted = [r["AlarmName"] for r in alarm_requests(spec, topic_arn)]
+    # An alarm of ours this spec no longer asks for (async's 5xx-rate before it became
+    # failure-rate, gpu-memory after a move to a CPU instance) would sit there, never firing.
+    obsolete = [
+        alarm_name(spec.name, w) for w in ALARM_KINDS if alarm_name(spec.name, w) not in wanted
+    ]
+
+    def remove() -> tuple[str, None]:
+        found = cloudwatch.describe_alarms(AlarmNames=obsolete)["MetricAlarms"]
+        if not found:
+            return UNCHANGED, None
+        cloudwatch.delete_alarms(AlarmNames=[a["AlarmName"] for a in found])
+        return DELETED, None
+
+    plan.step(f"no other gen3d alarms of {spec.name} ({', '.join(obsolete)})", remove)
+    return wanted
 
 
 def deployment_config(spec: DeploySpec) -> dict[str, Any]:

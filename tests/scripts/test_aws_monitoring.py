@@ -271,3 +271,15 @@ def test_the_execution_role_may_read_every_rollback_alarm():
         arn.startswith("arn:aws:cloudwatch:us-east-1:123456789012:alarm:")
         for arn in statement["Resource"]
     )
+
+
+def test_an_alarm_the_spec_no_longer_asks_for_is_removed(model_artifact):
+    """An async deployment made before the failure-rate alarm has a 5xx-rate alarm on
+    Invocations, which async endpoints never publish: a re-deploy removes it."""
+    cw = boto3.client("cloudwatch")
+    spec = DeploySpec("t", "async", GPU_IMAGE, MODEL_DATA, ROLE)
+    old = alarms.five_xx_alarm(spec)
+    cw.put_metric_alarm(**old)
+    assert main(deploy_args("t", "async")) == 0
+    names = set(alarms_by_name())
+    assert "t-gen3d-5xx-rate" not in names and "t-gen3d-failure-rate" in names
