@@ -172,30 +172,46 @@ def preflight(
     `soft` needs (an autoscaling maximum) only warn. A dry run shows the reads it would
     make."""
     region = clients.region
+    read: dict[str, Check] = {}  # a quota read once serves every need of it
+    shown: set[str] = set()
     for need, hard in [(n, True) for n in needs] + [(n, False) for n in soft or []]:
-        usage = (
-            ApiCall("sagemaker", "ListTransformJobs", {"StatusEquals": "InProgress"})
-            if need.usage == "transform"
-            else ApiCall("sagemaker", "ListEndpoints", {})
-        )
-        calls = [
-            ApiCall("service-quotas", "ListServiceQuotas", {"ServiceCode": SERVICE_CODE}),
-            ApiCall("service-quotas", "ListAWSDefaultServiceQuotas", {"ServiceCode": SERVICE_CODE}),
-            usage,  # then Describe* of each one found, for its instance type and count
-        ]
-        result = plan.read(
-            f"quota '{need.name}' and its use (needs {need.count})",
-            lambda need=need: check(clients.service_quotas, clients.sagemaker, need),
-            _describe,
-            calls=calls,
-        )
+        if need.name in read:
+            result: Check | None = Check(need, read[need.name].quota, read[need.name].used, None)
+        elif plan.dry_run and need.name in shown:
+            continue  # the same read, shown once
+        else:
+            shown.add(need.name)
+            usage = (
+                ApiCall("sagemaker", "ListTransformJobs", {"StatusEquals": "InProgress"})
+                if need.usage == "transform"
+                else ApiCall("sagemaker", "ListEndpoints", {})
+            )
+            calls = [
+                ApiCall("service-quotas", "ListServiceQuotas", {"ServiceCode": SERVICE_CODE}),
+                ApiCall(
+                    "service-quotas", "ListAWSDefaultServiceQuotas", {"ServiceCode": SERVICE_CODE}
+                ),
+                usage,  # then Describe* of each one found, for its instance type and count
+            ]
+            result = plan.read(
+                f"quota '{need.name}' and its use (needs {need.count})",
+                lambda need=need: check(clients.service_quotas, clients.sagemaker, need),
+                _describe,
+                calls=calls,
+            )
+            if result is not None:
+                read[need.name] = result
         if result is None:  # dry run
             continue
         message = refusal(result, region, what)
         if message and hard:
             raise QuotaError(message)
         if message:
-            plan.note(message.replace("; nothing was created", "; autoscaling will stop there"))
+            plan.note(
+                message.replace("; nothing was created", "; autoscaling will stop there").replace(
+                    f"{what} needs", f"{what}'s autoscaling maximum needs"
+                )
+            )
         elif result.problem:
             command = request_command(need, need.count, region)
             plan.note(
