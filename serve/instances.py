@@ -50,17 +50,37 @@ GPU_BY_FAMILY: dict[str, GpuModel] = {
     "ml.p5en": H200,
 }
 
-# Host memory of the sizes the project names (EC2 instance-type pages).
+# Host memory (GiB) of every size of the GPU families above that SageMaker hosts (botocore's
+# ProductionVariantInstanceType): the Amazon EC2 accelerated-computing instance pages
+# (G4dn, G5, G6, G6e, P3, P4, P5 "Instance details": memory per size).
+_G5_G6 = {
+    "xlarge": 16, "2xlarge": 32, "4xlarge": 64, "8xlarge": 128,
+    "12xlarge": 192, "16xlarge": 256, "24xlarge": 384, "48xlarge": 768,
+}  # fmt: skip
+HOST_RAM_GIB_BY_FAMILY: dict[str, dict[str, float]] = {
+    "ml.g4dn": {
+        "xlarge": 16, "2xlarge": 32, "4xlarge": 64, "8xlarge": 128, "12xlarge": 192,
+        "16xlarge": 256,
+    },
+    "ml.g5": _G5_G6,
+    "ml.g6": _G5_G6,
+    "ml.g6e": {
+        "xlarge": 32, "2xlarge": 64, "4xlarge": 128, "8xlarge": 256, "12xlarge": 384,
+        "16xlarge": 512, "24xlarge": 768, "48xlarge": 1536,
+    },
+    "ml.p3": {"2xlarge": 61, "8xlarge": 244, "16xlarge": 488},
+    "ml.p4d": {"24xlarge": 1152},
+    "ml.p4de": {"24xlarge": 1152},
+    "ml.p5": {"4xlarge": 256, "48xlarge": 2048},
+    "ml.p5e": {"48xlarge": 2048},
+    "ml.p5en": {"48xlarge": 2048},
+}  # fmt: skip
 HOST_RAM_GIB: dict[str, float] = {
-    "ml.g4dn.xlarge": 16,
-    "ml.g4dn.2xlarge": 32,
-    "ml.g5.xlarge": 16,
-    "ml.g5.2xlarge": 32,
-    "ml.g6.xlarge": 16,
-    "ml.g6.2xlarge": 32,
-    "ml.g6e.xlarge": 32,
-    "ml.p3.2xlarge": 61,
+    f"{fam}.{size}": gib
+    for fam, sizes in HOST_RAM_GIB_BY_FAMILY.items()
+    for size, gib in sizes.items()
 }
+GIB = 1 << 30
 
 
 # GPUs per instance size where a family has more than one (every other size has one).
@@ -106,19 +126,45 @@ def gpu_count(instance_type: str) -> int:
 
 # SAM 3D Objects: upstream asks for "an NVIDIA GPU with at least 32 GB of VRAM"
 # (facebookresearch/sam-3d-objects doc/setup.md); with GEN3D_STAGE_OFFLOAD only the running
-# stage is on the GPU, which fits a 24 GB card (docs/model_opt.md, gen3d plan-memory).
+# stage is on the GPU, which fits a 24 GB card (docs/model_opt.md, gen3d plan-memory), and
+# every other stage waits in host memory: about 24 GB of it (the project's estimate of the
+# serving process with all stages resident, the cost model's sam3d memory_gb; gen3d
+# plan-memory computes the same from the checkpoints' headers). An ml.g5.xlarge or
+# ml.g6.xlarge has a 24 GB GPU but 16 GiB of host memory: refused.
 SAM3D_FULL_GB = 32
 SAM3D_STAGED_GB = 24
-SAM3D_SUGGESTION = (
-    "Use ml.g6e.xlarge (L40S, 48 GB), ml.p5.4xlarge (H100, 80 GB), or ml.g5.xlarge / "
-    "ml.g6.xlarge (24 GB) with GEN3D_STAGE_OFFLOAD=1"
-)
+SAM3D_HOST_GB = 24.0  # host memory sam3d needs with stage offload (GB)
+# The single-GPU types deploy names for sam3d, cheapest first (each has a price in
+# scripts/cost/prices.json; tests/scripts/test_sizing.py checks both).
+SAM3D_SUGGESTED = ("ml.g6.2xlarge", "ml.g5.2xlarge", "ml.g6e.xlarge")
+
+
+def host_ram_gb(instance_type: str) -> float | None:
+    gib = HOST_RAM_GIB.get(instance_type)
+    return None if gib is None else gib * GIB / 1e9
+
+
+def _describe(instance_type: str) -> str:
+    gpu = gpu_of(instance_type)
+    host = HOST_RAM_GIB.get(instance_type)
+    offload = " with stage offload" if gpu and gpu.memory_gb < SAM3D_FULL_GB else ""
+    return (
+        f"{instance_type} ({gpu.model if gpu else '?'} {gpu.memory_gb if gpu else 0:g} GB, "
+        f"{host:g} GiB host{offload})"
+    )
+
+
+def sam3d_suggestion() -> str:
+    return "Use " + ", ".join(_describe(t) for t in SAM3D_SUGGESTED)
+
+
+SAM3D_SUGGESTION = sam3d_suggestion()
 
 
 @dataclass(frozen=True)
 class Fit:
-    """Whether `backend` fits `instance_type`'s GPU: `refusal` says why not; `offload` is
-    True when it fits only with stage offload."""
+    """Whether `backend` fits `instance_type` (GPU and host memory): `refusal` says why
+    not; `offload` is True when it fits only with stage offload."""
 
     refusal: str | None = None
     offload: bool = False
@@ -131,6 +177,15 @@ def backend_fit(backend: str, instance_type: str) -> Fit:
     if gpu.memory_gb >= SAM3D_FULL_GB:
         return Fit()
     if gpu.memory_gb >= SAM3D_STAGED_GB:
+        host = host_ram_gb(instance_type)
+        if host is not None and host < SAM3D_HOST_GB:
+            return Fit(
+                refusal=f"backend sam3d on a {gpu.memory_gb:g} GB GPU needs stage offload, "
+                f"which keeps every stage in host memory (about {SAM3D_HOST_GB:g} GB); "
+                f"{instance_type} has {HOST_RAM_GIB[instance_type]:g} GiB. "
+                f"{SAM3D_SUGGESTION}",
+                offload=True,
+            )
         return Fit(offload=True)
     return Fit(
         refusal=f"backend sam3d needs a GPU with at least {SAM3D_STAGED_GB} GB "

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import quota_service
 from aws_requests import install_strict_validation
 
 from gen3d.serve.launcher import ManagedProcess, free_port, start_server
@@ -29,9 +30,12 @@ def moto_endpoint() -> Iterator[str]:
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     url = f"http://127.0.0.1:{port}"
+    # moto has no Service Quotas: a stand-in on loopback answers for it (quota_service)
+    quotas_url, quotas_server = quota_service.start()
     saved = {k: os.environ.get(k) for k in _AWS_ENV}
     os.environ.update(
         AWS_ENDPOINT_URL=url,
+        AWS_ENDPOINT_URL_SERVICE_QUOTAS=quotas_url,
         AWS_ACCESS_KEY_ID="testing",
         AWS_SECRET_ACCESS_KEY="testing",
         AWS_SESSION_TOKEN="testing",
@@ -41,6 +45,7 @@ def moto_endpoint() -> Iterator[str]:
         yield url
     finally:
         server.stop()
+        quotas_server.shutdown()
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
@@ -50,6 +55,7 @@ def moto_endpoint() -> Iterator[str]:
 
 _AWS_ENV = (
     "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_SERVICE_QUOTAS",
     "AWS_ACCESS_KEY_ID",
     "AWS_SECRET_ACCESS_KEY",
     "AWS_SESSION_TOKEN",
@@ -63,6 +69,7 @@ def aws(moto_endpoint: str) -> Iterator[str]:
     import requests
 
     requests.post(f"{moto_endpoint}/moto-api/reset", timeout=10)
+    quota_service.STATE.reset()
     yield moto_endpoint
 
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from gen3d.aws import platform
+from gen3d.aws import platform, quotas
 from gen3d.aws.clients import AwsClients, has_tag, model_enum, tag_list
 from gen3d.aws.endpoint_spec import flavor_of_image
 from gen3d.aws.errors import AwsCommandError
@@ -196,6 +196,9 @@ def start_transform_job(
         invocation_timeout_s=invocation_timeout,
     )
     name = request["TransformJobName"]
+    need = quotas.Need(
+        quotas.quota_name(instance, "transform"), instance, "transform", instance_count
+    )
 
     def apply() -> tuple[str, str]:
         try:
@@ -204,9 +207,18 @@ def start_transform_job(
         except ClientError as exc:
             if exc.response["Error"]["Code"] not in ("ValidationException", "ResourceNotFound"):
                 raise
-        clients.sagemaker.create_transform_job(**request)
+        # Only a job not started yet needs the quota (a re-run finds the first job).
+        quotas.preflight(plan, clients, [need], f"transform job {name}")
+        try:
+            clients.sagemaker.create_transform_job(**request)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ResourceLimitExceeded":
+                raise
+            raise quotas.limit_exceeded(exc, need, clients.region, "No job was started.") from None
         return CREATED, name
 
+    if plan.dry_run:  # the real run checks inside the step, once it knows a job is needed
+        quotas.preflight(plan, clients, [need], f"transform job {name}")
     return plan.step(
         f"transform job {name} ({input_uri} -> {output_uri})",
         apply,

@@ -4,9 +4,12 @@ container's own (namespace Gen3D, gen3d.serve.metrics).
 Dashboard body reference: docs.aws.amazon.com/AmazonCloudWatch/latest/APIReference/
 CloudWatch-Dashboard-Body-Structure.html (metric widgets: `metrics` rows of
 [namespace, name, dimension, value, ..., {options}]; 24 grid columns). SageMaker metric
-names and namespaces: docs.aws.amazon.com/sagemaker/latest/dg/monitoring-cloudwatch.html
-(AWS/SageMaker: invocations, errors, ModelLatency and OverheadLatency in microseconds,
-async backlog; /aws/sagemaker/Endpoints: per-instance CPU/GPU, one sample a minute each).
+names and namespaces: only those gen3d.aws.endpoint_metrics lists for the deployment's mode
+(its table cites the pages): an async endpoint publishes no Invocations or
+OverheadLatency, so its rows are InvocationsProcessed, InvocationFailures, TimeInBacklog
+and TotalProcessingTime instead. ModelLatency, OverheadLatency and TimeInBacklog are in
+microseconds, TotalProcessingTime in milliseconds; /aws/sagemaker/Endpoints carries the
+per-instance CPU/GPU, one sample a minute each.
 
 The dashboard carries the deployment tag at creation and, in its first widget, the text
 `gen3d:deployment=NAME`: teardown deletes only a dashboard of that name whose body says
@@ -21,13 +24,12 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from gen3d.aws.clients import TAG_KEY, tag_list
+from gen3d.aws.endpoint_metrics import INSTANCE, SAGEMAKER
 from gen3d.aws.endpoint_spec import VARIANT, DeploySpec
 from gen3d.aws.plan import CREATED, UNCHANGED, UPDATED, Plan
 from gen3d.aws.platform import is_gpu_instance
 from gen3d.serve.metrics import NAMESPACE as GEN3D_NAMESPACE
 
-SAGEMAKER = "AWS/SageMaker"
-INSTANCE = "/aws/sagemaker/Endpoints"
 WIDTH, HEIGHT = 12, 6  # two widgets a row
 
 
@@ -73,32 +75,7 @@ def dashboard_body(spec: DeploySpec, region: str) -> dict[str, Any]:
                 f"removes it. {marker(name)}"
             },
         },
-        _metric(
-            "Invocations",
-            [[SAGEMAKER, "Invocations", *endpoint]],
-            region,
-        ),
-        _metric(
-            "Errors (4xx, 5xx)",
-            [
-                [SAGEMAKER, "Invocation4XXErrors", *endpoint],
-                [SAGEMAKER, "Invocation5XXErrors", *endpoint],
-            ],
-            region,
-        ),
-        _metric(
-            "ModelLatency and OverheadLatency (microseconds)",
-            [
-                [SAGEMAKER, "ModelLatency", *endpoint, {"stat": stat, "label": f"model {stat}"}]
-                for stat in ("p50", "p90", "p99")
-            ]
-            + [
-                [SAGEMAKER, "OverheadLatency", *endpoint, {"stat": s, "label": f"overhead {s}"}]
-                for s in ("p50", "p99")
-            ],
-            region,
-            stat="p50",
-        ),
+        *_traffic_widgets(spec, endpoint, region),
         _metric(
             "Container: queue and inference time (ms)",
             [
@@ -161,6 +138,74 @@ def dashboard_body(spec: DeploySpec, region: str) -> dict[str, Any]:
             ),
         ]
     return {"widgets": widgets}
+
+
+def _traffic_widgets(spec: DeploySpec, endpoint: list[str], region: str) -> list[dict[str, Any]]:
+    """Requests, errors and latency, from the metrics the mode publishes."""
+    model_latency = [
+        [SAGEMAKER, "ModelLatency", *endpoint, {"stat": stat, "label": f"model {stat}"}]
+        for stat in ("p50", "p90", "p99")
+    ]
+    errors = [
+        [SAGEMAKER, "Invocation4XXErrors", *endpoint],
+        [SAGEMAKER, "Invocation5XXErrors", *endpoint],
+    ]
+    if spec.mode == "async":
+        return [
+            _metric(
+                "Requests processed and failed (async)",
+                [
+                    [SAGEMAKER, "InvocationsProcessed", *endpoint],
+                    [SAGEMAKER, "InvocationFailures", *endpoint],
+                    [SAGEMAKER, "ExpiredRequests", *endpoint],
+                ],
+                region,
+            ),
+            _metric("Errors (4xx, 5xx)", errors, region),
+            _metric(
+                "ModelLatency and TimeInBacklog (microseconds)",
+                model_latency
+                + [
+                    [SAGEMAKER, "TimeInBacklog", *endpoint, {"stat": s, "label": f"backlog {s}"}]
+                    for s in ("p50", "p99")
+                ],
+                region,
+                stat="p50",
+            ),
+            _metric(
+                "TotalProcessingTime, queued to done (milliseconds)",
+                [
+                    [SAGEMAKER, "TotalProcessingTime", *endpoint, {"stat": s, "label": s}]
+                    for s in ("p50", "p99")
+                ],
+                region,
+                stat="p50",
+            ),
+        ]
+    return [
+        _metric("Invocations", [[SAGEMAKER, "Invocations", *endpoint]], region),
+        _metric("Errors (4xx, 5xx)", errors, region),
+        _metric(
+            "ModelLatency and OverheadLatency (microseconds)",
+            model_latency
+            + [
+                [SAGEMAKER, "OverheadLatency", *endpoint, {"stat": s, "label": f"overhead {s}"}]
+                for s in ("p50", "p99")
+            ],
+            region,
+            stat="p50",
+        ),
+    ]
+
+
+def widget_metrics(body: dict[str, Any]) -> list[tuple[str, str]]:
+    """(namespace, metric) of every row of every metric widget."""
+    return [
+        (row[0], row[1])
+        for w in body["widgets"]
+        if w["type"] == "metric"
+        for row in w["properties"]["metrics"]
+    ]
 
 
 def ensure_dashboard(plan: Plan, cloudwatch: Any, spec: DeploySpec, region: str) -> None:

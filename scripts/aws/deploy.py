@@ -8,12 +8,17 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from gen3d.aws import autoscaling, endpoint_spec, inference_components, notify, storage
+from gen3d.aws import autoscaling, endpoint_spec, inference_components, notify, quotas, storage
 from gen3d.aws import upload_trigger as trigger
 from gen3d.aws.clients import AwsClients, tag_list
 from gen3d.aws.endpoint_spec import VARIANT, DeploySpec
 from gen3d.aws.errors import AwsCommandError
-from gen3d.aws.logs import endpoint_log_group, ensure_log_group, inference_component_log_group
+from gen3d.aws.logs import (
+    endpoint_log_group,
+    ensure_log_group,
+    inference_component_log_group,
+    lambda_log_group,
+)
 from gen3d.aws.monitoring import ensure_monitoring
 from gen3d.aws.plan import CREATED, UNCHANGED, UPDATED, ApiCall, Plan
 from gen3d.aws.scaling_params import ASYNC_SCALING, IDLE_MINUTES_RANGE, AsyncScaling
@@ -70,6 +75,9 @@ def deploy(
         raise AwsCommandError(f"--idle-minutes must be {low}-{high}, not {options.idle_minutes}")
     region = clients.region
     account = plan.read("account id (STS)", clients.account_id, str, placeholder="<account-id>")
+    # Before anything is made: a new account's GPU quotas are 0.
+    hard, soft = quota_needs(spec, options)
+    quotas.preflight(plan, clients, hard, f"deployment {spec.name}", soft=soft)
     model_bytes = _model_bytes(plan, clients, spec)
     if spec.mode == "serverless":
         endpoint_spec.check_serverless_image_size(spec, _image_bytes(plan, clients, spec))
@@ -122,6 +130,8 @@ def deploy(
     )
     try:
         _ensure_endpoint(plan, clients, spec, config, options, deployment_config=rollout)
+    except quotas.QuotaError:
+        raise  # no endpoint was made or changed: nothing to put back
     except BaseException:
         # Whatever happened to the endpoint (an update that failed or timed out),
         # autoscaling is put back: an async endpoint without it would stay at its
@@ -146,6 +156,15 @@ def deploy(
     if spec.mode == "async":
         if options.upload_trigger_role:
             assert bucket is not None
+            # Made here, tagged and with a retention, before Lambda makes it untagged
+            # with none: teardown then finds and deletes it.
+            ensure_log_group(
+                plan,
+                clients.logs,
+                lambda_log_group(trigger.function_name(spec.name)),
+                spec.name,
+                options.log_retention_days,
+            )
             arn = trigger.ensure_function(
                 plan,
                 clients.client("lambda"),
@@ -172,6 +191,31 @@ def deploy(
         bucket=bucket,
         changes=plan.changes,
     )
+
+
+def quota_needs(
+    spec: DeploySpec, options: DeployOptions
+) -> tuple[list[quotas.Need], list[quotas.Need]]:
+    """(needs that must fit now, autoscaling maxima that only warn) of this deployment."""
+    if spec.mode == "serverless":
+        need = quotas.Need(
+            quotas.SERVERLESS_QUOTA,
+            quotas.SERVERLESS,
+            quotas.SERVERLESS,
+            spec.max_concurrency,
+            exclude_endpoint=spec.name,
+        )
+        return [need], []
+    name = quotas.quota_name(spec.instance_type, "endpoint")
+
+    def need(count: int) -> quotas.Need:
+        return quotas.Need(name, spec.instance_type, "endpoint", count, spec.name)
+
+    initial = 1 if options.scale_to_zero else spec.initial_instances
+    scales = spec.mode == "async" or options.scale_to_zero
+    return [need(initial)], [
+        need(spec.max_instances)
+    ] if scales and spec.max_instances > initial else []
 
 
 def _ensure_async_autoscaling(
@@ -318,7 +362,10 @@ def _ensure_endpoint(
         except ClientError as exc:
             if not _not_found(exc):
                 raise
-            sagemaker.create_endpoint(**create)
+            try:
+                sagemaker.create_endpoint(**create)
+            except ClientError as exc:
+                raise _quota_error(exc, spec, options, clients.region) from None
             return CREATED, None
         if current["EndpointStatus"] == "Failed":
             raise AwsCommandError(
@@ -348,10 +395,10 @@ def _ensure_endpoint(
                 ResourceId=rid,
                 ScalableDimension=autoscaling.DIMENSION,
             )
-            sagemaker.update_endpoint(**update)
+            _update(sagemaker, update, spec, options, clients.region)
             wait()  # the target can be registered again only on the updated variant
             return UPDATED, None
-        sagemaker.update_endpoint(**update)
+        _update(sagemaker, update, spec, options, clients.region)
         return UPDATED, None
 
     plan.step(
@@ -364,6 +411,31 @@ def _ensure_endpoint(
     )
     if options.wait and not plan.dry_run and not waited:
         wait()
+
+
+def _update(
+    sagemaker: Any, update: dict[str, Any], spec: DeploySpec, options: DeployOptions, region: str
+) -> None:
+    try:
+        sagemaker.update_endpoint(**update)
+    except ClientError as exc:
+        raise _quota_error(exc, spec, options, region) from None
+
+
+def _quota_error(
+    exc: ClientError, spec: DeploySpec, options: DeployOptions, region: str
+) -> Exception:
+    """ResourceLimitExceeded as the quota guidance; any other error unchanged."""
+    if exc.response.get("Error", {}).get("Code") != "ResourceLimitExceeded":
+        return exc
+    (need,), _ = quota_needs(spec, options)
+    return quotas.limit_exceeded(
+        exc,
+        need,
+        region,
+        kept=f"The model and endpoint config stay: the same `gen3d deploy` goes on from them "
+        f"once the quota is raised, and `gen3d teardown --name {spec.name}` removes them.",
+    )
 
 
 def _not_found(exc: ClientError) -> bool:

@@ -26,8 +26,9 @@ from urllib.parse import unquote
 from botocore.exceptions import ClientError
 
 from gen3d.aws import storage
+from gen3d.aws.alarms import alarm_name
 from gen3d.aws.clients import tag_list
-from gen3d.aws.inference_components import component_name
+from gen3d.aws.inference_components import component_name, rollback_alarm_name
 from gen3d.aws.plan import CREATED, UNCHANGED, UPDATED, ApiCall, Plan
 from gen3d.aws.upload_trigger import function_name
 
@@ -164,6 +165,21 @@ def execution_role_policy(
                 },
             },
             {
+                # SageMaker reads the auto-rollback alarms with the execution role: the
+                # blue/green DeploymentConfig's (realtime) and the inference component's
+                # rolling update's (scale-to-zero). "Ensure that your IAM execution role
+                # has permission to perform the cloudwatch:DescribeAlarms action on the
+                # auto-rollback alarms you specify" (docs.aws.amazon.com/sagemaker/latest/
+                # dg/deployment-guardrails-configuration.html).
+                "Sid": "ReadRollbackAlarms",
+                "Effect": "Allow",
+                "Action": ["cloudwatch:DescribeAlarms"],
+                "Resource": [
+                    f"arn:aws:cloudwatch:{region}:{account}:alarm:{alarm}"
+                    for alarm in rollback_alarm_names(deployment)
+                ],
+            },
+            {
                 "Sid": "AsyncNotifications",
                 "Effect": "Allow",
                 "Action": ["sns:Publish"],
@@ -171,6 +187,12 @@ def execution_role_policy(
             },
         ],
     }
+
+
+def rollback_alarm_names(deployment: str) -> list[str]:
+    """The alarms a deployment's DeploymentConfig or rolling update names for rollback
+    (gen3d.aws.alarms.deployment_config, gen3d.aws.inference_components)."""
+    return [alarm_name(deployment, "5xx-rate"), rollback_alarm_name(deployment)]
 
 
 def trigger_role_policy(*, deployment: str, account: str, region: str) -> dict[str, Any]:

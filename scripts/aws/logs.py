@@ -20,6 +20,12 @@ def inference_component_log_group(component: str) -> str:
     return f"{LOG_GROUP_ROOT}/InferenceComponents/{component}"
 
 
+def lambda_log_group(function: str) -> str:
+    """Where Lambda writes a function's logs (created by Lambda itself, with no retention
+    and no tag, unless it exists first)."""
+    return f"/aws/lambda/{function}"
+
+
 def ensure_log_group(
     plan: Plan, logs: Any, name: str, deployment: str, retention_days: int
 ) -> None:

@@ -77,11 +77,16 @@ class Plan:
         summary: str,
         fetch: Callable[[], T],
         describe: Callable[[T], str],
-        placeholder: T = None,
-    ) -> T:  # type: ignore[assignment]
-        """A read the later steps depend on (sizes, current state); skipped in a dry run."""
+        placeholder: T = None,  # type: ignore[assignment]
+        calls: Sequence[ApiCall] = (),
+    ) -> T:
+        """A read the later steps depend on (sizes, current state); skipped in a dry run,
+        which prints `calls` (the requests it would send) when given."""
         if self.dry_run:
             self.out(f"  would read    {summary}")
+            for call in calls:
+                self.out(f"    would call    {call.service} {call.operation}")
+                self._body(call.params)
             return placeholder
         value = fetch()
         self.out(f"  {'read':<9}  {summary}: {describe(value)}")

@@ -1,6 +1,10 @@
 """`gen3d status`: one deployment's state and numbers, read from SageMaker and CloudWatch.
 
-Reads only (DescribeEndpoint, DescribeEndpointConfig, GetMetricData). Figures CloudWatch
+Reads only (DescribeEndpoint, DescribeEndpointConfig, DescribeModel; for scale-to-zero
+deployments ListInferenceComponents and DescribeInferenceComponent, whose specification
+names the model; GetMetricData). Metric names per mode come from
+gen3d.aws.endpoint_metrics: an async endpoint publishes InvocationsProcessed and
+InvocationFailures, not Invocations or OverheadLatency. Figures CloudWatch
 has no data for are None, shown as "no data". Instance counts over time and instance-hours
 are estimates: SageMaker publishes no instance-count metric, but every instance sends one
 CPUUtilization sample a minute to /aws/sagemaker/Endpoints, so samples per hour / 60 is
@@ -18,12 +22,11 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from gen3d.aws.clients import AwsClients
+from gen3d.aws.endpoint_metrics import INSTANCE, SAGEMAKER, publishes
 from gen3d.aws.endpoint_spec import VARIANT
 from gen3d.aws.errors import AwsCommandError
 from gen3d.serve.metrics import NAMESPACE as GEN3D_NAMESPACE
 
-SAGEMAKER = "AWS/SageMaker"
-INSTANCE = "/aws/sagemaker/Endpoints"
 HOUR_S = 3600
 
 
@@ -41,6 +44,7 @@ class Status:
     modified: dt.datetime | None
     failure: str | None
     backend: str | None  # GEN3D_BACKEND of the model (the container metrics' dimension)
+    component: str | None = None  # realtime-ic: the inference component serving the model
     last_hour: dict[str, float | None] = field(default_factory=dict)
     instances_by_hour: list[float | None] = field(default_factory=list)  # last 24 h, estimate
     backlog: dict[str, float | None] = field(default_factory=dict)  # async only
@@ -75,9 +79,13 @@ def read_status(clients: AwsClients, name: str, now: dt.datetime | None = None) 
         if variant.get("ModelName")
         else "realtime-ic"
     )
+    model_name, component = variant.get("ModelName"), None
+    if mode == "realtime-ic":
+        # The variant carries no model: the inference component's specification does.
+        component, model_name = _component_model(sm, name)
     backend = None
-    if variant.get("ModelName"):
-        model = sm.describe_model(ModelName=variant["ModelName"])
+    if model_name:
+        model = sm.describe_model(ModelName=model_name)
         backend = model.get("PrimaryContainer", {}).get("Environment", {}).get("GEN3D_BACKEND")
     status = Status(
         name=name,
@@ -92,10 +100,26 @@ def read_status(clients: AwsClients, name: str, now: dt.datetime | None = None) 
         modified=endpoint.get("LastModifiedTime"),
         failure=endpoint.get("FailureReason"),
         backend=backend,
+        component=component,
     )
     now = now or dt.datetime.now(dt.UTC)
     _read_metrics(clients.cloudwatch, status, now)
     return status
+
+
+def _component_model(sagemaker: Any, endpoint: str) -> tuple[str | None, str | None]:
+    """(inference component, its model) on `endpoint`; (None, None) when it has none yet."""
+    found = [
+        c["InferenceComponentName"]
+        for page in sagemaker.get_paginator("list_inference_components").paginate(
+            EndpointNameEquals=endpoint
+        )
+        for c in page.get("InferenceComponents", [])
+    ]
+    if not found:
+        return None, None
+    described = sagemaker.describe_inference_component(InferenceComponentName=found[0])
+    return found[0], described.get("Specification", {}).get("ModelName")
 
 
 def _query(qid: str, ns: str, metric: str, dims: dict[str, str], stat: str, period: int) -> dict:
@@ -141,24 +165,42 @@ def _last(points: list[tuple[dt.datetime, float]]) -> float | None:
     return points[-1][1] if points else None
 
 
+def _invocation_dims(status: Status) -> dict[str, str]:
+    """The dimensions SageMaker publishes request metrics under: per inference component
+    on a scale-to-zero endpoint (monitoring-cloudwatch.html, inference component
+    metrics), per endpoint and variant otherwise."""
+    if status.mode == "realtime-ic" and status.component:
+        return {"InferenceComponentName": status.component}
+    return {"EndpointName": status.name, "VariantName": VARIANT}
+
+
 def _read_metrics(cloudwatch: Any, status: Status, now: dt.datetime) -> None:
     endpoint = {"EndpointName": status.name, "VariantName": VARIANT}
-    ours = {"Deployment": status.name, "Backend": status.backend or ""}
-    hour = [
-        _query("invocations", SAGEMAKER, "Invocations", endpoint, "Sum", HOUR_S),
-        _query("errors4xx", SAGEMAKER, "Invocation4XXErrors", endpoint, "Sum", HOUR_S),
-        _query("errors5xx", SAGEMAKER, "Invocation5XXErrors", endpoint, "Sum", HOUR_S),
-    ]
+    requests = _invocation_dims(status)
+    mode = "async" if status.mode == "async" else status.mode.removesuffix("-ic")
+    hour: list[dict] = []
+
+    def sagemaker(qid: str, metric: str, stat: str, dims: dict[str, str] = requests) -> None:
+        if publishes(mode, SAGEMAKER, metric):  # never ask for what the mode never has
+            hour.append(_query(qid, SAGEMAKER, metric, dims, stat, HOUR_S))
+
+    sagemaker("invocations", "Invocations", "Sum")
+    sagemaker("processed", "InvocationsProcessed", "Sum")
+    sagemaker("failures", "InvocationFailures", "Sum")
+    sagemaker("errors4xx", "Invocation4XXErrors", "Sum")
+    sagemaker("errors5xx", "Invocation5XXErrors", "Sum")
     for stat in ("p50", "p90", "p99"):
-        hour.append(_query(f"model_{stat}", SAGEMAKER, "ModelLatency", endpoint, stat, HOUR_S))
+        sagemaker(f"model_{stat}", "ModelLatency", stat)
     for stat in ("p50", "p99"):
-        hour.append(
-            _query(f"overhead_{stat}", SAGEMAKER, "OverheadLatency", endpoint, stat, HOUR_S)
-        )
-        hour.append(_query(f"queue_{stat}", GEN3D_NAMESPACE, "QueueTime", ours, stat, HOUR_S))
-        hour.append(
-            _query(f"inference_{stat}", GEN3D_NAMESPACE, "InferenceTime", ours, stat, HOUR_S)
-        )
+        sagemaker(f"overhead_{stat}", "OverheadLatency", stat)
+        sagemaker(f"backlog_{stat}", "TimeInBacklog", stat)
+    if status.backend:  # the container's dimensions; unknown backend: nothing to ask for
+        ours = {"Deployment": status.name, "Backend": status.backend}
+        for stat in ("p50", "p99"):
+            hour.append(_query(f"queue_{stat}", GEN3D_NAMESPACE, "QueueTime", ours, stat, HOUR_S))
+            hour.append(
+                _query(f"inference_{stat}", GEN3D_NAMESPACE, "InferenceTime", ours, stat, HOUR_S)
+            )
     if status.mode == "async":
         by_endpoint = {"EndpointName": status.name}
         hour += [
@@ -168,10 +210,11 @@ def _read_metrics(cloudwatch: Any, status: Status, now: dt.datetime) -> None:
             ),
         ]
     values = _values(cloudwatch, hour, now - dt.timedelta(hours=1), now)
-    for key in ("invocations", "errors4xx", "errors5xx"):
-        status.last_hour[key] = _total(values[key])
+    for key in ("invocations", "processed", "failures", "errors4xx", "errors5xx"):
+        if key in values:
+            status.last_hour[key] = _total(values[key])
     for key in values:
-        if key.startswith(("model_", "overhead_")):  # microseconds -> ms
+        if key.startswith(("model_", "overhead_", "backlog_")):  # microseconds -> ms
             last = _last(values[key])
             status.last_hour[key] = None if last is None else last / 1000
         elif key.startswith(("queue_", "inference_")):
@@ -187,7 +230,7 @@ def _read_metrics(cloudwatch: Any, status: Status, now: dt.datetime) -> None:
         # billed duration ~ model latency summed (ms granularity); memory from the config
         usage = _values(
             cloudwatch,
-            [_query("latency_sum", SAGEMAKER, "ModelLatency", endpoint, "Sum", HOUR_S)],
+            [_query("latency_sum", SAGEMAKER, "ModelLatency", requests, "Sum", HOUR_S)],
             month_start,
             now,
         )

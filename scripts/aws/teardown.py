@@ -2,8 +2,16 @@
 
 Found by tag, service by service (names narrow the search first; the tag decides), so
 nothing of another deployment is touched. A second run finds nothing and changes nothing.
-Transform-job records cannot be deleted in SageMaker: running ones are stopped and their
-tag removed. Budgets are found by name (gen3d-NAME), as not every budgets API lists tags.
+Transform-job records cannot be deleted in SageMaker: running ones are stopped, waited for
+until they have stopped (a stopping job still reads its bucket and uses the role), and
+their tag removed. Budgets are found by name (gen3d-NAME), as not every budgets API lists
+tags. The upload Lambda's log group (/aws/lambda/gen3d-NAME-upload) goes with the others.
+
+`--images` (opt-in) also deletes the ECR repositories `gen3d push` / `make push` push to
+(gen3d-cpu, gen3d-gpu, gen3d-sam3d by default), with every image in them: they are the
+account's, not one deployment's, and ECR bills their storage by the GB-month.
+
+A dry run finds the resources with read-only calls and lists each one it would delete.
 """
 
 from __future__ import annotations
@@ -17,11 +25,11 @@ from gen3d.aws import autoscaling, dashboard
 from gen3d.aws.budget import budget_name
 from gen3d.aws.clients import TAG_KEY, AwsClients, has_tag
 from gen3d.aws.iam import delete_role
-from gen3d.aws.logs import LOG_GROUP_ROOT
+from gen3d.aws.logs import LOG_GROUP_ROOT, lambda_log_group
 from gen3d.aws.plan import DELETED, UPDATED, Plan
 from gen3d.aws.storage import empty_and_delete_bucket
 from gen3d.aws.upload_trigger import function_name, remove_bucket_notification
-from gen3d.aws.waiters import wait_until_gone
+from gen3d.aws.waiters import wait_for_transform_job_to_stop, wait_until_gone
 
 ORDER = (
     "CloudWatch alarms",
@@ -32,12 +40,13 @@ ORDER = (
     "endpoints (and wait until they are gone)",
     "endpoint configs",
     "models",
-    "transform jobs (stop running, untag)",
+    "transform jobs (stop running ones and wait until stopped, untag)",
     "SNS topics",
-    "log groups",
+    "log groups (endpoint, inference component, upload Lambda)",
     "S3 buckets",
     "IAM roles",
     "budget",
+    "ECR repositories and their images (only with --images)",
 )
 
 Action = tuple[str, Callable[[], object]]
@@ -49,15 +58,17 @@ def teardown(
     deployment: str,
     *,
     keep_bucket: bool = False,
+    images: list[str] | None = None,
     poll_s: float = 10.0,
     timeout_s: float = 1800.0,
 ) -> list[tuple[str, str]]:
+    """Delete what is tagged for `deployment`; `images`: ECR repositories to delete too
+    (None: none). A dry run lists what it found and deletes nothing."""
     if plan.dry_run:
-        plan.out(f"  would find resources tagged {TAG_KEY}={deployment} and delete, in order:")
+        plan.out(f"  finding resources tagged {TAG_KEY}={deployment} (read-only); order:")
         for i, what in enumerate(ORDER, 1):
             skip = " (skipped: --keep-bucket)" if keep_bucket and what == "S3 buckets" else ""
             plan.out(f"    {i:2}. {what}{skip}")
-        return []
     found = _Finder(clients, deployment)
     endpoints = found.endpoints()
     buckets = found.buckets()
@@ -73,7 +84,7 @@ def teardown(
         ],
         found.endpoint_configs(),
         found.models(),
-        found.transform_jobs(),
+        found.transform_jobs(poll_s, timeout_s, plan.out),
         found.topics(),
         found.log_groups(),
         []
@@ -84,11 +95,21 @@ def teardown(
         ],
         found.roles(),
         found.budget(),
+        found.repositories(images or []),
     ]
-    for group in groups:
-        for summary, delete in group:
-            outcome = UPDATED if summary.startswith("untag") else DELETED
-            plan.step(summary, lambda d=delete, o=outcome: (d(), (o, None))[1])
+    actions = [action for group in groups for action in group]
+    if plan.dry_run:
+        for summary, _ in actions:
+            plan.out(
+                f"  would {'' if summary.startswith(('untag', 'stop')) else 'delete '}{summary}"
+            )
+        if not actions:
+            plan.out(f"  nothing tagged {TAG_KEY}={deployment} found")
+        plan.steps.extend(summary for summary, _ in actions)
+        return []
+    for summary, delete in actions:
+        outcome = UPDATED if summary.startswith(("untag", "stop")) else DELETED
+        plan.step(summary, lambda d=delete, o=outcome: (d(), (o, None))[1])
     if not plan.changes:
         plan.out(f"  nothing tagged {TAG_KEY}={deployment} remains")
     if keep_bucket and buckets:
@@ -285,7 +306,7 @@ class _Finder:
             if self._sm_tagged(m["ModelArn"])
         ]
 
-    def transform_jobs(self) -> list[Action]:
+    def transform_jobs(self, poll_s: float, timeout_s: float, progress: Any) -> list[Action]:
         sm = self.c.sagemaker
         found = self._paged(
             sm, "list_transform_jobs", "TransformJobSummaries", NameContains=self.name
@@ -295,13 +316,19 @@ class _Finder:
             if not self._sm_tagged(job["TransformJobArn"]):
                 continue
             name, arn = job["TransformJobName"], job["TransformJobArn"]
-            if job["TransformJobStatus"] == "InProgress":
-                actions.append(
-                    (
-                        f"stop transform job {name}",
-                        lambda n=name: sm.stop_transform_job(TransformJobName=n),
+            status = job["TransformJobStatus"]
+            if status in ("InProgress", "Stopping"):
+
+                def stop(n: str = name, running: bool = status == "InProgress") -> None:
+                    if running:
+                        sm.stop_transform_job(TransformJobName=n)
+                    # Its bucket and role go later in this teardown: a stopping job
+                    # still reads the one and runs as the other.
+                    wait_for_transform_job_to_stop(
+                        sm, n, poll_s=poll_s, timeout_s=timeout_s, progress=progress
                     )
-                )
+
+                actions.append((f"stop transform job {name} and wait until stopped", stop))
             actions.append(
                 (
                     f"untag transform job {name} (records cannot be deleted)",
@@ -352,6 +379,16 @@ class _Finder:
             for g in found
             if has_tag(logs.list_tags_log_group(logGroupName=g["logGroupName"])["tags"], self.name)
         ]
+        # The upload Lambda's group: deploy makes it tagged, but Lambda itself made it,
+        # untagged, for deployments older than that; its name is this deployment's alone.
+        trigger_group = lambda_log_group(function_name(self.name))
+        names += [
+            g["logGroupName"]
+            for g in self._paged(
+                logs, "describe_log_groups", "logGroups", logGroupNamePrefix=trigger_group
+            )
+            if g["logGroupName"] == trigger_group
+        ]
         return [
             (f"log group {n}", lambda n=n: logs.delete_log_group(logGroupName=n)) for n in names
         ]
@@ -379,6 +416,28 @@ class _Finder:
         ]
         tagged = [r for r in roles if has_tag(iam.list_role_tags(RoleName=r)["Tags"], self.name)]
         return [(f"IAM role {r}", lambda r=r: delete_role(iam, r)) for r in tagged]
+
+    def repositories(self, names: list[str]) -> list[Action]:
+        """ECR repositories of `names` that exist, each deleted with its images."""
+        if not names:
+            return []
+        ecr = self.c.ecr
+        actions: list[Action] = []
+        for name in names:
+            try:
+                ecr.describe_repositories(repositoryNames=[name])
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") == "RepositoryNotFoundException":
+                    continue
+                raise
+            images = self._paged(ecr, "list_images", "imageIds", repositoryName=name)
+            actions.append(
+                (
+                    f"ECR repository {name} and its {len(images)} image reference(s)",
+                    lambda n=name: ecr.delete_repository(repositoryName=n, force=True),
+                )
+            )
+        return actions
 
     def budget(self) -> list[Action]:
         budgets = self.c.budgets

@@ -120,3 +120,23 @@ def wait_for_transform_job(
         timeout_s=timeout_s,
         progress=progress,
     )
+
+
+def wait_for_transform_job_to_stop(
+    sagemaker: Any, job: str, *, poll_s: float, timeout_s: float, progress: Progress
+) -> str:
+    """Until a job is no longer InProgress or Stopping; returns the status it ended in."""
+    start = time.monotonic()
+    while True:
+        status = sagemaker.describe_transform_job(TransformJobName=job)["TransformJobStatus"]
+        elapsed = time.monotonic() - start
+        if status not in ("InProgress", "Stopping"):
+            progress(f"  transform job {job}: {status} after {elapsed:.0f} s")
+            return status
+        if elapsed > timeout_s:
+            raise AwsCommandError(
+                f"transform job {job} still {status} after {timeout_s:.0f} s; run teardown "
+                "again once it has stopped"
+            )
+        progress(f"  transform job {job}: {status} ({elapsed:.0f} s)")
+        time.sleep(poll_s)

@@ -12,13 +12,12 @@ from gen3d.aws.errors import AwsCommandError
 from gen3d.aws.plan import Plan
 
 
-def add_common_arguments(parser: argparse.ArgumentParser) -> None:
+def add_common_arguments(
+    parser: argparse.ArgumentParser,
+    dry_run_help: str = "print the plan (every request body) and make no AWS call",
+) -> None:
     parser.add_argument("--region", help="AWS region (default: your AWS configuration)")
-    parser.add_argument(
-        "--dry-run",
-        action="store_true",
-        help="print the plan (every request body) and make no AWS call",
-    )
+    parser.add_argument("--dry-run", action="store_true", help=dry_run_help)
 
 
 def run_reporting_errors(body: Callable[[], int]) -> int:

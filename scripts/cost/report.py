@@ -15,7 +15,10 @@ from gen3d.cost.simulation import simulate_scale_to_zero
 from gen3d.cost.waiting import duration, tolerance_lines
 from gen3d.cost.workload import HOURS_PER_MONTH, Workload
 
-REPORT_INSTANCES = ("ml.g4dn.xlarge", "ml.g5.xlarge")
+# sam3d on instances `gen3d deploy` accepts: 24 GB L4 with stage offload and 32 GiB of host
+# memory, and the 48 GB L40S without (serve/instances.py). The seed plan's ml.g4dn.xlarge
+# is kept only where the plan's own figures are checked (_corrections).
+REPORT_INSTANCES = ("ml.g6.2xlarge", "ml.g6e.xlarge")
 REPORT_VOLUMES = (10, 100, 1_000, 10_000)
 SEED_SECONDS_PER_IMAGE = 60.0
 PLAN_TOTAL_USD = 544.0  # the original plan's monthly estimate
@@ -231,7 +234,9 @@ def _corrections(prices: PriceTable) -> list[str]:
         f"the total was off by {money(PLAN_TOTAL_USD - (on.total_usd or 0))}: the model's "
         f"always-on total at 100 images/month is {money(on.total_usd)} "
         f"(ECR, S3, logs and data included). The real error was the option, not the sum: "
-        f"at 100 images/month the GPU is busy {on.details['utilisation']:.2%} of the time.",
+        f"at 100 images/month the GPU is busy {on.details['utilisation']:.2%} of the time. "
+        "Nor can that instance run SAM 3D: `gen3d deploy` refuses it (a 16 GB T4 and 16 GiB "
+        "of host memory; see the instance sections above for ones that fit).",
         "2. **Recommended SageMaker Serverless.** Infeasible for SAM 3D: "
         + "; ".join(options["serverless"].reasons)
         + f". The cheapest option that can work at 100 images/month is "

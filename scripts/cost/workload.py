@@ -9,6 +9,7 @@ from typing import Any
 
 from gen3d.aws.scaling_params import ASYNC_SCALING, AsyncScaling
 from gen3d.serve.backends import is_gpu_backend
+from gen3d.serve.instances import SAM3D_HOST_GB, SAM3D_SUGGESTED
 
 HOURS_PER_MONTH = 730.0  # AWS's billing month (8760 h / 12)
 DAYS_PER_MONTH = HOURS_PER_MONTH / 24.0
@@ -17,6 +18,9 @@ DAYS_PER_MONTH = HOURS_PER_MONTH / 24.0
 REALTIME_MAX_CALL_S = 60.0
 REALTIME_MAX_PAYLOAD_MB = 6.0
 SERVERLESS_MAX_CALL_S = 60.0
+# The default priced instance: the cheapest that `gen3d deploy` accepts for sam3d (L4 24 GB
+# with stage offload, 32 GiB of host memory); the seed's ml.g4dn.xlarge is refused there.
+DEFAULT_INSTANCE = SAM3D_SUGGESTED[0]
 SERVERLESS_MAX_MEMORY_GB = 6.0
 SERVERLESS_MAX_PAYLOAD_MB = 4.0
 SERVERLESS_MAX_IMAGE_GB = 10.0
@@ -66,7 +70,9 @@ class BackendProfile:
 BACKEND_PROFILES: dict[str, BackendProfile] = {
     "silhouette": BackendProfile("silhouette", is_gpu_backend("silhouette"), 2.0, 1.5, 0.0),
     "proxy": BackendProfile("proxy", is_gpu_backend("proxy"), 8.0, 8.0, 1.0),
-    "sam3d": BackendProfile("sam3d", is_gpu_backend("sam3d"), 24.0, SAM3D_IMAGE_GB, 13.0),
+    # sam3d's host memory is the one gen3d deploy checks (serve/instances.py); its image
+    # size is measured (SAM3D_IMAGE_GB)
+    "sam3d": BackendProfile("sam3d", is_gpu_backend("sam3d"), SAM3D_HOST_GB, SAM3D_IMAGE_GB, 13.0),
 }
 
 
@@ -110,7 +116,7 @@ class Assumptions:
 class Workload:
     images_per_month: float
     seconds_per_image: float
-    instance_type: str = "ml.g4dn.xlarge"
+    instance_type: str = DEFAULT_INSTANCE
     backend: str = "sam3d"
     arrivals: str = "poisson"  # or "daily-batch"
     assumptions: Assumptions = field(default_factory=Assumptions)

@@ -435,6 +435,7 @@ def _closed_port() -> int:
 def unreachable_aws(monkeypatch) -> None:
     """AWS_ENDPOINT_URL at a closed port: any AWS call would fail the command."""
     monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{_closed_port()}")
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SERVICE_QUOTAS", f"http://127.0.0.1:{_closed_port()}")
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
     for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         monkeypatch.setenv(key, "testing")

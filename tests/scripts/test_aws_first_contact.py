@@ -116,12 +116,16 @@ def test_setup_can_name_other_repositories(aws):
 BATCH = ["batch", "--name", "t", "--input", "s3://b/in/", "--output", "s3://b/out/"]
 
 
+def transform_jobs(out: str) -> list[dict]:
+    return [b for _, op, b in dry_run_calls(out) if op == "CreateTransformJob"]
+
+
 def test_gpu_batch_dry_run_sets_the_batch_ami(aws, capsys):
     assert main([*BATCH, "--instance-type", "ml.g5.xlarge", "--dry-run"]) == 0
-    ((_, _, job),) = dry_run_calls(capsys.readouterr().out)
+    (job,) = transform_jobs(capsys.readouterr().out)
     assert job["TransformResources"]["TransformAmiVersion"] == "al2-ami-sagemaker-batch-gpu-535"
     assert main([*BATCH, "--instance-type", "ml.m5.large", "--dry-run"]) == 0
-    ((_, _, job),) = dry_run_calls(capsys.readouterr().out)
+    (job,) = transform_jobs(capsys.readouterr().out)
     assert "TransformAmiVersion" not in job["TransformResources"]
 
 
@@ -249,7 +253,10 @@ def test_sam3d_on_a_16_gb_gpu_is_refused_with_the_reason(aws, capsys):
     assert "at least 24 GB" in err and "16 GB" in err and "ml.g6e.xlarge" in err
 
 
-@pytest.mark.parametrize(("instance", "offload"), [("ml.g5.xlarge", "1"), ("ml.g6e.xlarge", None)])
+@pytest.mark.parametrize(
+    ("instance", "offload"),
+    [("ml.g5.2xlarge", "1"), ("ml.g6.2xlarge", "1"), ("ml.g6e.xlarge", None)],
+)
 def test_sam3d_gets_stage_offload_on_24_gb_gpus(aws, capsys, instance, offload):
     args = ["--backend", "sam3d", "--instance-type", instance, "--dry-run"]
     assert deploy("t", "async", *args, image=f"{ECR}/gen3d-sam3d:0a1b2c3d") == 0

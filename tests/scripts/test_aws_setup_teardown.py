@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 import boto3
 import pytest
 from aws_requests import dry_run_calls, validate_strictly
+from botocore.stub import Stubber
 
-from gen3d.aws.clients import TAG_KEY
+from gen3d.aws.clients import TAG_KEY, AwsClients
+from gen3d.aws.teardown import _Finder
 from gen3d.cli.main import main
 
 ECR = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
@@ -374,11 +377,139 @@ def test_teardown_keep_bucket_keeps_only_the_bucket(aws, capsys):
     assert "kept (tagged) bucket(s)" in capsys.readouterr().out
 
 
-def test_teardown_dry_run_lists_the_order_and_calls_nothing(aws, capsys):
-    assert deploy_async("t") == 0
+def test_teardown_dry_run_lists_every_resource_and_deletes_nothing(full_deployment, capsys):
     before = remaining_tagged("t")
     capsys.readouterr()
     assert main(["teardown", "--name", "t", "--dry-run"]) == 0
     out = capsys.readouterr().out
-    assert "CloudWatch alarms" in out and "nothing was called" in out
+    assert "CloudWatch alarms" in out and "nothing was deleted" in out
+    for resource in (
+        "would delete alarm t-gen3d-failure-rate",
+        "would delete CloudWatch dashboard gen3d-t",
+        "would delete endpoint t",
+        "would delete Lambda gen3d-t-upload",
+        "would delete log group /aws/sagemaker/Endpoints/t",
+        "would delete log group /aws/lambda/gen3d-t-upload",
+        f"would delete S3 bucket {BUCKET}",
+        "would delete IAM role gen3d-t-sagemaker",
+        "would delete budget gen3d-t",
+        "would untag transform job t-batch-",
+    ):
+        assert resource in out, resource
     assert remaining_tagged("t") == before
+
+
+def log_groups() -> list[str]:
+    return [g["logGroupName"] for g in boto3.client("logs").describe_log_groups()["logGroups"]]
+
+
+def test_teardown_leaves_no_log_group(full_deployment):
+    # the upload Lambda's group is made by deploy, tagged and with a retention
+    logs = boto3.client("logs")
+    (trigger,) = logs.describe_log_groups(logGroupNamePrefix="/aws/lambda/gen3d-t-upload")[
+        "logGroups"
+    ]
+    assert trigger["retentionInDays"] == 30
+    assert logs.list_tags_log_group(logGroupName=trigger["logGroupName"])["tags"] == {TAG_KEY: "t"}
+    assert main(["teardown", "--name", "t", "--poll", "0.01"]) == 0
+    assert log_groups() == []
+
+
+def test_teardown_removes_an_untagged_lambda_group_of_an_older_deploy(aws):
+    assert deploy_async("t") == 0
+    # what Lambda itself made before deploy made the group: no tag, no retention
+    boto3.client("logs").create_log_group(logGroupName="/aws/lambda/gen3d-t-upload")
+    boto3.client("logs").create_log_group(logGroupName="/aws/lambda/gen3d-t2-upload")
+    assert main(["teardown", "--name", "t", "--poll", "0.01"]) == 0
+    assert log_groups() == ["/aws/lambda/gen3d-t2-upload"]  # another deployment's stays
+
+
+def push_image(repository: str) -> None:
+    ecr = boto3.client("ecr")
+    ecr.create_repository(repositoryName=repository)
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+    }
+    ecr.put_image(repositoryName=repository, imageManifest=json.dumps(manifest), imageTag="1")
+
+
+def repositories() -> list[str]:
+    return sorted(
+        r["repositoryName"] for r in boto3.client("ecr").describe_repositories()["repositories"]
+    )
+
+
+def test_teardown_deletes_ecr_repositories_only_with_images(aws, capsys):
+    assert deploy_async("t") == 0
+    push_image("gen3d-gpu")
+    push_image("someone-else")
+    assert main(["teardown", "--name", "t", "--poll", "0.01"]) == 0
+    assert repositories() == ["gen3d-gpu", "someone-else"]  # kept by default
+    capsys.readouterr()
+    assert main(["teardown", "--name", "t", "--images", "--dry-run"]) == 0
+    assert "would delete ECR repository gen3d-gpu and its 1 image" in capsys.readouterr().out
+    assert repositories() == ["gen3d-gpu", "someone-else"]
+    assert main(["teardown", "--name", "t", "--images", "--poll", "0.01"]) == 0
+    assert repositories() == ["someone-else"]
+
+
+def test_teardown_stops_a_running_transform_job_and_waits_until_stopped(aws):
+    """moto finishes transform jobs at once: the running job is the Stubber's. Its bucket
+    and role go after this step, so the step must not return while the job is Stopping."""
+    clients = AwsClients()
+    stub = Stubber(clients.sagemaker)
+    arn = "arn:aws:sagemaker:us-east-1:123456789012:transform-job/t-batch-1"
+    now = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
+    stub.add_response(
+        "list_transform_jobs",
+        {
+            "TransformJobSummaries": [
+                {
+                    "TransformJobName": "t-batch-1",
+                    "TransformJobArn": arn,
+                    "CreationTime": now,
+                    "TransformJobStatus": "InProgress",
+                }
+            ]
+        },
+        {"NameContains": "t"},
+    )
+    stub.add_response("list_tags", {"Tags": [{"Key": TAG_KEY, "Value": "t"}]}, {"ResourceArn": arn})
+    stub.add_response("stop_transform_job", {}, {"TransformJobName": "t-batch-1"})
+    for status in ("Stopping", "Stopping", "Stopped"):
+        stub.add_response(
+            "describe_transform_job",
+            {
+                "TransformJobName": "t-batch-1",
+                "TransformJobArn": arn,
+                "TransformJobStatus": status,
+                "ModelName": "m",
+                "TransformInput": {
+                    "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": "s3://b/i/"}}
+                },
+                "TransformResources": {"InstanceType": "ml.m5.large", "InstanceCount": 1},
+                "CreationTime": now,
+            },
+            {"TransformJobName": "t-batch-1"},
+        )
+    stub.add_response("delete_tags", {}, {"ResourceArn": arn, "TagKeys": [TAG_KEY]})
+    progress: list[str] = []
+    with stub:
+        actions = _Finder(clients, "t").transform_jobs(0.0, 30.0, progress.append)
+        assert [summary for summary, _ in actions] == [
+            "stop transform job t-batch-1 and wait until stopped",
+            "untag transform job t-batch-1 (records cannot be deleted)",
+        ]
+        for _, act in actions:
+            act()
+    stub.assert_no_pending_responses()  # every describe was made: it waited for Stopped
+    assert progress[-1].strip().startswith("transform job t-batch-1: Stopped")
+
+
+def test_setup_help_promises_only_what_setup_makes(capsys):
+    with pytest.raises(SystemExit):
+        main(["setup", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "the ECR repositories and the log groups" not in text
+    assert "setup creates neither" in text and "--request-quota" in text

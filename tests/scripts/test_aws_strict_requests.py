@@ -35,6 +35,7 @@ def _closed_port() -> int:
 @pytest.fixture
 def unreachable_aws(monkeypatch) -> None:
     monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{_closed_port()}")
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SERVICE_QUOTAS", f"http://127.0.0.1:{_closed_port()}")
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
     for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         monkeypatch.setenv(key, "testing")
@@ -139,6 +140,7 @@ PLACEHOLDERS = [
     (r"<arn of Lambda ([\w-]+)>", r"arn:aws:lambda:eu-west-1:123456789012:function:\1"),
     (r"<model of deployment ([\w-]+)>", r"\1-model"),
     (r"<(\d+) bytes>", "zip"),
+    (r"<code of quota [^>]+>", "L-1A2B3C4D"),
 ]
 
 
@@ -251,6 +253,19 @@ def test_every_setup_body_passes_the_service_model(unreachable_aws, capsys):
     assert ("iam", "PutRolePolicy") in seen and ("budgets", "CreateBudget") in seen
 
 
+def test_quota_request_dry_run_shows_the_service_quotas_call(unreachable_aws, capsys):
+    args = ["setup", "--request-quota", "ml.g5.xlarge=1", "--dry-run"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert checked_calls(out) == [
+        ("service-quotas", "ListServiceQuotas"),
+        ("service-quotas", "RequestServiceQuotaIncrease"),
+    ]
+    request = next(b for _, op, b in dry_run_calls(out) if op == "RequestServiceQuotaIncrease")
+    assert request["ServiceCode"] == "sagemaker" and request["DesiredValue"] == 1
+    assert "ml.g5.xlarge for endpoint usage" in request["QuotaCode"]  # looked up by name
+
+
 @pytest.mark.parametrize(
     ("instance", "flavor"),
     [("ml.m5.xlarge", None), ("ml.g5.xlarge", "sam3d"), ("ml.g4dn.xlarge", None)],
@@ -259,7 +274,12 @@ def test_every_batch_body_passes_the_service_model(unreachable_aws, capsys, inst
     args = ["batch", "--name", "t", "--input", "s3://b/in/", "--output", "s3://b/out/"]
     args += ["--instance-type", instance, "--dry-run"]
     assert main(args + (["--flavor", flavor] if flavor else [])) == 0
-    assert checked_calls(capsys.readouterr().out) == [("sagemaker", "CreateTransformJob")]
+    assert checked_calls(capsys.readouterr().out) == [
+        ("service-quotas", "ListServiceQuotas"),  # the quota preflight, shown
+        ("service-quotas", "ListAWSDefaultServiceQuotas"),
+        ("sagemaker", "ListTransformJobs"),  # what running jobs already hold
+        ("sagemaker", "CreateTransformJob"),
+    ]
 
 
 def test_the_dry_run_check_catches_a_bogus_value(unreachable_aws, capsys):

@@ -123,8 +123,9 @@ def test_bench_picks_fastest_entry_for_the_priced_instance(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     code, out, _ = run_cli(
-        capsys, "--images-per-month", "10", "--bench", str(BENCH), "--format", "json"
-    )
+        capsys, "--images-per-month", "10", "--bench", str(BENCH), "--format", "json",
+        "--instance-type", "ml.g4dn.xlarge",
+    )  # fmt: skip
     assert code == 0
     payload = json.loads(out)
     assert payload["workload"]["instance_type"] == "ml.g4dn.xlarge"
@@ -155,7 +156,7 @@ def test_prices_override_changes_output(capsys: pytest.CaptureFixture[str], tmp_
     )
     code, out, _ = run_cli(
         capsys, "--images-per-month", "100", "--seconds-per-image", "60", "--prices",
-        str(override), "--format", "json",
+        str(override), "--format", "json", "--instance-type", "ml.g4dn.xlarge",
     )  # fmt: skip
     assert code == 0
     payload = json.loads(out)
@@ -174,7 +175,9 @@ def test_csv_and_table_formats(capsys: pytest.CaptureFixture[str]) -> None:
     assert all(r["feasible"] == "False" and "GPU" in r["reasons"] for r in serverless_rows)
     code, out, _ = run_cli(capsys, "--images-per-month", "100", "--seconds-per-image", "60")
     assert code == 0
-    assert "INFEASIBLE" in out and "$537.28" in out and "break-even" in out
+    # the default workload is sam3d on ml.g6.2xlarge (1.222 x 730 h always on)
+    assert "INFEASIBLE" in out and "$892.06" in out and "break-even" in out
+    assert "deploy refuses" not in out
 
 
 @pytest.mark.parametrize(
@@ -217,8 +220,10 @@ def test_report_writes_markdown_and_a_readable_plot(
     code, out, _ = run_cli(capsys, "report", "--out", str(tmp_path))
     assert code == 0 and "cost.md" in out
     md = (tmp_path / "cost.md").read_text()
-    assert "ml.g4dn.xlarge**: always-on becomes cheaper" in md
-    assert "ml.g5.xlarge**: asynchronous scale-to-zero stays cheaper than always-on" in md
+    # instances gen3d deploy accepts for sam3d, host memory included
+    assert "ml.g6.2xlarge**: always-on becomes cheaper" in md
+    assert "ml.g6e.xlarge**: always-on becomes cheaper" in md
+    assert "deploy refuses" not in md.split("## Where the original plan was wrong")[0]
     assert "Where the original plan was wrong" in md
     assert "| 10,000/month |" in md
     assert "## Scale-in after the last result" in md and "| **saving per month** |" in md

@@ -68,7 +68,7 @@ def test_every_option_is_monotonic_in_volume(instance: str, arrivals: str) -> No
 
 @pytest.mark.parametrize("backend", ["sam3d", "silhouette"])
 def test_scale_to_zero_at_zero_volume_costs_only_fixed_costs(backend: str) -> None:
-    w = Workload(0, 60, backend=backend)
+    w = Workload(0, 60, instance_type="ml.g4dn.xlarge", backend=backend)
     by_option = {o.option: o for o in estimate(w, load_prices())}
     for name in SCALE_TO_ZERO:
         o = by_option[name]
@@ -296,7 +296,7 @@ def test_override_file_changes_the_result(tmp_path: Path) -> None:
         json.dumps({"entries": {"sagemaker.realtime.ml.g4dn.xlarge": {"value": 1.0}}})
     )
     prices = load_prices(override)
-    on = realtime_always_on(Workload(100, 60), prices)
+    on = realtime_always_on(Workload(100, 60, instance_type="ml.g4dn.xlarge"), prices)
     assert on.compute_usd == pytest.approx(730.0)
     assert prices.entries["sagemaker.realtime.ml.g4dn.xlarge"].source.startswith("override file")
     assert prices.overridden == {"sagemaker.realtime.ml.g4dn.xlarge"}

@@ -7,11 +7,12 @@ import sys
 from pathlib import Path
 
 from gen3d.aws.scaling_params import ASYNC_SCALING, DEFAULT_IDLE_MINUTES, IDLE_MINUTES_RANGE
+from gen3d.cost import workload as workload_defaults
 from gen3d.cost.bench import BenchError, pick_entry, read_entries
 from gen3d.cost.prices import PriceError, load_prices
 from gen3d.cost.workload import BACKEND_PROFILES, Assumptions, Workload
 
-DEFAULT_INSTANCE = "ml.g4dn.xlarge"
+DEFAULT_INSTANCE = workload_defaults.DEFAULT_INSTANCE
 
 
 def _volumes(text: str) -> list[float]:

@@ -29,7 +29,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "serverless refuses GPU backends and images (no GPU there). Every mode gets a "
         "CloudWatch dashboard (gen3d-NAME) and alarms to the SNS error topic; realtime a "
         "blue/green DeploymentConfig that rolls back on the 5xx alarm (docs/deploy.md). "
-        "Re-running changes nothing unless the inputs changed.",
+        "Before creating anything it reads the account's SageMaker quota for the instance "
+        "type (Service Quotas) and refuses, with the `gen3d setup --request-quota` command, "
+        "a deployment that does not fit. Re-running changes nothing unless the inputs "
+        "changed.",
     )
     p.add_argument("--name", required=True, help="deployment and endpoint name")
     p.add_argument("--mode", required=True, choices=MODES)
@@ -51,7 +54,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--instance-type",
         default="ml.g4dn.xlarge",
         help="async/realtime instance type (default ml.g4dn.xlarge; sam3d needs 24 GB of GPU "
-        "memory or more: ml.g5/ml.g6 with stage offload, ml.g6e, ml.p5)",
+        "memory with stage offload and then ~24 GB of host memory: ml.g6.2xlarge, "
+        "ml.g5.2xlarge, or ml.g6e.xlarge without offload)",
     )
     p.add_argument("--initial-instances", type=int, default=1)
     p.add_argument(

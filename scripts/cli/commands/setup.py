@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
+from gen3d.aws import quotas
 from gen3d.aws.account import project_repositories, setup_account
 from gen3d.aws.clients import AwsClients
 from gen3d.aws.plan import Plan
@@ -14,14 +16,35 @@ from gen3d.cli.aws_support import add_common_arguments, run_reporting_errors, su
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "setup",
-        help="create the bucket, least-privilege roles and budget for a deployment",
+        help="create the bucket, least-privilege roles and budget for a deployment; "
+        "request SageMaker instance quotas",
         description="Create (or bring in line) an S3 bucket with public access blocked, "
         "default encryption, a TLS-only policy and a lifecycle; a SageMaker execution role "
-        "and an upload-trigger Lambda role scoped to that bucket, the ECR repositories and the "
-        "log groups; and optionally a monthly budget with an email alert. --dry-run prints "
-        "every policy document.",
+        "and an upload-trigger Lambda role scoped to that bucket (the roles may pull from "
+        "the ECR repositories named below and write to the deployment's log groups, but "
+        "setup creates neither: `gen3d push` creates a repository, `gen3d deploy` the log "
+        "groups); and optionally a monthly budget with an email alert. --dry-run prints "
+        "every policy document. --request-quota files a Service Quotas increase request "
+        "instead (new accounts have 0 instances of most GPU types).",
     )
-    p.add_argument("--name", required=True, help="deployment name (tags everything)")
+    p.add_argument(
+        "--name", help="deployment name (tags everything; not needed with --request-quota)"
+    )
+    p.add_argument(
+        "--request-quota",
+        action="append",
+        metavar="TYPE=N",
+        help="request the SageMaker quota for N instances of TYPE (ml.g5.xlarge=1), or "
+        "serverless=N for serverless concurrency, through Service Quotas; repeatable. "
+        "Only the request is made, no setup",
+    )
+    p.add_argument(
+        "--quota-usage",
+        choices=("endpoint", "transform"),
+        default="endpoint",
+        help="which instance quota --request-quota asks for: endpoint (deploy; default) or "
+        "transform (gen3d batch)",
+    )
     p.add_argument("--bucket", help="bucket name (default gen3d-NAME-ACCOUNT-REGION)")
     p.add_argument(
         "--ecr-repository",
@@ -45,6 +68,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.request_quota:
+        return run_reporting_errors(lambda: _request_quotas(args))
+    if not args.name:
+        print("error: --name is required (unless --request-quota is given)", file=sys.stderr)
+        return 2
+
     def body() -> int:
         plan = Plan(dry_run=args.dry_run)
         plan.out(f"setup {args.name}" + (" [dry run]" if plan.dry_run else ""))
@@ -69,3 +98,14 @@ def run(args: argparse.Namespace) -> int:
         return 0
 
     return run_reporting_errors(body)
+
+
+def _request_quotas(args: argparse.Namespace) -> int:
+    requests = [quotas.parse_request(value) for value in args.request_quota]
+    plan = Plan(dry_run=args.dry_run)
+    plan.out("request quotas" + (" [dry run]" if plan.dry_run else ""))
+    clients = AwsClients(args.region)
+    for target, count in requests:
+        quotas.request_increase(plan, clients, target, count, args.quota_usage)
+    summarise(plan, "quota requests")
+    return 0

@@ -80,16 +80,31 @@ def render(status: Status, prices: PriceTable | None) -> list[str]:
             f"instances   now {_n(s.current_instances)} (desired {_n(s.desired_instances)})",
             f"            last 24 h, hourly average (~, '.' = none reporting): {hourly}",
         ]
-    invocations, e5 = h.get("invocations"), h.get("errors5xx")
-    rate = f" ({100 * e5 / invocations:.1f} %)" if invocations and e5 is not None else ""
-    lines += [
-        f"last hour   invocations {_n(invocations)}, 4xx {_n(h.get('errors4xx'))}, "
-        f"5xx {_n(e5)}{rate}",
-        f"            ModelLatency p50/p90/p99: {_ms(h, 'model_p50', 'model_p90', 'model_p99')}",
-        f"            OverheadLatency p50/p99: {_ms(h, 'overhead_p50', 'overhead_p99')}",
+    e5 = h.get("errors5xx")
+    model_latency = _ms(h, "model_p50", "model_p90", "model_p99")
+    if s.mode == "async":  # async endpoints publish no Invocations or OverheadLatency
+        processed, failures = h.get("processed"), h.get("failures")
+        handled = (processed or 0) + (failures or 0)
+        rate = f" ({100 * (failures or 0) / handled:.1f} %)" if handled else ""
+        lines += [
+            f"last hour   processed {_n(processed)}, failed {_n(failures)}{rate}, "
+            f"4xx {_n(h.get('errors4xx'))}, 5xx {_n(e5)}",
+            f"            ModelLatency p50/p90/p99: {model_latency}",
+            f"            TimeInBacklog p50/p99: {_ms(h, 'backlog_p50', 'backlog_p99')}",
+        ]
+    else:
+        invocations = h.get("invocations")
+        rate = f" ({100 * e5 / invocations:.1f} %)" if invocations and e5 is not None else ""
+        lines += [
+            f"last hour   invocations {_n(invocations)}, 4xx {_n(h.get('errors4xx'))}, "
+            f"5xx {_n(e5)}{rate}",
+            f"            ModelLatency p50/p90/p99: {model_latency}",
+            f"            OverheadLatency p50/p99: {_ms(h, 'overhead_p50', 'overhead_p99')}",
+        ]
+    lines.append(
         f"            container queue p50/p99: {_ms(h, 'queue_p50', 'queue_p99')}; "
-        f"inference p50/p99: {_ms(h, 'inference_p50', 'inference_p99')}",
-    ]
+        f"inference p50/p99: {_ms(h, 'inference_p50', 'inference_p99')}"
+    )
     if s.mode == "async":
         lines.append(
             f"async       backlog {_n(s.backlog.get('size'))} request(s); oldest "
@@ -109,7 +124,7 @@ def _cost(s: Status, prices: PriceTable | None) -> str:
         text = f"~{usage:,.0f} GB-s {since} (ModelLatency summed x memory; ~)"
     else:
         usage = s.instance_hours_mtd
-        kind = "async" if s.mode == "async" else "realtime"
+        kind = "async" if s.mode == "async" else "realtime"  # realtime-ic: realtime prices
         key = f"sagemaker.{kind}.{s.instance_type}"
         if usage is None:
             return f"instance-hours {since}: {NO_DATA}"
