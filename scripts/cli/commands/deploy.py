@@ -6,7 +6,7 @@ import argparse
 
 from gen3d.aws.clients import AwsClients
 from gen3d.aws.deploy import DeployOptions, deploy
-from gen3d.aws.endpoint_spec import FLAVORS, MODES, DeploySpec
+from gen3d.aws.endpoint_spec import FLAVORS, MODES, DeploySpec, default_backend
 from gen3d.aws.errors import AwsCommandError
 from gen3d.aws.plan import Plan
 from gen3d.aws.storage import Lifecycle
@@ -34,9 +34,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--role", required=True, help="SageMaker execution role ARN (gen3d setup)")
     p.add_argument(
         "--backend",
-        default="silhouette",
         choices=BUILTIN_NAMES,
-        help="GEN3D_BACKEND of the model (default silhouette)",
+        help="GEN3D_BACKEND of the model (default: the image flavor's: sam3d for a sam3d "
+        "image, silhouette for cpu and gpu; a backend the image cannot run is refused)",
     )
     p.add_argument(
         "--flavor",
@@ -115,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
             image=args.image,
             model_data=args.model_data,
             role_arn=args.role,
-            backend=args.backend,
+            backend=args.backend or default_backend(args.image, args.flavor),
             instance_type=args.instance_type,
             initial_instances=args.initial_instances,
             max_instances=args.max_instances,
@@ -138,7 +138,9 @@ def run(args: argparse.Namespace) -> int:
         )
         plan = Plan(dry_run=args.dry_run)
         plan.out(
-            f"deploy {spec.name} ({spec.mode}, backend {spec.backend})"
+            f"deploy {spec.name} ({spec.mode}, backend {spec.backend}"
+            + ("" if args.backend else f", the {spec.image_flavor or 'default'} image's")
+            + ")"
             + (" [dry run]" if plan.dry_run else "")
         )
         result = deploy(spec, AwsClients(args.region), plan, options)
