@@ -29,8 +29,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
-import torch
-
 from gen3d.serve.errors import ArtifactError
 
 log = logging.getLogger("gen3d.backend")
@@ -72,6 +70,8 @@ class Attention:
 
 def require_cuda() -> str:
     """The CUDA device's name, or a clear refusal (upstream cannot even be imported)."""
+    import torch  # here, so the layout constants above import without torch (sam3d prepare)
+
     if not torch.cuda.is_available():
         raise ArtifactError(
             "the sam3d backend needs a CUDA GPU and none is visible "
@@ -127,7 +127,8 @@ def check_offline_caches(model_dir: Path) -> None:
             "the sam3d model dir lacks the offline DINOv2 cache that SAM 3D Objects loads "
             "through torch.hub: missing "
             + ", ".join(str(model_dir / rel) for rel in missing)
-            + " (package the model with `gen3d package --backend sam3d --torch-home DIR`, "
+            + " (fetch them with `gen3d sam3d prepare --out DIR`, or package the model with "
+            "`gen3d package --backend sam3d --torch-home DIR`, "
             "DIR being a TORCH_HOME where torch.hub.load('facebookresearch/dinov2', "
             "'dinov2_vitl14_reg') has run once)"
         )
