@@ -337,3 +337,9 @@ def test_a_failed_item_keeps_its_slot(start_gen3d_server) -> None:
     assert isinstance(results[0], Result) and isinstance(results[2], Result)
     assert isinstance(results[1], UnprocessableError) and "empty" in results[1].message
     assert [type(r) for r in caught.value.results] == [type(r) for r in results]
+
+
+@pytest.mark.parametrize("url", ["127.0.0.1:8080", "localhost:8080", "ftp://127.0.0.1:8080"])
+def test_a_url_without_http_is_refused_with_what_to_add(url: str) -> None:
+    with pytest.raises(client_errors.InputError, match=r"add http:// \(e\.g\. http://127"):
+        Client.local(url)
