@@ -164,3 +164,16 @@ def test_docs_without_the_slash_redirects_to_the_same_host_and_port_through_the_
         assert followed.status_code == 200 and "SwaggerUIBundle" in followed.text
     finally:
         server.stop(timeout_s=10)
+
+
+def test_the_viewer_is_committed_pinned_by_digest_with_its_licence() -> None:
+    """No npm on the way to the demo: the bundle ships in the package, as fetched."""
+    import hashlib
+
+    from gen3d.serve.ui import assets
+
+    assert hashlib.sha256(assets.VIEWER_JS.read_bytes()).hexdigest() == assets.VIEWER_SHA256
+    licence = (assets.VIEWER_JS.parent / "model-viewer.LICENSE").read_text()
+    assert "Apache License" in licence and "Version 2.0" in licence
+    script = (Path(__file__).resolve().parents[2] / "tools" / "vendor-viewer.sh").read_text()
+    assert f"VERSION={assets.VIEWER_VERSION}\n" in script
