@@ -99,7 +99,7 @@ IMAGE ?= $(IMAGE_NAME):$(GIT_SHA)
 MODEL_DIR ?= $(CURDIR)/out/model
 PORT ?= 8080
 
-build: setup ## docker build FLAVOR=gpu|cpu|sam3d, tagged with the git sha and latest
+build: $(DEMO_STAMP) ## docker build FLAVOR=gpu|cpu|sam3d, tagged with the git sha and latest
 	args=$$($(GEN3D) platform build-args $(FLAVOR)) && \
 	docker build $$args -t $(IMAGE) -t $(IMAGE_NAME):latest .
 
