@@ -215,3 +215,42 @@ def test_interrupted_downloads_resume_and_complete_files_are_not_fetched_again(
     assert third.returncode == 0, third.stderr
     assert (len(hub.gets_of("ss_generator.ckpt")), len(hub.gets_of(WEIGHTS))) == before
     verify(out, "sam3d", strict=True)
+
+
+def test_moge_repo_is_read_from_pipeline_yaml_under_depth_model(tmp_path) -> None:
+    from gen3d.model_opt.sam3d_weights import moge_repo_of
+
+    config = tmp_path / "pipeline.yaml"
+    config.write_text(PIPELINE.replace(MOGE, "someone/moge-other"))
+    assert moge_repo_of(config) == "someone/moge-other"
+    config.write_text("ss_generator:\n  pretrained_model_name_or_path: not/depth\n")
+    assert moge_repo_of(config) is None  # only the depth model's counts
+
+
+def test_a_repository_archive_that_escapes_its_folder_is_refused(tmp_path) -> None:
+    from gen3d.model_opt.sam3d_weights import PrepareError, unpack_hub_archive
+
+    archive = tmp_path / "evil.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("facebookresearch-dinov2-x/hubconf.py", "")
+        zf.writestr("facebookresearch-dinov2-x/../../escaped.py", "")
+    with pytest.raises(PrepareError, match="not a single-folder repository archive"):
+        unpack_hub_archive(archive, tmp_path / "hub" / "facebookresearch_dinov2_main")
+    assert not (tmp_path / "escaped.py").exists()
+
+
+def test_dinov2_is_copied_from_a_torch_home_where_torch_hub_ran(tmp_path) -> None:
+    from gen3d.model_opt.sam3d_weights import PrepareError, fetch_dinov2
+
+    home = tmp_path / "torch"
+    code = home / "hub" / "facebookresearch_dinov2_main"
+    code.mkdir(parents=True)
+    (code / "hubconf.py").write_text("dependencies = ['torch']\n")
+    out = tmp_path / "model"
+    with pytest.raises(PrepareError, match=r"dinov2_vitl14_reg4_pretrain\.pth"):
+        fetch_dinov2(out, home, "unused", "unused", print)  # no weights there yet
+    (home / "hub" / "checkpoints").mkdir()
+    (home / "hub" / "checkpoints" / WEIGHTS).write_bytes(b"dino")
+    assert fetch_dinov2(out, home, "unused", "unused", print) == 0
+    assert (out / "caches/torch/hub/checkpoints" / WEIGHTS).read_bytes() == b"dino"
+    assert (out / "caches/torch/hub/facebookresearch_dinov2_main/hubconf.py").is_file()
