@@ -405,3 +405,14 @@ def test_a_backend_the_image_cannot_serve_is_refused_with_the_reason(
     err = capsys.readouterr().err
     assert words in err and "Traceback" not in err
     assert boto3.client("sagemaker").list_models()["Models"] == []
+
+
+def test_a_sam3d_image_without_an_instance_type_gets_a_24_gb_gpu_with_offload(aws, capsys):
+    """`make deploy-async IMAGE_URI=…/gen3d-sam3d:v1` (no BACKEND, no instance type)."""
+    assert deploy("t", "async", "--dry-run", image=f"{ECR}/gen3d-sam3d:v1") == 0
+    calls = list(dry_run_calls(capsys.readouterr().out))
+    (model,) = [b for _, op, b in calls if op == "CreateModel"]
+    (config,) = [b for _, op, b in calls if op == "CreateEndpointConfig"]
+    env = model["PrimaryContainer"]["Environment"]
+    assert env["GEN3D_BACKEND"] == "sam3d" and env["GEN3D_STAGE_OFFLOAD"] == "1"
+    assert config["ProductionVariants"][0]["InstanceType"] == "ml.g5.xlarge"

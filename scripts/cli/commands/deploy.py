@@ -45,9 +45,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--instance-type",
-        default="ml.g4dn.xlarge",
-        help="async/realtime instance type (default ml.g4dn.xlarge; sam3d needs 24 GB of GPU "
-        "memory or more: ml.g5/ml.g6 with stage offload, ml.g6e, ml.p5)",
+        help="async/realtime instance type (default ml.g4dn.xlarge; for sam3d ml.g5.xlarge, "
+        "whose 24 GB GPU holds SAM 3D with stage offload: it needs 24 GB of GPU memory or "
+        "more: ml.g5/ml.g6 with stage offload, ml.g6e, ml.p5)",
     )
     p.add_argument("--initial-instances", type=int, default=1)
     p.add_argument(
@@ -107,16 +107,24 @@ def _env(pairs: list[str]) -> dict[str, str]:
     return env
 
 
+# The instance type where --instance-type is not given: the smallest priced GPU that runs
+# the backend (SAM 3D needs 24 GB; serve/instances.py).
+DEFAULT_INSTANCE_TYPE = "ml.g4dn.xlarge"
+DEFAULT_INSTANCE_TYPES = {"sam3d": "ml.g5.xlarge"}
+
+
 def run(args: argparse.Namespace) -> int:
     def body() -> int:
+        backend = args.backend or default_backend(args.image, args.flavor)
         spec = DeploySpec(
             name=args.name,
             mode=args.mode,
             image=args.image,
             model_data=args.model_data,
             role_arn=args.role,
-            backend=args.backend or default_backend(args.image, args.flavor),
-            instance_type=args.instance_type,
+            backend=backend,
+            instance_type=args.instance_type
+            or DEFAULT_INSTANCE_TYPES.get(backend, DEFAULT_INSTANCE_TYPE),
             initial_instances=args.initial_instances,
             max_instances=args.max_instances,
             memory_mb=args.memory_mb,
