@@ -54,6 +54,7 @@ def test_the_demo_runs_without_torch(tmp_path: Path) -> None:
     assert (tmp_path / "demo" / "coffee_preview.png").is_file()
 
 
+@pytest.mark.slow
 def test_deploy_and_prepare_need_no_torch(tmp_path: Path) -> None:
     env = without_torch(tmp_path)
     image = "123456789012.dkr.ecr.us-east-1.amazonaws.com/gen3d-sam3d:abc"

@@ -169,6 +169,7 @@ def test_prepare_lays_out_what_the_sam3d_backend_loads(hub, tmp_path, monkeypatc
             del sys.modules[name]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("token", "words"),
     [
