@@ -14,32 +14,43 @@ OUT ?= out
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
 
-# torch is pinned first: 2.13.0 is a CPU wheel on the machines here; letting pip resolve
-# "torch" on its own would pull a multi-GB CUDA build.
-$(STAMP): pyproject.toml
+# `make demo` installs the project alone: the default backend (silhouette) needs no torch
+# and no npm (the viewer is committed). `make setup` (test, lint, bench, build) adds torch
+# and every extra. torch is pinned first: 2.13.0 is a CPU wheel on the machines here;
+# letting pip resolve "torch" on its own would pull a multi-GB CUDA build.
+DEMO_STAMP := $(VENV)/.demo-stamp
+
+$(VENV)/bin/python:
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { \
+	  echo "gen3d needs Python >= 3.11: make PYTHON=python3.11 ..." >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
+
+$(DEMO_STAMP): pyproject.toml | $(VENV)/bin/python
+	$(VENV)/bin/pip install --quiet --no-compile -e .
+	touch $(DEMO_STAMP)
+
+$(STAMP): pyproject.toml | $(VENV)/bin/python
 	$(VENV)/bin/pip install --quiet --upgrade pip
 	$(VENV)/bin/pip install --quiet torch==2.13.0
 	$(VENV)/bin/pip install --quiet -e '.[dev]'
 	# The Khronos glTF validator for the textured-GLB test (the test falls back without it)
 	-command -v npm >/dev/null && npm install --silent --no-audit --no-fund \
 		--prefix $(VENV)/node gltf-validator@2.0.0-dev.3.10
-	touch $(STAMP)
+	touch $(STAMP) $(DEMO_STAMP)
 
-setup: $(STAMP) $(VIEWER_JS) ## create .venv with torch and the project (quick when done already)
+setup: $(STAMP) ## create .venv with torch, every extra and the test tools (quick when done already)
 
-# The try-it page's 3D viewer (@google/model-viewer from the npm registry, pinned by version
-# and sha512 in the script), vendored into the package at build time, not committed (docs/ui.md).
-$(VIEWER_JS): tools/vendor-viewer.sh
+# The try-it page's 3D viewer (@google/model-viewer, pinned by version and sha512) is
+# committed in serve/ui/static/vendor/; this re-fetches it from the npm registry (docs/ui.md).
+ui-assets: ## re-vendor the 3D viewer from the npm registry (needs npm; the result is committed)
 	bash tools/vendor-viewer.sh $(dir $(VIEWER_JS))
-
-ui-assets: $(VIEWER_JS) ## vendor the 3D viewer for the try-it page and gen3d view (npm)
 
 # Debian's chromium + chromium-driver for the browser tests (tests/ui): installed with apt when
 # missing and make runs as root; elsewhere those tests skip and say why.
 browser: ## install chromium + chromium-driver (apt) for the browser tests
 	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "make browser: installing chromium + chromium-driver with apt-get (browser tests)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 	    --no-install-recommends chromium chromium-driver; \
 	else echo "browser tests will skip: apt-get install chromium chromium-driver (as root)"; fi
@@ -50,11 +61,14 @@ browser: ## install chromium + chromium-driver (apt) for the browser tests
 front: ## install nginx-light (apt): the server's front, as in the image
 	@if command -v nginx >/dev/null || [ -x /usr/sbin/nginx ]; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "make front: installing nginx-light with apt-get (the server's front, as in the image)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 	    --no-install-recommends nginx-light; \
 	else echo "no nginx: apt-get install nginx-light (as root); slow-client tests will skip"; fi
 
-demo: setup front ## start the server, turn the sample photo into a GLB + PNG preview, stop
+# The demo installs no system package: with nginx on PATH the server runs behind it (as in
+# the image), without it gunicorn alone, and it says which (`make front` installs nginx).
+demo: $(DEMO_STAMP) ## start the server, turn the sample photo into a GLB + PNG preview, stop (no torch, no npm)
 	$(GEN3D) demo --out $(OUT)/demo
 
 test: setup browser front ## run every test
@@ -88,11 +102,11 @@ PORT ?= 8080
 # (RUN_HOST=0.0.0.0 opens it to the network, with GEN3D_UI off or GEN3D_UI_HOSTS set).
 RUN_HOST ?= 127.0.0.1
 
-build: setup ## docker build FLAVOR=gpu|cpu|sam3d, tagged with the git sha and latest
+build: $(DEMO_STAMP) ## docker build FLAVOR=gpu|cpu|sam3d, tagged with the git sha and latest
 	args=$$($(GEN3D) platform build-args $(FLAVOR)) && \
 	docker build $$args -t $(IMAGE) -t $(IMAGE_NAME):latest .
 
-push: setup ## push the git-sha tag to ECR (repo made if missing) and print the URI [REGION= DRY_RUN=1]
+push: $(DEMO_STAMP) ## push the git-sha tag to ECR (repo made if missing) and print the URI [REGION= DRY_RUN=1]
 	$(GEN3D) push $(IMAGE) $(if $(REGION),--region $(REGION)) $(if $(DRY_RUN),--dry-run)
 
 run-local: ## docker run the image as SageMaker does, MODEL_DIR on /opt/ml/model, 127.0.0.1:8080
@@ -114,11 +128,11 @@ DEPLOY_COMMON = --name $(or $(NAME),gen3d) \
 	$(if $(MODEL_DATA),--model-data $(MODEL_DATA)) $(if $(BACKEND),--backend $(BACKEND)) \
 	$(if $(REGION),--region $(REGION)) $(if $(DRY_RUN),--dry-run) $(DEPLOY_ARGS)
 
-deploy-async: setup ## async endpoint on ml.g4dn.xlarge that scales to zero [NAME IMAGE_URI ROLE MODEL_DATA]
+deploy-async: $(DEMO_STAMP) ## async endpoint that scales to zero (ml.g4dn.xlarge; ml.g5.xlarge for a sam3d image) [NAME IMAGE_URI ROLE MODEL_DATA]
 	$(GEN3D) deploy --mode async $(DEPLOY_COMMON)
 
-deploy-serverless: setup ## serverless endpoint, cpu flavor + silhouette only [NAME IMAGE_URI ROLE]
+deploy-serverless: $(DEMO_STAMP) ## serverless endpoint, cpu flavor + silhouette only [NAME IMAGE_URI ROLE]
 	$(GEN3D) deploy --mode serverless $(DEPLOY_COMMON)
 
-teardown: setup ## delete everything tagged gen3d:deployment=NAME [NAME REGION DRY_RUN=1]
+teardown: $(DEMO_STAMP) ## delete everything tagged gen3d:deployment=NAME [NAME REGION DRY_RUN=1]
 	$(GEN3D) teardown --name $(or $(NAME),gen3d) $(if $(REGION),--region $(REGION)) $(if $(DRY_RUN),--dry-run)

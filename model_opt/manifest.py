@@ -28,15 +28,17 @@ def file_entries(model_dir: Path, names: Iterable[str]) -> dict[str, dict[str, A
 
 
 def library_versions() -> dict[str, str]:
-    import safetensors
-    import torch
-
-    versions = {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "safetensors": safetensors.__version__,
-        "quantized_engine": torch.backends.quantized.engine,
-    }
+    versions = {"python": platform.python_version()}
+    try:  # torch is an extra: `gen3d sam3d prepare` writes manifests without it
+        import safetensors
+        import torch
+    except ImportError:
+        return versions
+    versions.update(
+        torch=torch.__version__,
+        safetensors=safetensors.__version__,
+        quantized_engine=torch.backends.quantized.engine,
+    )
     try:
         import torchao
 

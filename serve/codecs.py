@@ -108,18 +108,26 @@ def _open_image(
     except Exception:  # Pillow raises many types on hostile headers; none is ours to show
         names = " or ".join(formats)
         raise BadRequest(f"{what} is not a decodable {names} image") from None
-    if width * height > limits.max_image_pixels:
-        raise PayloadTooLarge(
-            f"{what} is {width}x{height} = {width * height} pixels; "
-            f"the limit is {limits.max_image_pixels} (GEN3D_MAX_IMAGE_PIXELS)"
-        )
     if width == 0 or height == 0:
         raise BadRequest(f"{what} has no pixels")
+    side = limits.max_side
     try:
-        side = limits.max_side
         if side and max(width, height) > side and image.format == "JPEG":
             scale = side / max(width, height)
             image.draft(image.mode, (max(1, int(width * scale)), max(1, int(height * scale))))
+    except Exception:
+        raise BadRequest(f"{what} could not be decoded (a corrupt or truncated file)") from None
+    # The limit is on the pixels decoded: a JPEG drafted at a smaller DCT scale (a 24 MP
+    # photo at 1/2) fits where its full size would not; still from the header alone.
+    if image.size[0] * image.size[1] > limits.max_image_pixels:
+        shown = (
+            "" if image.size == (width, height) else f" ({image.size[0]}x{image.size[1]} reduced)"
+        )
+        raise PayloadTooLarge(
+            f"{what} is {width}x{height} = {width * height} pixels{shown}; "
+            f"the limit is {limits.max_image_pixels} (GEN3D_MAX_IMAGE_PIXELS)"
+        )
+    try:
         image.load()
         displayed = _displayed_size(image, (width, height))
         if side and max(image.size) > side:

@@ -196,7 +196,7 @@ http {{
     proxy_connect_timeout 5s;
     proxy_send_timeout {read_timeout}s;
     proxy_read_timeout {read_timeout}s;
-    proxy_set_header Host $host;
+    proxy_set_header Host $http_host;  # the client's host *and port*: absolute redirects
     proxy_set_header Connection close;  # one request per upstream connection: none idle
     proxy_set_header X-Forwarded-For $remote_addr;
     proxy_set_header {FORWARDED_AT_HEADER} $msec;  # replaces any the client sent

@@ -4,7 +4,10 @@
 # about 1.1 MB; Apache-2.0, and it bundles three.js (MIT), lit (BSD-3-Clause) and fflate
 # (MIT), whose licence headers stay in the file). Pinned by version and by the tarball's
 # sha512, as the registry lists it (`npm view @google/model-viewer@4.4.0 dist.integrity`).
-# Usage: vendor-viewer.sh DEST_DIR   (the Makefile's ui-assets target calls it)
+# The result is committed (serve/ui/static/vendor/), so neither `make demo` nor `make test`
+# needs npm; run this only to refresh it, then update VIEWER_VERSION / VIEWER_SHA256 in
+# serve/ui/assets.py (tests/ui/test_pages.py checks the committed file against them).
+# Usage: vendor-viewer.sh DEST_DIR   (`make ui-assets` calls it)
 set -euo pipefail
 VERSION=4.4.0
 INTEGRITY=sha512-8z1SB5sPlzKoak5mdx/D31brBakPYm3Qi31EfAucHAUrtrHHCbabypkKvSwReYhUpPaxyJ46oT47uWE/hrs1Zw==

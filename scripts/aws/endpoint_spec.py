@@ -53,6 +53,12 @@ def flavor_of_image(image: str) -> str | None:
     return "gpu" if "cuda" in tokens else None
 
 
+def default_backend(image: str, flavor: str | None = None) -> str:
+    """The backend a deploy serves when --backend is not given: the image flavor's own
+    (sam3d for a sam3d image; platform.json's `backends`)."""
+    return platform.default_backend(flavor or flavor_of_image(image))
+
+
 @dataclass(frozen=True)
 class DeploySpec:
     name: str
@@ -151,6 +157,9 @@ def validate(spec: DeploySpec) -> None:
             raise AwsCommandError("--max-instances must be between 1 and 100")
     if spec.mode == "realtime":
         _validate_realtime_time(spec)
+    problem = platform.backend_problem(spec.image_flavor, spec.backend)
+    if problem:  # e.g. silhouette on the sam3d image: it would load, but not the model
+        raise AwsCommandError(problem)
 
 
 def _validate_gpu(spec: DeploySpec) -> None:

@@ -37,6 +37,41 @@ def flavor(name: str | None = None) -> dict[str, Any]:
     return flavors[name]
 
 
+# What each image lacks for the backends it does not list (the Dockerfile's stages).
+FLAVOR_LACKS = {
+    "cpu": "no torch, no GPU libraries",
+    "gpu": "no SAM 3D Objects or its CUDA extensions",
+    "sam3d": "SAM 3D's pinned torch 2.5.1 stack, loaded for sam3d alone",
+}
+
+
+def default_backend(flavor_name: str | None) -> str:
+    """The backend an image of this flavor serves unless told otherwise: the first of its
+    `backends` (sam3d for the sam3d image, silhouette for cpu and gpu); silhouette for an
+    image whose flavor is unknown."""
+    if flavor_name is None:
+        return "silhouette"
+    return flavor(flavor_name)["backends"][0]
+
+
+def backend_problem(flavor_name: str | None, backend: str) -> str | None:
+    """Why an image of this flavor cannot serve `backend` (None when it can, or when the
+    flavor is unknown): the cpu image has no torch, the gpu image no SAM 3D, and the sam3d
+    image is built, and sized, for SAM 3D alone."""
+    if flavor_name is None:
+        return None
+    runs = flavor(flavor_name)["backends"]
+    if backend in runs:
+        return None
+    hosts = [name for name, entry in platform()["flavors"].items() if backend in entry["backends"]]
+    return (
+        f"backend {backend} does not run on the {flavor_name} image, which serves "
+        f"{' or '.join(runs)} only ({FLAVOR_LACKS[flavor_name]}); "
+        + (f"deploy a {' or '.join(hosts)} image for {backend}, or " if hosts else "")
+        + f"leave --backend out to serve {runs[0]}"
+    )
+
+
 def is_gpu_instance(instance_type: str) -> bool:
     return instances.is_gpu_instance(instance_type)
 

@@ -6,15 +6,24 @@ body) to whatever origin the Location names. A 3xx is reported with where it poi
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 import requests
 
-from gen3d.client.errors import ServerError, TransportError, from_error_body
+from gen3d.client.errors import InputError, ServerError, TransportError, from_error_body
 from gen3d.client.inputs import CUSTOM_ATTRIBUTES, Request
 from gen3d.client.transport import Limits, Reply
 
 
 class HttpTransport:
     def __init__(self, url: str, max_batch_items: int | None = None) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            # "127.0.0.1:8080" would otherwise fail inside requests ("No connection
+            # adapters were found"), which does not say what to change
+            raise InputError(
+                f"{url!r} is not a server URL: add http:// (e.g. http://127.0.0.1:8080)"
+            )
         self.url = url.rstrip("/")
         self.description = self.url
         self._max_batch_items = max_batch_items

@@ -385,3 +385,9 @@ def test_a_redirect_is_not_followed_so_the_photo_stays_where_it_was_sent() -> No
         for server in (catcher, redirector):
             server.shutdown()
             server.server_close()
+
+
+@pytest.mark.parametrize("url", ["127.0.0.1:8080", "localhost:8080", "ftp://127.0.0.1:8080"])
+def test_a_url_without_http_is_refused_with_what_to_add(url: str) -> None:
+    with pytest.raises(client_errors.InputError, match=r"add http:// \(e\.g\. http://127"):
+        Client.local(url)

@@ -329,7 +329,11 @@ def test_cpu_flavor_creates_a_serverless_config(model_artifact, capsys):
         (["--backend", "sam3d"], CPU_IMAGE, "backend sam3d needs a GPU"),
         (["--backend", "proxy"], CPU_IMAGE, "backend proxy needs a GPU"),
         ([], GPU_IMAGE, "gpu (CUDA) image flavor"),
-        (["--flavor", "sam3d"], f"{ECR}/custom:1", "sam3d (CUDA) image flavor"),
+        (
+            ["--flavor", "sam3d", "--backend", "silhouette"],
+            f"{ECR}/custom:1",
+            "sam3d (CUDA) image flavor",
+        ),
         (["--memory-mb", "5000"], CPU_IMAGE, "1024-6144 MB in 1024 MB steps"),
         (["--memory-mb", "8192"], CPU_IMAGE, "1024-6144 MB in 1024 MB steps"),
     ],

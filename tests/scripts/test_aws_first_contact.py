@@ -379,3 +379,55 @@ def test_the_lambda_waits_for_its_code_update_before_its_configuration(aws):
     code = calls.index("UpdateFunctionCode")
     config = calls.index("UpdateFunctionConfiguration")
     assert "GetFunctionConfiguration" in calls[code + 1 : config]
+
+
+# ------------------------------------------------------------------ 9. backend from the image
+
+
+@pytest.mark.parametrize(
+    ("image", "backend"),
+    [
+        (f"{ECR}/gen3d-sam3d:0a1b2c3d", "sam3d"),
+        (f"{ECR}/gen3d:0.1.0-sam3d", "sam3d"),
+        (GPU_IMAGE, "silhouette"),  # proxy only when asked
+        (f"{ECR}/gen3d-cpu:0a1b2c3d", "silhouette"),
+        (f"{ECR}/custom:1", "silhouette"),  # no flavor in the name: the old default
+    ],
+)
+def test_the_backend_defaults_to_the_image_flavors(aws, capsys, image, backend):
+    assert deploy("t", "async", "--instance-type", "ml.g6e.xlarge", "--dry-run", image=image) == 0
+    out = capsys.readouterr().out
+    assert f"backend {backend}" in out.splitlines()[0]
+    (model,) = [b for _, op, b in dry_run_calls(out) if op == "CreateModel"]
+    assert model["PrimaryContainer"]["Environment"]["GEN3D_BACKEND"] == backend
+
+
+@pytest.mark.parametrize(
+    ("image", "backend", "words"),
+    [
+        (f"{ECR}/gen3d-sam3d:0a1b2c3d", "silhouette", "does not run on the sam3d image"),
+        (f"{ECR}/gen3d-sam3d:0a1b2c3d", "proxy", "deploy a gpu image for proxy"),
+        (GPU_IMAGE, "sam3d", "deploy a sam3d image for sam3d"),
+        (f"{ECR}/gen3d-cpu:0a1b2c3d", "sam3d", "no torch"),
+        (f"{ECR}/gen3d-cpu:0a1b2c3d", "proxy", "does not run on the cpu image"),
+    ],
+)
+def test_a_backend_the_image_cannot_serve_is_refused_with_the_reason(
+    aws, capsys, image, backend, words
+):
+    args = ["--backend", backend, "--instance-type", "ml.g6e.xlarge", "--dry-run"]
+    assert deploy("t", "async", *args, image=image) == 1
+    err = capsys.readouterr().err
+    assert words in err and "Traceback" not in err
+    assert boto3.client("sagemaker").list_models()["Models"] == []
+
+
+def test_a_sam3d_image_without_an_instance_type_gets_a_24_gb_gpu_with_offload(aws, capsys):
+    """`make deploy-async IMAGE_URI=…/gen3d-sam3d:v1` (no BACKEND, no instance type)."""
+    assert deploy("t", "async", "--dry-run", image=f"{ECR}/gen3d-sam3d:v1") == 0
+    calls = list(dry_run_calls(capsys.readouterr().out))
+    (model,) = [b for _, op, b in calls if op == "CreateModel"]
+    (config,) = [b for _, op, b in calls if op == "CreateEndpointConfig"]
+    env = model["PrimaryContainer"]["Environment"]
+    assert env["GEN3D_BACKEND"] == "sam3d" and env["GEN3D_STAGE_OFFLOAD"] == "1"
+    assert config["ProductionVariants"][0]["InstanceType"] == "ml.g5.xlarge"

@@ -197,6 +197,10 @@ def refusal(mode: str, backend: str, flavor: str) -> str | None:
         return "needs a GPU"
     if mode == "realtime" and backend == "sam3d":
         return "60 s"
+    if backend not in {"cpu": ("silhouette",), "gpu": ("silhouette", "proxy")}.get(
+        flavor, ("sam3d",)
+    ):
+        return "does not run on the"  # each image serves its own backends
     return None
 
 
@@ -235,7 +239,8 @@ def test_every_deploy_body_passes_the_service_model(
 @pytest.mark.parametrize("backend", ["silhouette", "proxy", "sam3d"])
 def test_every_scale_to_zero_body_passes_the_service_model(unreachable_aws, capsys, backend):
     extra = ["--scale-to-zero", "--seconds-per-image", "20"]
-    assert main(deploy_args("realtime", backend, "sam3d", *extra)) == 0
+    flavor = "sam3d" if backend == "sam3d" else "gpu"  # the image that serves it
+    assert main(deploy_args("realtime", backend, flavor, *extra)) == 0
     seen = checked_calls(capsys.readouterr().out)
     for call in (
         ("sagemaker", "CreateInferenceComponent"),

@@ -183,8 +183,10 @@ def test_csv_and_table_formats(capsys: pytest.CaptureFixture[str]) -> None:
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--seconds-per-image", "60"], "--images-per-month is required"),
-        (["--images-per-month", "100"], "give --seconds-per-image"),
+        (["--seconds-per-image", "60"], "missing --images-per-month N; e.g."),
+        (["--images-per-month", "100"], "missing --seconds-per-image S (or --bench"),
+        # nothing given: every required flag named at once, not one per try
+        ([], "missing --images-per-month N and --seconds-per-image S (or --bench"),
         (
             ["--images-per-month", "10", "--seconds-per-image", "60", "--prices", "/nope.json"],
             "not found",

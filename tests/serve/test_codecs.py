@@ -1,3 +1,4 @@
+import dataclasses
 import io
 import json
 import zipfile
@@ -212,3 +213,22 @@ def test_the_client_integer_reader_refuses_everything_else_as_the_clients_error(
     if isinstance(value, str) and value.strip():
         with pytest.raises(BadRequest, match="Content-Length"):
             declared_length({"CONTENT_LENGTH": value})
+
+
+def test_a_24_megapixel_jpeg_is_reduced_while_decoding_not_refused() -> None:
+    """The default limits (GEN3D_MAX_IMAGE_PIXELS 4096², GEN3D_MAX_IMAGE_SIDE 2048): a
+    6000x4000 phone photo is decoded at half scale and reduced, as the README says; the
+    same size as PNG (no smaller decode exists) is still refused from its header."""
+    from PIL import Image
+
+    limits = dataclasses.replace(LIMITS, max_image_pixels=4096 * 4096, max_side=2048)
+    photo = Image.new("RGB", (6000, 4000), (200, 120, 40))
+    jpeg = io.BytesIO()
+    photo.save(jpeg, format="JPEG", quality=70)
+    rgb, mask, size = codecs.decode_photo(jpeg.getvalue(), limits)
+    assert size == (6000, 4000) and mask is None
+    assert rgb.shape == (1365, 2048, 3) and abs(int(rgb[..., 0].mean()) - 200) <= 3
+    png = io.BytesIO()
+    photo.save(png, format="PNG", compress_level=1)
+    with pytest.raises(PayloadTooLarge, match="6000x4000 = 24000000 pixels; the limit"):
+        codecs.decode_photo(png.getvalue(), limits)

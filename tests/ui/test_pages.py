@@ -259,3 +259,42 @@ def test_gen3d_serve_serves_the_pages_unless_told_not_to(tmp_path, flags, page_s
         assert requests.get(server.url + "/docs/", timeout=10).status_code == page_status
     finally:
         server.stop(timeout_s=10)
+
+
+def test_docs_without_the_slash_redirects_to_the_same_host_and_port_through_the_front(
+    tmp_path,
+) -> None:
+    """`/docs` answers 308 to `/docs/`; behind nginx that Location must keep the port the
+    client used, or the browser is sent to port 80 (`Host $host` dropped it)."""
+    from gen3d.serve.front import nginx_binary
+    from gen3d.serve.launcher import start_server
+
+    if nginx_binary() is None:
+        pytest.skip("needs nginx (make front)")
+    server = start_server(
+        env={"GEN3D_UI": "1", "GEN3D_FRONT": "nginx"}, log_path=tmp_path / "server.log"
+    )
+    try:
+        server.wait_ready(60)
+        first = requests.get(server.url + "/docs", allow_redirects=False, timeout=10)
+        assert first.status_code in (301, 302, 307, 308), first.text
+        assert first.headers["Server"].startswith("nginx")  # answered through the front
+        location = requests.compat.urljoin(server.url + "/docs", first.headers["Location"])
+        assert location == server.url + "/docs/"
+        followed = requests.get(server.url + "/docs", timeout=10)
+        assert followed.status_code == 200 and "SwaggerUIBundle" in followed.text
+    finally:
+        server.stop(timeout_s=10)
+
+
+def test_the_viewer_is_committed_pinned_by_digest_with_its_licence() -> None:
+    """No npm on the way to the demo: the bundle ships in the package, as fetched."""
+    import hashlib
+
+    from gen3d.serve.ui import assets
+
+    assert hashlib.sha256(assets.VIEWER_JS.read_bytes()).hexdigest() == assets.VIEWER_SHA256
+    licence = (assets.VIEWER_JS.parent / "model-viewer.LICENSE").read_text()
+    assert "Apache License" in licence and "Version 2.0" in licence
+    script = (Path(__file__).resolve().parents[2] / "tools" / "vendor-viewer.sh").read_text()
+    assert f"VERSION={assets.VIEWER_VERSION}\n" in script

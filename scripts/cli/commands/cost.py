@@ -125,10 +125,16 @@ def _fail(message: str) -> int:
 def run(args: argparse.Namespace) -> int:
     from gen3d.cost import formats
 
+    missing = []  # every missing flag in one message, not one per try
     if args.images_per_month is None:
-        return _fail("--images-per-month is required (or use `gen3d cost report`)")
+        missing.append("--images-per-month N")
     if args.seconds_per_image is None and args.bench is None:
-        return _fail("give --seconds-per-image S or --bench RESULTS.json")
+        missing.append("--seconds-per-image S (or --bench RESULTS.json)")
+    if missing:
+        return _fail(
+            f"missing {' and '.join(missing)}; e.g. gen3d cost --images-per-month 1000 "
+            "--seconds-per-image 60 (or `gen3d cost report` for the standard tables)"
+        )
     try:
         prices = load_prices(args.prices)
         instance = args.instance_type or DEFAULT_INSTANCE

@@ -6,7 +6,7 @@ import argparse
 
 from gen3d.aws.clients import AwsClients
 from gen3d.aws.deploy import DeployOptions, deploy
-from gen3d.aws.endpoint_spec import FLAVORS, MODES, DeploySpec
+from gen3d.aws.endpoint_spec import FLAVORS, MODES, DeploySpec, default_backend
 from gen3d.aws.errors import AwsCommandError
 from gen3d.aws.plan import Plan
 from gen3d.aws.scaling_params import DEFAULT_IDLE_MINUTES, IDLE_MINUTES_RANGE
@@ -41,9 +41,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--role", required=True, help="SageMaker execution role ARN (gen3d setup)")
     p.add_argument(
         "--backend",
-        default="silhouette",
         choices=BUILTIN_NAMES,
-        help="GEN3D_BACKEND of the model (default silhouette)",
+        help="GEN3D_BACKEND of the model (default: the image flavor's: sam3d for a sam3d "
+        "image, silhouette for cpu and gpu; a backend the image cannot run is refused)",
     )
     p.add_argument(
         "--flavor",
@@ -52,10 +52,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--instance-type",
-        default="ml.g4dn.xlarge",
-        help="async/realtime instance type (default ml.g4dn.xlarge; sam3d needs 24 GB of GPU "
-        "memory with stage offload and then ~24 GB of host memory: ml.g6.2xlarge, "
-        "ml.g5.2xlarge, or ml.g6e.xlarge without offload)",
+        help="async/realtime instance type (default ml.g4dn.xlarge, and for sam3d "
+        "ml.g6.2xlarge: SAM 3D needs 24 GB of GPU memory with stage offload and then ~24 GB "
+        "of host memory: ml.g6.2xlarge, ml.g5.2xlarge, or ml.g6e.xlarge without offload)",
     )
     p.add_argument("--initial-instances", type=int, default=1)
     p.add_argument(
@@ -123,16 +122,24 @@ def _env(pairs: list[str]) -> dict[str, str]:
     return env
 
 
+# The instance type where --instance-type is not given: the smallest priced GPU that runs
+# the backend (SAM 3D needs 24 GB; serve/instances.py).
+DEFAULT_INSTANCE_TYPE = "ml.g4dn.xlarge"
+DEFAULT_INSTANCE_TYPES = {"sam3d": "ml.g6.2xlarge"}  # the cheapest deploy accepts (host memory)
+
+
 def run(args: argparse.Namespace) -> int:
     def body() -> int:
+        backend = args.backend or default_backend(args.image, args.flavor)
         spec = DeploySpec(
             name=args.name,
             mode=args.mode,
             image=args.image,
             model_data=args.model_data,
             role_arn=args.role,
-            backend=args.backend,
-            instance_type=args.instance_type,
+            backend=backend,
+            instance_type=args.instance_type
+            or DEFAULT_INSTANCE_TYPES.get(backend, DEFAULT_INSTANCE_TYPE),
             initial_instances=args.initial_instances,
             max_instances=args.max_instances,
             memory_mb=args.memory_mb,
@@ -155,7 +162,9 @@ def run(args: argparse.Namespace) -> int:
         )
         plan = Plan(dry_run=args.dry_run)
         plan.out(
-            f"deploy {spec.name} ({spec.mode}, backend {spec.backend})"
+            f"deploy {spec.name} ({spec.mode}, backend {spec.backend}"
+            + ("" if args.backend else f", the {spec.image_flavor or 'default'} image's")
+            + ")"
             + (" [dry run]" if plan.dry_run else "")
         )
         result = deploy(spec, AwsClients(args.region), plan, options)

@@ -41,13 +41,13 @@ from gen3d.serve.backends.base import Sample, synthetic_sample
 from gen3d.serve.backends.device import resolve_device
 from gen3d.serve.backends.sam3d.input_failures import as_input_error
 from gen3d.serve.backends.sam3d.loading import (
-    DTYPE_NAMES,
     Attention,
     apply_precision,
     check_offline_caches,
     choose_attention,
     choose_precision,
     configured_dtype,
+    dtype_name,
     find_pipeline_config,
     force_offline_hubs,
     import_upstream,
@@ -119,7 +119,7 @@ class Sam3DBackend:
         self.attention = choose_attention(gpu, installed_kernels())
         # chosen (or refused) before the slow load; applied to the pipeline after it
         dtype, why = choose_precision(gpu, configured_dtype(self.config_path), settings.precision)
-        self.dtype = DTYPE_NAMES[dtype]
+        self.dtype = dtype_name(dtype)
         inference_cls = import_upstream(model_dir).Inference
         start = time.perf_counter()
         self._inference = inference_cls(str(self.config_path), compile=False)

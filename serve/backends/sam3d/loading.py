@@ -39,11 +39,12 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from gen3d.serve.errors import ArtifactError
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger("gen3d.backend")
 
@@ -72,8 +73,9 @@ FALLBACK_BACKEND = "sdpa"
 BF16_CAPABILITY = (8, 0)
 ATTENTION_ENV = ("ATTN_BACKEND", "SPARSE_ATTN_BACKEND")
 DEFAULT_CUDA_HOME = "/usr/local/cuda"
-DTYPE_NAMES = {torch.bfloat16: "bf16", torch.float16: "fp16", torch.float32: "fp32"}
-PRECISIONS = {name: dtype for dtype, name in DTYPE_NAMES.items()}
+# torch dtype name -> GEN3D_PRECISION name (torch is imported where it is used, so the
+# layout above imports without it: `gen3d sam3d prepare` runs in the light venv)
+PRECISION_NAMES = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}
 # the pipeline attributes torch.autocast reads (inference_pipeline.py:672, 750)
 AUTOCAST_ATTRS = ("dtype", "shape_model_dtype")
 
@@ -110,6 +112,8 @@ class Attention:
 def require_cuda() -> Gpu:
     """The CUDA device's name and compute capability, or a clear refusal (upstream
     cannot even be imported without CUDA)."""
+    import torch  # here, so the layout constants import without torch (sam3d prepare)
+
     if not torch.cuda.is_available():
         raise ArtifactError(
             "the sam3d backend needs a CUDA GPU and none is visible "
@@ -176,16 +180,24 @@ def choose_attention(gpu: Gpu, kernels: frozenset[str]) -> Attention:
     return Attention(gpu.name, gpu.capability_text, backend, backend, "gen3d", reason)
 
 
+def dtype_name(dtype: torch.dtype) -> str:
+    """fp32 / fp16 / bf16 for a torch dtype."""
+    return PRECISION_NAMES[str(dtype).removeprefix("torch.")]
+
+
 def choose_precision(gpu: Gpu, configured: torch.dtype, requested: str) -> tuple[torch.dtype, str]:
     """The autocast dtype to run and why: GEN3D_PRECISION when set (bf16 refused below
     8.0), else pipeline.yaml's, with bf16 turned into fp16 below 8.0."""
+    import torch
+
     ampere = gpu.capability >= BF16_CAPABILITY
     if requested != "auto":
-        if requested not in PRECISIONS:
+        by_name = {name: getattr(torch, full) for full, name in PRECISION_NAMES.items()}
+        if requested not in by_name:
             raise ArtifactError(f"GEN3D_PRECISION={requested!r}: use fp32, fp16 or bf16")
         if requested == "bf16" and not ampere:
             raise _refuse(gpu, "GEN3D_PRECISION=bf16 needs compute capability 8.0; use fp16")
-        return PRECISIONS[requested], "GEN3D_PRECISION"
+        return by_name[requested], "GEN3D_PRECISION"
     if configured == torch.bfloat16 and not ampere:
         return torch.float16, "bf16 needs compute capability 8.0: fp16 instead of pipeline.yaml's"
     return configured, "pipeline.yaml"
@@ -193,6 +205,8 @@ def choose_precision(gpu: Gpu, configured: torch.dtype, requested: str) -> tuple
 
 def apply_precision(pipeline: Any, dtype: torch.dtype, requested: str) -> None:
     """Set the autocast dtypes upstream reads on every call (stages 1 and 2)."""
+    import torch
+
     for attr in AUTOCAST_ATTRS:
         current = getattr(pipeline, attr, None)
         if current is None:
@@ -246,7 +260,8 @@ def check_offline_caches(model_dir: Path, config_path: Path) -> None:
     raise ArtifactError(
         "the sam3d model dir lacks offline caches SAM 3D Objects loads: missing "
         + ", ".join(missing)
-        + " (package the model with `gen3d package --backend sam3d "
+        + " (fetch them with `gen3d sam3d prepare --out DIR`, or package the model with "
+        + "`gen3d package --backend sam3d "
         + " ".join(fixes)
         + "`)"
     )
@@ -266,6 +281,8 @@ def read_pipeline_config(config_path: Path) -> dict[str, Any]:
 
 def configured_dtype(config_path: Path) -> torch.dtype:
     """pipeline.yaml's `dtype` (InferencePipeline's default: bfloat16)."""
+    import torch
+
     name = read_pipeline_config(config_path).get("dtype", "bfloat16")
     dtypes = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
     if name not in dtypes:
