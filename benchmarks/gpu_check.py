@@ -160,7 +160,7 @@ def run_check(
                 p.steps,
                 BATCHES,
                 p.batcher_rounds,
-                check.deadline - 30,
+                check.deadline - p.reserve_s["served"] - p.reserve_s["compile"],
             ),
             progress,
         )
@@ -176,6 +176,7 @@ def run_check(
                 p.level_warmup_s,
                 p.max_requests,
                 p.ready_timeout_s,
+                check.deadline - 10,
                 progress,
             ),
             progress,
@@ -220,7 +221,8 @@ def _weights(profile: Profile, device: str, model_dir: Path) -> dict[str, Any]:
 def _stages(check: Check, model_dir: Path, progress: Callable[[str], None]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for precision in STAGE_PRECISIONS:
-        if check.left() < check.profile.reserve_s["served"]:
+        later = ("batcher", "served", "compile")
+        if check.left() < sum(check.profile.reserve_s[k] for k in later):
             out[precision] = {"skipped": "time budget kept for the later steps"}
             continue
         try:

@@ -17,7 +17,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PY=${PYTHON:-python3}
 WHEELS=${GEN3D_WHEELS:-$HERE/.gpu-wheels}
 SITE=${GEN3D_SITE:-$HERE/.gpu-site}
-HARD_STOP_S=${GEN3D_CHECK_HARD_STOP_S:-530}  # the command's 9 minutes, less a margin
+HARD_STOP_S=${GEN3D_CHECK_HARD_STOP_S:-520}  # + 10 s to die: inside the command's 9 minutes
 BUDGET_S=${GEN3D_CHECK_BUDGET_S:-480}        # the 8 minutes the measurements plan for
 
 OUTDIR=${OUT:-}
@@ -65,7 +65,7 @@ left_hard=$(( HARD_STOP_S - ($(date +%s) - started) ))
 left_budget=$(( BUDGET_S - ($(date +%s) - started) ))
 cd "$HERE"
 status=0
-timeout --signal=TERM --kill-after=15 "$left_hard" \
+timeout --signal=TERM --kill-after=10 "$left_hard" \
     "$PY" -m gen3d.benchmarks.gpu_check --out "$OUTDIR" --device "$DEVICE" \
     --budget-s "$left_budget" "${EXTRA[@]}" || status=$?
 if [[ $status -eq 124 ]]; then

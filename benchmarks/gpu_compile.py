@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from gen3d.benchmarks.backends import load_backend, settings_for
-    from gen3d.benchmarks.gpu_probes import _check, _samples
+    from gen3d.benchmarks.gpu_probes import check_results, samples_with_steps
     from gen3d.serve.artifact.compile_cache import compile_stages
 
     imported = time.perf_counter()
@@ -37,11 +37,11 @@ def main(argv: list[str] | None = None) -> int:
     names = [s for s in args.stages.split(",") if s]
     stages = backend.modules()
     compile_stages([stages[n] for n in names])
-    batch = _samples(1, args.steps)
+    batch = samples_with_steps(1, args.steps)
 
     def call() -> float:
         t0 = time.perf_counter()
-        _check(backend.predict(batch))
+        check_results(backend.predict(batch))
         if args.device == "cuda":
             torch.cuda.synchronize()
         return time.perf_counter() - t0

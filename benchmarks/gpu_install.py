@@ -77,6 +77,13 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    if subprocess.run([sys.executable, "-m", "pip", "--version"], capture_output=True).returncode:
+        print(
+            f"gpu-install: {sys.executable} has no pip (python3 -m ensurepip installs the "
+            "one bundled with Python, offline)",
+            file=sys.stderr,
+        )
+        return 2
     started = time.monotonic()
     shutil.rmtree(args.target, ignore_errors=True)
     env = {**os.environ, "PIP_CONFIG_FILE": os.devnull, "PIP_NO_INDEX": "1"}

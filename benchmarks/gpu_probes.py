@@ -69,7 +69,7 @@ def _ms(seconds: list[float]) -> dict[str, float]:
     return summarize([s * 1000 for s in seconds])
 
 
-def _samples(n: int, steps: int) -> list[Any]:
+def samples_with_steps(n: int, steps: int) -> list[Any]:
     return [replace(s, options={"steps": steps}) for s in payloads.batch(n)]
 
 
@@ -110,8 +110,8 @@ def stage_latency(
         }
         for name, call in calls.items():
             stages[name] = _ms(timed(call, device, repeats))
-    batch = _samples(1, steps)
-    whole = timed(lambda: _check(backend.predict(batch)), device, max(2, repeats // 2))
+    batch = samples_with_steps(1, steps)
+    whole = timed(lambda: check_results(backend.predict(batch)), device, max(2, repeats // 2))
     med = {k: v["median"] for k, v in stages.items()}
     result = {
         "precision": precision,
@@ -129,7 +129,7 @@ def stage_latency(
     return result  # the caller releases the model (gen3d.benchmarks.backends.release)
 
 
-def _check(results: list[Any]) -> None:
+def check_results(results: list[Any]) -> None:
     failed = [r for r in results if isinstance(r, BaseException)]
     if failed:
         raise failed[0]
@@ -166,7 +166,7 @@ def batcher_throughput(
             continue
         batcher = Batcher(backend, max_batch_size=size, max_delay_s=0.05, max_queue=4 * size)
         batcher.start()
-        samples = _samples(size, steps)
+        samples = samples_with_steps(size, steps)
 
         def one_round(batcher: Batcher = batcher, samples: list[Any] = samples) -> None:
             jobs = [job for s in samples for job in batcher.submit([s], timeout_s=600.0)]
@@ -271,13 +271,16 @@ def served(
     warmup_s: float,
     max_requests: int,
     ready_timeout_s: float,
+    deadline: float,
     progress: Callable[[str], None],
 ) -> dict[str, Any]:
-    """The server end to end: batching on (max batch 8) and off (1), each level in turn."""
+    """The server end to end: batching on (max batch 8) and off (1), each level in turn;
+    a level that would start past `deadline` (time.monotonic()) is recorded as skipped."""
     from gen3d.serve.launcher import gunicorn_master, start_server
 
     front = "nginx" if nginx_present() else "none"
     results: list[dict[str, Any]] = []
+    skipped: list[str] = []
     modes: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="gen3d-gpucheck-") as tmp:
         for mode in ("on", "off"):
@@ -302,6 +305,9 @@ def served(
                 progress(f"  server batching {mode}: ready in {ready_s:.1f} s, front {front}")
                 target = server_target(server, steps)
                 for level in levels:
+                    if time.monotonic() + 2 * (duration_s + warmup_s) > deadline:
+                        skipped.append(f"batching {mode} c={level}: time budget spent")
+                        continue
                     r = run_load(target, level, duration_s, max_requests, warmup_s, 0.05)
                     r.update(batching=mode, front=front, behind_nginx=behind)
                     results.append(r)
@@ -313,4 +319,4 @@ def served(
                     )
             finally:
                 server.stop()
-    return {"front": front, "modes": modes, "levels": results}
+    return {"front": front, "modes": modes, "levels": results, "skipped": skipped}

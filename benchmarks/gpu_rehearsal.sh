@@ -63,6 +63,7 @@ problems += [f"batch {r['batch']}: {r['skipped']}" for r in doc["summary"].get("
 levels = doc["summary"].get("served", {}).get("levels", [])
 problems += [f"server {r['batching']} c={r['concurrency']}: errors {r['errors']}"
              for r in levels if sum(r["errors"].values()) or not r["throughput_per_s"]]
+problems += doc["summary"].get("served", {}).get("skipped", [])
 if len(levels) != 6:
     problems.append(f"server: {len(levels)} of 6 levels measured")
 if len(files) > 8 or any(len(p.relative_to(out).parts) > 3 for p in files):
