@@ -15,6 +15,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 SOURCE_PY=${SOURCE_PYTHON:-$HERE/.venv/bin/python}
 BASE=${GEN3D_REHEARSAL_DIR:-$HERE/.gpu-rehearsal}
 LIMIT_S=${GEN3D_REHEARSAL_LIMIT_S:-120}
+CHECK_BUDGET_S=${GEN3D_REHEARSAL_CHECK_BUDGET_S:-100}  # of LIMIT_S, for the check itself
 cd "$HERE"
 
 rm -rf "$BASE"
@@ -35,7 +36,7 @@ fi
 wheels_s=$(( $(date +%s) - started ))
 
 check=(env PYTHON="$BASE/venv/bin/python" GEN3D_WHEELS="$BASE/wheels" GEN3D_SITE="$BASE/site"
-       GEN3D_CHECK_BUDGET_S=100 PIP_CONFIG_FILE=/dev/null
+       GEN3D_CHECK_BUDGET_S=$CHECK_BUDGET_S PIP_CONFIG_FILE=/dev/null
        bash benchmarks/gpu_check.sh "$BASE/out" --device cpu --smoke)
 if unshare -n true 2>/dev/null; then
     echo "gpu-rehearsal: offline from here on (a network namespace with only loopback)"

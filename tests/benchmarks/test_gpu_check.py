@@ -10,6 +10,7 @@ import hashlib
 import io
 import json
 import struct
+import sys
 import time
 import zipfile
 from pathlib import Path
@@ -126,3 +127,12 @@ def test_report_has_a_table_per_gpu_and_marks_the_unmeasured(tiny_dir, tmp_path)
     ratio = batcher[1]["samples_per_s"] / batcher[0]["samples_per_s"]
     assert f"{ratio:.2f}x" in text  # the GPU batching target is judged on it
     assert (tmp_path / "plots" / "cuda-nvidia-a10g_gpucheck_batching.png").stat().st_size > 0
+
+
+def test_rehearsal_target_sees_the_preinstalled_set_only(tmp_path) -> None:
+    version = "{}.{}".format(*sys.version_info[:2])
+    linked = gpu_runtime.link_preinstalled(tmp_path / "pre", version)
+    names = {p.name for p in (tmp_path / "pre").iterdir()}
+    assert {"torch", "numpy", "skimage", "safetensors"} <= names
+    assert not {"flask", "gunicorn", "matplotlib", "gen3d"} & names
+    assert "flask" not in linked and "torch" in linked
