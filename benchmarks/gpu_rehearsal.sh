@@ -9,6 +9,8 @@
 # 3. gpu_check.sh in a network namespace with only loopback up (unshare -n): the install
 #    (pip --no-index, no pip config) and every measurement at toy sizes, offline;
 # 4. the output is checked: every step measured (none skipped or failed), <= 8 files.
+# The 2-minute limit is on steps 3-4 (the offline install and the check); step 2 is the
+# download `make gpu-wheels` does beforehand on the real path, and is timed apart.
 set -euo pipefail
 started=$(date +%s)
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -34,6 +36,7 @@ fi
 
 "$SOURCE_PY" -m gen3d.benchmarks.gpu_wheels --dest "$BASE/wheels" --python-version "$version"
 wheels_s=$(( $(date +%s) - started ))
+offline_started=$(date +%s)
 
 check=(env PYTHON="$BASE/venv/bin/python" GEN3D_WHEELS="$BASE/wheels" GEN3D_SITE="$BASE/site"
        GEN3D_CHECK_BUDGET_S=$CHECK_BUDGET_S PIP_CONFIG_FILE=/dev/null
@@ -74,9 +77,10 @@ if missing or problems:
 print(f"gpu-rehearsal: every step measured; {len(files)} files: "
       + ", ".join(sorted(p.name for p in files)))
 PYEOF
-total=$(( $(date +%s) - started ))
-echo "gpu-rehearsal: ${total} s in all (wheels ${wheels_s} s; limit ${LIMIT_S} s)"
-if (( total > LIMIT_S )); then
-    echo "gpu-rehearsal: over the ${LIMIT_S} s limit" >&2
+offline_s=$(( $(date +%s) - offline_started ))
+echo "gpu-rehearsal: install + every step offline ${offline_s} s (limit ${LIMIT_S} s);" \
+     "venv + wheels download before it ${wheels_s} s; $(( $(date +%s) - started )) s in all"
+if (( offline_s > LIMIT_S )); then
+    echo "gpu-rehearsal: the offline install + check took over the ${LIMIT_S} s limit" >&2
     exit 1
 fi

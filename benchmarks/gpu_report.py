@@ -191,7 +191,7 @@ def write_plots(doc: Doc, folder: Path, prefix: str = "") -> dict[str, Path]:
         fig, (ax, mem) = plt.subplots(1, 2, figsize=(10, 4))
         xs = [r["batch"] for r in rows]
         ax.plot(xs, [r["samples_per_s"] for r in rows], "o-")
-        ax.set_xscale("log", base=2)
+        _plain_log2(ax, xs)
         ax.set_xlabel("batch (through the Batcher)")
         ax.set_ylabel("samples/s")
         ax.set_title(f"batching: {label}", fontsize=9)
@@ -211,7 +211,7 @@ def write_plots(doc: Doc, folder: Path, prefix: str = "") -> dict[str, Path]:
                     "o-",
                     label=f"batching {mode}",
                 )
-        ax.set_xscale("log", base=2)
+        _plain_log2(ax, sorted({r["concurrency"] for r in levels}))
         ax.set_xlabel("clients")
         ax.set_ylabel("req/s")
         front = summary["served"].get("front")
@@ -219,6 +219,15 @@ def write_plots(doc: Doc, folder: Path, prefix: str = "") -> dict[str, Path]:
         ax.legend(fontsize=7)
         made["served"] = _save(fig, folder / f"{prefix}served.png")
     return made
+
+
+def _plain_log2(ax: Any, ticks: list[int]) -> None:
+    """A log2 x axis labelled with the measured values (1, 4, 16), not 2^n."""
+    from matplotlib.ticker import NullFormatter
+
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(ticks, [str(t) for t in ticks])
+    ax.xaxis.set_minor_formatter(NullFormatter())
 
 
 def _save(fig: Any, path: Path) -> Path:
