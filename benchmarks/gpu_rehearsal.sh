@@ -17,7 +17,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 SOURCE_PY=${SOURCE_PYTHON:-$HERE/.venv/bin/python}
 BASE=${GEN3D_REHEARSAL_DIR:-$HERE/.gpu-rehearsal}
 LIMIT_S=${GEN3D_REHEARSAL_LIMIT_S:-120}
-CHECK_BUDGET_S=${GEN3D_REHEARSAL_CHECK_BUDGET_S:-100}  # of LIMIT_S, for the check itself
+CHECK_BUDGET_S=${GEN3D_REHEARSAL_CHECK_BUDGET_S:-110}  # of LIMIT_S: install + the check
 cd "$HERE"
 
 rm -rf "$BASE"
