@@ -55,6 +55,9 @@ class Profile:
     level_warmup_s: float
     max_requests: int
     ready_timeout_s: float
+    # the server's own warm-up (one batch per bucket 1, 2, 4, 8 at the default steps):
+    # cheap for tiny, minutes for full, where the load's warm-up phase absorbs first calls
+    server_warmup: bool
     # seconds a step needs at least, so a step that cannot finish is skipped, not cut
     reserve_s: dict[str, float]
 
@@ -70,6 +73,7 @@ FULL = Profile(
     level_warmup_s=2.0,
     max_requests=300,
     ready_timeout_s=180.0,
+    server_warmup=False,
     reserve_s={"stages": 40, "batcher": 40, "served": 120, "compile": 90},
 )
 SMOKE = Profile(
@@ -83,6 +87,7 @@ SMOKE = Profile(
     level_warmup_s=0.3,
     max_requests=60,
     ready_timeout_s=60.0,
+    server_warmup=True,
     reserve_s={"stages": 5, "batcher": 5, "served": 15, "compile": 25},
 )
 
@@ -176,6 +181,7 @@ def run_check(
                 p.level_warmup_s,
                 p.max_requests,
                 p.ready_timeout_s,
+                p.server_warmup,
                 check.deadline - 10,
                 progress,
             ),

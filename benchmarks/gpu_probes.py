@@ -271,6 +271,7 @@ def served(
     warmup_s: float,
     max_requests: int,
     ready_timeout_s: float,
+    server_warmup: bool,
     deadline: float,
     progress: Callable[[str], None],
 ) -> dict[str, Any]:
@@ -295,7 +296,7 @@ def served(
             )
             env = server_env(settings)
             env["GEN3D_FRONT"] = front
-            env["GEN3D_WARMUP"] = "0"  # warm-up runs full step counts; the load warms up
+            env["GEN3D_WARMUP"] = "1" if server_warmup else "0"
             server = start_server(env, log_path=Path(tmp) / f"server-{mode}.log")
             try:
                 ready_s = server.wait_ready(ready_timeout_s)
