@@ -108,7 +108,8 @@ GPU: a fresh venv that sees only torch and the packages the target has preinstal
 (linked from `.venv`), `make gpu-wheels` for this machine's Python (the same names and
 versions, this interpreter's ABI), then `gpu_check.sh --device cpu --smoke` inside a
 network namespace with only loopback up (`unshare -n`: the install and every step
-offline), at toy sizes (proxy tiny; the compile step compiles the decoder alone). It
+offline), at toy sizes (proxy tiny, torch on one thread, the server's own warm-up on; the
+compile step compiles the decoder alone). It
 fails unless every step was measured, nothing was skipped, the server answered every
 request and at most 8 files came out, or if the offline install and check took over 2
 minutes (`GEN3D_REHEARSAL_LIMIT_S`; the wheel download before it is timed apart, as
