@@ -136,3 +136,18 @@ def test_rehearsal_target_sees_the_preinstalled_set_only(tmp_path) -> None:
     assert {"torch", "numpy", "skimage", "safetensors"} <= names
     assert not {"flask", "gunicorn", "matplotlib", "gen3d"} & names
     assert "flask" not in linked and "torch" in linked
+
+
+def test_a_spent_budget_skips_steps_with_why_and_still_writes(tmp_path, capsys) -> None:
+    from gen3d.benchmarks.gpu_check import run_check
+
+    path = run_check(tmp_path, "cpu", smoke=True, budget_s=0.5)
+    doc = json.loads(path.read_text())
+    assert doc["suite"] == "gpucheck" and doc["environment"]["smoke"] is True
+    assert doc["summary"]["weights"]["weights_mb"] > 0  # the one step with no reserve
+    skipped = {s["what"]: s["why"] for s in doc["skipped"]}
+    assert set(skipped) == {"stages", "batcher", "served", "compile"}
+    assert all(why.startswith("time budget") for why in skipped.values())
+    files = sorted(p.name for p in path.parent.iterdir())
+    assert "summary.md" in files and len(files) <= 8
+    assert "skipped served: time budget" in capsys.readouterr().out  # the printed table
