@@ -81,7 +81,7 @@ GPU_PYTHON ?= 3.12
 gpu-wheels: setup ## wheels for an offline GPU machine (<= 40 MiB, .gpu-wheels) [GPU_PYTHON=3.12]
 	$(PY) -m gen3d.benchmarks.gpu_wheels --dest .gpu-wheels --python-version $(GPU_PYTHON)
 
-gpu-check: ## on an offline GPU machine: CUDA numbers in <= 8 min into $$OUT (needs only python3 + torch + .gpu-wheels)
+gpu-check: ## on an offline GPU machine: CUDA numbers in <= 8 min into OUT (needs only python3 + torch + .gpu-wheels)
 	bash benchmarks/gpu_check.sh $(OUT)
 
 gpu-rehearsal: setup ## gpu-check --device cpu --smoke in a fresh venv, offline install (< 2 min; CI)

@@ -26,7 +26,7 @@ EXTRA=()
 while [[ $# -gt 0 ]]; do
     case $1 in
         -h|--help)
-            sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+            sed -n '2,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
             exit 0 ;;
         --device) DEVICE=$2; shift 2 ;;
         --smoke) EXTRA+=(--smoke); shift ;;
