@@ -9,7 +9,7 @@ VIEWER_JS := serve/ui/static/vendor/model-viewer.min.js
 OUT ?= out
 
 .PHONY: help setup ui-assets browser front demo test test-fast lint bench cost build push run-local image-test \
-        deploy-async deploy-serverless teardown clean
+        deploy-async deploy-serverless teardown clean gpu-wheels gpu-check gpu-rehearsal
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -86,6 +86,20 @@ bench: setup ## benchmark suite + report: CPU here (<= 10 min); DEVICE=cuda INST
 	$(GEN3D) bench all --device $(or $(DEVICE),cpu) --out benchmarks/results $(if $(INSTANCE_TYPE),--instance-type $(INSTANCE_TYPE))
 	$(if $(filter cuda,$(DEVICE)),,$(GEN3D) bench latency --out benchmarks/results)
 	$(GEN3D) bench report
+
+# ---------------------------------------------------------------- the GPU check (benchmarks/README.md)
+# gpu-wheels (network, beforehand): the runtime wheels an offline GPU machine lacks (manylinux,
+# cp$(GPU_PYTHON)) + the project's wheel, <= 40 MiB, in .gpu-wheels. gpu-check (on that machine,
+# offline): installs them with pip --no-index --no-deps --target and measures, <= 8 min.
+GPU_PYTHON ?= 3.12
+gpu-wheels: setup ## wheels for an offline GPU machine (<= 40 MiB, .gpu-wheels) [GPU_PYTHON=3.12]
+	$(PY) -m gen3d.benchmarks.gpu_wheels --dest .gpu-wheels --python-version $(GPU_PYTHON)
+
+gpu-check: ## on an offline GPU machine: CUDA numbers in <= 8 min into OUT (needs only python3 + torch + .gpu-wheels)
+	bash benchmarks/gpu_check.sh $(OUT)
+
+gpu-rehearsal: setup ## gpu-check --device cpu --smoke in a fresh venv, offline install (< 2 min; CI)
+	bash benchmarks/gpu_rehearsal.sh
 
 cost: setup ## cost report: docs/cost.md + plot
 	$(GEN3D) cost report --out docs

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from gen3d.benchmarks.environment import device_slug
+from gen3d.benchmarks.gpu_report import gpu_overview
 from gen3d.benchmarks.report_sections import device_section, table
 from gen3d.benchmarks.report_text import HOW_TO_RUN
 from gen3d.benchmarks.results_io import SECONDS_PER_IMAGE_FILE, load_documents
@@ -41,12 +42,13 @@ def build_report(results: Path, readme: Path, plot_dir: Path, spi_path: Path) ->
         "",
         HOW_TO_RUN,
     ]
-    if not by_device.get("cpu") or not any(k != "cpu" for k in by_device):
+    if not any(k != "cpu" for k in by_device):
         lines += [
             "**No GPU results yet**: the dynamic-batching target on a GPU is not "
-            "measured here; run `benchmarks/gpu_check.sh` on a CUDA instance.",
+            "measured here; run `make gpu-check` on a CUDA machine.",
             "",
         ]
+    lines += gpu_overview(docs)
     for device in sorted(by_device, key=lambda d: (d != "cpu", d)):
         lines += device_section(device, by_device[device], plot_dir, readme.parent)
     entries = seconds_per_image(docs)

@@ -533,6 +533,10 @@ def device_section(device: str, docs: list[Doc], plot_dir: Path, readme_dir: Pat
             "",
         ]
         out += _peers_section(by_suite["peers"])
+    if by_suite["gpucheck"]:
+        from gen3d.benchmarks.gpu_report import device_gpucheck_section
+
+        out += device_gpucheck_section(device, by_suite["gpucheck"], plot_dir, readme_dir)
     if by_suite["overload"]:
         out += [
             "### Overload: goodput with clients that retry every 503 at once "

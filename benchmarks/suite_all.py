@@ -1,4 +1,4 @@
-"""`gen3d bench all`: the CPU suite (make bench) or the GPU suite (gpu_check.sh), bounded.
+"""`gen3d bench all`: the CPU suite (make bench) or the GPU suite (make bench DEVICE=cuda), bounded.
 
 CPU (here, <= 10 min on 2 cores): silhouette and proxy tiny through every suite, then
 the overload suite on our server alone with silhouette (about 40 s: 4 levels of 6 s;
