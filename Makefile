@@ -142,7 +142,7 @@ DEPLOY_COMMON = --name $(or $(NAME),gen3d) \
 	$(if $(MODEL_DATA),--model-data $(MODEL_DATA)) $(if $(BACKEND),--backend $(BACKEND)) \
 	$(if $(REGION),--region $(REGION)) $(if $(DRY_RUN),--dry-run) $(DEPLOY_ARGS)
 
-deploy-async: $(DEMO_STAMP) ## async endpoint that scales to zero (ml.g4dn.xlarge; ml.g5.xlarge for a sam3d image) [NAME IMAGE_URI ROLE MODEL_DATA]
+deploy-async: $(DEMO_STAMP) ## async endpoint that scales to zero (ml.g4dn.xlarge; ml.g6.2xlarge for a sam3d image) [NAME IMAGE_URI ROLE MODEL_DATA]
 	$(GEN3D) deploy --mode async $(DEPLOY_COMMON)
 
 deploy-serverless: $(DEMO_STAMP) ## serverless endpoint, cpu flavor + silhouette only [NAME IMAGE_URI ROLE]
