@@ -26,8 +26,6 @@ OTHER_READERS = {
     "CONDA_PREFIX": "serve/backends/sam3d/loading.py",  # upstream's notebook needs it at import
     # the supervisor hands each gunicorn these (not the user's to set)
     "GEN3D_CAPACITY_PLAN": "serve/capacity.py",
-    "GEN3D_BEHIND_FRONT": "serve/forwarded.py",
-    "GEN3D_WORKER_INDEX": "serve/supervisor.py",
     "GEN3D_MAX_INPUT_BYTES": "scripts/aws/lambda_handler.py",  # the upload Lambda's limit
 }
 # set in the image for the interpreter or third-party libraries, with who reads them
@@ -99,6 +97,10 @@ def test_every_setting_is_documented() -> None:
 def test_the_other_readers_read_what_they_are_listed_for() -> None:
     for name, path in OTHER_READERS.items():
         source = (ROOT / path).read_text(encoding="utf-8")
-        assert re.search(rf"environ(\.get\(|\[)\s*[\"']{name}[\"']", source) or (
-            f'"{name}":' in source and "os.environ" in source
+        # read by its literal name, or through a constant that holds it
+        constants = re.findall(rf"^(\w+) = [\"']{name}[\"']", source, re.M)
+        assert (
+            re.search(rf"environ(\.get\(|\[)\s*[\"']{name}[\"']", source)
+            or (f'"{name}":' in source and "os.environ" in source)
+            or any(re.search(rf"(\.get\(|\[){c}\b", source) for c in constants)
         ), f"{path} does not read {name}"
