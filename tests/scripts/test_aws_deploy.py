@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import socket
 
 import boto3
 import pytest
-from aws_requests import StrictValidationError
+from aws_requests import MODEL_BUCKET, StrictValidationError
 from aws_requests import validate_strictly as validate_request
 
 from gen3d.aws import autoscaling, endpoint_spec, inference_components
@@ -21,7 +20,6 @@ ROLE = "arn:aws:iam::123456789012:role/gen3d-t-sagemaker"
 ECR = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
 GPU_IMAGE = f"{ECR}/gen3d-gpu:0a1b2c3d"
 CPU_IMAGE = f"{ECR}/gen3d-cpu:0a1b2c3d"
-MODEL_BUCKET = "gen3d-test-models"
 MODEL_DATA = f"s3://{MODEL_BUCKET}/silhouette/model.tar.gz"
 
 
@@ -46,16 +44,6 @@ def deploy_args(
         "30",
         *extra,
     ]
-
-
-@pytest.fixture
-def model_artifact(aws: str) -> int:
-    """A model.tar.gz in S3 (its size sizes the start-up timeouts)."""
-    s3 = boto3.client("s3")
-    s3.create_bucket(Bucket=MODEL_BUCKET)
-    body = b"\0" * 2_000_000
-    s3.put_object(Bucket=MODEL_BUCKET, Key="silhouette/model.tar.gz", Body=body)
-    return len(body)
 
 
 def tags_of(sagemaker, arn: str) -> dict[str, str]:
@@ -310,22 +298,6 @@ def test_missing_model_artifact_is_reported(aws, capsys):
         "--model-data s3://gen3d-test-models/silhouette/model.tar.gz: cannot read"
         in capsys.readouterr().err
     )
-
-
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]  # closed again when the block exits
-
-
-@pytest.fixture
-def unreachable_aws(monkeypatch) -> None:
-    """AWS_ENDPOINT_URL at a closed port: any AWS call would fail the command."""
-    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{_closed_port()}")
-    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
-    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-        monkeypatch.setenv(key, "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
 
 
 def test_an_aws_call_fails_at_the_closed_port(unreachable_aws, capsys):

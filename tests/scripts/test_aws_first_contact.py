@@ -8,7 +8,7 @@ import re
 
 import boto3
 import pytest
-from aws_requests import dry_run_calls
+from aws_requests import MODEL_BUCKET, dry_run_calls
 
 from gen3d.aws import autoscaling, endpoint_spec, inference_components, storage
 from gen3d.aws.clients import AwsClients
@@ -24,7 +24,6 @@ ACCOUNT = "123456789012"
 ECR = f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com"
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/gen3d-t-sagemaker"
 GPU_IMAGE = f"{ECR}/gen3d-gpu:0a1b2c3d"
-MODEL_BUCKET = "gen3d-test-models"
 MODEL_DATA = f"s3://{MODEL_BUCKET}/silhouette/model.tar.gz"
 
 
@@ -47,13 +46,6 @@ def deploy(name: str, mode: str, *extra: str, image: str = GPU_IMAGE) -> int:
             *extra,
         ]
     )
-
-
-@pytest.fixture
-def model_artifact(aws: str) -> None:
-    s3 = boto3.client("s3")
-    s3.create_bucket(Bucket=MODEL_BUCKET)
-    s3.put_object(Bucket=MODEL_BUCKET, Key="silhouette/model.tar.gz", Body=b"\0" * 1000)
 
 
 def inline_policy(role: str) -> dict:

@@ -6,6 +6,7 @@ import json
 
 import boto3
 import pytest
+from aws_requests import MODEL_BUCKET
 from aws_requests import validate_strictly as validate_request
 
 from gen3d.aws import alarms
@@ -19,7 +20,6 @@ from gen3d.cli.main import main
 ROLE = "arn:aws:iam::123456789012:role/gen3d-t-sagemaker"
 ECR = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
 GPU_IMAGE, CPU_IMAGE = f"{ECR}/gen3d-gpu:0a1b2c3d", f"{ECR}/gen3d-cpu:0a1b2c3d"
-MODEL_BUCKET = "gen3d-test-models"
 MODEL_DATA = f"s3://{MODEL_BUCKET}/silhouette/model.tar.gz"
 
 
@@ -29,13 +29,6 @@ def deploy_args(name: str, mode: str, *extra: str) -> list[str]:
         *("--model-data", MODEL_DATA, "--role", ROLE, "--poll", "0.01", "--timeout", "30"),
         *extra,
     ]
-
-
-@pytest.fixture
-def model_artifact(aws: str) -> None:
-    s3 = boto3.client("s3")
-    s3.create_bucket(Bucket=MODEL_BUCKET)
-    s3.put_object(Bucket=MODEL_BUCKET, Key="silhouette/model.tar.gz", Body=b"\0" * 1000)
 
 
 def alarms_by_name() -> dict[str, dict]:

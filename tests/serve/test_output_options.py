@@ -27,13 +27,13 @@ COFFEE_JPEG = png_bytes(data.coffee(), "JPEG")  # scikit-image's CC0 photo, 600x
 
 
 @pytest.fixture(scope="module")
-def server():
+def server(server_stopper):
     from gen3d.serve.launcher import start_server
 
     srv = start_server(env={"GEN3D_MAX_IMAGE_PIXELS": "1000000"})
     srv.wait_ready(60)
     yield srv
-    srv.stop(10)
+    server_stopper.stop(srv)
 
 
 def post(server, body, content_type="image/jpeg", **headers) -> requests.Response:

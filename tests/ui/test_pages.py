@@ -40,7 +40,7 @@ def links_of(html: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def ui_server(tmp_path_factory):
+def ui_server(tmp_path_factory, server_stopper):
     from gen3d.serve.launcher import start_server
 
     # A request limit below the size of a PLY result: the page still gets it converted.
@@ -50,11 +50,11 @@ def ui_server(tmp_path_factory):
     )
     server.wait_ready(60)
     yield server
-    server.stop(timeout_s=10)
+    server_stopper.stop(server)
 
 
-def test_pages_are_off_unless_gen3d_ui_is_set(start_gen3d_server) -> None:
-    srv = start_gen3d_server()
+def test_pages_are_off_unless_gen3d_ui_is_set(default_server) -> None:
+    srv = default_server
     for path in ("/", "/docs/", "/openapi.yaml", "/ui/static/tryit.js"):
         response = requests.get(srv.url + path, timeout=10)
         assert response.status_code == 404, path
