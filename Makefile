@@ -60,7 +60,7 @@ demo: setup front ## start the server, turn the sample photo into a GLB + PNG pr
 test: setup browser front ## run every test
 	$(PY) -m pytest -q
 
-test-fast: setup front ## every test but the slow ones (image builds, wheel install, compiles, bench smoke)
+test-fast: setup front ## every test but the slow ones (own servers, image builds, wheel install, compiles, bench smoke)
 	$(PY) -m pytest -q -m "not slow"
 
 lint: setup ## ruff + hadolint

@@ -164,3 +164,14 @@ def default_server(
         raise
     yield server
     server_stopper.stop(server)
+
+
+# Fixtures that start a real server process of the test's own: seconds each (start-up,
+# graceful stop), so a test that asks for one is `slow` (left out of `make test-fast`).
+_OWN_SERVER_FIXTURES = {"start_gen3d_server"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if _OWN_SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

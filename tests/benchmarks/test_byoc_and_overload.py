@@ -78,6 +78,7 @@ def test_ours_env_applies_the_queue_then_extra_env(tmp_path: Path) -> None:
     assert overridden["GEN3D_MAX_QUEUE"] == "9"  # extra env is applied last
 
 
+@pytest.mark.slow  # real servers under load for several windows
 def test_overload_counts_goodput_and_refusals(tmp_path: Path) -> None:
     config = OverloadConfig(
         backend="silhouette",

@@ -59,6 +59,7 @@ def mutate(data: bytes, rng: np.random.Generator) -> bytes:
     return bytes(buf)
 
 
+@pytest.mark.slow  # hundreds of mutated images through a real server
 @pytest.mark.parametrize("fmt", sorted(FORMATS))
 def test_mutated_images_never_get_a_5xx(server, fmt: str) -> None:
     image, mask = photo_and_mask(64)

@@ -269,9 +269,9 @@ def test_not_ready_is_503_then_200(start_gen3d_server, tmp_path) -> None:
     ping = None
     while ping is None:
         assert time.monotonic() < deadline, srv.log()
-        try:
+        try:  # refused until nginx listens, then held until a worker has booted
             ping = requests.get(srv.url + "/ping", timeout=2)
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):
             time.sleep(0.02)
     assert ping.status_code == 503 and ping.json()["error"]["code"] == "not_ready"
     early = post(srv, rgba_png(32))
@@ -299,6 +299,7 @@ def test_a_model_that_cannot_load_keeps_ping_503_with_the_reason_logged(
     assert "model failed to load" in srv.log()
 
 
+@pytest.mark.slow  # a server of its own, started the way the container starts it
 def test_container_entrypoint_serves_on_the_bind_port() -> None:
     port = free_port()
     env = {**os.environ, "SAGEMAKER_BIND_TO_PORT": str(port)}
@@ -310,14 +311,14 @@ def test_container_entrypoint_serves_on_the_bind_port() -> None:
     )
     try:
         started = time.monotonic()
-        while time.monotonic() - started < 5:
+        while time.monotonic() - started < 60:  # start-up time is not what this tests
             try:
-                if requests.get(f"http://127.0.0.1:{port}/ping", timeout=1).status_code == 200:
+                if requests.get(f"http://127.0.0.1:{port}/ping", timeout=2).status_code == 200:
                     break
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # still starting
                 time.sleep(0.05)
         else:
-            pytest.fail("no /ping 200 within 5 s")
+            pytest.fail("no /ping 200 within 60 s")
         response = requests.post(
             f"http://127.0.0.1:{port}/invocations",
             data=rgba_png(64),

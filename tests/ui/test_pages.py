@@ -125,6 +125,7 @@ def test_viewable_refuses_what_it_cannot_read_with_the_reason(ui_server) -> None
     assert response.json()["error"]["message"] == "not a GLB, PLY or OBJ file"
 
 
+@pytest.mark.slow  # starts `gen3d serve`: servers of its own
 @pytest.mark.parametrize(("flags", "page_status"), [((), 200), (("--no-ui",), 404)])
 def test_gen3d_serve_serves_the_pages_unless_told_not_to(tmp_path, flags, page_status) -> None:
     from gen3d.serve.launcher import ManagedProcess, free_port
