@@ -36,6 +36,7 @@ LEVEL_FIELDS = {
 }
 
 
+@pytest.mark.slow  # starts the BYOC peer
 def test_byoc_peer_serves_our_json_form_with_sync_workers(tmp_path: Path) -> None:
     config = PeersConfig(backend="silhouette", byoc_workers=1)
     server = start_byoc(config, tmp_path / "model", tmp_path / "byoc.log")

@@ -50,6 +50,7 @@ def artifact_vertices(artifact: Path) -> np.ndarray:
     return vertices(artifact)
 
 
+@pytest.mark.slow  # packs and re-runs the proxy model
 def test_tar_gz_round_trip(artifact: Path, artifact_vertices, tmp_path: Path, capsys) -> None:
     archive = tmp_path / "model.tar.gz"
     assert main(["package", "--model-dir", str(artifact), "--out", str(archive)]) == 0
@@ -62,6 +63,7 @@ def test_tar_gz_round_trip(artifact: Path, artifact_vertices, tmp_path: Path, ca
     np.testing.assert_array_equal(vertices(tmp_path / "extracted"), artifact_vertices)
 
 
+@pytest.mark.slow  # packs and re-runs the proxy model
 def test_plain_model_dir_gets_a_manifest(tiny_dir: Path, tmp_path: Path) -> None:
     plain = tmp_path / "plain"  # weights and config only, as a hand-made model dir has
     shutil.copytree(tiny_dir, plain)
@@ -79,6 +81,7 @@ def test_plain_model_dir_gets_a_manifest(tiny_dir: Path, tmp_path: Path) -> None
         vertices(tmp_path / "x")
 
 
+@pytest.mark.slow  # packs and re-runs the proxy model
 def test_s3_prefix_round_trip_and_idempotent(
     artifact: Path, artifact_vertices, tmp_path: Path, aws: str, capsys
 ) -> None:

@@ -50,6 +50,7 @@ def tags_of(sagemaker, arn: str) -> dict[str, str]:
     return {t["Key"]: t["Value"] for t in sagemaker.list_tags(ResourceArn=arn)["Tags"]}
 
 
+@pytest.mark.slow  # a second or more on 2 cores: whole CLI runs through botocore
 def test_async_deploy_scales_to_zero_with_alarm_driven_step_policy(model_artifact, capsys):
     assert main(deploy_args("t", "async", "--notify-email", "ops@example.com")) == 0
     out = capsys.readouterr().out
@@ -145,6 +146,7 @@ def _state() -> dict:
     }
 
 
+@pytest.mark.slow  # a second or more on 2 cores: whole CLI runs through botocore
 def test_second_deploy_changes_nothing(model_artifact, capsys):
     assert main(deploy_args()) == 0
     assert "updated" not in capsys.readouterr().out  # a first run only creates
@@ -250,6 +252,7 @@ def test_serverless_refuses_an_image_over_10_gb(model_artifact, capsys):
     assert boto3.client("sagemaker").list_models()["Models"] == []
 
 
+@pytest.mark.slow  # a second or more on 2 cores: whole CLI runs through botocore
 def test_serverless_refuses_an_image_missing_from_ecr(model_artifact, capsys):
     assert main(deploy_args("s", "serverless", image=f"{ECR}/gen3d-cpu:absent")) == 1
     assert "not found in ECR" in capsys.readouterr().err
@@ -306,6 +309,7 @@ def test_an_aws_call_fails_at_the_closed_port(unreachable_aws, capsys):
     assert "Could not connect" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # a second or more on 2 cores: whole CLI runs through botocore
 @pytest.mark.parametrize("mode", ["async", "serverless", "realtime"])
 def test_dry_run_prints_the_plan_and_makes_no_call(unreachable_aws, capsys, mode):
     image = CPU_IMAGE if mode == "serverless" else GPU_IMAGE

@@ -87,6 +87,7 @@ def test_async_deploy_makes_a_dashboard_and_four_alarms_to_the_error_topic(model
     assert env["Environment"]["GEN3D_DEPLOYMENT"] == "t"  # the container's metric dimension
 
 
+@pytest.mark.slow  # a second or more on 2 cores: whole CLI runs through botocore
 def test_rerun_changes_nothing_and_a_changed_spec_updates(model_artifact, capsys):
     assert main(deploy_args("t", "async")) == 0
     cw = boto3.client("cloudwatch")
@@ -137,6 +138,7 @@ def test_realtime_gets_blue_green_rollback_on_the_5xx_alarm(model_artifact):
     } == {TAG_KEY: "r"}
 
 
+@pytest.mark.slow  # a second or more on 2 cores: whole CLI runs through botocore
 def test_teardown_removes_dashboard_alarms_and_topic_only_of_its_deployment(model_artifact):
     assert main(deploy_args("t", "realtime")) == 0  # ml.g4dn.xlarge: GPU alarm too
     cw = boto3.client("cloudwatch")

@@ -185,6 +185,7 @@ COMBINATIONS = [
 ]
 
 
+@pytest.mark.slow  # a second or more on 2 cores: whole CLI runs through botocore
 @pytest.mark.parametrize(("mode", "backend", "flavor"), COMBINATIONS)
 def test_every_deploy_body_passes_the_service_model(
     unreachable_aws, capsys, mode: str, backend: str, flavor: str
@@ -209,6 +210,7 @@ def test_every_deploy_body_passes_the_service_model(
             assert call in seen
 
 
+@pytest.mark.slow  # a second or more on 2 cores: whole CLI runs through botocore
 @pytest.mark.parametrize("backend", ["silhouette", "proxy", "sam3d"])
 def test_every_scale_to_zero_body_passes_the_service_model(unreachable_aws, capsys, backend):
     extra = ["--scale-to-zero", "--seconds-per-image", "20"]
@@ -241,6 +243,7 @@ def test_every_batch_body_passes_the_service_model(unreachable_aws, capsys, inst
     assert checked_calls(capsys.readouterr().out) == [("sagemaker", "CreateTransformJob")]
 
 
+@pytest.mark.slow  # a second or more on 2 cores: whole CLI runs through botocore
 def test_the_dry_run_check_catches_a_bogus_value(unreachable_aws, capsys):
     # the control for the tests above: a value deploy itself lets through (it checks only
     # the ml. prefix) is caught by the service model's enum

@@ -51,6 +51,7 @@ def test_invoke_writes_the_file_and_a_preview(default_server, tmp_path) -> None:
     assert ply.returncode == 0 and (tmp_path / "rgba_3d.ply").read_bytes()[:4] == b"ply\n"
 
 
+@pytest.mark.slow  # a second or more on 2 cores: whole CLI runs through botocore
 def test_invoke_reports_errors_plainly(default_server, tmp_path) -> None:
     srv = default_server
     missing = gen3d("invoke", "--url", srv.url, "--image", str(tmp_path / "nope.png"))

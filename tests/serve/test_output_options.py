@@ -198,6 +198,7 @@ def _usd_validation_errors(stage) -> list[str]:
     return [e.GetMessage() for e in found if e.GetType() == UsdValidation.ValidationErrorType.Error]
 
 
+@pytest.mark.slow  # USD export per option
 @pytest.mark.parametrize("options", [{}, {"texture": "image", "texture_size": 512}])
 def test_usdz_holds_one_mesh_with_the_glb_vertex_count(server, tmp_path, options) -> None:
     pytest.importorskip("pxr")

@@ -63,6 +63,7 @@ def test_backend_satisfies_protocol_and_registry(backend: ProxyBackend) -> None:
         assert p.device.type == "cpu" and p.dtype == torch.float32 and not p.requires_grad
 
 
+@pytest.mark.slow  # runs the tiny proxy model on CPU
 def test_asset_is_a_closed_mesh_with_splat_and_honest_metadata(backend: ProxyBackend) -> None:
     import trimesh
     from plyfile import PlyData

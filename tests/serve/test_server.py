@@ -241,6 +241,7 @@ def test_unknown_route_and_method_are_json(server) -> None:
     assert wrong.status_code == 405 and wrong.json()["error"]["code"] == "method_not_allowed"
 
 
+@pytest.mark.slow  # 32 requests through the real server
 def test_32_concurrent_requests_all_answered_without_a_worker_restart(server) -> None:
     bodies = [rgba_png(96, seed=i) for i in range(32)]
     with ThreadPoolExecutor(32) as pool:

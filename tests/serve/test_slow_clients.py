@@ -121,6 +121,7 @@ def assert_served_meanwhile(server) -> None:
     assert ok.status_code == 200, ok.text
 
 
+@pytest.mark.slow  # waits out the header timeout
 def test_slow_headers_never_reach_a_thread_and_are_cut_at_the_header_timeout(server) -> None:
     before = gunicorn_workers(server)
     start = b"POST /invocations HTTP/1.1\r\nHost: x\r\nX-Slow: "

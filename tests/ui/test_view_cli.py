@@ -22,6 +22,7 @@ def gen3d_view(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.slow  # starts `gen3d view` interpreters
 @pytest.mark.skipif(not viewer_installed(), reason=MISSING_VIEWER)
 def test_html_inlines_the_viewer_and_the_model_and_links_nothing_outside(tmp_path) -> None:
     box = tmp_path / "box.glb"
@@ -39,6 +40,7 @@ def test_html_inlines_the_viewer_and_the_model_and_links_nothing_outside(tmp_pat
     assert not re.search(r'(src|href)="(https?:)?//', html)
 
 
+@pytest.mark.slow  # starts `gen3d view` interpreters
 def test_refuses_a_missing_file_and_a_file_that_is_no_model(tmp_path) -> None:
     missing = gen3d_view(str(tmp_path / "nope.glb"))
     assert missing.returncode == 2 and "no such file" in missing.stderr
@@ -50,6 +52,7 @@ def test_refuses_a_missing_file_and_a_file_that_is_no_model(tmp_path) -> None:
     assert not Path(tmp_path / "junk.html").exists()
 
 
+@pytest.mark.slow  # starts `gen3d view` interpreters
 @pytest.mark.skipif(not viewer_installed(), reason=MISSING_VIEWER)
 def test_the_server_stops_on_ctrl_c_even_when_started_with_sigint_ignored(tmp_path) -> None:
     # A job that a non-interactive shell starts with & inherits SIGINT ignored, and Python
