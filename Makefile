@@ -74,7 +74,7 @@ demo: $(DEMO_STAMP) ## start the server, turn the sample photo into a GLB + PNG 
 test: setup browser front ## run every test
 	$(PY) -m pytest -q
 
-test-fast: setup front ## every test but the slow ones (image builds, wheel install, compiles, bench smoke)
+test-fast: setup front ## every test but the slow ones (own servers, image builds, wheel install, compiles, bench smoke)
 	$(PY) -m pytest -q -m "not slow"
 
 lint: setup ## ruff + hadolint

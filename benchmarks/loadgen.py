@@ -219,7 +219,7 @@ def summarize_windows(windows: list[LoadWindow]) -> dict[str, Any]:
     """One level's figures from one or more windows at the same concurrency, pooled:
     throughput is all 200s over all the windows' time, percentiles are over every
     answer. Several short windows interleaved with other servers' see the machine's
-    speed as those servers do (tools/vcpu_speed.py: it moves for tens of seconds)."""
+    speed as those servers do (it moves for tens of seconds: docs/measurements.md)."""
     if not windows:
         raise ValueError("no load windows to summarize")
     records = [r for w in windows for r in w.records]

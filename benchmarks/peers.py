@@ -12,14 +12,14 @@ p99 (<= 1 is better); `throughput_ratio`/`p99_ratio` are vs LitServe (as before 
 BYOC peer was added), `byoc_throughput_ratio`/`byoc_p99_ratio` vs the BYOC peer.
 
 Which server goes first turns with each level (and with `order_offset`, which
-tools/peers_repeats.py sets to the run's number): with a fixed order, ours always ran
+`gen3d bench peers --repeats` sets to the run's number): with a fixed order, ours always ran
 first at a level, right after the previous level's load, and any effect of the position
 landed on one server's ratios in every run. Each row records its `order`.
 
 Each server's time at a level is cut into `slices` windows, taken in turn with the other
 servers' and in the reverse order every other round (A B C, C B A, A B C, ...): the
 speed of this shared machine's cores moves by up to 2.2x for tens of seconds at a time
-with nothing else running (tools/vcpu_speed.py), so one 8 s window per server let a
+with nothing else running (docs/measurements.md), so one 8 s window per server let a
 slow spell land on one server alone; pooled over interleaved slices, all see it alike.
 Each row records its `slices`.
 """

@@ -524,7 +524,7 @@ def device_section(device: str, docs: list[Doc], plot_dir: Path, readme_dir: Pat
             "`slices` > 1 measured each server in that many windows, taken in turn with "
             "the others' and in reverse order every other round, and pooled: this "
             "machine's cores slow down by up to 2x for tens of seconds at a time "
-            "(`tools/vcpu_speed.py`), which one window per server left on one server "
+            "(docs/measurements.md), which one window per server left on one server "
             "alone. The BYOC peer is "
             "AWS's scikit-learn BYOC example's way: Flask under gunicorn sync workers, "
             "one per core, each with its own model, one request at a time; no batching, "

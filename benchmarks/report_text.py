@@ -34,7 +34,7 @@ gunicorn sync workers, one per core (`--byoc-workers`), each with its own model,
 request at a time; no batching, no queue, no admission control (requests beyond the
 workers wait in the kernel's accept queue). All speak the same JSON (our codecs) on
 127.0.0.1 only, and each level runs on the three in turn, each going first at one
-level in three (and, in `tools/peers_repeats.py`, at a different level in each run), with
+level in three (and, with `--repeats`, at a different level in each run), with
 the two not being measured paused (SIGSTOP, `--keep-idle-running` to leave them): idle,
 LitServe polls its queues and takes 13 % of a core from the server measured beside it
 (proxy tiny, 4 clients, 3 rounds each: ours / LitServe 0.86-0.92 with it idling beside
@@ -43,7 +43,7 @@ windows (default 4), taken in turn with the other servers' and in reverse order 
 other round (A B C, C B A, ...), and pooled: with nothing else running, the same fixed
 work on this machine's cores takes from 0.080 to 0.18 s, in spells of tens of seconds,
 on both cores at once, and the kernel reports no steal time
-([vcpu_speed.json](results/cpu/vcpu_speed.json), `python tools/vcpu_speed.py`): a
+([vcpu_speed.json](results/cpu/vcpu_speed.json), docs/measurements.md): a
 single 8 s window per server let one such spell land on one server alone.
 
 **Overload.** N client threads post the JSON request in a loop and retry every 503 (or

@@ -26,7 +26,7 @@ from gen3d.benchmarks.server import ServerSuiteConfig, run_server_suite
 # (torch's OpenMP threads collapse when the client takes a core from them).
 CPU_SERVER_THREADS = max(1, (os.cpu_count() or 2) - 1)
 # the peers in two interleaved slices each, not the suite's 4: every slice has its own
-# warm-up, and make bench must stay within 10 minutes (tools/peers_repeats.py takes 4)
+# warm-up, and make bench must stay within 10 minutes (`gen3d bench peers` takes 4)
 PEERS_SLICES = 2
 GPU_STEPS = 2  # per stage; full is 25 + 25 (minutes per sample on a T4 at fp32)
 GPU_DEADLINE_S = 8 * 60

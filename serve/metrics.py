@@ -8,8 +8,8 @@ load and warm-up time).
   to stdout through the `gen3d.emf` logger; CloudWatch Logs turns the named members into
   metrics in namespace `Gen3D`, dimensions Deployment (GEN3D_DEPLOYMENT, set by
   `gen3d deploy`) and Backend. On with GEN3D_EMF=on, or by default when GEN3D_DEPLOYMENT
-  is set. Written here rather than with `aws-embedded-metrics` 3.5.0: tools/emf_choice.py
-  measured the library at ~1.5x our cost per line (benchmarks/results/emf_choice.json),
+  is set. Written here rather than with `aws-embedded-metrics` 3.5.0: measured, the
+  library costs ~1.5x ours per line (docs/measurements.md, benchmarks/results/emf_choice.json),
   it installs aiohttp and ten more packages into the image and adds ~0.6 s of import; the
   format is one small JSON object whose specification is public.
   Spec: https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/CloudWatch_Embedded_Metric_Format_Specification.html

@@ -30,6 +30,8 @@ from botocore.exceptions import ParamValidationError
 from botocore.model import Shape
 from botocore.validate import ParamValidator
 
+MODEL_BUCKET = "gen3d-test-models"  # where the `model_artifact` fixture puts a model
+
 _SURROGATE_RANGE = "\\uD800\\uDC00-\\uDBFF\\uDFFF"
 _NUMBER_TYPES = ("integer", "long", "float", "double")
 

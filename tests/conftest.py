@@ -1,14 +1,17 @@
-"""Shared fixtures: a real moto server for AWS, a real gunicorn server for the API."""
+"""Shared fixtures: a real moto server for AWS (per-test state, a model artifact in S3, an
+unreachable endpoint for dry runs), a real gunicorn server for the API."""
 
 from __future__ import annotations
 
 import os
+import socket
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import quota_service
-from aws_requests import install_strict_validation
+from aws_requests import MODEL_BUCKET, install_strict_validation
 
 from gen3d.serve.launcher import ManagedProcess, free_port, start_server
 
@@ -74,8 +77,69 @@ def aws(moto_endpoint: str) -> Iterator[str]:
 
 
 @pytest.fixture
-def start_gen3d_server(tmp_path: Path) -> Iterator[Callable[..., ManagedProcess]]:
-    """Factory: start a real gunicorn server with extra env; all are stopped at teardown."""
+def model_artifact(aws: str) -> int:
+    """A model.tar.gz in S3 where the deploy tests point (its size sizes the start-up
+    timeouts); returns its size in bytes."""
+    import boto3
+
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket=MODEL_BUCKET)
+    body = b"\0" * 2_000_000
+    s3.put_object(Bucket=MODEL_BUCKET, Key="silhouette/model.tar.gz", Body=body)
+    return len(body)
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]  # closed again when the block exits
+
+
+@pytest.fixture
+def unreachable_aws(monkeypatch: pytest.MonkeyPatch) -> None:
+    """AWS_ENDPOINT_URL at a closed port, one attempt: any AWS call fails the command
+    (the control for the --dry-run tests, which must make none)."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{_closed_port()}")
+    # the quota preflight's own endpoint setting too (tests/quota_service.py points it)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SERVICE_QUOTAS", f"http://127.0.0.1:{_closed_port()}")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(key, "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+
+
+class ServerStopper:
+    """Stops servers in the background: a graceful stop takes seconds (the workers finish
+    their loop turn), and the next test need not wait for it. Joined at the session's end,
+    so no server outlives the run."""
+
+    def __init__(self) -> None:
+        self.threads: list[threading.Thread] = []
+
+    def stop(self, server: ManagedProcess) -> None:
+        thread = threading.Thread(target=server.stop, kwargs={"timeout_s": 10}, daemon=True)
+        thread.start()
+        self.threads.append(thread)
+
+    def join(self) -> None:
+        for thread in self.threads:
+            thread.join(30)
+
+
+@pytest.fixture(scope="session")
+def server_stopper() -> Iterator[ServerStopper]:
+    stopper = ServerStopper()
+    yield stopper
+    stopper.join()
+
+
+@pytest.fixture
+def start_gen3d_server(
+    tmp_path: Path, server_stopper: ServerStopper
+) -> Iterator[Callable[..., ManagedProcess]]:
+    """Factory: start a real server (nginx + gunicorn, as the image runs it) with extra env,
+    for a test that needs its own: special settings, its log, signals, a stop. All are
+    stopped after the test."""
     started: list[ManagedProcess] = []
 
     def start(
@@ -90,4 +154,33 @@ def start_gen3d_server(tmp_path: Path) -> Iterator[Callable[..., ManagedProcess]
 
     yield start
     for server in started:
+        server_stopper.stop(server)
+
+
+@pytest.fixture(scope="session")
+def default_server(
+    tmp_path_factory: pytest.TempPathFactory, server_stopper: ServerStopper
+) -> Iterator[ManagedProcess]:
+    """One real server with the default settings for the whole session, for tests that
+    only send requests and read the answers (starting one is the dominant cost of a
+    server test). A test that reads the log, signals the server or changes its state
+    starts its own with `start_gen3d_server`."""
+    server = start_server(log_path=tmp_path_factory.mktemp("default-server") / "server.log")
+    try:
+        server.wait_ready(120)
+    except BaseException:
         server.stop(timeout_s=10)
+        raise
+    yield server
+    server_stopper.stop(server)
+
+
+# Fixtures that start a real server process of the test's own: seconds each (start-up,
+# graceful stop), so a test that asks for one is `slow` (left out of `make test-fast`).
+_OWN_SERVER_FIXTURES = {"start_gen3d_server"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if _OWN_SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

@@ -36,6 +36,7 @@ LEVEL_FIELDS = {
 }
 
 
+@pytest.mark.slow  # starts the BYOC peer
 def test_byoc_peer_serves_our_json_form_with_sync_workers(tmp_path: Path) -> None:
     config = PeersConfig(backend="silhouette", byoc_workers=1)
     server = start_byoc(config, tmp_path / "model", tmp_path / "byoc.log")
@@ -83,6 +84,7 @@ def test_ours_env_applies_the_queue_then_extra_env(tmp_path: Path) -> None:
     assert overridden["GEN3D_MAX_QUEUE"] == "9"  # extra env is applied last
 
 
+@pytest.mark.slow  # real servers under load for several windows
 def test_overload_counts_goodput_and_refusals(tmp_path: Path) -> None:
     config = OverloadConfig(
         backend="silhouette",

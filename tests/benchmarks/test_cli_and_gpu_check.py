@@ -52,6 +52,7 @@ def test_cuda_suite_refuses_without_a_gpu(capsys) -> None:
     assert "no CUDA device" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # runs the GPU check script
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
 def test_gpu_check_script_exits_clearly_without_cuda(tmp_path: Path) -> None:
     out = tmp_path / "gpu"

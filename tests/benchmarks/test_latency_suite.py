@@ -3,9 +3,12 @@
 import json
 from pathlib import Path
 
+import pytest
+
 from gen3d.benchmarks.latency import LatencyConfig, run_latency_suite
 
 
+@pytest.mark.slow  # starts a server and sends it a sequence
 def test_latency_suite_records_ready_time_latency_and_rss(tmp_path: Path) -> None:
     path = run_latency_suite(LatencyConfig(image_size=64, requests=3), tmp_path)
     doc = json.loads(path.read_text())

@@ -177,6 +177,7 @@ def test_seconds_per_image_prefers_served_and_scales_reduced_steps(tmp_path: Pat
     assert chosen.batch == 8 and chosen.gpu_name == "NVIDIA A10G"
 
 
+@pytest.mark.slow  # renders the report and its plots
 def test_report_writes_one_section_per_device(tmp_path: Path) -> None:
     results = tmp_path / "results"
     for folder, doc in (("cpu", server_doc(0.97, 10.0)), ("cuda-nvidia-a10g", gpu_model_doc(3.5))):

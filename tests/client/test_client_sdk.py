@@ -60,8 +60,8 @@ def post(url: str, body: bytes, content_type: str, accept: str) -> requests.Resp
     )
 
 
-def test_serializers_and_deserializer_round_trip_with_the_real_server(sdk, start_gen3d_server):
-    srv = start_gen3d_server()
+def test_serializers_and_deserializer_round_trip_with_the_real_server(sdk, default_server):
+    srv = default_server
     image, mask = photo_and_mask(80)
     reference = Client.local(srv.url, progress=None).generate(image, mask, seed=5)
 
@@ -93,10 +93,10 @@ def test_serializers_and_deserializer_round_trip_with_the_real_server(sdk, start
         assert isinstance(results[1], UnprocessableError) and "empty" in results[1].message
 
 
-def test_predictor_round_trips_through_the_sdk_endpoint(sdk, aws, start_gen3d_server) -> None:
+def test_predictor_round_trips_through_the_sdk_endpoint(sdk, aws, default_server) -> None:
     """The SDK's Endpoint.invoke sends our serializer's body to moto's InvokeEndpoint,
     which answers with what the real server answered; the deserializer turns it back."""
-    srv = start_gen3d_server()
+    srv = default_server
     image, mask = photo_and_mask(64)
     body = sdk.Gen3DSerializer(seed=2).serialize({"image": image, "mask": mask})
     answer = post(srv.url, body, "application/json", "application/json")

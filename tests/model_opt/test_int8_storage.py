@@ -40,6 +40,7 @@ def non_linear_matrices() -> set[str]:
     }
 
 
+@pytest.mark.slow  # builds an int8 artifact per variant
 @pytest.mark.parametrize("variant", INT8_DYNAMIC, ids=lambda v: v.label)
 def test_int8_dynamic_weight_bytes_at_most_0_3_of_fp32(variant, tiny_dir, tmp_path) -> None:
     out = build_proxy_artifact(tiny_dir, tmp_path / "a", variant, CPU, max_batch_size=1).out_dir
@@ -57,6 +58,7 @@ def reference_fp32(tiny_dir: Path) -> dict[str, torch.Tensor]:
     return dict(model.state_dict())
 
 
+@pytest.mark.slow  # builds an int8 artifact per variant and runs both models
 @pytest.mark.parametrize(
     "variant",
     [Variant("fp32", "int8-dynamic", "pytorch"), Variant("bf16", "int8-dynamic", "torchao")],

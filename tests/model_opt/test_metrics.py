@@ -16,11 +16,13 @@ def sphere(shift: float = 0.0) -> tuple:
     return mesh.vertices, mesh.faces
 
 
+@pytest.mark.slow  # voxelizes meshes
 def test_identical_meshes() -> None:
     assert chamfer_distance(sphere(), sphere()) == 0.0
     assert volume_iou(sphere(), sphere()) == 1.0
 
 
+@pytest.mark.slow  # voxelizes meshes
 def test_shifted_spheres_match_closed_form() -> None:
     r, d = 0.5, 0.1
     lens = math.pi * (4 * r + d) * (2 * r - d) ** 2 / 12

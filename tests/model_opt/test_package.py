@@ -44,7 +44,14 @@ def vertices(model_dir: Path) -> np.ndarray:
     return asset.mesh.vertices
 
 
-def test_tar_gz_round_trip(artifact: Path, tmp_path: Path, capsys) -> None:
+@pytest.fixture(scope="module")
+def artifact_vertices(artifact: Path) -> np.ndarray:
+    """The artifact's own answer, computed once: each round trip compares against it."""
+    return vertices(artifact)
+
+
+@pytest.mark.slow  # packs and re-runs the proxy model
+def test_tar_gz_round_trip(artifact: Path, artifact_vertices, tmp_path: Path, capsys) -> None:
     archive = tmp_path / "model.tar.gz"
     assert main(["package", "--model-dir", str(artifact), "--out", str(archive)]) == 0
     assert '"ModelDataUrl"' in capsys.readouterr().out
@@ -53,9 +60,10 @@ def test_tar_gz_round_trip(artifact: Path, tmp_path: Path, capsys) -> None:
         assert all(not n.startswith(("/", "..")) for n in names)
         tar.extractall(tmp_path / "extracted", filter="data")
     assert set(names) == {MANIFEST_FILE, "config.json", "model.safetensors"}
-    np.testing.assert_array_equal(vertices(tmp_path / "extracted"), vertices(artifact))
+    np.testing.assert_array_equal(vertices(tmp_path / "extracted"), artifact_vertices)
 
 
+@pytest.mark.slow  # packs and re-runs the proxy model
 def test_plain_model_dir_gets_a_manifest(tiny_dir: Path, tmp_path: Path) -> None:
     plain = tmp_path / "plain"  # weights and config only, as a hand-made model dir has
     shutil.copytree(tiny_dir, plain)
@@ -73,8 +81,9 @@ def test_plain_model_dir_gets_a_manifest(tiny_dir: Path, tmp_path: Path) -> None
         vertices(tmp_path / "x")
 
 
+@pytest.mark.slow  # packs and re-runs the proxy model
 def test_s3_prefix_round_trip_and_idempotent(
-    artifact: Path, tmp_path: Path, aws: str, capsys
+    artifact: Path, artifact_vertices, tmp_path: Path, aws: str, capsys
 ) -> None:
     s3 = boto3.client("s3", region_name="us-east-1")  # AWS_ENDPOINT_URL -> moto
     s3.create_bucket(Bucket="models")
@@ -85,12 +94,12 @@ def test_s3_prefix_round_trip_and_idempotent(
     keys = {o["Key"] for o in s3.list_objects_v2(Bucket="models")["Contents"]}
     assert keys == {f"proxy/int8/{n}" for n in (MANIFEST_FILE, "config.json", "model.safetensors")}
     assert download_prefix(s3, "models", "proxy/int8", tmp_path / "m") == 3
-    np.testing.assert_array_equal(vertices(tmp_path / "m"), vertices(artifact))
+    np.testing.assert_array_equal(vertices(tmp_path / "m"), artifact_vertices)
     assert main(["package", "--model-dir", str(artifact), "--out", url, "--uncompressed"]) == 0
     assert "uploaded 0, unchanged 2" in capsys.readouterr().out
 
 
-def test_s3_tar_gz(artifact: Path, tmp_path: Path, aws: str) -> None:
+def test_s3_tar_gz(artifact: Path, artifact_vertices, tmp_path: Path, aws: str) -> None:
     s3 = boto3.client("s3", region_name="us-east-1")
     s3.create_bucket(Bucket="models")
     assert (
@@ -99,7 +108,7 @@ def test_s3_tar_gz(artifact: Path, tmp_path: Path, aws: str) -> None:
     s3.download_file("models", "p/model.tar.gz", str(tmp_path / "m.tar.gz"))
     with tarfile.open(tmp_path / "m.tar.gz") as tar:
         tar.extractall(tmp_path / "m", filter="data")
-    np.testing.assert_array_equal(vertices(tmp_path / "m"), vertices(artifact))
+    np.testing.assert_array_equal(vertices(tmp_path / "m"), artifact_vertices)
 
 
 def test_sam3d_package_bundles_offline_caches(tmp_path: Path) -> None:

@@ -54,6 +54,7 @@ def served_and_local(server, backend, glb_geometry):
     return glb_geometry(response.content), glb_geometry(encode_asset(asset, "glb"))
 
 
+@pytest.mark.slow  # each builds an artifact and starts a proxy server that warms up
 @pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: v.label)
 def test_variant_served_equals_in_process(
     variant, tiny_dir, tmp_path, start_gen3d_server, glb_geometry

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import socket
 
 import boto3
 import pytest
-from aws_requests import StrictValidationError
+from aws_requests import MODEL_BUCKET, StrictValidationError
 from aws_requests import validate_strictly as validate_request
 
 from gen3d.aws import autoscaling, endpoint_spec, inference_components
@@ -21,7 +20,6 @@ ROLE = "arn:aws:iam::123456789012:role/gen3d-t-sagemaker"
 ECR = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
 GPU_IMAGE = f"{ECR}/gen3d-gpu:0a1b2c3d"
 CPU_IMAGE = f"{ECR}/gen3d-cpu:0a1b2c3d"
-MODEL_BUCKET = "gen3d-test-models"
 MODEL_DATA = f"s3://{MODEL_BUCKET}/silhouette/model.tar.gz"
 
 
@@ -48,20 +46,11 @@ def deploy_args(
     ]
 
 
-@pytest.fixture
-def model_artifact(aws: str) -> int:
-    """A model.tar.gz in S3 (its size sizes the start-up timeouts)."""
-    s3 = boto3.client("s3")
-    s3.create_bucket(Bucket=MODEL_BUCKET)
-    body = b"\0" * 2_000_000
-    s3.put_object(Bucket=MODEL_BUCKET, Key="silhouette/model.tar.gz", Body=body)
-    return len(body)
-
-
 def tags_of(sagemaker, arn: str) -> dict[str, str]:
     return {t["Key"]: t["Value"] for t in sagemaker.list_tags(ResourceArn=arn)["Tags"]}
 
 
+@pytest.mark.slow  # a second or more on 2 cores: whole CLI runs through botocore
 def test_async_deploy_scales_to_zero_with_alarm_driven_step_policy(model_artifact, capsys):
     assert main(deploy_args("t", "async", "--notify-email", "ops@example.com")) == 0
     out = capsys.readouterr().out
@@ -161,6 +150,7 @@ def _state() -> dict:
     }
 
 
+@pytest.mark.slow  # a second or more on 2 cores: whole CLI runs through botocore
 def test_second_deploy_changes_nothing(model_artifact, capsys):
     assert main(deploy_args()) == 0
     assert "updated" not in capsys.readouterr().out  # a first run only creates
@@ -379,6 +369,7 @@ def test_serverless_refuses_an_image_over_10_gb(model_artifact, capsys):
     assert boto3.client("sagemaker").list_models()["Models"] == []
 
 
+@pytest.mark.slow  # a second or more on 2 cores: whole CLI runs through botocore
 def test_serverless_refuses_an_image_missing_from_ecr(model_artifact, capsys):
     assert main(deploy_args("s", "serverless", image=f"{ECR}/gen3d-cpu:absent")) == 1
     assert "not found in ECR" in capsys.readouterr().err
@@ -429,29 +420,13 @@ def test_missing_model_artifact_is_reported(aws, capsys):
     )
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]  # closed again when the block exits
-
-
-@pytest.fixture
-def unreachable_aws(monkeypatch) -> None:
-    """AWS_ENDPOINT_URL at a closed port: any AWS call would fail the command."""
-    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{_closed_port()}")
-    monkeypatch.setenv("AWS_ENDPOINT_URL_SERVICE_QUOTAS", f"http://127.0.0.1:{_closed_port()}")
-    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
-    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-        monkeypatch.setenv(key, "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
-
-
 def test_an_aws_call_fails_at_the_closed_port(unreachable_aws, capsys):
     # the control for the dry-run tests below: without --dry-run the command does fail
     assert main(deploy_args("t", "async")) == 1
     assert "Could not connect" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # a second or more on 2 cores: whole CLI runs through botocore
 @pytest.mark.parametrize("mode", ["async", "serverless", "realtime"])
 def test_dry_run_prints_the_plan_and_makes_no_call(unreachable_aws, capsys, mode):
     image = CPU_IMAGE if mode == "serverless" else GPU_IMAGE

@@ -8,7 +8,7 @@ import re
 
 import boto3
 import pytest
-from aws_requests import dry_run_calls
+from aws_requests import MODEL_BUCKET, dry_run_calls
 
 from gen3d.aws import autoscaling, endpoint_spec, inference_components, storage
 from gen3d.aws.clients import AwsClients
@@ -24,7 +24,6 @@ ACCOUNT = "123456789012"
 ECR = f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com"
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/gen3d-t-sagemaker"
 GPU_IMAGE = f"{ECR}/gen3d-gpu:0a1b2c3d"
-MODEL_BUCKET = "gen3d-test-models"
 MODEL_DATA = f"s3://{MODEL_BUCKET}/silhouette/model.tar.gz"
 
 
@@ -47,13 +46,6 @@ def deploy(name: str, mode: str, *extra: str, image: str = GPU_IMAGE) -> int:
             *extra,
         ]
     )
-
-
-@pytest.fixture
-def model_artifact(aws: str) -> None:
-    s3 = boto3.client("s3")
-    s3.create_bucket(Bucket=MODEL_BUCKET)
-    s3.put_object(Bucket=MODEL_BUCKET, Key="silhouette/model.tar.gz", Body=b"\0" * 1000)
 
 
 def inline_policy(role: str) -> dict:
@@ -79,6 +71,7 @@ def allows(policy: dict, action: str, resource: str) -> bool:
 # ------------------------------------------------------------------ 1. image pull
 
 
+@pytest.mark.slow  # a second or more on 2 cores: whole CLI runs through botocore
 def test_readme_order_setup_push_deploy_lets_the_role_pull_the_image(aws, capsys):
     # setup (for real, on the emulator), then `make push` (FLAVOR=gpu: gen3d push
     # gen3d-gpu:SHA) as a dry run, then the README's deploy example as a dry run
@@ -142,6 +135,7 @@ def test_batch_refuses_what_it_cannot_run(aws, capsys, extra, reason):
     assert reason in err and "Traceback" not in err
 
 
+@pytest.mark.slow  # a second or more on 2 cores: whole CLI runs through botocore
 def test_batch_of_an_async_model_waits_as_long_as_the_model_does(model_artifact, capsys):
     assert deploy("t", "async", "--model-data", MODEL_DATA) == 0
     # the endpoint's ml.g4dn with the CUDA 13 image: refused, with the reason
@@ -169,6 +163,7 @@ def _autoscaling() -> tuple[list[dict], list[dict], list[dict]]:
     return targets, policies, ours
 
 
+@pytest.mark.slow  # a second or more on 2 cores: whole CLI runs through botocore
 def test_a_failed_instance_type_update_keeps_autoscaling(model_artifact, capsys):
     assert deploy("t", "async", "--model-data", MODEL_DATA) == 0
     # a new instance type: AWS needs the target deregistered for the update. The
@@ -192,6 +187,7 @@ def test_a_failed_instance_type_update_keeps_autoscaling(model_artifact, capsys)
     ]
 
 
+@pytest.mark.slow  # a second or more on 2 cores: whole CLI runs through botocore
 def test_a_model_update_leaves_autoscaling_registered(model_artifact, capsys):
     assert deploy("t", "async", "--model-data", MODEL_DATA) == 0
     before = _autoscaling()
@@ -201,6 +197,7 @@ def test_a_model_update_leaves_autoscaling_registered(model_artifact, capsys):
     assert _autoscaling() == before
 
 
+@pytest.mark.slow  # a second or more on 2 cores: whole CLI runs through botocore
 def test_an_update_counts_only_when_in_service_on_the_new_config(model_artifact):
     assert deploy("t", "realtime", "--model-data", MODEL_DATA) == 0
     sm = boto3.client("sagemaker")
@@ -264,6 +261,7 @@ def test_sam3d_gets_stage_offload_on_24_gb_gpus(aws, capsys, instance, offload):
     assert model["PrimaryContainer"]["Environment"].get("GEN3D_STAGE_OFFLOAD") == offload
 
 
+@pytest.mark.slow  # a second or more on 2 cores: whole CLI runs through botocore
 def test_realtime_is_refused_for_a_backend_slower_than_the_invocation_limit(aws, capsys):
     base = ["--backend", "sam3d", "--instance-type", "ml.g6e.xlarge", "--dry-run"]
     image = f"{ECR}/gen3d-sam3d:0a1b2c3d"
@@ -315,6 +313,7 @@ def test_scale_to_zero_gives_component_logs_a_retention_the_role_may_write(aws, 
     assert allows(inline_policy("gen3d-t-sagemaker"), "logs:PutLogEvents", arn)
 
 
+@pytest.mark.slow  # a second or more on 2 cores: whole CLI runs through botocore
 def test_budget_counts_only_the_deployments_tagged_costs(aws):
     args = ["setup", "--name", "t", "--budget-usd", "40", "--budget-email", "ops@example.com"]
     assert main(args) == 0

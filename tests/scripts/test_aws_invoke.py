@@ -184,6 +184,7 @@ def test_handler_package_is_self_contained_and_reproducible(tmp_path: Path):
     assert done.stdout.strip() == "image/jpeg"
 
 
+@pytest.mark.slow  # a second or more on 2 cores: whole CLI runs through botocore
 def test_deploy_wires_the_upload_notification(aws):
     assert main(["setup", "--name", "t"]) == 0
     assert (
@@ -290,6 +291,7 @@ def test_batch_dry_run_calls_nothing(aws, capsys):
     assert boto3.client("sagemaker").list_transform_jobs()["TransformJobSummaries"] == []
 
 
+@pytest.mark.slow  # a second or more on 2 cores: whole CLI runs through botocore
 def test_gen3d_invoke_endpoint_writes_the_async_result(clients, aws, tmp_path, capsys):
     from gen3d_testing import make_endpoint, rgba_png
 

@@ -6,6 +6,7 @@ import json
 
 import boto3
 import pytest
+from aws_requests import MODEL_BUCKET
 from aws_requests import validate_strictly as validate_request
 
 from gen3d.aws import alarms, endpoint_metrics, iam, inference_components
@@ -19,7 +20,6 @@ from gen3d.cli.main import main
 ROLE = "arn:aws:iam::123456789012:role/gen3d-t-sagemaker"
 ECR = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
 GPU_IMAGE, CPU_IMAGE = f"{ECR}/gen3d-gpu:0a1b2c3d", f"{ECR}/gen3d-cpu:0a1b2c3d"
-MODEL_BUCKET = "gen3d-test-models"
 MODEL_DATA = f"s3://{MODEL_BUCKET}/silhouette/model.tar.gz"
 
 
@@ -29,13 +29,6 @@ def deploy_args(name: str, mode: str, *extra: str) -> list[str]:
         *("--model-data", MODEL_DATA, "--role", ROLE, "--poll", "0.01", "--timeout", "30"),
         *extra,
     ]
-
-
-@pytest.fixture
-def model_artifact(aws: str) -> None:
-    s3 = boto3.client("s3")
-    s3.create_bucket(Bucket=MODEL_BUCKET)
-    s3.put_object(Bucket=MODEL_BUCKET, Key="silhouette/model.tar.gz", Body=b"\0" * 1000)
 
 
 def alarms_by_name() -> dict[str, dict]:
@@ -98,6 +91,7 @@ def test_async_deploy_makes_a_dashboard_and_four_alarms_to_the_error_topic(model
     assert env["Environment"]["GEN3D_DEPLOYMENT"] == "t"  # the container's metric dimension
 
 
+@pytest.mark.slow  # a second or more on 2 cores: whole CLI runs through botocore
 def test_rerun_changes_nothing_and_a_changed_spec_updates(model_artifact, capsys):
     assert main(deploy_args("t", "async")) == 0
     cw = boto3.client("cloudwatch")
@@ -148,6 +142,7 @@ def test_realtime_gets_blue_green_rollback_on_the_5xx_alarm(model_artifact):
     } == {TAG_KEY: "r"}
 
 
+@pytest.mark.slow  # a second or more on 2 cores: whole CLI runs through botocore
 def test_teardown_removes_dashboard_alarms_and_topic_only_of_its_deployment(model_artifact):
     assert main(deploy_args("t", "realtime")) == 0  # ml.g4dn.xlarge: GPU alarm too
     cw = boto3.client("cloudwatch")

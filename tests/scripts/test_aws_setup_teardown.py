@@ -31,6 +31,7 @@ def setup_args(name: str = "t", *extra: str) -> list[str]:
     ]
 
 
+@pytest.mark.slow  # a second or more on 2 cores: whole CLI runs through botocore
 def test_setup_bucket_security_reads_back(aws, capsys):
     assert (
         main(setup_args("t", "--ia-days", "45", "--glacier-days", "120", "--expire-days", "400"))
@@ -310,6 +311,7 @@ def full_deployment(aws) -> None:
     )
 
 
+@pytest.mark.slow  # a second or more on 2 cores: whole CLI runs through botocore
 def test_teardown_leaves_nothing_tagged(full_deployment, capsys):
     before = remaining_tagged("t")
     assert any(":endpoint/t" in r for r in before) and any(":function:" in r for r in before)
@@ -348,6 +350,7 @@ def test_teardown_leaves_nothing_tagged(full_deployment, capsys):
     assert boto3.client("s3").list_buckets()["Buckets"] == []
 
 
+@pytest.mark.slow  # a second or more on 2 cores: whole CLI runs through botocore
 def test_second_teardown_changes_nothing(full_deployment, capsys):
     assert main(["teardown", "--name", "t", "--poll", "0.01"]) == 0
     capsys.readouterr()
@@ -356,6 +359,7 @@ def test_second_teardown_changes_nothing(full_deployment, capsys):
     assert "nothing tagged gen3d:deployment=t remains" in out and "deleted" not in out
 
 
+@pytest.mark.slow  # a second or more on 2 cores: whole CLI runs through botocore
 def test_teardown_touches_no_other_deployment(aws):
     assert deploy_async("t") == 0
     assert deploy_async("t2") == 0  # a name that starts like the first
@@ -370,6 +374,7 @@ def test_teardown_touches_no_other_deployment(aws):
     )
 
 
+@pytest.mark.slow  # a second or more on 2 cores: whole CLI runs through botocore
 def test_teardown_keep_bucket_keeps_only_the_bucket(aws, capsys):
     assert deploy_async("t") == 0
     assert main(["teardown", "--name", "t", "--keep-bucket", "--poll", "0.01"]) == 0

@@ -8,7 +8,6 @@ tests point AWS_ENDPOINT_URL at a closed port, so nothing is sent anywhere.
 from __future__ import annotations
 
 import re
-import socket
 from typing import Any
 
 import pytest
@@ -24,22 +23,6 @@ TRIGGER_ROLE = "arn:aws:iam::123456789012:role/gen3d-t-upload-trigger"
 IMAGES = {flavor: f"{ECR}/gen3d-{flavor}:0a1b2c3d" for flavor in ("cpu", "gpu", "sam3d")}
 # An instance each backend fits on (sam3d: 48 GB L40S; see serve/instances.py).
 INSTANCE = {"silhouette": "ml.g4dn.xlarge", "proxy": "ml.g5.xlarge", "sam3d": "ml.g6e.xlarge"}
-
-
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture
-def unreachable_aws(monkeypatch) -> None:
-    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{_closed_port()}")
-    monkeypatch.setenv("AWS_ENDPOINT_URL_SERVICE_QUOTAS", f"http://127.0.0.1:{_closed_port()}")
-    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
-    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-        monkeypatch.setenv(key, "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
 
 
 # ------------------------------------------------------------------ the validator itself
@@ -212,6 +195,7 @@ COMBINATIONS = [
 ]
 
 
+@pytest.mark.slow  # a second or more on 2 cores: whole CLI runs through botocore
 @pytest.mark.parametrize(("mode", "backend", "flavor"), COMBINATIONS)
 def test_every_deploy_body_passes_the_service_model(
     unreachable_aws, capsys, mode: str, backend: str, flavor: str
@@ -236,6 +220,7 @@ def test_every_deploy_body_passes_the_service_model(
             assert call in seen
 
 
+@pytest.mark.slow  # a second or more on 2 cores: whole CLI runs through botocore
 @pytest.mark.parametrize("backend", ["silhouette", "proxy", "sam3d"])
 def test_every_scale_to_zero_body_passes_the_service_model(unreachable_aws, capsys, backend):
     extra = ["--scale-to-zero", "--seconds-per-image", "20"]
@@ -287,6 +272,7 @@ def test_every_batch_body_passes_the_service_model(unreachable_aws, capsys, inst
     ]
 
 
+@pytest.mark.slow  # a second or more on 2 cores: whole CLI runs through botocore
 def test_the_dry_run_check_catches_a_bogus_value(unreachable_aws, capsys):
     # the control for the tests above: a value deploy itself lets through (it checks only
     # the ml. prefix) is caught by the service model's enum

@@ -19,8 +19,8 @@ def gen3d(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.slow
-def test_invoke_writes_the_file_and_a_preview(start_gen3d_server, tmp_path) -> None:
-    srv = start_gen3d_server()
+def test_invoke_writes_the_file_and_a_preview(default_server, tmp_path) -> None:
+    srv = default_server
     image, mask = photo_and_mask(120)
     (tmp_path / "photo.png").write_bytes(png_bytes(image))
     (tmp_path / "mask.png").write_bytes(png_bytes(mask.astype(np.uint8) * 255))
@@ -51,8 +51,9 @@ def test_invoke_writes_the_file_and_a_preview(start_gen3d_server, tmp_path) -> N
     assert ply.returncode == 0 and (tmp_path / "rgba_3d.ply").read_bytes()[:4] == b"ply\n"
 
 
-def test_invoke_reports_errors_plainly(start_gen3d_server, tmp_path) -> None:
-    srv = start_gen3d_server()
+@pytest.mark.slow  # a second or more on 2 cores: whole CLI runs through botocore
+def test_invoke_reports_errors_plainly(default_server, tmp_path) -> None:
+    srv = default_server
     missing = gen3d("invoke", "--url", srv.url, "--image", str(tmp_path / "nope.png"))
     assert missing.returncode == 2 and "no such file" in missing.stderr
     # one colour: no automatic mask can find an object in it

@@ -55,6 +55,7 @@ def test_no_back_face_shows_through_in_the_three_quarter_view(coffee_mesh, tmp_p
     assert reddish.sum() / obj.sum() < 0.005, f"{reddish.sum() / obj.sum():.1%} back-face pixels"
 
 
+@pytest.mark.slow  # a timing bound: meant for a quiet machine
 def test_a_50k_face_mesh_renders_in_under_half_a_second(tmp_path) -> None:
     sphere = trimesh.creation.uv_sphere(radius=0.5, count=[112, 112])
     assert 49_000 <= len(sphere.faces) <= 51_000

@@ -22,14 +22,14 @@ from gen3d.serve.synthetic import photo_and_mask
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(tmp_path_factory, server_stopper):
     from gen3d.serve.launcher import start_server
 
     log = tmp_path_factory.mktemp("abuse") / "server.log"
     srv = start_server({"GEN3D_WARMUP": "0", "GEN3D_MAX_BODY_MB": "2"}, log_path=log)
     srv.wait_ready(60)
     yield srv
-    srv.stop(10)
+    server_stopper.stop(srv)
 
 
 def assert_client_error(response: requests.Response, status: int | tuple[int, ...]) -> dict:

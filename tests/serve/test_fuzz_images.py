@@ -22,7 +22,7 @@ FORMATS = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(tmp_path_factory, server_stopper):
     from gen3d.serve.launcher import start_server
 
     log = tmp_path_factory.mktemp("fuzz") / "server.log"
@@ -38,7 +38,7 @@ def server(tmp_path_factory):
     )
     srv.wait_ready(60)
     yield srv
-    srv.stop(10)
+    server_stopper.stop(srv)
 
 
 def mutate(data: bytes, rng: np.random.Generator) -> bytes:
@@ -59,6 +59,7 @@ def mutate(data: bytes, rng: np.random.Generator) -> bytes:
     return bytes(buf)
 
 
+@pytest.mark.slow  # hundreds of mutated images through a real server
 @pytest.mark.parametrize("fmt", sorted(FORMATS))
 def test_mutated_images_never_get_a_5xx(server, fmt: str) -> None:
     image, mask = photo_and_mask(64)

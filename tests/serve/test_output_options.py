@@ -27,13 +27,13 @@ COFFEE_JPEG = png_bytes(data.coffee(), "JPEG")  # scikit-image's CC0 photo, 600x
 
 
 @pytest.fixture(scope="module")
-def server():
+def server(server_stopper):
     from gen3d.serve.launcher import start_server
 
     srv = start_server(env={"GEN3D_MAX_IMAGE_PIXELS": "1000000"})
     srv.wait_ready(60)
     yield srv
-    srv.stop(10)
+    server_stopper.stop(srv)
 
 
 def post(server, body, content_type="image/jpeg", **headers) -> requests.Response:
@@ -198,6 +198,7 @@ def _usd_validation_errors(stage) -> list[str]:
     return [e.GetMessage() for e in found if e.GetType() == UsdValidation.ValidationErrorType.Error]
 
 
+@pytest.mark.slow  # USD export per option
 @pytest.mark.parametrize("options", [{}, {"texture": "image", "texture_size": 512}])
 def test_usdz_holds_one_mesh_with_the_glb_vertex_count(server, tmp_path, options) -> None:
     pytest.importorskip("pxr")

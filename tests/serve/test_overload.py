@@ -97,7 +97,7 @@ def test_many_large_images_at_once_keep_the_worker_within_its_memory_bound(
     peak = peak_rss_mb(pid)
     # Bounded: two decodes at a time (GEN3D_DECODE_CONCURRENCY), each reduced to 2048 px,
     # two malloc arenas. Measured 0.5 GB over baseline; unbounded, the same 16 requests
-    # peaked at 3.2 GB (tools/memory_probe.py, benchmarks/results/cpu/).
+    # peaked at 3.2 GB (`gen3d bench memory`, docs/measurements.md).
     assert peak - baseline < 1000, (baseline, peak)
     assert worker_pid(server) == pid
 

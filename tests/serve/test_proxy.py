@@ -63,6 +63,7 @@ def test_backend_satisfies_protocol_and_registry(backend: ProxyBackend) -> None:
         assert p.device.type == "cpu" and p.dtype == torch.float32 and not p.requires_grad
 
 
+@pytest.mark.slow  # runs the tiny proxy model on CPU
 def test_asset_is_a_closed_mesh_with_splat_and_honest_metadata(backend: ProxyBackend) -> None:
     import trimesh
     from plyfile import PlyData
@@ -105,6 +106,7 @@ def test_result_does_not_depend_on_batch_mates(backend: ProxyBackend) -> None:
         np.testing.assert_array_equal(alone.mesh.vertex_colors, together[i].mesh.vertex_colors)
 
 
+@pytest.mark.slow  # runs the tiny proxy model on CPU
 def test_bad_sample_fails_alone(backend: ProxyBackend) -> None:
     good = _photo(4)
     empty = Sample(image=good.image, mask=np.zeros_like(good.mask), seed=4)
@@ -116,6 +118,7 @@ def test_bad_sample_fails_alone(backend: ProxyBackend) -> None:
     np.testing.assert_allclose(results[0].mesh.vertices, results[3].mesh.vertices, atol=VERTEX_ATOL)
 
 
+@pytest.mark.slow  # runs the tiny proxy model on CPU, several step counts
 def test_step_options_group_the_batch(backend: ProxyBackend) -> None:
     base = _photo(5)
     fast = Sample(base.image, base.mask, seed=5, options={"steps": 2})
@@ -143,6 +146,7 @@ def test_parse_steps_rules() -> None:
             parse_steps(bad, config)
 
 
+@pytest.mark.slow  # warms up every batch bucket of the proxy model
 def test_warmup_runs_every_bucket_and_logs_times(
     backend: ProxyBackend, caplog: pytest.LogCaptureFixture
 ) -> None:

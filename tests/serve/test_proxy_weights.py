@@ -97,6 +97,7 @@ def test_cli_errors_are_one_line(tmp_path: Path, capsys) -> None:
     assert info["parameters"]["total"] == parameter_counts(config_for("full"))["total"]
 
 
+@pytest.mark.slow  # traces the proxy model at several settings
 def test_flop_counts_follow_steps_and_cfg() -> None:
     from gen3d.serve.backends.proxy.flow import flop_counts
 

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import requests
 import trimesh
-from gen3d_testing import GEN3D, b64, glb_json, json_instance, photo_and_mask, png_bytes, rgba_png
+from gen3d_testing import b64, glb_json, json_instance, photo_and_mask, png_bytes, rgba_png
 from plyfile import PlyData
 
 from gen3d.serve.launcher import free_port, gunicorn_workers
@@ -27,7 +27,7 @@ ATTRS = "X-Amzn-SageMaker-Custom-Attributes"
 
 
 @pytest.fixture(scope="module")
-def server():
+def server(server_stopper):
     from gen3d.serve.launcher import start_server
 
     srv = start_server(
@@ -40,7 +40,7 @@ def server():
     )
     srv.wait_ready(60)
     yield srv
-    srv.stop(10)
+    server_stopper.stop(srv)
 
 
 def post(server, body, content_type="image/png", **headers):
@@ -241,6 +241,7 @@ def test_unknown_route_and_method_are_json(server) -> None:
     assert wrong.status_code == 405 and wrong.json()["error"]["code"] == "method_not_allowed"
 
 
+@pytest.mark.slow  # 32 requests through the real server
 def test_32_concurrent_requests_all_answered_without_a_worker_restart(server) -> None:
     bodies = [rgba_png(96, seed=i) for i in range(32)]
     with ThreadPoolExecutor(32) as pool:
@@ -253,37 +254,36 @@ def test_32_concurrent_requests_all_answered_without_a_worker_restart(server) ->
 
 
 def test_not_ready_is_503_then_200(start_gen3d_server, tmp_path) -> None:
-    """A proxy with many warm-up buckets takes a while: /ping says 503 until warm."""
-    model = tmp_path / "proxy"
-    subprocess.run(
-        [GEN3D, "proxy", "init", "--size", "tiny", "--out", str(model)],
-        check=True,
-        capture_output=True,
-    )
+    """While the model loads, the front and gunicorn are up and answer 503 not_ready, to
+    /ping and /invocations alike; once it is loaded, 200. The test holds the load (a
+    backend that waits for a file), so the 503 phase lasts exactly as long as it needs."""
+    gate = tmp_path / "gate"
     srv = start_gen3d_server(
         {
-            "GEN3D_BACKEND": "proxy",
-            "GEN3D_MODEL_DIR": str(model),
-            "GEN3D_MAX_BATCH_SIZE": "32",
-            "GEN3D_DEVICE": "cpu",
+            "GEN3D_BACKEND": "gen3d_slow_backend:GatedLoadingCubeBackend",
+            "PYTHONPATH": str(REPO / "tests" / "fixtures" / "plugins"),
+            "GEN3D_TEST_GATE": str(gate),
         },
         wait=False,
     )
-    seen: list[int] = []
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline and 200 not in seen:
-        try:
-            response = requests.get(srv.url + "/ping", timeout=2)
-            seen.append(response.status_code)
-            if response.status_code == 503:
-                assert response.json()["error"]["code"] == "not_ready"
-                early = post(srv, rgba_png(32))
-                assert early.status_code in (503, 200)
-        except requests.ConnectionError:
-            pass
+    deadline = time.monotonic() + 60
+    ping = None
+    while ping is None:
+        assert time.monotonic() < deadline, srv.log()
+        try:  # refused until nginx listens, then held until a worker has booted
+            ping = requests.get(srv.url + "/ping", timeout=2)
+        except (requests.ConnectionError, requests.Timeout):
+            time.sleep(0.02)
+    assert ping.status_code == 503 and ping.json()["error"]["code"] == "not_ready"
+    early = post(srv, rgba_png(32))
+    assert early.status_code == 503 and early.json()["error"]["code"] == "not_ready"
+    assert int(early.headers["Retry-After"]) >= 1
+    gate.touch()
+    while requests.get(srv.url + "/ping", timeout=2).status_code != 200:
+        assert time.monotonic() < deadline, srv.log()
         time.sleep(0.02)
-    assert seen[0] == 503 and seen[-1] == 200
-    assert "warm-up done" in srv.log()
+    assert post(srv, rgba_png(32)).status_code == 200
+    assert "loaded backend" in srv.log(100_000)
 
 
 def test_a_model_that_cannot_load_keeps_ping_503_with_the_reason_logged(
@@ -300,6 +300,7 @@ def test_a_model_that_cannot_load_keeps_ping_503_with_the_reason_logged(
     assert "model failed to load" in srv.log()
 
 
+@pytest.mark.slow  # a server of its own, started the way the container starts it
 def test_container_entrypoint_serves_on_the_bind_port() -> None:
     port = free_port()
     env = {**os.environ, "SAGEMAKER_BIND_TO_PORT": str(port)}
@@ -311,13 +312,12 @@ def test_container_entrypoint_serves_on_the_bind_port() -> None:
     )
     try:
         started = time.monotonic()
-        while time.monotonic() - started < 60:  # a bound for a loaded machine, not a target
+        while time.monotonic() - started < 60:  # start-up time is not what this tests
             try:
-                if requests.get(f"http://127.0.0.1:{port}/ping", timeout=5).status_code == 200:
+                if requests.get(f"http://127.0.0.1:{port}/ping", timeout=2).status_code == 200:
                     break
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.05)
+            except (requests.ConnectionError, requests.Timeout):  # still starting
+                time.sleep(0.05)
         else:
             pytest.fail("no /ping 200 within 60 s")
         response = requests.post(

@@ -77,6 +77,7 @@ def test_deterministic_for_input_and_seed() -> None:
     assert glb1 == glb2
 
 
+@pytest.mark.slow  # fine grids on big masks
 def test_face_bound_holds_for_fine_grids_on_big_masks() -> None:
     rng = np.random.default_rng(0)
     image = rng.integers(0, 255, (1024, 1024, 3), dtype=np.uint8)

@@ -9,6 +9,7 @@ Bounded: at most 600 sockets, each test a few seconds.
 from __future__ import annotations
 
 import resource
+import select
 import socket
 import statistics
 import threading
@@ -41,14 +42,14 @@ SETTINGS = {
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(tmp_path_factory, server_stopper):
     from gen3d.serve.launcher import start_server
 
     log = tmp_path_factory.mktemp("slow") / "server.log"
     srv = start_server(SETTINGS, log_path=log)
     srv.wait_ready(60)
     yield srv
-    srv.stop(10)
+    server_stopper.stop(srv)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -120,20 +121,21 @@ def assert_served_meanwhile(server) -> None:
     assert ok.status_code == 200, ok.text
 
 
+@pytest.mark.slow  # waits out the header timeout
 def test_slow_headers_never_reach_a_thread_and_are_cut_at_the_header_timeout(server) -> None:
     before = gunicorn_workers(server)
     start = b"POST /invocations HTTP/1.1\r\nHost: x\r\nX-Slow: "
+    started = time.monotonic()
     with sockets(server, 200, start) as opened, trickling(opened):
         assert_served_meanwhile(server)
         # still dripping, yet cut: the timeout is for the whole header, not per read
-        time.sleep(HEADER_TIMEOUT_S + 1.5)
         probe = opened[0]
-        probe.settimeout(2)
+        probe.settimeout(HEADER_TIMEOUT_S + 3)
         try:
             closed = probe.recv(1024) == b""  # nginx closes without an answer
         except ConnectionResetError:
             closed = True
-        assert closed
+        assert closed and time.monotonic() - started >= HEADER_TIMEOUT_S - 0.5
     assert gunicorn_workers(server) == before
 
 
@@ -146,13 +148,56 @@ def test_slow_bodies_wait_in_the_front_not_in_request_threads(server) -> None:
         assert_served_meanwhile(server)
 
 
+def answered_or_closed(opened: list[socket.socket], timeout_s: float = 60.0) -> int:
+    """Wait until every socket has its whole answer to one /ping, or was closed by the
+    front to make room; returns how many were answered."""
+    pending = {s: b"" for s in opened}
+    answered = 0
+    deadline = time.monotonic() + timeout_s
+    while pending:
+        left = deadline - time.monotonic()
+        assert left > 0, f"{len(pending)} of {len(opened)} sockets neither answered nor closed"
+        readable, _, _ = select.select(list(pending), [], [], min(left, 1.0))
+        for s in readable:
+            try:
+                chunk = s.recv(4096)
+            except ConnectionResetError:
+                chunk = b""
+            got = pending[s] + chunk
+            head, sep, body = got.partition(b"\r\n\r\n")
+            length = next(
+                (
+                    int(line.split(b":", 1)[1])
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length:")
+                ),
+                None,
+            )
+            if chunk == b"" or (sep and length is not None and len(body) >= length):
+                del pending[s]
+                answered += bool(sep) and got.startswith(b"HTTP/1.1 200")
+            else:
+                pending[s] = got
+    return answered
+
+
 def test_idle_keep_alive_connections_never_stop_new_ones_being_accepted(server) -> None:
-    # twice the front's connection cap (300), each kept alive after one answered /ping
+    # Twice the front's connection cap (300), each kept alive after one answered /ping,
+    # opened in waves of 50 that are each answered (or closed for room) before the next:
+    # the front ends full of idle keep-alives, and a new client must still get in.
+    # Not all 600 at once: nginx makes room by closing the oldest "reusable" connections,
+    # and a connection accepted but not yet read is one of them, so while a burst still
+    # waits in the listen backlog, a new client's connection can be accepted and closed
+    # for room before its request is read -- "Connection reset by peer" (of 600 sent at
+    # once, 411 were reset so). That race made this test fail now and then when it sent
+    # its own /ping as soon as 50 of a 600 burst were answered.
     request = b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n"
-    with sockets(server, 600, request) as opened:
-        for s in opened[:50]:  # answered (the rest are answered too, or closed for room)
-            s.settimeout(5)
-            assert s.recv(1024).startswith(b"HTTP/1.1 200")
+    with ExitStack() as stack:
+        answered = 0
+        for _ in range(12):
+            wave = stack.enter_context(sockets(server, 50, request))
+            answered += answered_or_closed(wave)
+        assert answered >= 500, answered  # closed for room only after they were answered
         started = time.perf_counter()
         assert requests.get(server.url + "/ping", timeout=5).status_code == 200
         assert time.perf_counter() - started < 1.0
@@ -161,6 +206,6 @@ def test_idle_keep_alive_connections_never_stop_new_ones_being_accepted(server) 
 
 def test_connection_close_clients_that_never_close_stall_nobody(server) -> None:
     request = b"GET /ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    with sockets(server, 30, request):
-        time.sleep(0.5)
+    with sockets(server, 30, request) as opened:
+        assert answered_or_closed(opened) == 30  # answered; the clients keep their end open
         assert_ping_fast(server)

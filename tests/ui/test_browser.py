@@ -68,7 +68,7 @@ def browser() -> Iterator:
 
 
 @pytest.fixture(scope="module")
-def ui_server(tmp_path_factory) -> Iterator:
+def ui_server(tmp_path_factory, server_stopper) -> Iterator:
     from gen3d.serve.launcher import start_server
 
     server = start_server(
@@ -76,7 +76,7 @@ def ui_server(tmp_path_factory) -> Iterator:
     )
     server.wait_ready(60)
     yield server
-    server.stop(timeout_s=10)
+    server_stopper.stop(server)
 
 
 def wait_for(driver, script: str, timeout_s: float = 90.0):
@@ -88,6 +88,17 @@ def wait_for(driver, script: str, timeout_s: float = 90.0):
             return value
         time.sleep(0.1)
     raise TimeoutError(f"{script} stayed falsy for {timeout_s:.0f} s")
+
+
+def drawn(driver, frames: int = 2) -> None:
+    """Wait for the page to draw `frames` more animation frames (the model viewer draws
+    on each): the model is on screen in the next screenshot, with no fixed sleep."""
+    driver.execute_async_script(
+        "const done = arguments[arguments.length - 1]; let left = arguments[0];"
+        "const tick = () => (--left <= 0 ? done(true) : requestAnimationFrame(tick));"
+        "requestAnimationFrame(tick);",
+        frames,
+    )
 
 
 def keep(image: Image.Image, name: str) -> None:
@@ -137,7 +148,7 @@ def test_try_it_page_shows_the_coffee_cup_in_the_viewer(browser, ui_server) -> N
     state = submit(browser, ui_server.url, SAMPLES / "coffee.png", SAMPLES / "coffee_mask.png")
     assert state == "loaded", browser.find_element(By.ID, "error").text
     wait_for(browser, "document.getElementById('viewer').modelIsVisible")
-    time.sleep(0.5)  # one more frame after the model is first drawn
+    drawn(browser)  # one more frame after the model is first drawn
     pixels = viewer_pixels(browser)
     covered, saucer = coffee_colours(pixels)
     assert covered > 0.10, f"viewer nearly blank: {covered:.1%} of pixels off the background"
@@ -155,7 +166,7 @@ def test_a_splat_result_is_shown_as_coloured_markers(browser, ui_server) -> None
     )
     assert state == "loaded"
     wait_for(browser, "document.getElementById('viewer').modelIsVisible")
-    time.sleep(0.5)
+    drawn(browser)
     covered, saucer = coffee_colours(viewer_pixels(browser))
     assert covered > 0.10 and saucer > 0.01
 
@@ -197,12 +208,13 @@ def test_gen3d_view_serves_and_writes_a_file_that_opens_offline(browser, tmp_pat
     obj.write_bytes(encode_asset(asset, "obj"))
     cli = [sys.executable, "-m", "gen3d.cli", "view", str(obj)]
     html = tmp_path / "coffee.html"
-    done = subprocess.run(
-        [*cli, "--html", str(html)], capture_output=True, text=True, cwd=REPO, timeout=120
-    )
-    assert done.returncode == 0, done.stderr
     served = subprocess.Popen([*cli, "--no-browser"], stdout=subprocess.PIPE, text=True, cwd=REPO)
     try:
+        # the file is written while the server starts: two interpreters' start-up at once
+        done = subprocess.run(
+            [*cli, "--html", str(html)], capture_output=True, text=True, cwd=REPO, timeout=120
+        )
+        assert done.returncode == 0, done.stderr
         line = served.stdout.readline()
         url = line.split(" at ")[1].split()[0]
         for address in (url, html.as_uri()):
@@ -210,7 +222,7 @@ def test_gen3d_view_serves_and_writes_a_file_that_opens_offline(browser, tmp_pat
             state = wait_for(browser, "document.getElementById('viewer').dataset.state")
             assert state == "loaded", address
             wait_for(browser, "document.getElementById('viewer').modelIsVisible")
-            time.sleep(0.5)
+            drawn(browser)
             covered, saucer = coffee_colours(viewer_pixels(browser))
             assert covered > 0.10 and saucer > 0.02, address
     finally:

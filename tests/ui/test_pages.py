@@ -41,7 +41,7 @@ def links_of(html: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def ui_server(tmp_path_factory):
+def ui_server(tmp_path_factory, server_stopper):
     from gen3d.serve.launcher import start_server
 
     # A request limit below the size of a PLY result: the page still gets it converted.
@@ -51,11 +51,11 @@ def ui_server(tmp_path_factory):
     )
     server.wait_ready(60)
     yield server
-    server.stop(timeout_s=10)
+    server_stopper.stop(server)
 
 
-def test_pages_are_off_unless_gen3d_ui_is_set(start_gen3d_server) -> None:
-    srv = start_gen3d_server()
+def test_pages_are_off_unless_gen3d_ui_is_set(default_server) -> None:
+    srv = default_server
     for path in ("/", "/docs/", "/openapi.yaml", "/ui/static/tryit.js"):
         response = requests.get(srv.url + path, timeout=10)
         assert response.status_code == 404, path
@@ -246,6 +246,7 @@ def test_gen3d_view_checks_host_and_origin_and_sends_the_headers(tmp_path) -> No
         server.server_close()
 
 
+@pytest.mark.slow  # starts `gen3d serve`: servers of its own
 @pytest.mark.parametrize(("flags", "page_status"), [((), 200), (("--no-ui",), 404)])
 def test_gen3d_serve_serves_the_pages_unless_told_not_to(tmp_path, flags, page_status) -> None:
     from gen3d.serve.launcher import ManagedProcess, free_port

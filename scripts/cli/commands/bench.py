@@ -1,4 +1,4 @@
-"""`gen3d bench`: model, server, cold-start, peer and overload benchmarks, and their report.
+"""`gen3d bench`: model, server, cold-start, peer, overload, CPU and memory benchmarks, report.
 
 gen3d bench all --device cpu --out benchmarks/results   # what `make bench` runs
 gen3d bench report                                      # -> benchmarks/README.md + plots
@@ -153,11 +153,12 @@ def _load_args(
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "bench",
-        help="benchmarks: model, server, cold start, peer servers, overload, report",
+        help="benchmarks: model, server, cold start, peers, overload, CPU, memory, report",
         description="Measure the model in-process, the real server under load, cold start, "
-        "peer servers (LitServe, an AWS-BYOC-style Flask app under gunicorn sync workers) and "
-        "goodput under overload; every result is JSON with an environment fingerprint "
-        "under benchmarks/results/<device>/. `report` turns them into benchmarks/README.md.",
+        "peer servers (LitServe, an AWS-BYOC-style Flask app under gunicorn sync workers), "
+        "goodput under overload, server CPU per request and a worker's peak memory; every "
+        "result is JSON with an environment fingerprint under benchmarks/results/<device>/. "
+        "`report` turns them into benchmarks/README.md.",
     )
     sub = p.add_subparsers(dest="bench_command", metavar="SUITE")
 
@@ -237,7 +238,59 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "other servers' and in reverse order every other round, so a slow spell of the "
         "machine hits all servers alike (default 4)",
     )
+    r.add_argument(
+        "--repeats",
+        type=_count,
+        default=1,
+        help="whole runs, each turning the measuring order one more place; above 1, one "
+        "document (peers_repeats_<backend>.json) with the median of each figure and ratio "
+        "over the runs and every run's ratio beside it (default 1: one peers run)",
+    )
     r.set_defaults(func=run_peers)
+
+    cpu = sub.add_parser(
+        "cpu",
+        help="server CPU per request, ours vs a peer, counted exactly over the same requests",
+        description="Start our server and one peer on the same backend (127.0.0.1 only); "
+        "send each --requests JSON requests from --clients keep-alive connections per "
+        "round, rounds alternating between them (the other paused); read every process's "
+        "user and system CPU from /proc around each round (nginx and python split) and the "
+        "machine's idle share. CPU per request is steadier than throughput on a shared "
+        "machine. Writes OUT/<device>/cpu_per_request_<backend>_c<clients>_<peer>.json.",
+    )
+    _common(cpu, ("silhouette", "proxy"))
+    cpu.add_argument("--peer", choices=("byoc", "litserve"), default="byoc")
+    cpu.add_argument("--clients", type=_count, default=16, help="keep-alive clients (16)")
+    cpu.add_argument("--requests", type=_count, default=240, help="requests per round (240)")
+    cpu.add_argument("--rounds", type=_count, default=6, help="rounds per server (6)")
+    cpu.add_argument("--max-batch-size", type=int, default=8, help="GEN3D_MAX_BATCH_SIZE (8)")
+    cpu.add_argument(
+        "--max-batch-delay-ms", type=float, default=10.0, help="GEN3D_MAX_BATCH_DELAY_MS (10)"
+    )
+    _byoc_workers(cpu)
+    cpu.set_defaults(func=run_cpu_per_request)
+
+    mem = sub.add_parser(
+        "memory",
+        help="a worker's peak memory under many large images at once",
+        description="Start our server with one worker, send --concurrency parallel "
+        "requests of one --side x --side RGBA PNG (about 90 kB on the wire at 4096) and "
+        "read the worker's peak and current resident memory (VmHWM, VmRSS) from /proc. "
+        "Writes OUT/<device>/memory_<backend>.json.",
+    )
+    _common(mem, BUILTIN_NAMES)
+    mem.add_argument("--concurrency", type=_count, default=32, help="parallel requests (32)")
+    mem.add_argument("--side", type=_count, default=4096, help="image side in pixels (4096)")
+    mem.add_argument(
+        "--env",
+        type=_env_pair,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="more environment for the server, applied last (repeatable), e.g. "
+        "--env GEN3D_DECODE_CONCURRENCY=4",
+    )
+    mem.set_defaults(func=run_memory)
 
     o = sub.add_parser(
         "overload",
@@ -401,7 +454,39 @@ def run_peers(args: argparse.Namespace) -> int:
 
     if error := _guard(args):
         return _fail(error)
-    return _run_suite(args, run_peers_suite, _suite_config(PeersConfig, args))
+    config = _suite_config(PeersConfig, args)
+    if args.repeats > 1:
+        return run_peers_repeats(args, config)
+    return _run_suite(args, run_peers_suite, config)
+
+
+def run_peers_repeats(args: argparse.Namespace, config: object) -> int:
+    from gen3d.benchmarks.peers_repeats import run_peers_repeats as run
+
+    print(f"wrote {run(config, args.repeats, args.out)}")
+    return 0
+
+
+def run_cpu_per_request(args: argparse.Namespace) -> int:
+    from gen3d.benchmarks.cpu_per_request import CpuPerRequestConfig, run_cpu_per_request_suite
+
+    if error := _guard(args):
+        return _fail(error)
+    if args.requests < args.clients:
+        return _fail("--requests must be at least --clients")
+    config = _suite_config(CpuPerRequestConfig, args)
+    return _run_suite(args, run_cpu_per_request_suite, config)
+
+
+def run_memory(args: argparse.Namespace) -> int:
+    from gen3d.benchmarks.memory import MemoryConfig, run_memory_suite
+
+    if error := _guard(args):
+        return _fail(error)
+    if args.side < 16:
+        return _fail("--side must be >= 16")
+    config = _suite_config(MemoryConfig, args, extra_env=dict(args.env))
+    return _run_suite(args, run_memory_suite, config)
 
 
 def run_overload(args: argparse.Namespace) -> int:

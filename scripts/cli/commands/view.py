@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import webbrowser
 from pathlib import Path
@@ -52,9 +53,18 @@ def run(args: argparse.Namespace) -> int:
     return _serve(app, args.port, open_browser=not args.no_browser, name=args.file.name)
 
 
+def _stop(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
 def _serve(app, port: int, open_browser: bool, name: str) -> int:
     from werkzeug.serving import make_server
 
+    # Ctrl-C and SIGTERM stop the server even when this process was started with SIGINT
+    # ignored (a job started with & by a non-interactive shell is): Python then leaves
+    # SIGINT ignored, and "Ctrl-C to stop" would not stop it.
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
     server = make_server("127.0.0.1", port, app, threaded=True)
     url = f"http://127.0.0.1:{server.server_port}/"
     print(f"viewing {name} at {url} (Ctrl-C to stop)", flush=True)
