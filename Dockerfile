@@ -64,6 +64,9 @@ RUN if [ "$FLAVOR" = sam3d ]; then \
 # upstream's hydra patch from the repository (its patching/hydra would download a file).
 ARG SAM3D_OBJECTS_COMMIT=cf066761706cd02b07e2fc6274570ec8cdafb683
 ARG TORCH_CUDA_ARCH_LIST="7.5;8.0;8.6;8.9;9.0"
+# the patch applies in site-packages, a path only Python knows at build time: a subshell's
+# cd, not WORKDIR
+# hadolint ignore=DL3003
 RUN if [ "$FLAVOR" = sam3d ]; then \
       python -c "import wheel, setuptools, packaging, psutil, ninja, hatchling" \
       && if [ "$GITHUB_MIRROR" != https://github.com/ ]; then \
@@ -86,7 +89,7 @@ RUN if [ "$FLAVOR" = sam3d ]; then \
 # (.dockerignore lets only pyproject.toml, README.md and the package folders through)
 COPY . .
 RUN pip install --no-deps . \
-    && python -c "import gen3d.serve.app, gen3d.serve.backends, gen3d.cli.main"
+    && python -c "import gen3d.serve.http.app, gen3d.serve.backends, gen3d.cli.main"
 
 # ---------------------------------------------------------------- final: runtime only
 FROM ${BASE_IMAGE}
@@ -101,7 +104,7 @@ LABEL com.amazonaws.sagemaker.capabilities.accept-bind-to-port=true \
       org.opencontainers.image.licenses="Apache-2.0"
 
 # The interpreter the venv points at; nginx-light, the buffering front `serve` runs before
-# gunicorn (gen3d.serve.front: slow and idle clients never hold a request thread); plus the
+# gunicorn (gen3d.serve.process.front: slow and idle clients never hold a request thread); plus the
 # GL/GLib/OpenMP libraries the sam3d stack's wheels (opencv, open3d, pyrender) load; no
 # compilers, no -dev packages, no apt lists.
 # hadolint ignore=DL3008

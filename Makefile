@@ -55,7 +55,7 @@ browser: ## install chromium + chromium-driver (apt) for the browser tests
 	    --no-install-recommends chromium chromium-driver; \
 	else echo "browser tests will skip: apt-get install chromium chromium-driver (as root)"; fi
 
-# nginx, the buffering front the image runs before gunicorn (gen3d.serve.front): installed
+# nginx, the buffering front the image runs before gunicorn (gen3d.serve.process.front): installed
 # with apt when missing and make runs as root; without it the server runs gunicorn alone and
 # the slow-client tests skip.
 front: ## install nginx-light (apt): the server's front, as in the image

@@ -24,10 +24,10 @@ import numpy as np
 from PIL import Image
 
 from gen3d.benchmarks.environment import fingerprint
-from gen3d.serve import automask, finishing
-from gen3d.serve.assets import encode_asset
 from gen3d.serve.backends.base import Sample
 from gen3d.serve.backends.silhouette import SilhouetteBackend
+from gen3d.serve.model import automask, finishing
+from gen3d.serve.outputs.encoding import encode_asset
 
 HERE = Path(__file__).resolve().parent
 TRUTH = HERE / "automask_truth"

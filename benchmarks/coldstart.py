@@ -1,6 +1,6 @@
 """Cold-start suite: process start -> first /ping 200, split into its parts.
 
-The parts come from the server's own log (serve/runtime.py logs "loaded backend ... in
+The parts come from the server's own log (serve/model/runtime.py logs "loaded backend ... in
 X s" and "warm-up done in X s", each line time-stamped to the millisecond):
   import   = process start -> start of the backend load (gunicorn boot, fork, imports)
   load     = backend.load (weights read and placed)
@@ -30,8 +30,8 @@ from gen3d.benchmarks.environment import fingerprint
 from gen3d.benchmarks.results_io import Recorder
 from gen3d.benchmarks.stats import summarize
 from gen3d.benchmarks.suite_config import SuiteConfig
+from gen3d.client.local_server import start_server
 from gen3d.serve.artifact.variant import Variant
-from gen3d.serve.launcher import start_server
 
 _STAMP = r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) "
 LOADED = re.compile(_STAMP + r".*loaded backend \S+ in ([\d.]+) s", re.MULTILINE)

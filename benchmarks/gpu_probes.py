@@ -147,7 +147,7 @@ def batcher_throughput(
     """Per batch size b: rounds of b one-sample requests submitted together to a Batcher
     of max batch b; throughput (samples/s), the batches it formed, peak memory."""
     torch = _torch()
-    from gen3d.serve.batching import Batcher
+    from gen3d.serve.model.batching import Batcher
 
     settings = settings_for("proxy", model_dir, device, precision, max(batches))
     backend, _ = load_backend(settings)
@@ -277,7 +277,7 @@ def served(
 ) -> dict[str, Any]:
     """The server end to end: batching on (max batch 8) and off (1), each level in turn;
     a level that would start past `deadline` (time.monotonic()) is recorded as skipped."""
-    from gen3d.serve.launcher import gunicorn_master, start_server
+    from gen3d.client.local_server import gunicorn_master, start_server
 
     front = "nginx" if nginx_present() else "none"
     results: list[dict[str, Any]] = []

@@ -17,8 +17,8 @@ from typing import Any
 
 import litserve as ls
 
-from gen3d.serve import codecs
 from gen3d.serve.errors import Gen3DError
+from gen3d.serve.http import codecs
 from gen3d.serve.settings import Settings
 
 

@@ -14,7 +14,7 @@ from dataclasses import replace
 import numpy as np
 from PIL import Image
 
-from gen3d.serve import synthetic
+from gen3d.serve.backends import synthetic
 from gen3d.serve.backends.base import Sample
 
 IMAGE_SIZE = 256

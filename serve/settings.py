@@ -14,9 +14,10 @@ from typing import Any
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 LOG_LEVELS = ("debug", "info", "warning", "error")
-LOG_FORMATS = ("json", "text")  # observability (issue 17): gen3d.serve.logging_setup
+LOG_FORMATS = ("json", "text")  # observability (issue 17): gen3d.serve.observe.logging_setup
 EMF_MODES = ("auto", "on", "off")  # auto: on when GEN3D_DEPLOYMENT is set (gen3d deploy sets it)
-FRONTS = ("auto", "nginx", "none")  # auto: nginx when its binary is on PATH (gen3d.serve.front)
+# auto: nginx when its binary is on PATH (gen3d.serve.process.front)
+FRONTS = ("auto", "nginx", "none")
 
 
 class SettingsError(ValueError):
@@ -46,7 +47,7 @@ class Settings:
     decode_concurrency: int = 2  # bodies decoded at once per worker (bounds peak memory)
     max_batch_items: int = 16
     warmup: bool = True
-    workers: int = 0  # 0: from the hardware (gen3d.serve.capacity.plan)
+    workers: int = 0  # 0: from the hardware (gen3d.serve.model.capacity.plan)
     worker_threads: int = 0  # 0: derived from the batch, max_queue and max_waiting (capacity)
     server_timeout_s: int = 120
     log_level: str = "info"
@@ -56,12 +57,12 @@ class Settings:
     ui: bool = False  # try-it page at / and /docs (gen3d.serve.ui); `gen3d serve` turns it on
     # Host names the UI server answers besides loopback ones (gen3d.serve.ui.local_guard)
     ui_hosts: tuple[str, ...] = ()
-    # observability (issue 17): gen3d.serve.logging_setup, gen3d.serve.metrics
+    # observability (issue 17): gen3d.serve.observe.logging_setup, gen3d.serve.observe.metrics
     log_format: str = "json"
     deployment: str = ""  # the endpoint's deployment name: a metric dimension
     emf_metrics: str = "auto"
     prometheus: bool = False  # /metrics in Prometheus text format
-    # the buffering front (gen3d.serve.front): slow and idle clients meet nginx, not threads
+    # the buffering front (gen3d.serve.process.front): slow and idle clients meet nginx, not threads
     front: str = "auto"
     header_timeout_s: float = 10.0  # the whole request header
     body_timeout_s: float = 10.0  # between two reads of the body

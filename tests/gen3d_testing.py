@@ -12,7 +12,7 @@ import numpy as np
 import requests
 from PIL import Image
 
-from gen3d.serve.synthetic import photo_and_mask
+from gen3d.serve.backends.synthetic import photo_and_mask
 
 # The installed `gen3d` console script of the interpreter running the tests (the checkout's
 # .venv under `make test`, any other environment the project is installed into otherwise).
@@ -62,7 +62,7 @@ def glb_json(data: bytes) -> dict:
 
 
 def tiny_onnx_segmenter(path: Path, side: int | None) -> None:
-    """A real ONNX graph in the artifact's segmenter contract (gen3d.serve.automask):
+    """A real ONNX graph in the artifact's segmenter contract (gen3d.serve.model.automask):
     foreground probability = the mean of the RGB channels, so white is object."""
     import onnx
     from onnx import TensorProto, helper

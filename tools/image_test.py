@@ -227,8 +227,8 @@ def check_contents(lower: Path, root: Path, config: dict[str, Any]) -> dict[str,
     """What the final stage must and must not contain, read from the built image."""
     imports = (
         "import importlib.util as u, sys; "
-        "mods = ['gen3d.serve.app', 'gen3d.serve.backends.silhouette', 'gen3d.cli.main', 'numpy', "
-        "'scipy', 'skimage', 'PIL', 'flask', 'gunicorn', 'trimesh', 'safetensors']; "
+        "mods = ['gen3d.serve.http.app', 'gen3d.serve.backends.silhouette', 'gen3d.cli.main', "
+        "'numpy', 'scipy', 'skimage', 'PIL', 'flask', 'gunicorn', 'trimesh', 'safetensors']; "
         "[__import__(m) for m in mods]; "
         "print('torch' if u.find_spec('torch') else 'no-torch', sys.version.split()[0])"
     )
@@ -259,7 +259,7 @@ def rgba_png() -> bytes:
     import numpy as np
     from PIL import Image
 
-    from gen3d.serve.synthetic import photo_and_mask
+    from gen3d.serve.backends.synthetic import photo_and_mask
 
     image, mask = photo_and_mask(128, width=160, ellipse=(0.5, 0.5, 55 / 160, 40 / 128))
     buf = io.BytesIO()
@@ -306,7 +306,7 @@ def serve_and_query(
             time.sleep(0.5)
         result["ready_s"] = round(time.monotonic() - started, 1)
         result["ping_status"] = ping.status_code
-        # the image's serve puts nginx before gunicorn (gen3d.serve.front)
+        # the image's serve puts nginx before gunicorn (gen3d.serve.process.front)
         result["front"] = ping.headers.get("Server", "")
         if result["front"] != "nginx":
             raise ImageTestError(f"/ping not answered through nginx (Server: {result['front']!r})")
@@ -375,7 +375,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("image-test: needs root (debootstrap, chroot, mounts)", file=sys.stderr)
         return 2
     timings: dict[str, float] = {}
-    from gen3d.serve.launcher import free_port
+    from gen3d.client.local_server import free_port
 
     port = args.port or free_port()
     try:

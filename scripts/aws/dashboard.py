@@ -1,5 +1,5 @@
 """A CloudWatch dashboard per deployment: SageMaker's endpoint metrics next to the
-container's own (namespace Gen3D, gen3d.serve.metrics).
+container's own (namespace Gen3D, gen3d.serve.observe.metrics).
 
 Dashboard body reference: docs.aws.amazon.com/AmazonCloudWatch/latest/APIReference/
 CloudWatch-Dashboard-Body-Structure.html (metric widgets: `metrics` rows of
@@ -28,7 +28,7 @@ from gen3d.aws.endpoint_metrics import INSTANCE, SAGEMAKER
 from gen3d.aws.endpoint_spec import VARIANT, DeploySpec
 from gen3d.aws.plan import CREATED, UNCHANGED, UPDATED, Plan
 from gen3d.aws.platform import is_gpu_instance
-from gen3d.serve.metrics import NAMESPACE as GEN3D_NAMESPACE
+from gen3d.serve.observe.metrics import NAMESPACE as GEN3D_NAMESPACE
 
 WIDTH, HEIGHT = 12, 6  # two widgets a row
 

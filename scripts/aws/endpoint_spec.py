@@ -12,13 +12,12 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from gen3d.aws import platform
+from gen3d.aws import instances, platform
 from gen3d.aws.clients import tag_list
 from gen3d.aws.errors import AwsCommandError
 from gen3d.aws.platform import is_gpu_instance
-from gen3d.serve import instances
 from gen3d.serve.backends import BUILTIN_NAMES, is_gpu_backend
-from gen3d.serve.capacity import plan as capacity_plan
+from gen3d.serve.model.capacity import plan as capacity_plan
 from gen3d.serve.settings import Settings, SettingsError
 
 MODES = ("serverless", "async", "realtime")
@@ -246,7 +245,7 @@ def async_concurrency(spec: DeploySpec) -> int:
     groups up to GEN3D_MAX_BATCH_SIZE; sam3d and silhouette run one sample). More would
     wait inside a busy container while the backlog metric, which scales out, stays low."""
     settings = spec.settings()
-    # MODEL_SERVER_WORKERS=0 is the container's own plan (gen3d.serve.capacity): one worker
+    # MODEL_SERVER_WORKERS=0 is the container's own plan (gen3d.serve.model.capacity): one worker
     # per GPU for a GPU backend, and the instance type says how many GPUs it has. A CPU
     # backend's one-per-core is counted as one worker (cores are not in the table): the
     # least any instance runs, so nothing waits in a container.

@@ -25,7 +25,7 @@ from gen3d.aws.clients import AwsClients
 from gen3d.aws.endpoint_metrics import INSTANCE, SAGEMAKER, publishes
 from gen3d.aws.endpoint_spec import VARIANT
 from gen3d.aws.errors import AwsCommandError
-from gen3d.serve.metrics import NAMESPACE as GEN3D_NAMESPACE
+from gen3d.serve.observe.metrics import NAMESPACE as GEN3D_NAMESPACE
 
 HOUR_S = 3600
 

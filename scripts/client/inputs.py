@@ -16,8 +16,8 @@ from typing import Any
 from urllib3 import encode_multipart_formdata
 
 from gen3d.client.errors import InputError
-from gen3d.serve.assets import FORMATS
-from gen3d.serve.codecs import FORMAT_MEDIA_TYPE, MAX_SEED
+from gen3d.serve.http.codecs import FORMAT_MEDIA_TYPE, MAX_SEED
+from gen3d.serve.outputs.encoding import FORMATS
 
 # The container's own tables (usdz only from servers with the `usd` extra; 406 elsewhere)
 SUFFIX = {fmt: "." + fmt for fmt in FORMATS}

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from gen3d.serve.assets import Asset
-from gen3d.serve.synthetic import photo_and_mask
+from gen3d.serve.backends.synthetic import photo_and_mask
+from gen3d.serve.outputs.assets import Asset
 
 if TYPE_CHECKING:
     import torch

@@ -6,7 +6,7 @@ rim meets the mirror plane at a vertical tangent (a smooth rim, no crease), and 
 solid is mirrored about z = 0. Marching cubes on the signed field h(x, y) - |z| gives a
 closed, consistently oriented surface. Vertices take the photo's colour at their (x, y).
 
-Output convention (serve/assets.py): y up, x right, +z towards the camera, centred on
+Output convention (serve/outputs/assets.py): y up, x right, +z towards the camera, centred on
 the bounding box, largest extent 1.
 """
 
@@ -23,10 +23,10 @@ from scipy import ndimage
 from skimage import measure
 
 from gen3d.serve import request_options
-from gen3d.serve.assets import Asset, GaussianSplat, Mesh
 from gen3d.serve.backends.base import Sample, synthetic_sample
 from gen3d.serve.errors import Unprocessable
-from gen3d.serve.geometry import image_axes_to_gltf, to_unit_box, wound_outwards
+from gen3d.serve.outputs.assets import Asset, GaussianSplat, Mesh
+from gen3d.serve.outputs.geometry import image_axes_to_gltf, to_unit_box, wound_outwards
 
 if TYPE_CHECKING:
     import torch

@@ -35,7 +35,7 @@ from gen3d.client import (
     Result,
     UnprocessableError,
 )
-from gen3d.serve.assets import Mesh, mesh_to_glb, mesh_to_obj
+from gen3d.serve.outputs.assets import Mesh, mesh_to_glb, mesh_to_obj
 
 ROLE = EMULATED_ROLE
 IO_BUCKET = "gen3d-client-io"

@@ -37,8 +37,8 @@ from gen3d.client import (
 from gen3d.client import errors as client_errors
 from gen3d.client.async_endpoint import INPUT_PREFIX
 from gen3d.client.inputs import FORMAT_MEDIA_TYPE
-from gen3d.serve import codecs
 from gen3d.serve import errors as server_errors
+from gen3d.serve.http import codecs
 from gen3d.serve.settings import Settings
 
 PLUGINS = Path(__file__).resolve().parents[1] / "fixtures" / "plugins"

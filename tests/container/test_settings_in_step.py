@@ -25,7 +25,7 @@ OTHER_READERS = {
     "GEN3D_SCREENSHOT_DIR": "tests/ui/test_browser.py",  # where the UI test keeps screenshots
     "CONDA_PREFIX": "serve/backends/sam3d/loading.py",  # upstream's notebook needs it at import
     # the supervisor hands each gunicorn these (not the user's to set)
-    "GEN3D_CAPACITY_PLAN": "serve/capacity.py",
+    "GEN3D_CAPACITY_PLAN": "serve/model/capacity.py",
     "GEN3D_MAX_INPUT_BYTES": "scripts/aws/lambda_handler.py",  # the upload Lambda's limit
 }
 # set in the image for the interpreter or third-party libraries, with who reads them

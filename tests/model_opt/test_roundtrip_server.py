@@ -13,8 +13,8 @@ from gen3d_testing import photo_and_mask, rgba_png
 
 from gen3d.model_opt.optimize import build_proxy_artifact
 from gen3d.serve.artifact.variant import Variant
-from gen3d.serve.assets import encode_asset
 from gen3d.serve.backends.base import Sample
+from gen3d.serve.outputs.encoding import encode_asset
 
 VARIANTS = [
     Variant("fp16"),

@@ -12,9 +12,9 @@ import trimesh
 from PIL import Image
 
 from gen3d.client.preview import VIEWS, render_preview, view_rotation
-from gen3d.serve.assets import encode_asset
 from gen3d.serve.backends.base import Sample
 from gen3d.serve.backends.silhouette import SilhouetteBackend
+from gen3d.serve.outputs.encoding import encode_asset
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 BLUE, RED = (40, 60, 220, 255), (230, 20, 20, 255)

@@ -7,11 +7,11 @@ import time
 import pytest
 from gen3d_testing import rgba_png
 
-from gen3d.serve.app import create_app
-from gen3d.serve.assets import Asset
 from gen3d.serve.backends.silhouette import SilhouetteBackend
-from gen3d.serve.forwarded import BEHIND_FRONT_ENV, FORWARDED_AT_HEADER
-from gen3d.serve.runtime import ModelRuntime
+from gen3d.serve.http.app import create_app
+from gen3d.serve.http.forwarded import BEHIND_FRONT_ENV, FORWARDED_AT_HEADER
+from gen3d.serve.model.runtime import ModelRuntime
+from gen3d.serve.outputs.assets import Asset
 from gen3d.serve.settings import Settings
 
 

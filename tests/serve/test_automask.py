@@ -11,9 +11,9 @@ from gen3d_testing import png_bytes, tiny_onnx_segmenter
 from PIL import Image
 from skimage import data
 
-from gen3d.serve import codecs
-from gen3d.serve.automask import SEGMENTER_FILE, AutoMasker, check_coverage, grabcut_mask
 from gen3d.serve.errors import BadRequest, Unprocessable
+from gen3d.serve.http import codecs
+from gen3d.serve.model.automask import SEGMENTER_FILE, AutoMasker, check_coverage, grabcut_mask
 
 REPO_SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 LIMITS = codecs.Limits(

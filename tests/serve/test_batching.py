@@ -10,9 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from gen3d.serve.assets import Asset
 from gen3d.serve.backends.base import Sample
-from gen3d.serve.batching import Batcher
 from gen3d.serve.errors import (
     CapacityExceeded,
     DeadlineExceeded,
@@ -20,6 +18,8 @@ from gen3d.serve.errors import (
     QueueFull,
     Unprocessable,
 )
+from gen3d.serve.model.batching import Batcher
+from gen3d.serve.outputs.assets import Asset
 
 
 class RecordingBackend:

@@ -1,10 +1,10 @@
-"""The capacity plan: one function of the settings and the hardware (gen3d.serve.capacity)."""
+"""The capacity plan: one function of the settings and the hardware (gen3d.serve.model.capacity)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from gen3d.serve.capacity import PING_HEADROOM, CapacityPlan, current, plan, visible_gpus
+from gen3d.serve.model.capacity import PING_HEADROOM, CapacityPlan, current, plan, visible_gpus
 from gen3d.serve.settings import Settings
 
 

@@ -7,8 +7,6 @@ import numpy as np
 import pytest
 from gen3d_testing import b64, json_instance, photo_and_mask, png_bytes, rgba_png
 
-from gen3d.serve import codecs
-from gen3d.serve.assets import Asset
 from gen3d.serve.backends.base import synthetic_sample
 from gen3d.serve.backends.silhouette import SilhouetteBackend
 from gen3d.serve.errors import (
@@ -17,6 +15,8 @@ from gen3d.serve.errors import (
     PayloadTooLarge,
     Unprocessable,
 )
+from gen3d.serve.http import codecs
+from gen3d.serve.outputs.assets import Asset
 
 LIMITS = codecs.Limits(
     max_image_pixels=512 * 512,
@@ -203,7 +203,7 @@ def test_the_client_integer_reader_takes_ascii_digits(value) -> None:
 )  # fmt: skip
 def test_the_client_integer_reader_refuses_everything_else_as_the_clients_error(value) -> None:
     from gen3d.serve.errors import BadRequest, Unprocessable
-    from gen3d.serve.request_body import declared_length
+    from gen3d.serve.http.request_body import declared_length
     from gen3d.serve.request_options import client_int
 
     with pytest.raises(BadRequest, match="n must be an integer in"):

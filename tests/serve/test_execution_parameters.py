@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from gen3d.serve.app import execution_parameters_for
 from gen3d.serve.backends import BUILTIN, create_backend
-from gen3d.serve.capacity import plan
+from gen3d.serve.http.app import execution_parameters_for
+from gen3d.serve.model.capacity import plan
 from gen3d.serve.settings import Settings
 
 ONE_WORKER = {"MODEL_SERVER_WORKERS": "1"}  # else one per core of the machine running this

@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import trimesh
 
-from gen3d.serve.assets import Asset, Mesh
 from gen3d.serve.backends.base import Sample
 from gen3d.serve.errors import Unprocessable
-from gen3d.serve.finishing import decimate, finish, is_closed
+from gen3d.serve.model.finishing import decimate, finish, is_closed
+from gen3d.serve.outputs.assets import Asset, Mesh
 
 
 def _sphere() -> Mesh:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from gen3d.serve.capacity import plan
-from gen3d.serve.front import FrontLayout, connection_limit, nginx_binary, render_config
+from gen3d.serve.model.capacity import plan
+from gen3d.serve.process.front import FrontLayout, connection_limit, nginx_binary, render_config
 from gen3d.serve.settings import Settings
 
 

@@ -14,7 +14,7 @@ import pytest
 import requests
 from gen3d_testing import png_bytes
 
-from gen3d.serve.synthetic import photo_and_mask
+from gen3d.serve.backends.synthetic import photo_and_mask
 
 MUTATIONS = 40
 PLUGINS = Path(__file__).resolve().parents[1] / "fixtures" / "plugins"
@@ -23,7 +23,7 @@ FORMATS = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, server_stopper):
-    from gen3d.serve.launcher import start_server
+    from gen3d.client.local_server import start_server
 
     log = tmp_path_factory.mktemp("fuzz") / "server.log"
     # JPEG carries no alpha: a backend that needs no mask (the documented example) lets

@@ -14,10 +14,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gen3d.serve.backends.base import Sample
 from gen3d.serve.backends.silhouette import SilhouetteBackend
-from gen3d.serve.batching import Batcher
-from gen3d.serve.metrics import Metrics, ObservedBackend
+from gen3d.serve.backends.synthetic import photo_and_mask
+from gen3d.serve.model.batching import Batcher
+from gen3d.serve.observe.metrics import Metrics, ObservedBackend
 from gen3d.serve.settings import Settings, SettingsError
-from gen3d.serve.synthetic import photo_and_mask
 
 # CloudWatch StandardUnit names (the EMF MetricDefinition's Unit takes these; botocore's
 # cloudwatch model, shape StandardUnit).

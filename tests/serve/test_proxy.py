@@ -12,15 +12,16 @@ import pytest
 import torch
 
 from gen3d.model_opt.proxy_model import init_proxy_model
-from gen3d.serve.assets import Asset, encode_asset
 from gen3d.serve.backends import create_backend
 from gen3d.serve.backends.base import Backend, Sample, synthetic_sample
 from gen3d.serve.backends.device import resolve_dtype
 from gen3d.serve.backends.proxy.backend import ProxyBackend, batch_buckets, parse_steps
 from gen3d.serve.backends.proxy.model import config_for
+from gen3d.serve.backends.synthetic import photo_and_mask
 from gen3d.serve.errors import ArtifactError, Unprocessable
+from gen3d.serve.outputs.assets import Asset
+from gen3d.serve.outputs.encoding import encode_asset
 from gen3d.serve.settings import Settings, SettingsError
-from gen3d.serve.synthetic import photo_and_mask
 
 # Same sample alone vs. inside a batch of 8 (CPU fp32): matmul blocking may differ with
 # the batch size, which moves logits by ~1e-6 relative; after marching cubes that is

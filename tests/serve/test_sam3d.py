@@ -29,7 +29,6 @@ from plyfile import PlyData
 from scipy.spatial.transform import Rotation
 
 from gen3d.model_opt.manifest import write_manifest
-from gen3d.serve.assets import Asset, encode_asset
 from gen3d.serve.backends import create_backend
 from gen3d.serve.backends.base import Backend, Sample, synthetic_sample
 from gen3d.serve.backends.sam3d.adapter import (
@@ -38,8 +37,10 @@ from gen3d.serve.backends.sam3d.adapter import (
     upstream_run_options,
 )
 from gen3d.serve.backends.sam3d.output import read_binary_ply
-from gen3d.serve.batching import as_client_error
 from gen3d.serve.errors import ArtifactError, Unprocessable, is_out_of_memory
+from gen3d.serve.model.batching import as_client_error
+from gen3d.serve.outputs.assets import Asset
+from gen3d.serve.outputs.encoding import encode_asset
 from gen3d.serve.settings import Settings
 
 STANDIN = Path(__file__).resolve().parents[1] / "fixtures" / "sam3d_standin"

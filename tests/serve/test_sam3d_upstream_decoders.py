@@ -101,8 +101,8 @@ def test_upstream_decoders_glb_and_ply_agree_after_conversion(upstream) -> None:
     import trimesh
     from plyfile import PlyData
 
-    from gen3d.serve.assets import encode_asset
     from gen3d.serve.backends.sam3d.output import output_to_asset
+    from gen3d.serve.outputs.encoding import encode_asset
 
     torch = upstream.torch
     torch.manual_seed(0)

@@ -16,12 +16,13 @@ import torch
 import trimesh
 from gen3d_testing import json_instance, post_png, rgba_png
 
-from gen3d.serve import codecs, usdz
 from gen3d.serve.backends import create_backend, lookup
 from gen3d.serve.backends.silhouette import SilhouetteBackend
 from gen3d.serve.errors import InternalError, NotAcceptable, NotReady, Unprocessable
-from gen3d.serve.runtime import ModelRuntime
-from gen3d.serve.service import InvocationService
+from gen3d.serve.http import codecs
+from gen3d.serve.http.service import InvocationService
+from gen3d.serve.model.runtime import ModelRuntime
+from gen3d.serve.outputs import usdz
 from gen3d.serve.settings import Settings, SettingsError
 
 PLUGINS = Path(__file__).resolve().parents[1] / "fixtures" / "plugins"

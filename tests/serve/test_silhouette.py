@@ -8,10 +8,11 @@ import trimesh
 from gen3d_testing import glb_json, photo_and_mask
 from plyfile import PlyData
 
-from gen3d.serve.assets import SPLAT_PROPERTIES, encode_asset
 from gen3d.serve.backends.base import Sample
 from gen3d.serve.backends.silhouette import MAX_FACES, SilhouetteBackend
 from gen3d.serve.errors import Unprocessable
+from gen3d.serve.outputs.assets import SPLAT_PROPERTIES
+from gen3d.serve.outputs.encoding import encode_asset
 
 
 def run(sample: Sample):

@@ -69,7 +69,7 @@ def browser() -> Iterator:
 
 @pytest.fixture(scope="module")
 def ui_server(tmp_path_factory, server_stopper) -> Iterator:
-    from gen3d.serve.launcher import start_server
+    from gen3d.client.local_server import start_server
 
     server = start_server(
         env={"GEN3D_UI": "1"}, log_path=tmp_path_factory.mktemp("ui") / "server.log"
@@ -197,9 +197,9 @@ def test_docs_list_the_three_routes(browser, ui_server) -> None:
 
 def test_gen3d_view_serves_and_writes_a_file_that_opens_offline(browser, tmp_path) -> None:
     # A result file from the silhouette backend, made in-process (no server needed).
-    from gen3d.serve.assets import encode_asset
     from gen3d.serve.backends.base import Sample
     from gen3d.serve.backends.silhouette import SilhouetteBackend
+    from gen3d.serve.outputs.encoding import encode_asset
 
     photo = np.asarray(Image.open(SAMPLES / "coffee.png").convert("RGB"))
     mask = np.asarray(Image.open(SAMPLES / "coffee_mask.png").convert("L")) > 127

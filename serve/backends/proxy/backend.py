@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from gen3d.serve.assets import Asset
 from gen3d.serve.backends.base import Sample, synthetic_sample
 from gen3d.serve.backends.device import dtype_name, resolve_device, resolve_dtype
 from gen3d.serve.backends.proxy import mesh as proxy_mesh
@@ -30,6 +29,7 @@ from gen3d.serve.backends.proxy.flow import run_pipeline
 from gen3d.serve.backends.proxy.model import ProxyConfig, ProxyModel, build_model
 from gen3d.serve.backends.proxy.weights import WEIGHTS_FILE, load_weights, read_config
 from gen3d.serve.errors import Unprocessable
+from gen3d.serve.outputs.assets import Asset
 
 if TYPE_CHECKING:
     from gen3d.serve.settings import Settings

@@ -17,9 +17,9 @@ from PIL import Image
 from scipy import ndimage
 from skimage import measure
 
-from gen3d.serve.assets import GaussianSplat, Mesh
 from gen3d.serve.errors import Unprocessable
-from gen3d.serve.geometry import image_axes_to_gltf, to_unit_box, wound_outwards
+from gen3d.serve.outputs.assets import GaussianSplat, Mesh
+from gen3d.serve.outputs.geometry import image_axes_to_gltf, to_unit_box, wound_outwards
 
 NETWORK_WEIGHT = 0.12  # amplitude of the network's contribution, in half-extent units
 PRIOR_THICKNESS = 0.5  # half-thickness of the prior at its deepest point

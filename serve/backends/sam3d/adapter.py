@@ -36,7 +36,6 @@ import numpy as np
 import torch
 
 from gen3d.serve import request_options
-from gen3d.serve.assets import Asset
 from gen3d.serve.backends.base import Sample, synthetic_sample
 from gen3d.serve.backends.device import resolve_device
 from gen3d.serve.backends.sam3d.input_failures import as_input_error
@@ -58,6 +57,7 @@ from gen3d.serve.backends.sam3d.loading import (
 from gen3d.serve.backends.sam3d.offload import STAGES, StageOffload, lookup
 from gen3d.serve.backends.sam3d.output import output_to_asset
 from gen3d.serve.errors import ArtifactError, Unprocessable, is_out_of_memory
+from gen3d.serve.outputs.assets import Asset
 
 if TYPE_CHECKING:
     from gen3d.serve.settings import Settings

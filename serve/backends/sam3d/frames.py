@@ -11,7 +11,7 @@ Upstream at cf066761 (facts recorded in tests/fixtures/sam3d_upstream_contract.j
   (data/dataset/tdfy/transforms_3d.py:compose_transform; layout_post_optimization_utils
   .py:116 undoes to_glb's rotation before applying it, which confirms the frame).
 
-Gen3D's convention (serve/assets.py) is glTF's with the photo as the view: +y up, +x to
+Gen3D's convention (serve/outputs/assets.py) is glTF's with the photo as the view: +y up, +x to
 the right of the photo, +z towards the camera. So both outputs get
 `p_out = p_object @ R(rotation) @ diag(-1, 1, -1)`: the object as the camera saw it,
 re-expressed in the OpenGL camera axes. Scale and translation stay in the pose.

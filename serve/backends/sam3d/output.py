@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 
-from gen3d.serve.assets import Asset, GaussianSplat, Mesh
 from gen3d.serve.backends.sam3d.frames import (
     GLB_Z_TO_Y_UP,
     P3D_TO_GL,
@@ -24,7 +23,8 @@ from gen3d.serve.backends.sam3d.frames import (
     rotate_orientations,
 )
 from gen3d.serve.errors import Unprocessable
-from gen3d.serve.geometry import unit_box
+from gen3d.serve.outputs.assets import Asset, GaussianSplat, Mesh
+from gen3d.serve.outputs.geometry import unit_box
 
 log = logging.getLogger("gen3d.backend")
 

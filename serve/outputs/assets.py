@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 
-FORMATS = ("glb", "ply", "obj", "usdz")
 SH_C0 = 0.28209479177387814  # zeroth spherical-harmonic basis: rgb = 0.5 + SH_C0 * f_dc
 
 
@@ -74,29 +73,6 @@ class Asset:
     splat: GaussianSplat | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     mask: np.ndarray | None = None  # (H, W) bool: the mask the request used, if any
-
-
-def encode_asset(asset: Asset, fmt: str) -> bytes:
-    """Serialise `asset` as `fmt` (glb, ply, obj or usdz)."""
-    if fmt == "glb":
-        if asset.mesh is None:
-            raise ValueError("this result has no mesh to write as GLB")
-        return mesh_to_glb(asset.mesh, asset.metadata)
-    if fmt == "obj":
-        if asset.mesh is None:
-            raise ValueError("this result has no mesh to write as OBJ")
-        return mesh_to_obj(asset.mesh, asset.metadata)
-    if fmt == "usdz":
-        if asset.mesh is None:
-            raise ValueError("this result has no mesh to write as USDZ")
-        from gen3d.serve.usdz import mesh_to_usdz
-
-        return mesh_to_usdz(asset.mesh, asset.metadata)
-    if fmt == "ply":
-        if asset.splat is None:
-            raise ValueError("this result has no Gaussian splat to write as PLY")
-        return splat_to_ply(asset.splat)
-    raise ValueError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
 
 
 def _pad4(data: bytes, fill: bytes) -> bytes:

@@ -2,12 +2,12 @@
 
 GEN3D_LOG_FORMAT=json (the default: CloudWatch Logs Insights queries the fields) or text
 for a human at a terminal. The same configuration serves gunicorn's own loggers (through
-`logconfig_dict` in gen3d.serve.gunicorn_conf, so the master's lines are JSON too) and the
-workers' (`configure`, called by gen3d.serve.wsgi).
+`logconfig_dict` in gen3d.serve.process.gunicorn_conf, so the master's lines are JSON too) and the
+workers' (`configure`, called by gen3d.serve.process.wsgi).
 
 The request id lives in a context variable the app sets for the request's thread
-(gen3d.serve.request_log); a filter copies it onto every record logged meanwhile. EMF
-metric lines (gen3d.serve.metrics) go through their own logger with a bare-message
+(gen3d.serve.http.request_log); a filter copies it onto every record logged meanwhile. EMF
+metric lines (gen3d.serve.observe.metrics) go through their own logger with a bare-message
 formatter, because CloudWatch reads a log event as EMF only when the whole event is the
 EMF object.
 """
@@ -91,7 +91,7 @@ def logging_config(settings: Settings) -> dict[str, Any]:
         "loggers": {
             "gunicorn.error": ours,
             # gunicorn's own access lines only at GEN3D_LOG_LEVEL=debug (as before): the
-            # structured line per request is gen3d.access (gen3d.serve.request_log).
+            # structured line per request is gen3d.access (gen3d.serve.http.request_log).
             "gunicorn.access": {**ours, "level": "INFO" if level == "DEBUG" else "WARNING"},
             EMF_LOGGER: {"handlers": ["emf"], "level": "INFO", "propagate": False},
         },

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import requests
 
-from gen3d.serve.supervisor import child_pids, gunicorn_command
+from gen3d.serve.process.supervisor import child_pids, gunicorn_command
 
 __all__ = [
     "ManagedProcess",
@@ -35,8 +35,8 @@ __all__ = [
 
 
 def server_command(python: str = sys.executable) -> list[str]:
-    """The command the image's `serve` runs: nginx and the gunicorns (gen3d.serve.supervisor)."""
-    return [python, "-m", "gen3d.serve.supervisor"]
+    """The command the image's `serve` runs: nginx and the gunicorns (its supervisor)."""
+    return [python, "-m", "gen3d.serve.process.supervisor"]
 
 
 def free_port() -> int:

@@ -3,9 +3,10 @@ off), so the model and its CUDA context are created in the worker, never the mas
 
 from __future__ import annotations
 
-from gen3d.serve import capacity, liveness, logging_setup, metrics
-from gen3d.serve.app import create_app
-from gen3d.serve.runtime import ModelRuntime
+from gen3d.serve.http.app import create_app
+from gen3d.serve.model import capacity, liveness
+from gen3d.serve.model.runtime import ModelRuntime
+from gen3d.serve.observe import logging_setup, metrics
 from gen3d.serve.settings import Settings
 
 settings = Settings.from_env()  # validated already by gunicorn.conf.py in the master

@@ -3,7 +3,7 @@
 `InvocationService.invoke` is what /invocations does once the body is decoded: choose the
 response form from Accept, queue the samples on the worker's batcher (all or none),
 wait for each within the request's deadline, stamp the metadata, and encode the answer.
-The Flask app (gen3d.serve.app) only turns HTTP into a `DecodedRequest` and an `Answer`
+The Flask app (gen3d.serve.http.app) only turns HTTP into a `DecodedRequest` and an `Answer`
 into a response, so this is testable without Flask and reusable by other front ends.
 """
 
@@ -17,12 +17,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from gen3d.serve import __version__, codecs, finishing, request_options
-from gen3d.serve.assets import Asset
+from gen3d.serve import __version__, request_options
 from gen3d.serve.backends.base import Sample
-from gen3d.serve.batching import Batcher
 from gen3d.serve.errors import DeadlineExceeded, Gen3DError
-from gen3d.serve.runtime import ModelRuntime
+from gen3d.serve.http import codecs
+from gen3d.serve.model import finishing
+from gen3d.serve.model.batching import Batcher
+from gen3d.serve.model.runtime import ModelRuntime
+from gen3d.serve.outputs.assets import Asset
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Flask app factory: HTTP only (/ping, /invocations, /execution-parameters).
 
 The app turns HTTP into a decoded request and an Answer into a response; what happens in
-between is gen3d.serve.service.InvocationService. See docs/architecture.md.
+between is gen3d.serve.http.service.InvocationService. See docs/architecture.md.
 """
 
 from __future__ import annotations
@@ -15,16 +15,18 @@ from typing import Any
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from gen3d.serve import codecs, forwarded, metrics, request_body, request_log, request_options
-from gen3d.serve.capacity import CapacityPlan
+from gen3d.serve import request_options
 from gen3d.serve.errors import (
     Gen3DError,
     InternalError,
     PayloadTooLarge,
     UnsupportedMediaType,
 )
-from gen3d.serve.runtime import ModelRuntime
-from gen3d.serve.service import InvocationService
+from gen3d.serve.http import codecs, forwarded, request_body, request_log
+from gen3d.serve.http.service import InvocationService
+from gen3d.serve.model.capacity import CapacityPlan
+from gen3d.serve.model.runtime import ModelRuntime
+from gen3d.serve.observe import metrics
 from gen3d.serve.settings import Settings
 
 log = logging.getLogger("gen3d.app")
@@ -55,7 +57,7 @@ def execution_parameters_for(plan: CapacityPlan, settings: Settings) -> dict[str
 
 
 def error_response(err: Gen3DError) -> Response:
-    g.error_code = err.code  # for the request's log line and metrics (gen3d.serve.request_log)
+    g.error_code = err.code  # for the request's log line and metrics (gen3d.serve.http.request_log)
     body = err.to_dict(g.get("request_id"))
     response = Response(json.dumps(body), status=err.status, mimetype="application/json")
     if err.retry_after_s is not None:
@@ -148,7 +150,7 @@ def create_app(runtime: ModelRuntime) -> Flask:
                 decoded = decode_request(body, content_type, defaults, service.limits)
             accept = request.headers.get("Accept")
             outcome = service.invoke(decoded, accept, g.request_id, admission)
-        g.outcome, encode_started = outcome, time.perf_counter()  # for gen3d.serve.request_log
+        g.outcome, encode_started = outcome, time.perf_counter()  # for gen3d.serve.http.request_log
         answer = outcome.encode()
         g.encode_ms = outcome.encode_ms + round(1000 * (time.perf_counter() - encode_started), 3)
         return Response(answer.body, mimetype=answer.media_type, headers=answer.headers)

@@ -41,7 +41,6 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
-from gen3d.serve.assets import Asset
 from gen3d.serve.backends.base import Backend, Sample
 from gen3d.serve.errors import (
     CapacityExceeded,
@@ -51,7 +50,8 @@ from gen3d.serve.errors import (
     QueueFull,
     is_out_of_memory,
 )
-from gen3d.serve.liveness import Liveness
+from gen3d.serve.model.liveness import Liveness
+from gen3d.serve.outputs.assets import Asset
 
 log = logging.getLogger("gen3d.batching")
 

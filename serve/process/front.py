@@ -16,8 +16,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from gen3d.serve.capacity import CapacityPlan
-from gen3d.serve.forwarded import FORWARDED_AT_HEADER
+from gen3d.serve.http.forwarded import FORWARDED_AT_HEADER
+from gen3d.serve.model.capacity import CapacityPlan
 from gen3d.serve.settings import Settings
 
 NGINX = "nginx"
@@ -153,7 +153,7 @@ def render_config(
     )
     # gunicorn answers within its request deadline; past server_timeout_s it is wedged
     read_timeout = int(settings.server_timeout_s) + 5
-    return f"""# Written by gen3d.serve.front for this server: change the settings, not this file.
+    return f"""# Written by gen3d.serve.process.front: change the settings, not this file.
 daemon off;
 master_process on;
 worker_processes 1;

@@ -37,7 +37,7 @@ from functools import cache
 from typing import Any
 
 from gen3d.serve.errors import is_out_of_memory
-from gen3d.serve.logging_setup import EMF_LOGGER
+from gen3d.serve.observe.logging_setup import EMF_LOGGER
 from gen3d.serve.settings import Settings
 
 NAMESPACE = "Gen3D"
@@ -293,7 +293,7 @@ _current = Metrics.disabled()
 
 
 def install(metrics: Metrics) -> Metrics:
-    """Make `metrics` this process's sink (gen3d.serve.wsgi, once per worker)."""
+    """Make `metrics` this process's sink (gen3d.serve.process.wsgi, once per worker)."""
     global _current
     _current = metrics
     return metrics

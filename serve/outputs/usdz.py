@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gen3d.serve.assets import Mesh, texture_jpeg
+from gen3d.serve.outputs.assets import Mesh, texture_jpeg
 
 MEDIA_TYPE = "model/vnd.usdz+zip"
 TEXTURE_FILE = "texture.jpg"
@@ -41,7 +41,7 @@ def mesh_to_usdz(mesh: Mesh, metadata: dict) -> bytes:
     texture=image) the photo texture on `st` coordinates."""
     from pxr import Gf, Sdf, Usd, UsdGeom, UsdShade, UsdUtils, Vt
 
-    from gen3d.serve.assets import vertex_normals
+    from gen3d.serve.outputs.assets import vertex_normals
 
     with tempfile.TemporaryDirectory(prefix="gen3d-usdz-") as tmp:
         layer_path = str(Path(tmp) / "object.usdc")

@@ -1,7 +1,7 @@
 """What every backend's result goes through before it is encoded (issue 15): the face
 budget (`options.target_faces`), the texture check, and the mask the request used.
 
-Runs as the job's `finish` (gen3d.serve.batching): on the model thread right after its
+Runs as the job's `finish` (gen3d.serve.model.batching): on the model thread right after its
 batch on a CPU backend, on the request's thread beside the model on an accelerator.
 Decimation is quadric edge collapse from fast-simplification (the library
 trimesh's `simplify_quadric_decimation` calls); each kept vertex takes the colour and
@@ -13,9 +13,9 @@ from __future__ import annotations
 import numpy as np
 
 from gen3d.serve import request_options
-from gen3d.serve.assets import Asset, Mesh
 from gen3d.serve.backends.base import Sample
 from gen3d.serve.errors import Gen3DError, Unprocessable
+from gen3d.serve.outputs.assets import Asset, Mesh
 
 # fast-simplification's `agg` (its default first): higher is faster and coarser; a lower
 # value is tried when a collapse order would open a closed mesh.

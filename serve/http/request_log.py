@@ -1,11 +1,11 @@
 """Per-request observability on the Flask app: the request id on every log line of the
 request, one structured line per request (`gen3d.access`), the request's metrics, and
-Prometheus' /metrics when enabled. Installed by gen3d.serve.app with one call, so the
+Prometheus' /metrics when enabled. Installed by gen3d.serve.http.app with one call, so the
 app itself stays about HTTP.
 
 /ping lines are DEBUG (shown with GEN3D_LOG_LEVEL=debug): SageMaker and load balancers
 ping every few seconds, and a line per ping would bury the requests; why a worker is not
-ready is logged by gen3d.serve.runtime once, when it happens.
+ready is logged by gen3d.serve.model.runtime once, when it happens.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import time
 
 from flask import Flask, Response, g, request
 
-from gen3d.serve.logging_setup import REQUEST_ID
-from gen3d.serve.metrics import Metrics, RequestRecord, prometheus_text
+from gen3d.serve.observe.logging_setup import REQUEST_ID
+from gen3d.serve.observe.metrics import Metrics, RequestRecord, prometheus_text
 
 access_log = logging.getLogger("gen3d.access")
 log = logging.getLogger("gen3d.request_log")
@@ -97,7 +97,7 @@ def request_record(response: Response) -> RequestRecord:
         request_id=g.get("request_id") or "",
         status=response.status_code,
         duration_ms=duration_ms,
-        error_code=g.get("error_code"),  # set by gen3d.serve.app.error_response
+        error_code=g.get("error_code"),  # set by gen3d.serve.http.app.error_response
         items=len(outcome.results) if outcome else 0,
         batch_size=int(batch_size) if batch_size is not None else None,
         queue_ms=largest("queue_ms"),

@@ -6,8 +6,9 @@ import importlib
 import os
 import sys
 
-from gen3d.serve import capacity, logging_setup, metrics
 from gen3d.serve.backends import lookup
+from gen3d.serve.model import capacity
+from gen3d.serve.observe import logging_setup, metrics
 from gen3d.serve.settings import Settings, SettingsError
 
 try:
@@ -20,7 +21,7 @@ except SettingsError as exc:
 # The app's modules, and a built-in backend's (torch for proxy), are imported here, before
 # gunicorn binds its socket and forks: a worker that imported them itself held the GIL for
 # seconds while /ping waited. Nothing here creates a CUDA context (BackendEntry.preload).
-importlib.import_module("gen3d.serve.app")
+importlib.import_module("gen3d.serve.http.app")
 if (_backend := lookup(_settings.backend)).preload:
     importlib.import_module(_backend.target.split(":")[0])
 

@@ -1,6 +1,6 @@
 """What our front tells a worker about a request: when nginx handed it on.
 
-The front (gen3d.serve.front) stamps every proxied request with its clock; a worker behind
+The front (gen3d.serve.process.front) stamps every proxied request with its clock; a worker behind
 it (the supervisor sets BEHIND_FRONT_ENV) counts the time since against the request's
 deadline. Without the front the header is a client's own and means nothing.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import os
 
-BEHIND_FRONT_ENV = "GEN3D_BEHIND_FRONT"  # set by gen3d.serve.supervisor for each gunicorn
+BEHIND_FRONT_ENV = "GEN3D_BEHIND_FRONT"  # set by gen3d.serve.process.supervisor for each gunicorn
 # nginx's clock ($msec) when it handed the request on: the time since is the time it
 # waited in gunicorn's backlog for a worker, and counts against the request's deadline
 FORWARDED_AT_HEADER = "X-Gen3D-Forwarded-At"

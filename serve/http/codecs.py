@@ -21,8 +21,7 @@ from PIL import Image, ImageOps
 from werkzeug.datastructures import MIMEAccept
 from werkzeug.http import parse_accept_header
 
-from gen3d.serve import request_options, usdz
-from gen3d.serve.assets import FORMATS, Asset, encode_asset
+from gen3d.serve import request_options
 from gen3d.serve.backends.base import Sample
 from gen3d.serve.errors import (
     BadRequest,
@@ -31,6 +30,9 @@ from gen3d.serve.errors import (
     PayloadTooLarge,
     Unprocessable,
 )
+from gen3d.serve.outputs import usdz
+from gen3d.serve.outputs.assets import Asset
+from gen3d.serve.outputs.encoding import FORMATS, encode_asset
 
 MAX_SEED = 2**32 - 1
 # We refuse oversize images ourselves from the header (GEN3D_MAX_IMAGE_PIXELS), before

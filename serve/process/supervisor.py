@@ -24,14 +24,15 @@ import time
 from pathlib import Path
 from typing import IO
 
-from gen3d.serve import capacity, metrics
-from gen3d.serve.forwarded import BEHIND_FRONT_ENV
-from gen3d.serve.front import FrontError, FrontLayout, chosen_front, render_config
-from gen3d.serve.logging_setup import logging_config
+from gen3d.serve.http.forwarded import BEHIND_FRONT_ENV
+from gen3d.serve.model import capacity
+from gen3d.serve.observe import metrics
+from gen3d.serve.observe.logging_setup import logging_config
+from gen3d.serve.process.front import FrontError, FrontLayout, chosen_front, render_config
 from gen3d.serve.settings import Settings, SettingsError
 
-GUNICORN_CONFIG = "python:gen3d.serve.gunicorn_conf"
-WSGI_APP = "gen3d.serve.wsgi:app"
+GUNICORN_CONFIG = "python:gen3d.serve.process.gunicorn_conf"
+WSGI_APP = "gen3d.serve.process.wsgi:app"
 STOP_GRACE_S = 28.0  # within SageMaker's 30 s between SIGTERM and SIGKILL
 PR_SET_CHILD_SUBREAPER = 36  # linux/prctl.h
 WORKER_INDEX_ENV = "GEN3D_WORKER_INDEX"

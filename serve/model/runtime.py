@@ -11,14 +11,15 @@ import sys
 import threading
 import time
 
-from gen3d.serve import metrics, usdz
-from gen3d.serve.automask import AutoMasker
 from gen3d.serve.backends import Backend, create_backend
-from gen3d.serve.batching import Batcher
-from gen3d.serve.capacity import CapacityPlan
-from gen3d.serve.capacity import plan as capacity_plan
 from gen3d.serve.errors import NotReady
-from gen3d.serve.liveness import Liveness
+from gen3d.serve.model.automask import AutoMasker
+from gen3d.serve.model.batching import Batcher
+from gen3d.serve.model.capacity import CapacityPlan
+from gen3d.serve.model.capacity import plan as capacity_plan
+from gen3d.serve.model.liveness import Liveness
+from gen3d.serve.observe import metrics
+from gen3d.serve.outputs import usdz
 from gen3d.serve.settings import Settings
 
 log = logging.getLogger("gen3d.runtime")
@@ -28,7 +29,7 @@ LOADING_RETRY_AFTER_S = 5
 def computes_on_accelerator(backend: Backend) -> bool:
     """Whether the backend's model runs on a GPU (its `device`, a torch.device, says so;
     a backend without one computes on the CPU). Decides where answers are encoded
-    (gen3d.serve.batching: beside the model on an accelerator, after it on a CPU)."""
+    (gen3d.serve.model.batching: beside the model on an accelerator, after it on a CPU)."""
     return getattr(getattr(backend, "device", None), "type", "cpu") != "cpu"
 
 

@@ -1,0 +1,1 @@
+"""HTTP in and out: the Flask app, request reading and decoding, response encoding."""

@@ -1,0 +1,1 @@
+"""The model in one worker: capacity plan, runtime, batcher, finishing, liveness, masks."""

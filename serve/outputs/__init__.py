@@ -1,0 +1,1 @@
+"""Results: meshes and splats, and their file formats (GLB, PLY, OBJ, USDZ)."""
