@@ -33,9 +33,9 @@ from flask import Flask, Response, jsonify, request
 
 from gen3d.benchmarks.backends import server_env, settings_for
 from gen3d.benchmarks.suite_config import PeerSuiteConfig
-from gen3d.client.local_server import ManagedProcess, free_port
 from gen3d.serve.errors import Gen3DError
 from gen3d.serve.http import codecs
+from gen3d.serve.local_server import ManagedProcess, free_port
 from gen3d.serve.settings import Settings
 
 APP_FACTORY = "gen3d.benchmarks.byoc_peer:create_app()"

@@ -30,8 +30,8 @@ from gen3d.benchmarks.environment import fingerprint
 from gen3d.benchmarks.results_io import Recorder
 from gen3d.benchmarks.stats import summarize
 from gen3d.benchmarks.suite_config import SuiteConfig
-from gen3d.client.local_server import start_server
 from gen3d.serve.artifact.variant import Variant
+from gen3d.serve.local_server import start_server
 
 _STAMP = r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) "
 LOADED = re.compile(_STAMP + r".*loaded backend \S+ in ([\d.]+) s", re.MULTILINE)

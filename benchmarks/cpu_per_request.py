@@ -33,7 +33,7 @@ from gen3d.benchmarks.environment import fingerprint
 from gen3d.benchmarks.peers import JSON_HEADERS, measured_alone, start_servers
 from gen3d.benchmarks.results_io import Recorder
 from gen3d.benchmarks.suite_config import PeerSuiteConfig
-from gen3d.client.local_server import ManagedProcess
+from gen3d.serve.local_server import ManagedProcess
 
 TICK = os.sysconf("SC_CLK_TCK")
 MEDIANS = ("throughput_per_s", "server_cpu_ms_per_request", "client_cpu_ms_per_request")

@@ -277,7 +277,7 @@ def served(
 ) -> dict[str, Any]:
     """The server end to end: batching on (max batch 8) and off (1), each level in turn;
     a level that would start past `deadline` (time.monotonic()) is recorded as skipped."""
-    from gen3d.client.local_server import gunicorn_master, start_server
+    from gen3d.serve.local_server import gunicorn_master, start_server
 
     front = "nginx" if nginx_present() else "none"
     results: list[dict[str, Any]] = []

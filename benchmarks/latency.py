@@ -18,7 +18,7 @@ from gen3d.benchmarks.environment import fingerprint
 from gen3d.benchmarks.inprocess import peak_rss_mb
 from gen3d.benchmarks.results_io import Recorder
 from gen3d.benchmarks.stats import summarize
-from gen3d.client.local_server import gunicorn_master, gunicorn_workers, start_server
+from gen3d.serve.local_server import gunicorn_master, gunicorn_workers, start_server
 
 
 @dataclass

@@ -24,7 +24,7 @@ from gen3d.benchmarks.environment import fingerprint
 from gen3d.benchmarks.payloads import large_rgba_png
 from gen3d.benchmarks.results_io import Recorder
 from gen3d.benchmarks.suite_config import SuiteConfig
-from gen3d.client.local_server import gunicorn_workers, start_server
+from gen3d.serve.local_server import gunicorn_workers, start_server
 
 
 @dataclass(kw_only=True)

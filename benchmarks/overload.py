@@ -15,7 +15,7 @@ from the first attempt to the success (retries included) and of the successful a
 alone, attempts per success, and the prober's latency. Summary per server: peak goodput
 across levels and goodput at the largest level / peak ("ratio_to_peak"; 1 = no collapse).
 
-Ours is the image's gunicorn set-up (gen3d.client.local_server.start_server) with the
+Ours is the image's gunicorn set-up (gen3d.serve.local_server.start_server) with the
 backend's settings, `max_queue` (GEN3D_MAX_QUEUE) and any extra environment; with
 `peers`, LitServe and the AWS-BYOC-style peer (gen3d.benchmarks.byoc_peer) are loaded the
 same way, each level on ours, then LitServe, then BYOC.

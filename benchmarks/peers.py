@@ -41,7 +41,7 @@ from gen3d.benchmarks.environment import fingerprint
 from gen3d.benchmarks.loadgen import LoadWindow, Target, collect_load, summarize_windows
 from gen3d.benchmarks.results_io import Recorder
 from gen3d.benchmarks.suite_config import PeerSuiteConfig
-from gen3d.client.local_server import ManagedProcess, free_port, start_server
+from gen3d.serve.local_server import ManagedProcess, free_port, start_server
 
 JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
 PEERS = ("litserve", "byoc")  # started after ours; measured in a turning order

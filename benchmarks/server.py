@@ -30,8 +30,8 @@ from gen3d.benchmarks.loadgen import Target, run_load
 from gen3d.benchmarks.results_io import Recorder
 from gen3d.benchmarks.stats import summarize
 from gen3d.benchmarks.suite_config import ServedSuiteConfig
-from gen3d.client.local_server import ManagedProcess, gunicorn_workers, start_server
 from gen3d.serve.http import codecs
+from gen3d.serve.local_server import ManagedProcess, gunicorn_workers, start_server
 
 LEVELS = [1, 2, 4, 8, 16, 32]
 

@@ -1,4 +1,4 @@
-"""Cold start to ready: a real server (gen3d.client.local_server.start_server, the image's gunicorn
+"""Cold start to ready: a real server (gen3d.serve.local_server.start_server, the image's gunicorn
 configuration) on an artifact, timed from spawn to the first /ping 200, with a fresh
 empty TORCHINDUCTOR_CACHE_DIR each time so nothing but the artifact's cache can help."""
 
@@ -20,7 +20,7 @@ from gen3d.serve.artifact.manifest import read_manifest
 def time_to_ready(
     model_dir: Path, device: str, max_batch_size: int, timeout_s: float = 600.0
 ) -> float:
-    from gen3d.client.local_server import start_server
+    from gen3d.serve.local_server import start_server
 
     with tempfile.TemporaryDirectory(prefix="gen3d-cold-") as tmp:
         env = {

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gen3d.aws import instances
+from gen3d.serve import instances
 
 GIB = 1 << 30
 DTYPE_BYTES = {
@@ -47,7 +47,7 @@ class Gpu:
 
 def gpu_of_instance(instance_type: str) -> Gpu:
     """The GPU of a SageMaker instance type, from the table deploy and the cost model
-    read too (gen3d.aws.instances)."""
+    read too (gen3d.serve.instances)."""
     gpu = instances.gpu_of(instance_type)
     if gpu is None or instance_type not in instances.HOST_RAM_GIB:
         known = ", ".join(t for t in instances.HOST_RAM_GIB if instances.gpu_of(t))

@@ -13,7 +13,7 @@ import pytest
 import quota_service
 from aws_requests import MODEL_BUCKET, install_strict_validation
 
-from gen3d.client.local_server import ManagedProcess, free_port, start_server
+from gen3d.serve.local_server import ManagedProcess, free_port, start_server
 
 # Every botocore client a test builds (the code under test's and the test's own) checks
 # each request against the service model's enum, max, pattern and length rules before

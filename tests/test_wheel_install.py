@@ -17,7 +17,7 @@ import pytest
 import requests
 from gen3d_testing import rgba_png
 
-from gen3d.client.local_server import ManagedProcess, free_port
+from gen3d.serve.local_server import ManagedProcess, free_port
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow

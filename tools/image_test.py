@@ -375,7 +375,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("image-test: needs root (debootstrap, chroot, mounts)", file=sys.stderr)
         return 2
     timings: dict[str, float] = {}
-    from gen3d.client.local_server import free_port
+    from gen3d.serve.local_server import free_port
 
     port = args.port or free_port()
     try:

@@ -31,9 +31,9 @@ from typing import Any
 from gen3d.aws.clients import tag_list
 from gen3d.aws.endpoint_metrics import INSTANCE, SAGEMAKER
 from gen3d.aws.endpoint_spec import VARIANT, DeploySpec
-from gen3d.aws.instances import gpu_count
 from gen3d.aws.plan import CREATED, DELETED, UNCHANGED, UPDATED, Plan
 from gen3d.aws.platform import is_gpu_instance
+from gen3d.serve.instances import gpu_count
 
 FIVE_XX_PERCENT = 5.0
 GPU_MEMORY_PERCENT = 90.0  # of one GPU; the alarm's threshold is this x the GPU count

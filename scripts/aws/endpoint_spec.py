@@ -12,10 +12,11 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from gen3d.aws import instances, platform
+from gen3d.aws import platform
 from gen3d.aws.clients import tag_list
 from gen3d.aws.errors import AwsCommandError
 from gen3d.aws.platform import is_gpu_instance
+from gen3d.serve import instances
 from gen3d.serve.backends import BUILTIN_NAMES, is_gpu_backend
 from gen3d.serve.model.capacity import plan as capacity_plan
 from gen3d.serve.settings import Settings, SettingsError

@@ -12,7 +12,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from gen3d.aws import instances
+from gen3d.serve import instances
 
 PLATFORM_RESOURCE = "platform.json"  # package data of gen3d.aws
 

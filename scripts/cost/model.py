@@ -14,7 +14,6 @@ from typing import Any
 
 from scipy.optimize import brentq
 
-from gen3d.aws.instances import backend_fit
 from gen3d.cost.bursts import BurstEstimate, daily_batch_bursts, poisson_bursts
 from gen3d.cost.prices import PriceTable
 from gen3d.cost.supporting import (
@@ -39,6 +38,7 @@ from gen3d.cost.workload import (
     SERVERLESS_MAX_PAYLOAD_MB,
     Workload,
 )
+from gen3d.serve.instances import backend_fit
 
 MONTH_S = HOURS_PER_MONTH * 3600.0
 DAY_S = 86400.0

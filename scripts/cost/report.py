@@ -16,7 +16,7 @@ from gen3d.cost.waiting import duration, tolerance_lines
 from gen3d.cost.workload import HOURS_PER_MONTH, Workload
 
 # sam3d on instances `gen3d deploy` accepts: 24 GB L4 with stage offload and 32 GiB of host
-# memory, and the 48 GB L40S without (scripts/aws/instances.py). The seed plan's ml.g4dn.xlarge
+# memory, and the 48 GB L40S without (serve/instances.py). The seed plan's ml.g4dn.xlarge
 # is kept only where the plan's own figures are checked (_corrections).
 REPORT_INSTANCES = ("ml.g6.2xlarge", "ml.g6e.xlarge")
 REPORT_VOLUMES = (10, 100, 1_000, 10_000)

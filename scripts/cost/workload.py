@@ -7,9 +7,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from gen3d.aws.instances import SAM3D_HOST_GB, SAM3D_SUGGESTED
 from gen3d.aws.scaling_params import ASYNC_SCALING, AsyncScaling
 from gen3d.serve.backends import is_gpu_backend
+from gen3d.serve.instances import SAM3D_HOST_GB, SAM3D_SUGGESTED
 
 HOURS_PER_MONTH = 730.0  # AWS's billing month (8760 h / 12)
 DAYS_PER_MONTH = HOURS_PER_MONTH / 24.0
@@ -70,7 +70,7 @@ class BackendProfile:
 BACKEND_PROFILES: dict[str, BackendProfile] = {
     "silhouette": BackendProfile("silhouette", is_gpu_backend("silhouette"), 2.0, 1.5, 0.0),
     "proxy": BackendProfile("proxy", is_gpu_backend("proxy"), 8.0, 8.0, 1.0),
-    # sam3d's host memory is the one gen3d deploy checks (scripts/aws/instances.py); its image
+    # sam3d's host memory is the one gen3d deploy checks (serve/instances.py); its image
     # size is measured (SAM3D_IMAGE_GB)
     "sam3d": BackendProfile("sam3d", is_gpu_backend("sam3d"), SAM3D_HOST_GB, SAM3D_IMAGE_GB, 13.0),
 }

@@ -152,24 +152,27 @@ class Supervisor:
         code: int | None = None
         deadline: float | None = None
         while self.children:
-            pid, status = os.waitpid(-1, os.WNOHANG)
-            if pid == 0:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:  # all reaped already, by Popen.poll() in stop()
+                pid, status = 0, 0
+            if pid in self.children:
+                self.children[pid][1].returncode = os.waitstatus_to_exitcode(status)
+            # a child Popen.poll() reaped (stop() asks each) has its returncode already
+            exited = [p for p, (_n, c, _s) in self.children.items() if c.returncode is not None]
+            for done in exited:
+                name, process, _sig = self.children.pop(done)
+                if not self.stopping:
+                    log.error("%s exited with %s; stopping the others", name, process.returncode)
+                    code = process.returncode or 1
+                self.stop()
+                deadline = deadline or time.monotonic() + STOP_GRACE_S
+            if pid == 0 and not exited:  # nothing exited (an orphan we reaped needs nothing)
                 if deadline is not None and time.monotonic() > deadline:
                     for _name, process, _sig in self.children.values():
                         process.kill()
                     deadline = None
                 time.sleep(0.1)
-                continue
-            entry = self.children.pop(pid, None)
-            if entry is None:
-                continue  # an orphan we reaped as subreaper
-            name, process, _sig = entry
-            process.returncode = os.waitstatus_to_exitcode(status) if status else 0
-            if not self.stopping:
-                log.error("%s exited with %s; stopping the others", name, process.returncode)
-                code = process.returncode or 1
-            self.stop()
-            deadline = deadline or time.monotonic() + STOP_GRACE_S
         self._kill_orphans()
         if self.relay is not None:
             self.relay.join(2)  # nginx's last lines (why it stopped) reach the log

@@ -21,7 +21,7 @@ from gen3d.benchmarks.byoc_peer import byoc_command, gunicorn_command, has_front
 from gen3d.benchmarks.overload import OverloadConfig, ours_env, run_overload_suite
 from gen3d.benchmarks.peers import PeersConfig, listening_address, measured_alone
 from gen3d.benchmarks.report import build_report
-from gen3d.client.local_server import ManagedProcess, child_pids, command_line, free_port
+from gen3d.serve.local_server import ManagedProcess, child_pids, command_line, free_port
 
 LEVEL_FIELDS = {
     "goodput_per_s",

@@ -156,6 +156,7 @@ def test_prepare_lays_out_what_the_sam3d_backend_loads(hub, tmp_path, monkeypatc
     monkeypatch.syspath_prepend(str(STANDIN))
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA L40S")
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (8, 9))
     monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
     forget = [n for n in sys.modules if n.startswith("gen3d_sam3d") or n.startswith("sam3d_obj")]
     for name in forget:

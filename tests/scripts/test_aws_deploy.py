@@ -529,7 +529,7 @@ def test_async_concurrency_counts_the_instance_s_gpus(backend, instance_type, en
 def test_every_multi_gpu_size_is_a_sagemaker_instance_type():
     import botocore.session
 
-    from gen3d.aws import instances
+    from gen3d.serve import instances
 
     model = botocore.session.get_session().get_service_model("sagemaker")
     allowed = set(model.shape_for("ProductionVariantInstanceType").enum)

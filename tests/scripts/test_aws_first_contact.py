@@ -10,7 +10,7 @@ import boto3
 import pytest
 from aws_requests import MODEL_BUCKET, dry_run_calls
 
-from gen3d.aws import autoscaling, endpoint_spec, inference_components, instances, storage
+from gen3d.aws import autoscaling, endpoint_spec, inference_components, storage
 from gen3d.aws.clients import AwsClients
 from gen3d.aws.endpoint_spec import DeploySpec
 from gen3d.aws.errors import AwsCommandError
@@ -18,6 +18,7 @@ from gen3d.aws.plan import Plan
 from gen3d.aws.upload_trigger import ensure_function
 from gen3d.aws.waiters import wait_for_endpoint
 from gen3d.cli.main import main
+from gen3d.serve import instances
 
 ACCOUNT = "123456789012"
 ECR = f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com"
@@ -428,4 +429,4 @@ def test_a_sam3d_image_without_an_instance_type_gets_a_24_gb_gpu_with_offload(aw
     (config,) = [b for _, op, b in calls if op == "CreateEndpointConfig"]
     env = model["PrimaryContainer"]["Environment"]
     assert env["GEN3D_BACKEND"] == "sam3d" and env["GEN3D_STAGE_OFFLOAD"] == "1"
-    assert config["ProductionVariants"][0]["InstanceType"] == "ml.g5.xlarge"
+    assert config["ProductionVariants"][0]["InstanceType"] == "ml.g6.2xlarge"

@@ -21,7 +21,7 @@ ECR = "123456789012.dkr.ecr.eu-west-1.amazonaws.com"
 ROLE = "arn:aws:iam::123456789012:role/gen3d-t-sagemaker"
 TRIGGER_ROLE = "arn:aws:iam::123456789012:role/gen3d-t-upload-trigger"
 IMAGES = {flavor: f"{ECR}/gen3d-{flavor}:0a1b2c3d" for flavor in ("cpu", "gpu", "sam3d")}
-# An instance each backend fits on (sam3d: 48 GB L40S; see scripts/aws/instances.py).
+# An instance each backend fits on (sam3d: 48 GB L40S; see serve/instances.py).
 INSTANCE = {"silhouette": "ml.g4dn.xlarge", "proxy": "ml.g5.xlarge", "sam3d": "ml.g6e.xlarge"}
 
 

@@ -1,5 +1,5 @@
 """What fits sam3d, host memory included: `gen3d deploy`, `gen3d cost` and `gen3d
-plan-memory` read one instance table (scripts/aws/instances.py) and agree; every type deploy
+plan-memory` read one instance table (serve/instances.py) and agree; every type deploy
 suggests has a price."""
 
 from __future__ import annotations
@@ -8,12 +8,12 @@ import json
 
 import pytest
 
-from gen3d.aws import instances
 from gen3d.cli.main import main
 from gen3d.cost.model import estimate, gpu_fit_caveat
 from gen3d.cost.prices import load_prices
 from gen3d.cost.workload import BACKEND_PROFILES, DEFAULT_INSTANCE, Workload
 from gen3d.model_opt import memory_plan
+from gen3d.serve import instances
 
 ECR = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
 GPU_TYPES = sorted(t for t in instances.HOST_RAM_GIB if instances.is_gpu_instance(t))

@@ -16,14 +16,14 @@ import requests
 from gen3d_testing import json_instance, png_bytes, rgba_png
 from PIL import Image
 
-from gen3d.client.local_server import gunicorn_workers
 from gen3d.serve.backends.synthetic import photo_and_mask
+from gen3d.serve.local_server import gunicorn_workers
 from gen3d.serve.process.front import nginx_binary
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, server_stopper):
-    from gen3d.client.local_server import start_server
+    from gen3d.serve.local_server import start_server
 
     log = tmp_path_factory.mktemp("abuse") / "server.log"
     srv = start_server({"GEN3D_WARMUP": "0", "GEN3D_MAX_BODY_MB": "2"}, log_path=log)

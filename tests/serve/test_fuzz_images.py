@@ -23,7 +23,7 @@ FORMATS = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, server_stopper):
-    from gen3d.client.local_server import start_server
+    from gen3d.serve.local_server import start_server
 
     log = tmp_path_factory.mktemp("fuzz") / "server.log"
     # JPEG carries no alpha: a backend that needs no mask (the documented example) lets

@@ -19,7 +19,7 @@ import pytest
 import requests
 from gen3d_testing import b64, rgba_png
 
-from gen3d.client.local_server import gunicorn_workers
+from gen3d.serve.local_server import gunicorn_workers
 from gen3d.serve.request_options import COMMON
 
 ROUNDS = 60
@@ -35,7 +35,7 @@ NUMBER_TEXTS = [
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    from gen3d.client.local_server import start_server
+    from gen3d.serve.local_server import start_server
 
     log = tmp_path_factory.mktemp("fuzz-options") / "server.log"
     srv = start_server(

@@ -13,7 +13,7 @@ from pathlib import Path
 import requests
 from gen3d_testing import post_png
 
-from gen3d.client.local_server import gunicorn_workers
+from gen3d.serve.local_server import gunicorn_workers
 from gen3d.serve.model.liveness import WEDGED_GRACE_S, Liveness, watch
 
 PLUGINS = Path(__file__).resolve().parents[1] / "fixtures" / "plugins"

@@ -17,7 +17,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from gen3d.client.local_server import start_server
+from gen3d.serve.local_server import start_server
 
 SPEC = Path(__file__).resolve().parents[2] / "serve" / "openapi.yaml"
 schema = schemathesis.openapi.from_path(str(SPEC))

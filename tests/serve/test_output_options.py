@@ -28,7 +28,7 @@ COFFEE_JPEG = png_bytes(data.coffee(), "JPEG")  # scikit-image's CC0 photo, 600x
 
 @pytest.fixture(scope="module")
 def server(server_stopper):
-    from gen3d.client.local_server import start_server
+    from gen3d.serve.local_server import start_server
 
     srv = start_server(env={"GEN3D_MAX_IMAGE_PIXELS": "1000000"})
     srv.wait_ready(60)

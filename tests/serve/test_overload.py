@@ -13,7 +13,7 @@ import requests
 from gen3d_testing import rgba_png
 
 from gen3d.benchmarks.payloads import large_rgba_png
-from gen3d.client.local_server import gunicorn_workers
+from gen3d.serve.local_server import gunicorn_workers
 
 PLUGINS = Path(__file__).resolve().parents[1] / "fixtures" / "plugins"
 MB = 1 << 20

@@ -20,7 +20,7 @@ import trimesh
 from gen3d_testing import b64, glb_json, json_instance, photo_and_mask, png_bytes, rgba_png
 from plyfile import PlyData
 
-from gen3d.client.local_server import free_port, gunicorn_workers
+from gen3d.serve.local_server import free_port, gunicorn_workers
 
 REPO = Path(__file__).resolve().parents[2]
 ATTRS = "X-Amzn-SageMaker-Custom-Attributes"
@@ -28,7 +28,7 @@ ATTRS = "X-Amzn-SageMaker-Custom-Attributes"
 
 @pytest.fixture(scope="module")
 def server(server_stopper):
-    from gen3d.client.local_server import start_server
+    from gen3d.serve.local_server import start_server
 
     srv = start_server(
         env={

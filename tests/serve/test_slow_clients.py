@@ -21,7 +21,7 @@ import pytest
 import requests
 from gen3d_testing import post_png
 
-from gen3d.client.local_server import gunicorn_workers
+from gen3d.serve.local_server import gunicorn_workers
 from gen3d.serve.process.front import nginx_binary
 
 pytestmark = pytest.mark.skipif(
@@ -43,7 +43,7 @@ SETTINGS = {
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, server_stopper):
-    from gen3d.client.local_server import start_server
+    from gen3d.serve.local_server import start_server
 
     log = tmp_path_factory.mktemp("slow") / "server.log"
     srv = start_server(SETTINGS, log_path=log)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from gen3d.client.local_server import child_pids, command_line, gunicorn_master
+from gen3d.serve.local_server import child_pids, command_line, gunicorn_master
 from gen3d.serve.process.front import nginx_binary
 
 pytestmark = pytest.mark.skipif(nginx_binary() is None, reason="needs nginx (make front)")

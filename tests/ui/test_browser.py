@@ -69,7 +69,7 @@ def browser() -> Iterator:
 
 @pytest.fixture(scope="module")
 def ui_server(tmp_path_factory, server_stopper) -> Iterator:
-    from gen3d.client.local_server import start_server
+    from gen3d.serve.local_server import start_server
 
     server = start_server(
         env={"GEN3D_UI": "1"}, log_path=tmp_path_factory.mktemp("ui") / "server.log"

@@ -42,7 +42,7 @@ def links_of(html: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def ui_server(tmp_path_factory, server_stopper):
-    from gen3d.client.local_server import start_server
+    from gen3d.serve.local_server import start_server
 
     # A request limit below the size of a PLY result: the page still gets it converted.
     server = start_server(
@@ -249,7 +249,7 @@ def test_gen3d_view_checks_host_and_origin_and_sends_the_headers(tmp_path) -> No
 @pytest.mark.slow  # starts `gen3d serve`: servers of its own
 @pytest.mark.parametrize(("flags", "page_status"), [((), 200), (("--no-ui",), 404)])
 def test_gen3d_serve_serves_the_pages_unless_told_not_to(tmp_path, flags, page_status) -> None:
-    from gen3d.client.local_server import ManagedProcess, free_port
+    from gen3d.serve.local_server import ManagedProcess, free_port
 
     port = free_port()
     cmd = [sys.executable, "-m", "gen3d.cli", "serve", "--port", str(port), *flags]
@@ -267,7 +267,7 @@ def test_docs_without_the_slash_redirects_to_the_same_host_and_port_through_the_
 ) -> None:
     """`/docs` answers 308 to `/docs/`; behind nginx that Location must keep the port the
     client used, or the browser is sent to port 80 (`Host $host` dropped it)."""
-    from gen3d.client.local_server import start_server
+    from gen3d.serve.local_server import start_server
     from gen3d.serve.process.front import nginx_binary
 
     if nginx_binary() is None:

@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 
 from gen3d.client import Client
-from gen3d.client.local_server import start_server
 from gen3d.client.preview import render_preview
+from gen3d.serve.local_server import start_server
 
 SAMPLES = Path("samples")  # the checkout's sample photo (make demo runs from the checkout)
 

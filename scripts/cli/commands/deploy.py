@@ -123,7 +123,7 @@ def _env(pairs: list[str]) -> dict[str, str]:
 
 
 # The instance type where --instance-type is not given: the smallest priced GPU that runs
-# the backend (SAM 3D needs 24 GB; scripts/aws/instances.py).
+# the backend (SAM 3D needs 24 GB; serve/instances.py).
 DEFAULT_INSTANCE_TYPE = "ml.g4dn.xlarge"
 DEFAULT_INSTANCE_TYPES = {"sam3d": "ml.g6.2xlarge"}  # the cheapest deploy accepts (host memory)
 

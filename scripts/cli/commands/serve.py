@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from gen3d.client.local_server import server_command
+from gen3d.serve.local_server import server_command
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
