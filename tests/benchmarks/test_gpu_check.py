@@ -58,7 +58,7 @@ def test_installer_refuses_a_project_wheel_older_than_the_checkout(tmp_path, cap
     assert gpu_install.stale_files(fresh, REPO) == []
     wheels = tmp_path / "wheels"
     wheels.mkdir()
-    _wheel_of_checkout(wheels / "gen3d-0.1.0-py3-none-any.whl", "gen3d/serve/batching.py")
+    _wheel_of_checkout(wheels / "gen3d-0.1.0-py3-none-any.whl", "gen3d/serve/model/batching.py")
     assert gpu_install.main(["--wheels", str(wheels), "--target", str(tmp_path / "s")]) == 2
     err = capsys.readouterr().err
     assert "serve/model/batching.py" in err and "rerun `make gpu-wheels`" in err

@@ -86,7 +86,12 @@ def test_compiled_artifact_restores_its_cache(
     assert any("/fxgraph/" in n for n in cached), cached  # compiled graphs are shipped
     # A fresh, empty inductor dir for the server: only the artifact's cache can help.
     env = server_env(
-        out, GEN3D_MAX_BATCH_SIZE="1", TORCHINDUCTOR_CACHE_DIR=str(tmp_path / "server-inductor")
+        out,
+        GEN3D_MAX_BATCH_SIZE="1",
+        TORCHINDUCTOR_CACHE_DIR=str(tmp_path / "server-inductor"),
+        # the reference below runs with this process's threads: the same count gives the
+        # same float reduction order (one batching worker otherwise takes every core)
+        GEN3D_TORCH_THREADS=str(torch.get_num_threads()),
     )
     server = start_gen3d_server(env, timeout_s=240)
     (served_v, served_f), (local_v, local_f) = served_and_local(
