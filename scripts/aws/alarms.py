@@ -128,6 +128,16 @@ def gpu_memory_threshold(instance_type: str) -> float:
     return GPU_MEMORY_PERCENT * max(1, gpu_count(instance_type))
 
 
+# Both error-rate alarms: over FIVE_XX_PERCENT in 3 of the last 5 minutes; no data is OK.
+PERCENT_OVER_3_OF_5_MINUTES: dict[str, Any] = {
+    "Threshold": FIVE_XX_PERCENT,
+    "ComparisonOperator": "GreaterThanThreshold",
+    "EvaluationPeriods": 5,
+    "DatapointsToAlarm": 3,
+    "TreatMissingData": "notBreaching",
+}
+
+
 def five_xx_alarm(spec: DeploySpec) -> dict[str, Any]:
     """Realtime and serverless: 5xx answers as a share of Invocations (both published)."""
     name = spec.name
@@ -154,11 +164,7 @@ def five_xx_alarm(spec: DeploySpec) -> dict[str, Any]:
                 "ReturnData": True,
             },
         ],
-        "Threshold": FIVE_XX_PERCENT,
-        "ComparisonOperator": "GreaterThanThreshold",
-        "EvaluationPeriods": 5,
-        "DatapointsToAlarm": 3,
-        "TreatMissingData": "notBreaching",
+        **PERCENT_OVER_3_OF_5_MINUTES,
     }
 
 
@@ -193,11 +199,7 @@ def failure_rate_alarm(spec: DeploySpec) -> dict[str, Any]:
                 "ReturnData": True,
             },
         ],
-        "Threshold": FIVE_XX_PERCENT,
-        "ComparisonOperator": "GreaterThanThreshold",
-        "EvaluationPeriods": 5,
-        "DatapointsToAlarm": 3,
-        "TreatMissingData": "notBreaching",
+        **PERCENT_OVER_3_OF_5_MINUTES,
     }
 
 

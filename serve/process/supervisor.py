@@ -89,10 +89,10 @@ def relay_nginx_log(stream: IO[bytes]) -> None:
 class Supervisor:
     """Its children run as a unit: the first to exit, or a signal, stops them all."""
 
-    def __init__(self, settings: Settings, nginx: str | None) -> None:
+    def __init__(self, settings: Settings, plan: capacity.CapacityPlan, nginx: str | None) -> None:
         self.settings = settings
         self.nginx = nginx
-        self.plan = capacity.plan(settings)
+        self.plan = plan
         self.layout = FrontLayout(Path(tempfile.mkdtemp(prefix="gen3d-front-")))
         # nginx's workers drop root (to nobody): they must reach the sockets and temp dirs
         self.layout.run_dir.chmod(0o755)
@@ -203,7 +203,7 @@ def _become_subreaper() -> None:
 def main() -> int:
     try:
         settings = Settings.from_env()
-        capacity.plan(settings)  # an unknown backend stops start-up here, in one line
+        plan = capacity.plan(settings)  # an unknown backend stops start-up here, in one line
         nginx = chosen_front(settings)
     except (SettingsError, FrontError) as exc:
         print(f"gen3d: invalid setting {exc}", file=sys.stderr, flush=True)
@@ -212,7 +212,7 @@ def main() -> int:
     if nginx is None and settings.front == "auto":
         log.warning("nginx not installed: gunicorn alone, without slow-client protection")
     _become_subreaper()
-    supervisor = Supervisor(settings, nginx)
+    supervisor = Supervisor(settings, plan, nginx)
     signal.signal(signal.SIGTERM, supervisor.stop)
     signal.signal(signal.SIGINT, supervisor.stop)
     supervisor.start()
