@@ -63,6 +63,31 @@ class InternalError(Gen3DError):
     status, code = 500, "internal_error"
 
 
+# What nginx answers itself (gen3d.serve.process.front), in the same shape: status ->
+# (code, message), {max_body_mb} filled in from the settings.
+FRONT_ERRORS: dict[int, tuple[str, str]] = {
+    400: ("bad_request", "malformed HTTP request"),
+    404: ("not_found", "no such path"),
+    405: ("method_not_allowed", "method not allowed"),
+    408: ("request_timeout", "the client was too slow sending its request"),
+    411: ("length_required", "a body needs a Content-Length or chunked encoding"),
+    413: (PayloadTooLarge.code, "the body is over {max_body_mb:g} MB (GEN3D_MAX_BODY_MB)"),
+    414: ("uri_too_long", "the request URI is too long"),
+    500: (InternalError.code, "the front failed to handle the request"),
+    501: ("not_implemented", "unsupported transfer encoding or method"),
+    504: (DeadlineExceeded.code, "no answer within MODEL_SERVER_TIMEOUT; the worker is replaced"),
+    505: ("http_version_not_supported", "HTTP version not supported"),
+}
+# nginx's 502/503: every worker is full, or none answered (starting, or being replaced)
+FRONT_UNAVAILABLE = {
+    "busy": (QueueFull.code, "every worker's queue is full; retry later"),
+    "starting": (
+        NotReady.code,
+        "no worker answered: the server is starting or replacing a worker; retry",
+    ),
+}
+
+
 class ArtifactError(RuntimeError):
     """The model artifact is missing, corrupt or does not match its manifest, or the
     machine cannot run it. The message is for the operator's log (it may name paths);

@@ -8,6 +8,7 @@ session, readiness poll, log tail, graceful stop); the benchmark peers use it to
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -31,7 +32,12 @@ __all__ = [
     "gunicorn_workers",
     "server_command",
     "start_server",
+    "wait_every_worker",
 ]
+
+# The supervisor's first line names the plan; each model worker logs one line when ready.
+_PLANNED_WORKERS = re.compile(r"capacity: CapacityPlan\(workers=(\d+)")
+READY_LINE = "ready: backend="
 
 
 def server_command(python: str = sys.executable) -> list[str]:
@@ -145,6 +151,21 @@ def start_server(
     if log_path is None:
         log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"gen3d-server-{port}.log"
     return ManagedProcess(server_command(), port, log_path, env=full_env, name="server")
+
+
+def wait_every_worker(server: ManagedProcess, timeout_s: float = 60.0) -> None:
+    """After `wait_ready` (one worker answered /ping): until every model worker the
+    supervisor planned says it is ready. A request may otherwise meet a worker still
+    loading; nginx passes its 503 on, so the client sees 200 but both workers log it."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        log = server.log(1 << 24)
+        planned = _PLANNED_WORKERS.search(log)
+        if planned and log.count(READY_LINE) >= int(planned[1]):
+            return
+        if server.process.poll() is not None or time.monotonic() > deadline:
+            raise TimeoutError(f"{server.name}: not every worker is ready:\n{log[-4000:]}")
+        time.sleep(0.05)
 
 
 def command_line(pid: int) -> str:

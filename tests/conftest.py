@@ -13,7 +13,7 @@ import pytest
 import quota_service
 from aws_requests import MODEL_BUCKET, install_strict_validation
 
-from gen3d.serve.local_server import ManagedProcess, free_port, start_server
+from gen3d.serve.local_server import ManagedProcess, free_port, start_server, wait_every_worker
 
 # Every botocore client a test builds (the code under test's and the test's own) checks
 # each request against the service model's enum, max, pattern and length rules before
@@ -143,13 +143,19 @@ def start_gen3d_server(
     started: list[ManagedProcess] = []
 
     def start(
-        env: dict[str, str] | None = None, wait: bool = True, timeout_s: float = 60.0
+        env: dict[str, str] | None = None,
+        wait: bool = True,
+        timeout_s: float = 60.0,
+        every_worker: bool = True,
     ) -> ManagedProcess:
+        """`wait`: until /ping answers 200; `every_worker`: and every worker is ready."""
         log_path = tmp_path / f"server-{len(started)}.log"
         server = start_server(env=env, log_path=log_path)
         started.append(server)
         if wait:
             server.wait_ready(timeout_s)
+            if every_worker:
+                wait_every_worker(server, timeout_s)
         return server
 
     yield start
@@ -168,6 +174,7 @@ def default_server(
     server = start_server(log_path=tmp_path_factory.mktemp("default-server") / "server.log")
     try:
         server.wait_ready(120)
+        wait_every_worker(server, 120)
     except BaseException:
         server.stop(timeout_s=10)
         raise

@@ -18,10 +18,11 @@ import atexit
 import logging
 import logging.config
 import queue
+import re
 import threading
 from contextvars import ContextVar
 from logging.handlers import QueueHandler, QueueListener
-from typing import Any
+from typing import IO, Any
 
 from gunicorn import glogging
 from pythonjsonlogger.json import JsonFormatter
@@ -32,6 +33,9 @@ REQUEST_ID: ContextVar[str | None] = ContextVar("gen3d_request_id", default=None
 EMF_LOGGER = "gen3d.emf"  # bare EMF objects on stdout, never wrapped
 TEXT_FORMAT = "%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s"
 JSON_FIELDS = ("asctime", "levelname", "name", "process", "message")
+# nginx's error-log line: "2026/11/30 09:12:04 [error] 24368#24368: *3 message"
+_NGINX_LINE = re.compile(r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d \[(\w+)\] [\d#]+: (?:\*\d+ )?(.*)$")
+_NGINX_LEVELS = {"emerg": 50, "alert": 50, "crit": 50, "error": 40, "warn": 30, "notice": 20}
 
 
 class RequestIdFilter(logging.Filter):
@@ -109,6 +113,18 @@ class GunicornLogger(glogging.Logger):
     def setup(self, cfg: Any) -> None:
         super().setup(cfg)
         logging.config.dictConfig(logging_config(Settings.from_env()))
+
+
+def relay_nginx_log(stream: IO[bytes]) -> None:
+    """nginx writes plain text to stderr; re-log each line through our logging, so the
+    container's log stays one JSON object a line (GEN3D_LOG_FORMAT)."""
+    nginx_log = logging.getLogger("nginx")
+    for raw in stream:
+        line = raw.decode(errors="replace").rstrip()
+        if line:
+            match = _NGINX_LINE.match(line)
+            level = _NGINX_LEVELS.get(match[1], logging.INFO) if match else logging.ERROR
+            nginx_log.log(level, "%s", match[2] if match else line)
 
 
 def configure(settings: Settings, background: bool = True) -> None:

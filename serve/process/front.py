@@ -16,6 +16,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from gen3d.serve.errors import FRONT_ERRORS, FRONT_UNAVAILABLE
 from gen3d.serve.http.forwarded import FORWARDED_AT_HEADER
 from gen3d.serve.model.capacity import CapacityPlan
 from gen3d.serve.settings import Settings
@@ -125,30 +126,12 @@ def render_config(
     )
     control = "".join(f"\n        server {s} max_fails=0;" for s in sockets)
     run = layout.run_dir
-    busy = _error_json("queue_full", "every worker's queue is full; retry later")
-    starting = _error_json(
-        "not_ready", "no worker answered: the server is starting or replacing a worker; retry"
-    )
+    busy, starting = (_error_json(*FRONT_UNAVAILABLE[k]) for k in ("busy", "starting"))
     # Every status nginx makes itself, in our JSON shape (502/503 below: busy or starting)
     pages, locations = _error_pages(
         {
-            400: ("bad_request", "malformed HTTP request"),
-            404: ("not_found", "no such path"),
-            405: ("method_not_allowed", "method not allowed"),
-            408: ("request_timeout", "the client was too slow sending its request"),
-            411: ("length_required", "a body needs a Content-Length or chunked encoding"),
-            413: (
-                "payload_too_large",
-                f"the body is over {settings.max_body_mb:g} MB (GEN3D_MAX_BODY_MB)",
-            ),
-            414: ("uri_too_long", "the request URI is too long"),
-            500: ("internal_error", "the front failed to handle the request"),
-            501: ("not_implemented", "unsupported transfer encoding or method"),
-            504: (
-                "deadline_exceeded",
-                "no answer within MODEL_SERVER_TIMEOUT; the worker is replaced",
-            ),
-            505: ("http_version_not_supported", "HTTP version not supported"),
+            st: (code, msg.format(max_body_mb=settings.max_body_mb))
+            for st, (code, msg) in FRONT_ERRORS.items()
         }
     )
     # gunicorn answers within its request deadline; past server_timeout_s it is wedged

@@ -1,6 +1,7 @@
 """gunicorn's configuration: one gthread worker per gunicorn, sized by the capacity plan.
 The model loads after fork (preload_app off): a CUDA context does not survive fork."""
 
+import contextlib
 import ctypes
 import importlib
 import os
@@ -54,23 +55,10 @@ MALLOC_ARENAS = 2
 M_ARENA_MAX = -8  # glibc's mallopt parameter (malloc.h)
 
 
-def when_ready(server: object) -> None:
-    server.log.info(  # type: ignore[attr-defined]
-        "gen3d: worker %s of %d (%s), %d request threads, torch threads %s",
-        os.environ.get("GEN3D_WORKER_INDEX", "0"),
-        _plan.workers,
-        _plan.reason,
-        _plan.threads,
-        _plan.torch_threads or "default",
-    )
-
-
 def post_fork(server: object, worker: object) -> None:
     if "MALLOC_ARENA_MAX" not in os.environ:
-        try:
+        with contextlib.suppress(OSError):  # not glibc: nothing to cap
             ctypes.CDLL("libc.so.6").mallopt(M_ARENA_MAX, MALLOC_ARENAS)
-        except OSError:  # not glibc: nothing to cap
-            pass
 
 
 def child_exit(server: object, worker: object) -> None:

@@ -9,11 +9,11 @@ never part of a server. Without nginx the gunicorns share the TCP port (SO_REUSE
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import logging.config
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -22,12 +22,13 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import IO
+from subprocess import Popen
+from typing import Any
 
 from gen3d.serve.http.forwarded import BEHIND_FRONT_ENV
 from gen3d.serve.model import capacity
 from gen3d.serve.observe import metrics
-from gen3d.serve.observe.logging_setup import logging_config
+from gen3d.serve.observe.logging_setup import logging_config, relay_nginx_log
 from gen3d.serve.process.front import FrontError, FrontLayout, chosen_front, render_config
 from gen3d.serve.settings import Settings, SettingsError
 
@@ -38,9 +39,6 @@ PR_SET_CHILD_SUBREAPER = 36  # linux/prctl.h
 WORKER_INDEX_ENV = "GEN3D_WORKER_INDEX"
 
 log = logging.getLogger("gen3d.supervisor")
-# nginx's error-log line: "2026/11/30 09:12:04 [error] 24368#24368: *3 message"
-_NGINX_LINE = re.compile(r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d \[(\w+)\] [\d#]+: (?:\*\d+ )?(.*)$")
-_NGINX_LEVELS = {"emerg": 50, "alert": 50, "crit": 50, "error": 40, "warn": 30, "notice": 20}
 
 
 def child_pids(pid: int) -> list[int]:
@@ -74,18 +72,6 @@ def worker_commands(
     return commands
 
 
-def relay_nginx_log(stream: IO[bytes]) -> None:
-    """nginx writes plain text to stderr; re-log each line through our logging, so the
-    container's log stays one JSON object a line (GEN3D_LOG_FORMAT)."""
-    nginx_log = logging.getLogger("nginx")
-    for raw in stream:
-        line = raw.decode(errors="replace").rstrip()
-        if line:
-            match = _NGINX_LINE.match(line)
-            level = _NGINX_LEVELS.get(match[1], logging.INFO) if match else logging.ERROR
-            nginx_log.log(level, "%s", match[2] if match else line)
-
-
 class Supervisor:
     """Its children run as a unit: the first to exit, or a signal, stops them all."""
 
@@ -96,7 +82,7 @@ class Supervisor:
         self.layout = FrontLayout(Path(tempfile.mkdtemp(prefix="gen3d-front-")))
         # nginx's workers drop root (to nobody): they must reach the sockets and temp dirs
         self.layout.run_dir.chmod(0o755)
-        self.children: dict[int, tuple[str, subprocess.Popen[bytes], int]] = {}
+        self.children: dict[int, tuple[str, Popen[bytes], int]] = {}
         self.stopping = False
         self.relay: threading.Thread | None = None
 
@@ -127,15 +113,8 @@ class Supervisor:
                 return  # a gunicorn failed: wait() reports it
             time.sleep(0.02)
 
-    def _spawn(
-        self,
-        name: str,
-        cmd: list[str],
-        stop_signal: int,
-        stderr: int | None = None,
-        env: dict[str, str] | None = None,
-    ) -> subprocess.Popen[bytes]:
-        process = subprocess.Popen(cmd, stderr=stderr, env=env)  # stderr None: the container's log
+    def _spawn(self, name: str, cmd: list[str], stop_signal: int, **popen: Any) -> Popen[bytes]:
+        process = subprocess.Popen(cmd, **popen)  # no stderr given: the container's log
         self.children[process.pid] = (name, process, stop_signal)
         return process
 
@@ -149,30 +128,22 @@ class Supervisor:
 
     def wait(self) -> int:
         """Until every child is gone; the exit code is the first one's."""
-        code: int | None = None
-        deadline: float | None = None
+        code, deadline = 0, float("inf")
         while self.children:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:  # all reaped already, by Popen.poll() in stop()
-                pid, status = 0, 0
-            if pid in self.children:
-                self.children[pid][1].returncode = os.waitstatus_to_exitcode(status)
-            # a child Popen.poll() reaped (stop() asks each) has its returncode already
-            exited = [p for p, (_n, c, _s) in self.children.items() if c.returncode is not None]
-            for done in exited:
-                name, process, _sig = self.children.pop(done)
+            self._reap()
+            for pid, (name, process, _sig) in list(self.children.items()):
+                if process.returncode is None:
+                    continue
+                del self.children[pid]
                 if not self.stopping:
                     log.error("%s exited with %s; stopping the others", name, process.returncode)
                     code = process.returncode or 1
                 self.stop()
-                deadline = deadline or time.monotonic() + STOP_GRACE_S
-            if pid == 0 and not exited:  # nothing exited (an orphan we reaped needs nothing)
-                if deadline is not None and time.monotonic() > deadline:
-                    for _name, process, _sig in self.children.values():
-                        process.kill()
-                    deadline = None
-                time.sleep(0.1)
+                deadline = min(deadline, time.monotonic() + STOP_GRACE_S)
+            if time.monotonic() > deadline:
+                for _name, process, _sig in self.children.values():
+                    process.kill()
+            time.sleep(0.05)
         self._kill_orphans()
         if self.relay is not None:
             self.relay.join(2)  # nginx's last lines (why it stopped) reach the log
@@ -180,24 +151,29 @@ class Supervisor:
         metrics.remove_multiprocess_dir()
         return code or 0
 
+    def _reap(self) -> None:
+        """Collect every child that exited: ours pass their status to their Popen (one that
+        Popen.poll() in stop() reaped has it already); orphans we inherited need nothing."""
+        with contextlib.suppress(ChildProcessError):
+            while (exited := os.waitpid(-1, os.WNOHANG))[0]:
+                if exited[0] in self.children:
+                    status = os.waitstatus_to_exitcode(exited[1])
+                    self.children[exited[0]][1].returncode = status
+
     def _kill_orphans(self) -> None:
         """A child's own children outlive it (nginx's worker keeps the port when its master
         is killed); as their subreaper we inherit them: stop them all, reap them."""
         for pid in child_pids(os.getpid()):
-            try:
+            with contextlib.suppress(ProcessLookupError, ChildProcessError):
                 os.kill(pid, signal.SIGKILL)
                 os.waitpid(pid, 0)
-            except (ProcessLookupError, ChildProcessError):
-                pass
 
 
 def _become_subreaper() -> None:
     """Orphaned grandchildren (nginx's worker, gunicorn's workers) are re-parented to us,
     not to init, so we can stop them when their parent dies (Linux prctl)."""
-    try:
+    with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-    except (OSError, AttributeError):
-        pass
 
 
 def main() -> int:

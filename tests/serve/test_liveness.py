@@ -74,7 +74,8 @@ def test_requests_go_to_the_ready_worker_while_another_still_loads(
             "GEN3D_TEST_LOCK": str(tmp_path / "slow-loader"),
             "GEN3D_WARMUP": "0",
             "MODEL_SERVER_WORKERS": "2",
-        }
+        },
+        every_worker=False,
     )
     statuses = []
     for _ in range(16):  # each on a new connection, so each is a fresh accept
