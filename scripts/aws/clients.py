@@ -2,6 +2,9 @@
 
 Clients come from `boto3.session.Session(region_name=...)`, so credentials, profiles and
 `AWS_ENDPOINT_URL` (the tests' moto server) are honoured exactly as boto3 itself does.
+Every session in a process shares one botocore data loader: a fresh session otherwise
+parses the service models' JSON again (SageMaker's alone is megabytes), which made each
+command run in-process (tests, `gen3d deploy` then `status`) pay it anew.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from functools import cache
 from typing import Any
 
 import boto3
+import botocore.loaders
 import botocore.session
 
 from gen3d.aws.errors import AwsCommandError
@@ -17,12 +21,29 @@ from gen3d.aws.errors import AwsCommandError
 TAG_KEY = "gen3d:deployment"
 
 
+@cache
+def _data_loader() -> botocore.loaders.Loader:
+    return botocore.loaders.create_loader()
+
+
+def _botocore_session() -> botocore.session.Session:
+    core = botocore.session.Session()
+    core.register_component("data_loader", _data_loader())
+    return core
+
+
+def boto3_session(region: str | None = None) -> boto3.session.Session:
+    """A boto3 session (the normal credential and configuration chain) whose service
+    models come from this process's shared loader."""
+    return boto3.session.Session(botocore_session=_botocore_session(), region_name=region)
+
+
 class AwsClients:
     """Lazily built boto3 clients for one region; attribute access names the service
     (`clients.sagemaker`, `clients.sagemaker_runtime`, `clients.application_autoscaling`)."""
 
     def __init__(self, region: str | None = None) -> None:
-        self.session = boto3.session.Session(region_name=region)
+        self.session = boto3_session(region)
         self._clients: dict[str, Any] = {}
 
     @property
@@ -64,7 +85,7 @@ def has_tag(tags: list[dict[str, str]] | dict[str, str], deployment: str) -> boo
 
 @cache
 def _service_model(service: str) -> Any:
-    return botocore.session.get_session().get_service_model(service)
+    return _botocore_session().get_service_model(service)
 
 
 def model_enum(service: str, shape: str) -> list[str]:

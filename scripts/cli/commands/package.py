@@ -71,9 +71,9 @@ def run(args: argparse.Namespace) -> int:
     if not s3_out:
         pkg.write_tar_gz(package, Path(args.out))
     else:
-        import boto3
+        from gen3d.aws.clients import boto3_session
 
-        s3 = boto3.session.Session(region_name=args.region).client("s3")
+        s3 = boto3_session(args.region).client("s3")
         if args.uncompressed:
             counts = pkg.upload_prefix(package, s3, bucket, key, progress=print)
             print(f"uploaded {counts['uploaded']}, unchanged {counts['unchanged']}")
