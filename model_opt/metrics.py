@@ -39,11 +39,11 @@ def chamfer_distance(
 
 def _filled_voxels(
     vertices: np.ndarray, faces: np.ndarray, origin: np.ndarray, pitch: float
-) -> set[tuple[int, int, int]]:
+) -> np.ndarray:
+    """The solid's voxels as unique rows of integer indices on the grid at `origin`."""
     mesh = trimesh.Trimesh(vertices=vertices, faces=faces, process=False)
-    grid = mesh.voxelized(pitch).fill()
-    idx = np.round((grid.points - origin) / pitch).astype(np.int64)
-    return set(map(tuple, idx))
+    points = np.asarray(mesh.voxelized(pitch).fill().points)
+    return np.unique(np.round((points - origin) / pitch).astype(np.int64), axis=0)
 
 
 def volume_iou(
@@ -53,5 +53,6 @@ def volume_iou(
     origin = np.minimum(a[0].min(0), b[0].min(0))
     va = _filled_voxels(*a, origin, pitch)
     vb = _filled_voxels(*b, origin, pitch)
-    union = len(va | vb)
-    return float(len(va & vb) / union) if union else 1.0
+    # each side's rows are unique: a row counted twice is in both
+    union, counts = np.unique(np.concatenate([va, vb]), axis=0, return_counts=True)
+    return float((counts == 2).sum() / len(union)) if len(union) else 1.0
