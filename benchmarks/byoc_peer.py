@@ -28,6 +28,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from flask import Flask, Response, jsonify, request
 
@@ -41,28 +42,48 @@ from gen3d.serve.settings import Settings
 APP_FACTORY = "gen3d.benchmarks.byoc_peer:create_app()"
 
 
+class RequestWork:
+    """One request's work without the server: decode the JSON body, predict, encode the
+    JSON answer. The peer's handler, and the peers suite's in-process ceiling
+    (gen3d.benchmarks.ceiling), which runs it with no server at all."""
+
+    def __init__(self, settings: Settings) -> None:
+        from gen3d.serve.backends import create_backend
+
+        self.backend = create_backend(settings.backend)
+        if settings.backend == "silhouette":  # needs no files, but the directory must exist
+            settings.model_dir.mkdir(parents=True, exist_ok=True)
+        self.backend.load(settings.model_dir, settings)
+        if settings.warmup:
+            self.backend.warmup()
+        self.limits = codecs.Limits(
+            max_image_pixels=settings.max_image_pixels,
+            max_batch_items=settings.max_batch_items,
+            needs_mask=self.backend.needs_mask,
+            options=self.backend.options,
+        )
+
+    def __call__(self, body: bytes) -> dict[str, Any]:
+        """The answer's JSON document; a client error raises its Gen3DError."""
+        decoded = codecs.decode_json(body, codecs.Defaults(seed=0, format=None), self.limits)
+        item = decoded.items[0]
+        if isinstance(item, Gen3DError):
+            raise item
+        result = self.backend.predict([item])[0]
+        if isinstance(result, BaseException):
+            raise result
+        return codecs.asset_json(result, "glb")
+
+
 def create_app(settings: Settings | None = None) -> Flask:
     """The peer's WSGI app; gunicorn calls this in each worker after fork (no preload),
     so every worker loads its own model, as the AWS example does."""
-    from gen3d.serve.backends import create_backend
-
     settings = settings or Settings.from_env()
     app = Flask("gen3d-byoc-peer")
     # Flask refuses larger bodies with a 413 before reading them: the only limit kept,
     # because without it one request could take the worker's memory.
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
-    backend = create_backend(settings.backend)
-    if settings.backend == "silhouette":  # needs no files, but the directory must exist
-        settings.model_dir.mkdir(parents=True, exist_ok=True)
-    backend.load(settings.model_dir, settings)
-    if settings.warmup:
-        backend.warmup()
-    limits = codecs.Limits(
-        max_image_pixels=settings.max_image_pixels,
-        max_batch_items=settings.max_batch_items,
-        needs_mask=backend.needs_mask,
-        options=backend.options,
-    )
+    work = RequestWork(settings)
 
     @app.get("/ping")
     def ping() -> Response:
@@ -73,16 +94,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     @app.post("/invocations")
     def invocations() -> Response | tuple[Response, int]:
         try:
-            decoded = codecs.decode_json(
-                request.get_data(), codecs.Defaults(seed=0, format=None), limits
-            )
-            item = decoded.items[0]
-            if isinstance(item, Gen3DError):
-                raise item
-            result = backend.predict([item])[0]
-            if isinstance(result, BaseException):
-                raise result
-            return jsonify(codecs.asset_json(result, "glb"))
+            return jsonify(work(request.get_data()))
         except Gen3DError as exc:
             return jsonify(exc.to_dict()), exc.status
 
@@ -156,9 +168,8 @@ def byoc_workers(config: PeerSuiteConfig) -> int:
     return config.byoc_workers or os.cpu_count() or 1
 
 
-def start_byoc(config: PeerSuiteConfig, model_dir: Path, log_path: Path) -> ManagedProcess:
-    """The BYOC peer as a managed process (its own session, /ping), not yet ready."""
-    port = free_port()
+def byoc_env(config: PeerSuiteConfig, model_dir: Path) -> dict[str, str]:
+    """The environment of the peer's workers (and of the in-process ceiling's children)."""
     settings = settings_for(
         config.backend,
         model_dir,
@@ -170,6 +181,13 @@ def start_byoc(config: PeerSuiteConfig, model_dir: Path, log_path: Path) -> Mana
     env = server_env(settings)
     if config.torch_threads:
         env["OMP_NUM_THREADS"] = str(config.torch_threads)
+    return env
+
+
+def start_byoc(config: PeerSuiteConfig, model_dir: Path, log_path: Path) -> ManagedProcess:
+    """The BYOC peer as a managed process (its own session, /ping), not yet ready."""
+    port = free_port()
+    env = byoc_env(config, model_dir)
     return ManagedProcess(
         byoc_command(port, byoc_workers(config)), port, log_path, env=env, name="BYOC peer"
     )

@@ -9,7 +9,10 @@ measured the other two are paused (SIGSTOP), so none of their idle work runs bes
 (`pause_idle`). All receive the same JSON request and
 return the same JSON asset. Ratios: ours / peer for throughput (>= 1 is better) and for
 p99 (<= 1 is better); `throughput_ratio`/`p99_ratio` are vs LitServe (as before the
-BYOC peer was added), `byoc_throughput_ratio`/`byoc_p99_ratio` vs the BYOC peer.
+BYOC peer was added), `byoc_throughput_ratio`/`byoc_p99_ratio` vs the BYOC peer, and
+`ceiling_ratio` (ours) and `byoc_ceiling_ratio` vs the in-process ceiling: the same
+requests' work with no server, in as many processes as the BYOC peer has workers
+(gen3d.benchmarks.ceiling), measured in turn with the servers like a fourth one.
 
 Which server goes first turns with each level (and with `order_offset`, which
 `gen3d bench peers --repeats` sets to the run's number): with a fixed order, ours always ran
@@ -28,7 +31,7 @@ from __future__ import annotations
 
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +39,8 @@ from typing import Any
 
 from gen3d.benchmarks import payloads
 from gen3d.benchmarks.backends import prepare_model_dir, server_env
-from gen3d.benchmarks.byoc_peer import byoc_workers, has_front, start_byoc
+from gen3d.benchmarks.byoc_peer import byoc_env, byoc_workers, has_front, start_byoc
+from gen3d.benchmarks.ceiling import InProcessCeiling
 from gen3d.benchmarks.environment import fingerprint
 from gen3d.benchmarks.loadgen import LoadWindow, Target, collect_load, summarize_windows
 from gen3d.benchmarks.results_io import Recorder
@@ -45,6 +49,7 @@ from gen3d.serve.local_server import ManagedProcess, free_port, start_server
 
 JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
 PEERS = ("litserve", "byoc")  # started after ours; measured in a turning order
+CEILING = "ceiling"  # the in-process ceiling (gen3d.benchmarks.ceiling), measured in turn
 LEVELS = [1, 4, 16, 64]  # 64: past what any server here turns around within a second
 
 
@@ -136,29 +141,45 @@ def run_peers_suite(
         if config.torch_threads:
             ours_env["OMP_NUM_THREADS"] = str(config.torch_threads)
         servers = start_servers(config, model_dir, ours_env, Path(tmp), PEERS)
+        processes = byoc_workers(config)
+        ceiling = InProcessCeiling(
+            byoc_env(config, model_dir), processes, Path(tmp) / "ceiling.log"
+        )
+        recorder.config["ceiling_processes"] = processes
         try:
+            ceiling.wait_ready(config.ready_timeout_s)
             recorder.config["bound_to"] = bound_addresses(servers)
-            targets = {
+            targets: dict[str, Target | None] = {
                 name: Target(s.url, "/invocations", body, JSON_HEADERS, s.health_path, None)
                 for name, s in servers.items()
             }
+            targets[CEILING] = None
             for index, level in enumerate(config.levels):
+
+                def measure(name: str, target: Target | None, level: int = level) -> LoadWindow:
+                    if target is None:  # the ceiling: its share of the level's time
+                        return ceiling.measure(config.duration_s / config.slices, level)
+                    return slice_of_load(config, target, level)
+
                 row: dict[str, Any] = {"backend": config.backend, "concurrency": level}
                 row |= measure_in_turn(
                     servers,
                     targets,
                     index,
                     config,
-                    lambda _name, target, level=level: slice_of_load(config, target, level),
+                    measure,
                     config.order_offset,
                     config.slices,
                     summarize_windows,
                 )
                 row.update(ratios(row["ours"], row["litserve"]))
                 row.update(ratios(row["ours"], row["byoc"], prefix="byoc_"))
+                row["ceiling_ratio"] = ratios(row["ours"], row[CEILING])["throughput_ratio"]
+                row["byoc_ceiling_ratio"] = ratios(row["byoc"], row[CEILING])["throughput_ratio"]
                 recorder.add(row)
                 progress(_line(config.name, row))
         finally:
+            ceiling.stop()
             for server in servers.values():
                 server.stop()
     return recorder.write(out_root)
@@ -215,10 +236,10 @@ def slice_of_load(config: PeersConfig, target: Target, level: int) -> LoadWindow
 
 def measure_in_turn(
     servers: dict[str, ManagedProcess],
-    targets: dict[str, Target],
+    targets: Mapping[str, Target | None],
     level_index: int,
     config: PeerSuiteConfig,
-    measure: Callable[[str, Target], Any],
+    measure: Callable[[str, Any], Any],
     offset: int = 0,
     slices: int = 1,
     pool: Callable[[list[Any]], dict[str, Any]] | None = None,
@@ -253,7 +274,8 @@ def measured_alone(
     try:
         for server in others:
             server.pause()
-        servers[name].wait_ready(config.ready_timeout_s)  # it may have just been resumed
+        if name in servers:  # not the in-process ceiling
+            servers[name].wait_ready(config.ready_timeout_s)  # it may have just been resumed
         yield
     finally:
         for server in others:
@@ -281,7 +303,8 @@ def ratios(ours: dict[str, Any], peer: dict[str, Any], prefix: str = "") -> dict
 
 def _line(name: str, row: dict[str, Any]) -> str:
     parts = [f"  {name} c={row['concurrency']:>2}:"]
-    for server, label in (("ours", "ours"), ("litserve", "LitServe"), ("byoc", "BYOC")):
+    names = (("ours", "ours"), ("litserve", "LitServe"), ("byoc", "BYOC"), (CEILING, CEILING))
+    for server, label in names:
         r = row[server]
         parts.append(
             f"{label} {r['throughput_per_s']:.2f}/s p99 "
@@ -292,6 +315,7 @@ def _line(name: str, row: dict[str, Any]) -> str:
         + f" | ours/LitServe thr {_round(row['throughput_ratio'])} p99 {_round(row['p99_ratio'])}"
         + f" | ours/BYOC thr {_round(row['byoc_throughput_ratio'])}"
         + f" p99 {_round(row['byoc_p99_ratio'])}"
+        + f" | ours/ceiling thr {_round(row['ceiling_ratio'])}"
     )
 
 

@@ -22,8 +22,11 @@ from typing import Any
 from gen3d.benchmarks.peers import PeersConfig, run_peers_suite
 from gen3d.benchmarks.results_io import Recorder
 
-SERVERS = ("ours", "litserve", "byoc")
-RATIOS = ("throughput_ratio", "p99_ratio", "byoc_throughput_ratio", "byoc_p99_ratio")
+SERVERS = ("ours", "litserve", "byoc", "ceiling")
+RATIOS = (
+    *("throughput_ratio", "p99_ratio", "byoc_throughput_ratio", "byoc_p99_ratio"),
+    *("ceiling_ratio", "byoc_ceiling_ratio"),
+)
 
 
 def median_or_none(values: list[float | None]) -> float | None:
@@ -39,7 +42,7 @@ def summarize_runs(runs: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
     for level in levels:
         rows = [row for rows in runs for row in rows if row["concurrency"] == level]
         entry: dict[str, Any] = {"concurrency": level, "runs": len(rows)}
-        for server in SERVERS:
+        for server in (s for s in SERVERS if all(s in r for r in rows)):
             entry[server] = {
                 "throughput_per_s": median_or_none([r[server]["throughput_per_s"] for r in rows]),
                 "p99_ms": median_or_none([r[server]["latency_ms"].get("p99") for r in rows]),
@@ -80,7 +83,7 @@ def run_peers_repeats(
         progress(
             f"  median c={entry['concurrency']}: ours/LitServe thr {entry['throughput_ratio']}"
             f" p99 {entry['p99_ratio']} | ours/BYOC thr {entry['byoc_throughput_ratio']}"
-            f" p99 {entry['byoc_p99_ratio']}"
+            f" p99 {entry['byoc_p99_ratio']} | ours/ceiling thr {entry['ceiling_ratio']}"
         )
     recorder.summary["runs"] = runs  # every run's own rows, for a second look
     return recorder.write(out_root)

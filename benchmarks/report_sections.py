@@ -305,6 +305,8 @@ def _peers_section(docs: list[Doc]) -> list[str]:
                     r["p99_ratio"],
                     r.get("byoc_throughput_ratio"),
                     r.get("byoc_p99_ratio"),
+                    (r.get("ceiling") or {}).get("throughput_per_s"),  # newer runs only
+                    r.get("ceiling_ratio"),
                     sum(sum(s.get("errors", {}).values()) for s in (o, p, b)),
                 ]
             )
@@ -325,6 +327,8 @@ def _peers_section(docs: list[Doc]) -> list[str]:
             "p99 ours/LitServe",
             "throughput ours/BYOC",
             "p99 ours/BYOC",
+            "in-process ceiling req/s",
+            "throughput ours/ceiling",
             "errors",
         ],
         rows,

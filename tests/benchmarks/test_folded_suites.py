@@ -19,11 +19,14 @@ from gen3d.benchmarks.peers_repeats import summarize_runs
 from gen3d.cli.main import main
 
 
-def peers_row(level: int, ours: float, litserve: float, byoc: float) -> dict:
+def peers_row(
+    level: int, ours: float, litserve: float, byoc: float, ceiling: float | None = None
+) -> dict:
     def server(rate: float) -> dict:
         return {"throughput_per_s": rate, "latency_ms": {"p99": 1000 / rate}}
 
-    return {
+    extra = {} if ceiling is None else {"ceiling": server(ceiling), "ceiling_ratio": ours / ceiling}
+    return extra | {
         "concurrency": level,
         "ours": server(ours),
         "litserve": server(litserve),
@@ -37,9 +40,9 @@ def peers_row(level: int, ours: float, litserve: float, byoc: float) -> dict:
 
 def test_repeats_are_summarized_as_medians_per_level_with_each_runs_ratio() -> None:
     runs = [
-        [peers_row(4, 10, 10, 5), peers_row(16, 20, 10, 10)],
-        [peers_row(4, 12, 10, 5), peers_row(16, 30, 10, 10)],
-        [peers_row(4, 30, 10, 5), peers_row(16, 10, 10, 10)],
+        [peers_row(4, 10, 10, 5, 40), peers_row(16, 20, 10, 10)],
+        [peers_row(4, 12, 10, 5, 20), peers_row(16, 30, 10, 10, 30)],
+        [peers_row(4, 30, 10, 5, 30), peers_row(16, 10, 10, 10)],
     ]
     four, sixteen = summarize_runs(runs)
     assert four["concurrency"] == 4 and four["runs"] == 3
@@ -48,6 +51,10 @@ def test_repeats_are_summarized_as_medians_per_level_with_each_runs_ratio() -> N
     assert four["throughput_ratio_runs"] == [1.0, 1.2, 3.0]
     assert four["byoc_p99_ratio"] is None and four["byoc_p99_ratio_runs"] == [None] * 3
     assert sixteen["ours"]["throughput_per_s"] == 20 and sixteen["byoc_throughput_ratio"] == 2.0
+    # the in-process ceiling: a median of the runs that measured it
+    assert four["ceiling"]["throughput_per_s"] == 30 and four["ceiling_ratio"] == 0.6
+    assert "ceiling" not in sixteen  # one run of three had it: no median of the three
+    assert sixteen["ceiling_ratio"] == 1.0 and sixteen["ceiling_ratio_runs"] == [None, 1.0, None]
 
 
 def test_peers_repeats_turn_the_order_once_per_run(monkeypatch, tmp_path: Path) -> None:

@@ -156,11 +156,11 @@ def test_peers_runs_litserve_and_byoc_on_loopback_with_our_batch_settings(result
     assert doc["config"]["byoc_workers"] == (os.cpu_count() or 1)
     row, second = doc["results"]
     # each server goes first in turn: ours is not always measured right after a level change
-    assert row["order"] == ["ours", "litserve", "byoc"]
-    assert second["order"] == ["litserve", "byoc", "ours"]
+    assert row["order"] == ["ours", "litserve", "byoc", "ceiling"]
+    assert second["order"] == ["litserve", "byoc", "ceiling", "ours"]
     assert second["ours"]["ok"] > 0 and second["byoc"]["ok"] > 0
     # each server's time at a level came in two interleaved windows, pooled
-    for server in ("ours", "litserve", "byoc"):
+    for server in ("ours", "litserve", "byoc", "ceiling"):
         assert row["slices"] == 2 and row[server]["slices"] == 2
         assert row[server]["window_s"] >= 2 * 0.3
     assert row["ours"]["ok"] > 0 and row["litserve"]["ok"] > 0 and row["byoc"]["ok"] > 0
@@ -172,6 +172,16 @@ def test_peers_runs_litserve_and_byoc_on_loopback_with_our_batch_settings(result
     )
     assert row["byoc_p99_ratio"] == pytest.approx(
         row["ours"]["latency_ms"]["p99"] / row["byoc"]["latency_ms"]["p99"]
+    )
+    # the in-process ceiling: the same work in one process per BYOC worker, no server
+    assert doc["config"]["ceiling_processes"] == doc["config"]["byoc_workers"]
+    ceiling = row["ceiling"]
+    assert ceiling["ok"] >= doc["config"]["ceiling_processes"] and ceiling["errors"] == {}
+    assert row["ceiling_ratio"] == pytest.approx(
+        row["ours"]["throughput_per_s"] / ceiling["throughput_per_s"]
+    )
+    assert row["byoc_ceiling_ratio"] == pytest.approx(
+        row["byoc"]["throughput_per_s"] / ceiling["throughput_per_s"]
     )
 
 
