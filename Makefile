@@ -71,11 +71,16 @@ front: ## install nginx-light (apt): the server's front, as in the image
 demo: $(DEMO_STAMP) ## start the server, turn the sample photo into a GLB + PNG preview, stop (no torch, no npm)
 	$(GEN3D) demo --out $(OUT)/demo
 
+# One test process per core (pytest-xdist; each test's servers still get a free port);
+# TEST_WORKERS=0 runs every test in one process, as plain `pytest` does.
+TEST_WORKERS ?= auto
+PYTEST := $(PY) -m pytest -q -n $(TEST_WORKERS) --dist worksteal
+
 test: setup browser front ## run every test
-	$(PY) -m pytest -q
+	$(PYTEST)
 
 test-fast: setup front ## every test but the slow ones (own servers, image builds, wheel install, compiles, bench smoke)
-	$(PY) -m pytest -q -m "not slow"
+	$(PYTEST) -m "not slow"
 
 lint: setup ## ruff + hadolint
 	$(VENV)/bin/ruff check .

@@ -9,11 +9,22 @@ import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+# The suite runs several torch processes at once on few cores (pytest-xdist, and the
+# servers the tests start inherit this): OpenMP threads that spin between parallel regions
+# (libgomp's default) took the cores from each other, about 80 of 500 CPU-seconds. Set
+# before anything imports torch; it changes how threads wait, not what they compute.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import pytest
 import quota_service
 from aws_requests import MODEL_BUCKET, install_strict_validation
 
-from gen3d.serve.local_server import ManagedProcess, free_port, start_server, wait_every_worker
+from gen3d.serve.local_server import (
+    ManagedProcess,
+    free_port,
+    start_server,
+    wait_every_worker,
+)
 
 # Every botocore client a test builds (the code under test's and the test's own) checks
 # each request against the service model's enum, max, pattern and length rules before
