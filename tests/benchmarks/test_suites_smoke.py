@@ -32,7 +32,7 @@ FINGERPRINT_KEYS = {
     "git_commit",
 }
 
-pytestmark = pytest.mark.slow  # real benchmark runs, about a minute
+pytestmark = [pytest.mark.slow, pytest.mark.heavy]  # real benchmark runs, about a minute
 
 
 @pytest.fixture(scope="module")

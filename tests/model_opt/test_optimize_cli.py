@@ -13,6 +13,7 @@ from gen3d.serve.artifact.manifest import verify
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_int8_dynamic_writes_manifest_and_report(tiny_dir: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "int8"
     code = main(

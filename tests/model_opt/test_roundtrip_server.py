@@ -74,6 +74,7 @@ def test_variant_served_equals_in_process(
 
 
 @pytest.mark.slow  # ~40 s: inductor compiles 4 graphs on 2 CPU cores
+@pytest.mark.heavy
 def test_compiled_artifact_restores_its_cache(
     tiny_dir, tmp_path, start_gen3d_server, glb_geometry, monkeypatch
 ) -> None:

@@ -58,6 +58,7 @@ def geometry(response: requests.Response) -> np.ndarray:
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_concurrent_requests_are_batched_and_equal_their_solo_runs(
     start_gen3d_server, proxy_dir
 ) -> None:
