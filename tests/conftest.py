@@ -159,8 +159,12 @@ def start_gen3d_server(
         timeout_s: float = 60.0,
         every_worker: bool = True,
     ) -> ManagedProcess:
-        """`wait`: until /ping answers 200; `every_worker`: and every worker is ready."""
+        """`wait`: until /ping answers 200; `every_worker`: and every worker is ready.
+        One model worker unless the test sets MODEL_SERVER_WORKERS: a test that starts its
+        own server is about a setting, a signal or a log, and each extra worker costs most
+        of a CPU-second to start and stop (`default_server` runs the machine's default)."""
         log_path = tmp_path / f"server-{len(started)}.log"
+        env = {"MODEL_SERVER_WORKERS": "1", **(env or {})}
         server = start_server(env=env, log_path=log_path)
         started.append(server)
         if wait:
