@@ -206,6 +206,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if _OWN_SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
-    # Tests marked heavy (tens of CPU-seconds each) run first: with one test process per
+    # Tests marked heavy (ten seconds or more each) run first: with one test process per
     # core, one of them starting last kept a single core busy after the others were done.
     items.sort(key=lambda item: item.get_closest_marker("heavy") is None)  # stable

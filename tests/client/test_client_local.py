@@ -213,6 +213,7 @@ def answers(url: str) -> bool:
     return True
 
 
+@pytest.mark.heavy
 def test_not_ready_is_retried_after_retry_after_and_bounded(start_gen3d_server) -> None:
     """A model still loading: /invocations answers 503 not_ready with Retry-After: 5."""
     srv = start_gen3d_server(

@@ -190,6 +190,7 @@ def test_without_a_token_or_access_it_fails_in_one_line(hub, tmp_path, token, wo
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_interrupted_downloads_resume_and_complete_files_are_not_fetched_again(
     hub, tmp_path
 ) -> None:

@@ -10,6 +10,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pytest
 import requests
 from gen3d_testing import post_png
 
@@ -19,6 +20,7 @@ from gen3d.serve.model.liveness import WEDGED_GRACE_S, Liveness, watch
 PLUGINS = Path(__file__).resolve().parents[1] / "fixtures" / "plugins"
 
 
+@pytest.mark.heavy
 def test_a_stuck_model_thread_gets_the_worker_replaced(start_gen3d_server) -> None:
     server = start_gen3d_server(
         {

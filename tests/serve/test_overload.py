@@ -66,6 +66,7 @@ def test_a_full_queue_refuses_before_reading_the_body(start_gen3d_server) -> Non
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_many_large_images_at_once_keep_the_worker_within_its_memory_bound(
     start_gen3d_server,
 ) -> None:
@@ -103,6 +104,7 @@ def test_many_large_images_at_once_keep_the_worker_within_its_memory_bound(
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_clients_that_retry_at_once_do_not_collapse_goodput(start_gen3d_server) -> None:
     """Twelve times more clients than the queue holds, each retrying a 503 at once: the
     waiting room holds them (no CPU, no decoded memory), so completed requests per second

@@ -45,6 +45,7 @@ def _init_in_subprocess(out: Path, seed: int) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_same_seed_gives_byte_identical_file(tmp_path: Path) -> None:
     _init_in_subprocess(tmp_path / "a", 7)
     _init_in_subprocess(tmp_path / "b", 7)

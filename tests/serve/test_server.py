@@ -332,6 +332,7 @@ def test_container_entrypoint_serves_on_the_bind_port() -> None:
         process.wait(30)
 
 
+@pytest.mark.heavy
 def test_sigterm_lets_the_request_in_flight_finish(start_gen3d_server) -> None:
     srv = start_gen3d_server()
     rng = np.random.default_rng(0)
