@@ -35,7 +35,6 @@ class InProcessCeiling:
 
     def __init__(self, env: dict[str, str], processes: int, log_path: Path) -> None:
         self.name = "in-process ceiling"
-        self.processes = processes
         self.log_path = log_path
         self._log: IO[bytes] = open(log_path, "wb")  # closed by stop()
         self.children = [

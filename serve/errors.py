@@ -66,7 +66,7 @@ class InternalError(Gen3DError):
 # What nginx answers itself (gen3d.serve.process.front), in the same shape: status ->
 # (code, message), {max_body_mb} filled in from the settings.
 FRONT_ERRORS: dict[int, tuple[str, str]] = {
-    400: ("bad_request", "malformed HTTP request"),
+    400: (BadRequest.code, "malformed HTTP request"),
     404: ("not_found", "no such path"),
     405: ("method_not_allowed", "method not allowed"),
     408: ("request_timeout", "the client was too slow sending its request"),

@@ -79,9 +79,9 @@ def dashboard_body(spec: DeploySpec, region: str) -> dict[str, Any]:
         _metric(
             "Container: queue and inference time (ms)",
             [
-                [GEN3D_NAMESPACE, metric, *ours, {"stat": stat, "label": f"{metric} {stat}"}]
+                line
                 for metric in ("QueueTime", "InferenceTime")
-                for stat in ("p50", "p99")
+                for line in _percentiles(GEN3D_NAMESPACE, metric, ours, f"{metric} ")
             ],
             region,
             stat="p50",
@@ -140,12 +140,27 @@ def dashboard_body(spec: DeploySpec, region: str) -> dict[str, Any]:
     return {"widgets": widgets}
 
 
+P50_P99 = ("p50", "p99")
+P50_P90_P99 = ("p50", "p90", "p99")
+
+
+def _percentiles(
+    namespace: str,
+    metric: str,
+    dimensions: list[str],
+    label: str = "",
+    stats: tuple[str, ...] = P50_P99,
+) -> list[list[Any]]:
+    """One graph line per percentile of `metric`, labelled `label` + the percentile."""
+    return [
+        [namespace, metric, *dimensions, {"stat": stat, "label": f"{label}{stat}"}]
+        for stat in stats
+    ]
+
+
 def _traffic_widgets(spec: DeploySpec, endpoint: list[str], region: str) -> list[dict[str, Any]]:
     """Requests, errors and latency, from the metrics the mode publishes."""
-    model_latency = [
-        [SAGEMAKER, "ModelLatency", *endpoint, {"stat": stat, "label": f"model {stat}"}]
-        for stat in ("p50", "p90", "p99")
-    ]
+    model_latency = _percentiles(SAGEMAKER, "ModelLatency", endpoint, "model ", P50_P90_P99)
     errors = [
         [SAGEMAKER, "Invocation4XXErrors", *endpoint],
         [SAGEMAKER, "Invocation5XXErrors", *endpoint],
@@ -164,20 +179,13 @@ def _traffic_widgets(spec: DeploySpec, endpoint: list[str], region: str) -> list
             _metric("Errors (4xx, 5xx)", errors, region),
             _metric(
                 "ModelLatency and TimeInBacklog (microseconds)",
-                model_latency
-                + [
-                    [SAGEMAKER, "TimeInBacklog", *endpoint, {"stat": s, "label": f"backlog {s}"}]
-                    for s in ("p50", "p99")
-                ],
+                model_latency + _percentiles(SAGEMAKER, "TimeInBacklog", endpoint, "backlog "),
                 region,
                 stat="p50",
             ),
             _metric(
                 "TotalProcessingTime, queued to done (milliseconds)",
-                [
-                    [SAGEMAKER, "TotalProcessingTime", *endpoint, {"stat": s, "label": s}]
-                    for s in ("p50", "p99")
-                ],
+                _percentiles(SAGEMAKER, "TotalProcessingTime", endpoint),
                 region,
                 stat="p50",
             ),
@@ -187,11 +195,7 @@ def _traffic_widgets(spec: DeploySpec, endpoint: list[str], region: str) -> list
         _metric("Errors (4xx, 5xx)", errors, region),
         _metric(
             "ModelLatency and OverheadLatency (microseconds)",
-            model_latency
-            + [
-                [SAGEMAKER, "OverheadLatency", *endpoint, {"stat": s, "label": f"overhead {s}"}]
-                for s in ("p50", "p99")
-            ],
+            model_latency + _percentiles(SAGEMAKER, "OverheadLatency", endpoint, "overhead "),
             region,
             stat="p50",
         ),

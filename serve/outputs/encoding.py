@@ -8,20 +8,15 @@ from gen3d.serve.outputs.usdz import mesh_to_usdz
 FORMATS = ("glb", "ply", "obj", "usdz")
 
 
+_MESH_WRITERS = {"glb": mesh_to_glb, "obj": mesh_to_obj, "usdz": mesh_to_usdz}
+
+
 def encode_asset(asset: Asset, fmt: str) -> bytes:
     """Serialise `asset` as `fmt` (glb, ply, obj or usdz)."""
-    if fmt == "glb":
+    if fmt in _MESH_WRITERS:
         if asset.mesh is None:
-            raise ValueError("this result has no mesh to write as GLB")
-        return mesh_to_glb(asset.mesh, asset.metadata)
-    if fmt == "obj":
-        if asset.mesh is None:
-            raise ValueError("this result has no mesh to write as OBJ")
-        return mesh_to_obj(asset.mesh, asset.metadata)
-    if fmt == "usdz":
-        if asset.mesh is None:
-            raise ValueError("this result has no mesh to write as USDZ")
-        return mesh_to_usdz(asset.mesh, asset.metadata)
+            raise ValueError(f"this result has no mesh to write as {fmt.upper()}")
+        return _MESH_WRITERS[fmt](asset.mesh, asset.metadata)
     if fmt == "ply":
         if asset.splat is None:
             raise ValueError("this result has no Gaussian splat to write as PLY")

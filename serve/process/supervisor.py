@@ -16,13 +16,12 @@ import logging.config
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
-from subprocess import Popen
+from subprocess import PIPE, Popen
 from typing import Any
 
 from gen3d.serve.http.forwarded import BEHIND_FRONT_ENV
@@ -99,7 +98,7 @@ class Supervisor:
         if self.stopping:  # a signal came, or a gunicorn failed, while they started
             return
         nginx = [self.nginx, "-p", f"{self.layout.run_dir}/", "-c", str(self.layout.config)]
-        process = self._spawn("nginx", nginx, signal.SIGQUIT, stderr=subprocess.PIPE)
+        process = self._spawn("nginx", nginx, signal.SIGQUIT, stderr=PIPE)
         self.relay = threading.Thread(target=relay_nginx_log, args=(process.stderr,), daemon=True)
         self.relay.start()
 
@@ -114,7 +113,7 @@ class Supervisor:
             time.sleep(0.02)
 
     def _spawn(self, name: str, cmd: list[str], stop_signal: int, **popen: Any) -> Popen[bytes]:
-        process = subprocess.Popen(cmd, **popen)  # no stderr given: the container's log
+        process = Popen(cmd, **popen)  # no stderr given: the container's log
         self.children[process.pid] = (name, process, stop_signal)
         return process
 
@@ -140,9 +139,10 @@ class Supervisor:
                     code = process.returncode or 1
                 self.stop()
                 deadline = min(deadline, time.monotonic() + STOP_GRACE_S)
-            if time.monotonic() > deadline:
+            if time.monotonic() > deadline:  # the grace is over: kill, once
                 for _name, process, _sig in self.children.values():
                     process.kill()
+                deadline = float("inf")
             time.sleep(0.05)
         self._kill_orphans()
         if self.relay is not None:
