@@ -12,6 +12,13 @@ gunicorn master and workers (or the peer's processes), split by kind, plus the m
 idle share during the round (a server that leaves cores idle at saturation loses
 throughput without spending more per request). Every answer must be a 200, or the count
 would be wrong.
+
+The in-process ceiling (gen3d.benchmarks.ceiling: the same request's work in one process
+per BYOC worker, no server and no client) takes a round of its own after each pair, as
+long as the server round before it, its children's CPU read the same way. The difference
+between a server's CPU per request (plus the client's) and the ceiling's is what serving
+over HTTP costs on these cores; with the idle share it says where a `ceiling_ratio` below
+1 in the peers suite goes.
 """
 
 from __future__ import annotations
@@ -29,6 +36,8 @@ from typing import Any
 
 from gen3d.benchmarks import payloads
 from gen3d.benchmarks.backends import prepare_model_dir, server_env
+from gen3d.benchmarks.byoc_peer import byoc_env, byoc_workers
+from gen3d.benchmarks.ceiling import InProcessCeiling
 from gen3d.benchmarks.environment import fingerprint
 from gen3d.benchmarks.peers import JSON_HEADERS, measured_alone, start_servers
 from gen3d.benchmarks.results_io import Recorder
@@ -37,6 +46,7 @@ from gen3d.serve.local_server import ManagedProcess
 
 TICK = os.sysconf("SC_CLK_TCK")
 MEDIANS = ("throughput_per_s", "server_cpu_ms_per_request", "client_cpu_ms_per_request")
+CEILING = "ceiling"
 
 
 @dataclass(kw_only=True)
@@ -139,6 +149,49 @@ def one_round(server: ManagedProcess, body: bytes, clients: int, count: int) -> 
     }
 
 
+def ceiling_round(ceiling: InProcessCeiling, seconds: float) -> dict[str, Any]:
+    """One round of the in-process ceiling: its children run requests back to back for
+    `seconds`; the same figures as a server's round (no client: its CPU is 0)."""
+    pids = [child.pid for child in ceiling.children]
+    before, idle_before, started = cpu_seconds(pids), idle_seconds(), time.perf_counter()
+    window = ceiling.measure(seconds, 0)
+    after, idle_after = cpu_seconds(pids), idle_seconds()
+    wall = time.perf_counter() - started
+    count = len(window.records)
+    used = sum(u + s - before[pid][1] - before[pid][2] for pid, (_, u, s) in after.items())
+    return {
+        "requests": count,
+        "wall_s": round(window.end - window.start, 3),
+        "throughput_per_s": round(count / (window.end - window.start), 3),
+        "server_cpu_ms_per_request": round(1000 * used / count, 3),
+        "split_ms_per_request": {"python": round(1000 * used / count, 3)},
+        "client_cpu_ms_per_request": 0.0,
+        "idle_fraction": round((idle_after - idle_before) / wall / (os.cpu_count() or 1), 4),
+    }
+
+
+def over_ceiling(medians: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    """Per server: its throughput over the ceiling's, and the CPU per request it spends
+    beyond the ceiling's, in the server's processes and with the client's added."""
+    top = medians[CEILING]
+    return {
+        name: {
+            "ceiling_ratio": round(m["throughput_per_s"] / top["throughput_per_s"], 3),
+            "server_cpu_ms_over_ceiling": round(
+                m["server_cpu_ms_per_request"] - top["server_cpu_ms_per_request"], 3
+            ),
+            "with_client_cpu_ms_over_ceiling": round(
+                m["server_cpu_ms_per_request"]
+                + m["client_cpu_ms_per_request"]
+                - top["server_cpu_ms_per_request"],
+                3,
+            ),
+        }
+        for name, m in medians.items()
+        if name != CEILING
+    }
+
+
 def run_cpu_per_request_suite(
     config: CpuPerRequestConfig, out_root: Path, progress: Callable[[str], None] = print
 ) -> Path:
@@ -156,10 +209,15 @@ def run_cpu_per_request_suite(
     model_dir = prepare_model_dir(config.backend, config.size, config.model_dir)
     settings = config.settings(model_dir, max_queue=max(64, 2 * config.clients))
     body = payloads.json_body()
-    rounds: dict[str, list[dict[str, Any]]] = {"ours": [], config.peer: []}
+    rounds: dict[str, list[dict[str, Any]]] = {"ours": [], config.peer: [], CEILING: []}
+    recorder.config["ceiling_processes"] = byoc_workers(config)
     with tempfile.TemporaryDirectory(prefix="gen3d-cpu-per-request-") as tmp:
         servers = start_servers(config, model_dir, server_env(settings), Path(tmp), (config.peer,))
+        ceiling = InProcessCeiling(
+            byoc_env(config, model_dir), byoc_workers(config), Path(tmp) / "ceiling.log"
+        )
         try:
+            ceiling.wait_ready(config.ready_timeout_s)
             for name_, server in servers.items():  # warm: connections, caches, first batches
                 with measured_alone(servers, name_, config):
                     send(server.port, body, config.clients, 2 * config.clients)
@@ -171,17 +229,30 @@ def run_cpu_per_request_suite(
                             servers[server_name], body, config.clients, config.requests
                         )
                     rounds[server_name].append(result)
-                    progress(
-                        f"  {server_name:8s} {result['throughput_per_s']:6.2f} req/s, server "
-                        f"CPU {result['server_cpu_ms_per_request']:6.2f} ms/request, idle "
-                        f"{result['idle_fraction']:.1%}"
-                    )
+                    _progress(progress, server_name, result)
+                with measured_alone(servers, CEILING, config):  # every server paused
+                    result = ceiling_round(ceiling, result["wall_s"])
+                rounds[CEILING].append(result)
+                _progress(progress, CEILING, result)
         finally:
+            ceiling.stop()
             for server in servers.values():
                 server.stop()
+    all_medians = {}
     for server_name, results in rounds.items():
         medians = {k: round(statistics.median(r[k] for r in results), 3) for k in MEDIANS}
         medians["idle_fraction"] = round(statistics.median(r["idle_fraction"] for r in results), 4)
+        all_medians[server_name] = medians
         recorder.add({"server": server_name, "median": medians, "rounds": results})
         progress(f"{server_name}: median {medians}")
+    recorder.summary = over_ceiling(all_medians)
+    progress(f"over the in-process ceiling: {recorder.summary}")
     return recorder.write(out_root)
+
+
+def _progress(progress: Callable[[str], None], name: str, result: dict[str, Any]) -> None:
+    progress(
+        f"  {name:8s} {result['throughput_per_s']:6.2f} req/s, server "
+        f"CPU {result['server_cpu_ms_per_request']:6.2f} ms/request, idle "
+        f"{result['idle_fraction']:.1%}"
+    )

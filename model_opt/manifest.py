@@ -8,6 +8,7 @@ import json
 import platform
 import time
 from collections.abc import Iterable
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -39,11 +40,9 @@ def library_versions() -> dict[str, str]:
         safetensors=safetensors.__version__,
         quantized_engine=torch.backends.quantized.engine,
     )
-    try:
-        import torchao
-
-        versions["torchao"] = torchao.__version__
-    except ImportError:
+    try:  # read from its metadata: importing torchao costs seconds (it loads dynamo)
+        versions["torchao"] = metadata.version("torchao")
+    except metadata.PackageNotFoundError:
         pass
     return versions
 

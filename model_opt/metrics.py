@@ -40,10 +40,10 @@ def chamfer_distance(
 def _filled_voxels(
     vertices: np.ndarray, faces: np.ndarray, origin: np.ndarray, pitch: float
 ) -> np.ndarray:
-    """The solid's voxels as unique rows of integer indices on the grid at `origin`."""
+    """The solid's voxels (surface + fill) as integer indices on the grid at `origin`."""
     mesh = trimesh.Trimesh(vertices=vertices, faces=faces, process=False)
     points = np.asarray(mesh.voxelized(pitch).fill().points)
-    return np.unique(np.round((points - origin) / pitch).astype(np.int64), axis=0)
+    return np.round((points - origin) / pitch).astype(np.int64)
 
 
 def volume_iou(
@@ -53,6 +53,13 @@ def volume_iou(
     origin = np.minimum(a[0].min(0), b[0].min(0))
     va = _filled_voxels(*a, origin, pitch)
     vb = _filled_voxels(*b, origin, pitch)
-    # each side's rows are unique: a row counted twice is in both
-    union, counts = np.unique(np.concatenate([va, vb]), axis=0, return_counts=True)
-    return float((counts == 2).sum() / len(union)) if len(union) else 1.0
+    if not len(va) and not len(vb):
+        return 1.0
+    # one integer per voxel: set operations on 1-D keys, not on rows (several times faster)
+    both = np.concatenate([va, vb])
+    low = both.min(0)
+    shape = tuple(both.max(0) - low + 1)
+    ka = np.unique(np.ravel_multi_index((va - low).T, shape))
+    kb = np.unique(np.ravel_multi_index((vb - low).T, shape))
+    shared = len(np.intersect1d(ka, kb, assume_unique=True))
+    return float(shared / (len(ka) + len(kb) - shared))

@@ -59,6 +59,10 @@ def drift(reference: dict[str, np.ndarray], outputs: dict[str, np.ndarray]) -> d
     for i in range(count):
         a = (reference[f"vertices_{i}"], reference[f"faces_{i}"])
         b = (outputs[f"vertices_{i}"], outputs[f"faces_{i}"])
+        if all(np.array_equal(x, y) for x, y in zip(a, b, strict=True)):
+            chamfers.append(0.0)  # the same mesh (fp32 itself, or a lossless variant)
+            ious.append(1.0)
+            continue
         chamfers.append(chamfer_distance(a, b))
         ious.append(volume_iou(a, b))
     return {

@@ -128,14 +128,35 @@ def test_cpu_per_request_counts_every_round_on_both_servers(tmp_path: Path) -> N
     assert path.name == "cpu_per_request_silhouette_c2_byoc.json"
     doc = json.loads(path.read_text())
     by_server = {row["server"]: row for row in doc["results"]}
-    assert set(by_server) == {"ours", "byoc"}
-    for row in by_server.values():
+    assert set(by_server) == {"ours", "byoc", "ceiling"}
+    for name in ("ours", "byoc"):
+        row = by_server[name]
         assert len(row["rounds"]) == 2 and all(r["requests"] == 6 for r in row["rounds"])
         # a silhouette request costs real CPU in the server's processes, and python's part
         # is in the split (ours adds nginx's)
         assert row["median"]["server_cpu_ms_per_request"] > 0
         assert all("python_user" in r["split_ms_per_request"] for r in row["rounds"])
     assert any("nginx_user" in r["split_ms_per_request"] for r in by_server["ours"]["rounds"])
+    # the in-process ceiling: a round after each pair, its children's CPU counted the same
+    # way, and each server's throughput and CPU put against it
+    ceiling = by_server["ceiling"]
+    assert doc["config"]["ceiling_processes"] == 1  # as many as the BYOC peer's workers
+    assert len(ceiling["rounds"]) == 2
+    for r in ceiling["rounds"]:
+        assert r["requests"] >= 1 and r["server_cpu_ms_per_request"] > 0
+        assert r["client_cpu_ms_per_request"] == 0.0
+    top = ceiling["median"]
+    for name in ("ours", "byoc"):
+        m, over = by_server[name]["median"], doc["summary"][name]
+        assert over["ceiling_ratio"] == pytest.approx(
+            m["throughput_per_s"] / top["throughput_per_s"], abs=1e-3
+        )
+        assert over["with_client_cpu_ms_over_ceiling"] == pytest.approx(
+            m["server_cpu_ms_per_request"]
+            + m["client_cpu_ms_per_request"]
+            - top["server_cpu_ms_per_request"],
+            abs=1e-3,
+        )
 
 
 @pytest.mark.slow

@@ -50,6 +50,26 @@ def artifact_vertices(artifact: Path) -> np.ndarray:
     return vertices(artifact)
 
 
+def test_a_manifest_records_library_versions_without_importing_torchao(tmp_path: Path) -> None:
+    """torchao's version comes from its metadata: importing it costs seconds, and
+    `gen3d sam3d prepare` and `gen3d package` write manifests with no use for it."""
+    import subprocess
+    import sys
+    from importlib import metadata
+
+    (tmp_path / "weights.bin").write_bytes(b"w")
+    code = (
+        "import json, sys; from pathlib import Path;"
+        "from gen3d.model_opt.manifest import write_manifest;"
+        f"m = write_manifest(Path({str(tmp_path)!r}), 'proxy', {{}});"
+        "print(json.dumps([m['libraries'], 'torchao' in sys.modules]))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    libraries, imported = json.loads(out.stdout)
+    assert libraries["torchao"] == metadata.version("torchao")
+    assert libraries["torch"] == torch.__version__ and not imported
+
+
 @pytest.mark.slow  # packs and re-runs the proxy model
 def test_tar_gz_round_trip(artifact: Path, artifact_vertices, tmp_path: Path, capsys) -> None:
     archive = tmp_path / "model.tar.gz"

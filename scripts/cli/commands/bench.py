@@ -255,7 +255,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "send each --requests JSON requests from --clients keep-alive connections per "
         "round, rounds alternating between them (the other paused); read every process's "
         "user and system CPU from /proc around each round (nginx and python split) and the "
-        "machine's idle share. CPU per request is steadier than throughput on a shared "
+        "machine's idle share. After each pair, the in-process ceiling (the same work in "
+        "one process per BYOC worker, no server, no client) runs as long, counted the same "
+        "way: the summary gives each server's throughput over it and the CPU per request "
+        "it spends beyond it. CPU per request is steadier than throughput on a shared "
         "machine. Writes OUT/<device>/cpu_per_request_<backend>_c<clients>_<peer>.json.",
     )
     _common(cpu, ("silhouette", "proxy"))
