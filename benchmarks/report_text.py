@@ -38,7 +38,12 @@ level in three (and, with `--repeats`, at a different level in each run), with
 the two not being measured paused (SIGSTOP, `--keep-idle-running` to leave them): idle,
 LitServe polls its queues and takes 13 % of a core from the server measured beside it
 (proxy tiny, 4 clients, 3 rounds each: ours / LitServe 0.86-0.92 with it idling beside
-ours, 1.00-1.23 with it paused). Each server's time at a level is cut into `--slices`
+ours, 1.00-1.23 with it paused). A fourth, the **in-process ceiling**
+(`gen3d.benchmarks.ceiling`), is measured in the same turns: as many processes as the
+BYOC peer has workers, each with its own model, doing one request's work (decode the JSON
+body, predict, encode the JSON answer: the BYOC handler's own code) back to back with no
+server at all; `ceiling_ratio` is ours over it, and `gen3d bench cpu` counts the CPU per
+request each server spends beyond it. Each server's time at a level is cut into `--slices`
 windows (default 4), taken in turn with the other servers' and in reverse order every
 other round (A B C, C B A, ...), and pooled: with nothing else running, the same fixed
 work on this machine's cores takes from 0.080 to 0.18 s, in spells of tens of seconds,
