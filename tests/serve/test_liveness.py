@@ -28,7 +28,7 @@ def test_a_stuck_model_thread_gets_the_worker_replaced(start_gen3d_server) -> No
             "PYTHONPATH": str(PLUGINS),
             "GEN3D_WARMUP": "0",
             "MODEL_SERVER_WORKERS": "1",
-            "MODEL_SERVER_TIMEOUT": "3",
+            "MODEL_SERVER_TIMEOUT": "2",
             "GEN3D_REQUEST_TIMEOUT_S": "1",
         }
     )
