@@ -69,6 +69,15 @@ def create_app(runtime: ModelRuntime) -> Flask:
     settings = runtime.settings
     service = InvocationService(runtime)
     behind_front = forwarded.behind_front()  # only our nginx's clock is trusted
+    # An early answer (415, 403, 503, ...) leaves the body unread; closing on unread data
+    # resets the connection, and nginx, still sending the body, then lost the answer (502).
+    # So every body the front lets through is drained: the request limit, or the try-it
+    # page's larger viewer upload.
+    drain_limit = settings.max_body_bytes
+    if settings.ui:
+        from gen3d.serve.ui.pages import VIEWABLE_MAX_BYTES
+
+        drain_limit = max(drain_limit, VIEWABLE_MAX_BYTES)
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
 
@@ -88,7 +97,7 @@ def create_app(runtime: ModelRuntime) -> Flask:
 
     @app.after_request
     def _finish(response: Response) -> Response:
-        request_body.drain_unread(request.environ, settings.max_body_bytes)
+        request_body.drain_unread(request.environ, drain_limit)
         response.headers["X-Request-Id"] = g.get("request_id", "")
         if CUSTOM_ATTRIBUTES in request.headers:
             response.headers[CUSTOM_ATTRIBUTES] = request.headers[CUSTOM_ATTRIBUTES]

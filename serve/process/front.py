@@ -101,6 +101,7 @@ def _error_pages(errors: dict[int, tuple[str, str]]) -> tuple[str, str]:
         f"""
         location = /_gen3d_error/{status} {{
             internal;
+            client_max_body_size 0;  # the request's own location already allowed its body
             default_type application/json;
             add_header X-Request-Id $request_id always;
             return {status} {_error_json(code, message)};
@@ -215,6 +216,7 @@ http {{
         }}{_ui_locations(settings)}
         location = /_gen3d_error/503 {{
             internal;
+            client_max_body_size 0;  # else a large viewer upload's error page became a 413
             default_type application/json;
             add_header X-Request-Id $request_id always;
             add_header Retry-After 1 always;
