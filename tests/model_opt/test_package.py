@@ -50,6 +50,7 @@ def artifact_vertices(artifact: Path) -> np.ndarray:
     return vertices(artifact)
 
 
+@pytest.mark.slow  # a fresh interpreter that imports torch
 def test_a_manifest_records_library_versions_without_importing_torchao(tmp_path: Path) -> None:
     """torchao's version comes from its metadata: importing it costs seconds, and
     `gen3d sam3d prepare` and `gen3d package` write manifests with no use for it."""

@@ -294,29 +294,21 @@ def test_gen3d_serve_serves_the_pages_unless_told_not_to(tmp_path, flags, page_s
 
 
 def test_docs_without_the_slash_redirects_to_the_same_host_and_port_through_the_front(
-    tmp_path,
+    ui_server,
 ) -> None:
     """`/docs` answers 308 to `/docs/`; behind nginx that Location must keep the port the
     client used, or the browser is sent to port 80 (`Host $host` dropped it)."""
-    from gen3d.serve.local_server import start_server
     from gen3d.serve.process.front import nginx_binary
 
     if nginx_binary() is None:
         pytest.skip("needs nginx (make front)")
-    server = start_server(
-        env={"GEN3D_UI": "1", "GEN3D_FRONT": "nginx"}, log_path=tmp_path / "server.log"
-    )
-    try:
-        server.wait_ready(60)
-        first = requests.get(server.url + "/docs", allow_redirects=False, timeout=10)
-        assert first.status_code in (301, 302, 307, 308), first.text
-        assert first.headers["Server"].startswith("nginx")  # answered through the front
-        location = requests.compat.urljoin(server.url + "/docs", first.headers["Location"])
-        assert location == server.url + "/docs/"
-        followed = requests.get(server.url + "/docs", timeout=10)
-        assert followed.status_code == 200 and "SwaggerUIBundle" in followed.text
-    finally:
-        server.stop(timeout_s=10)
+    first = requests.get(ui_server.url + "/docs", allow_redirects=False, timeout=10)
+    assert first.status_code in (301, 302, 307, 308), first.text
+    assert first.headers["Server"].startswith("nginx")  # answered through the front
+    location = requests.compat.urljoin(ui_server.url + "/docs", first.headers["Location"])
+    assert location == ui_server.url + "/docs/"
+    followed = requests.get(ui_server.url + "/docs", timeout=10)
+    assert followed.status_code == 200 and "SwaggerUIBundle" in followed.text
 
 
 def test_the_viewer_is_committed_pinned_by_digest_with_its_licence() -> None:
