@@ -22,8 +22,7 @@ from gen3d.serve.model.capacity import CapacityPlan
 from gen3d.serve.settings import Settings
 
 NGINX = "nginx"
-# Each proxied request holds two descriptors (client and upstream) in nginx's worker.
-FDS_PER_CONNECTION = 2
+FDS_PER_CONNECTION = 2  # a proxied request holds two in nginx's worker: client, upstream
 FD_RESERVE = 64  # log, listen, temp files
 
 
@@ -93,9 +92,8 @@ def _ui_locations(settings: Settings) -> str:
 
 
 def _error_pages(errors: dict[int, tuple[str, str]]) -> tuple[str, str]:
-    """nginx's `error_page` lines and their internal locations, one per status. URI
-    locations, not named ones (@x): a named one fails for a request whose URI nginx could
-    not parse, and nginx then sends its own HTML 500."""
+    """nginx's `error_page` lines and internal URI locations, one per status (a named @x
+    fails for a request whose URI nginx could not parse: nginx then sends its HTML 500)."""
     pages = "".join(f"\n        error_page {st} ={st} /_gen3d_error/{st};" for st in errors)
     locations = "".join(
         f"""
