@@ -164,7 +164,6 @@ def ceiling_round(ceiling: InProcessCeiling, seconds: float) -> dict[str, Any]:
         "wall_s": round(window.end - window.start, 3),
         "throughput_per_s": round(count / (window.end - window.start), 3),
         "server_cpu_ms_per_request": round(1000 * used / count, 3),
-        "split_ms_per_request": {"python": round(1000 * used / count, 3)},
         "client_cpu_ms_per_request": 0.0,
         "idle_fraction": round((idle_after - idle_before) / wall / (os.cpu_count() or 1), 4),
     }
@@ -210,11 +209,11 @@ def run_cpu_per_request_suite(
     settings = config.settings(model_dir, max_queue=max(64, 2 * config.clients))
     body = payloads.json_body()
     rounds: dict[str, list[dict[str, Any]]] = {"ours": [], config.peer: [], CEILING: []}
-    recorder.config["ceiling_processes"] = byoc_workers(config)
+    processes = recorder.config["ceiling_processes"] = byoc_workers(config)
     with tempfile.TemporaryDirectory(prefix="gen3d-cpu-per-request-") as tmp:
         servers = start_servers(config, model_dir, server_env(settings), Path(tmp), (config.peer,))
         ceiling = InProcessCeiling(
-            byoc_env(config, model_dir), byoc_workers(config), Path(tmp) / "ceiling.log"
+            byoc_env(config, model_dir), processes, Path(tmp) / "ceiling.log"
         )
         try:
             ceiling.wait_ready(config.ready_timeout_s)
