@@ -2,6 +2,6 @@
 
 import sys
 
-from gen3d.cli.main import main
+from gen3d.cli.main import run
 
-sys.exit(main())
+sys.exit(run())

@@ -8,6 +8,7 @@ Modules are discovered, so adding a command touches no shared file.
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib
 import pkgutil
 import sys
@@ -42,5 +43,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def run() -> int:
+    """The console command (and `python -m gen3d.cli`): main(), then a process exit with no
+    full collection over what it imported (torch's took 0.3 s of every command's exit)."""
+    code = main()
+    gc.freeze()
+    return code
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run())
