@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import platform
+import sys
 import time
 from collections.abc import Iterable
 from importlib import metadata
@@ -29,21 +30,16 @@ def file_entries(model_dir: Path, names: Iterable[str]) -> dict[str, dict[str, A
 
 
 def library_versions() -> dict[str, str]:
+    """What built the artifact, from package metadata: importing torch only to ask cost
+    `gen3d sam3d prepare` a second, and importing torchao loads dynamo (seconds)."""
     versions = {"python": platform.python_version()}
-    try:  # torch is an extra: `gen3d sam3d prepare` writes manifests without it
-        import safetensors
-        import torch
-    except ImportError:
-        return versions
-    versions.update(
-        torch=torch.__version__,
-        safetensors=safetensors.__version__,
-        quantized_engine=torch.backends.quantized.engine,
-    )
-    try:  # read from its metadata: importing torchao costs seconds (it loads dynamo)
-        versions["torchao"] = metadata.version("torchao")
-    except metadata.PackageNotFoundError:
-        pass
+    for name in ("torch", "safetensors", "torchao"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:  # extras: prepare writes manifests without
+            pass
+    if (torch := sys.modules.get("torch")) is not None:  # what built a quantized model
+        versions["quantized_engine"] = torch.backends.quantized.engine
     return versions
 
 
