@@ -38,8 +38,9 @@ def library_versions() -> dict[str, str]:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:  # extras: prepare writes manifests without
             pass
-    if (torch := sys.modules.get("torch")) is not None:  # what built a quantized model
-        versions["quantized_engine"] = torch.backends.quantized.engine
+    # torch built this model: its own version string is what a compile cache is matched on
+    if (torch := sys.modules.get("torch")) is not None:
+        versions.update(torch=torch.__version__, quantized_engine=torch.backends.quantized.engine)
     return versions
 
 
